@@ -1,0 +1,135 @@
+"""A fixed pool of Ray actors that streams a stage's pending partitions through one model load each.
+
+Model start-up is slow, so the pool is fixed-size and each actor keeps two partitions in flight
+(one running, one queued) to hide the round trip. An actor that dies is replaced and its
+partitions are retried; a partition that fails more than ``max_retries`` times is recorded as
+failed and the rest of the stage goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from . import progress
+from .run import RunRef
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    num_actors: int = 1
+    num_cpus: float = 1
+    num_gpus: float = 0
+    max_retries: int = 2
+    runtime_env: dict = field(default_factory=dict)
+
+
+class PartitionWorker:
+    """Holds one stage processor (and its model); processes one partition per call."""
+
+    def __init__(self, stage: str, ref: dict, settings: dict, threads: int = 1):
+        try:
+            import torch
+
+            torch.set_num_threads(max(1, threads))
+        except ImportError:  # a backend environment without torch
+            pass
+        from .stages.registry import make_processor
+
+        self.ref = RunRef(**ref)
+        self.store = self.ref.store()
+        self.processor = make_processor(stage, settings)
+
+    def process(self, job: dict) -> dict:
+        return self.processor(self.store, job)
+
+    def info(self) -> dict:
+        return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+@dataclass
+class PoolResult:
+    records: dict[str, dict] = field(default_factory=dict)  # output -> commit record
+    failures: dict[str, str] = field(default_factory=dict)  # output -> last error
+    actor_restarts: int = 0
+
+
+def run_pool(stage: str, ref: RunRef, settings: dict, jobs: list[dict], spec: PoolSpec) -> PoolResult:
+    """Process ``jobs`` (each with an ``output`` key) on a pool of actors; failures are recorded."""
+    import ray
+
+    result = PoolResult()
+    if not jobs:
+        return result
+    store = ref.store()
+    worker_cls = ray.remote(PartitionWorker).options(
+        num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_restarts=0,
+        runtime_env=spec.runtime_env or None,
+    )
+    threads = max(1, int(spec.num_cpus))
+
+    def new_actor():
+        return worker_cls.remote(stage, ref.as_dict(), settings, threads)
+
+    actors = [new_actor() for _ in range(min(spec.num_actors, len(jobs)))]
+    load: Counter = Counter()
+    queue = deque(jobs)
+    attempts: Counter = Counter()
+    in_flight: dict = {}
+    replacements_left = max(1, spec.num_actors) * (spec.max_retries + 1)
+
+    def fill() -> None:
+        for actor in actors:
+            while queue and load[actor] < 2:
+                job = queue.popleft()
+                in_flight[actor.process.remote(job)] = (actor, job)
+                load[actor] += 1
+
+    def give_up(job: dict, error: str) -> None:
+        result.failures[job["output"]] = error
+        store.fail(stage, job["output"], error, {"inputs": job.get("inputs", []), "attempts": attempts[job["output"]]})
+
+    fill()
+    total = len(jobs)
+    while in_flight:
+        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        actor, job = in_flight.pop(ready[0])
+        load[actor] -= 1
+        try:
+            result.records[job["output"]] = ray.get(ready[0])
+        except ray.exceptions.RayActorError as exc:
+            error = f"actor died: {_one_line(exc)}"
+            if actor in actors:  # first failure seen from this actor: replace it
+                actors.remove(actor)
+                ray.kill(actor, no_restart=True)
+                if replacements_left > 0:
+                    replacements_left -= 1
+                    result.actor_restarts += 1
+                    actors.append(new_actor())
+            _retry_or_fail(job, error, attempts, spec.max_retries, queue, give_up)
+        except ray.exceptions.RayTaskError as exc:
+            _retry_or_fail(job, _one_line(exc.cause if exc.cause else exc), attempts, spec.max_retries, queue, give_up)
+        if not actors:  # no actor can be started any more: fail what is left
+            for job in list(queue):
+                give_up(job, "no live actor left after repeated actor deaths")
+            queue.clear()
+        fill()
+        progress.report(stage, len(result.records) + len(result.failures), total)
+    for actor in actors:
+        ray.kill(actor, no_restart=True)
+    return result
+
+
+def _retry_or_fail(job, error, attempts, max_retries, queue, give_up) -> None:
+    attempts[job["output"]] += 1
+    if attempts[job["output"]] <= max_retries:
+        queue.appendleft(job)
+    else:
+        give_up(job, error)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:500]}"

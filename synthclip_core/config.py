@@ -1,0 +1,153 @@
+"""Run configuration as data: pydantic models with a description on every field.
+
+Presets live in ``configs/*.yaml``. Unknown keys and invalid values fail at load time with a
+message naming the file and the field, before any work starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConceptsConfig(_Section):
+    source: str = Field(
+        "builtin:imagenet-1k",
+        description="Concept bank: 'builtin:imagenet-1k' or an fsspec URI of a .txt/.json/.csv/.parquet file.",
+    )
+    column: str | None = Field(None, description="Column holding the concepts in a CSV or Parquet bank.")
+    limit: int | None = Field(None, ge=1, description="Keep a deterministic sample of this many concepts (None: all).")
+    per_partition: int = Field(1000, ge=1, description="Concepts per partition; one partition is one unit of caption work.")
+
+
+class CaptionsConfig(_Section):
+    backend: Literal["transformers", "vllm"] = Field("transformers", description="Caption backend by name.")
+    model: str = Field(..., description="Model name on the hub, a local path, or 'tiny/llm' for the built-in tiny model.")
+    revision: str | None = Field(None, description="Model revision (hub commit or tag); recorded in the lineage.")
+    template: str = Field("synthclip", description="Prompt template name (see synthclip_core.prompts).")
+    per_concept: int = Field(1, ge=1, description="Captions written per concept, each with its own seed.")
+    temperature: float = Field(0.7, ge=0, description="Sampling temperature (paper: 0.7).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass (paper: 0.95).")
+    presence_penalty: float = Field(1.0, description="OpenAI-style presence penalty on generated tokens (paper: 1.0).")
+    frequency_penalty: float = Field(1.0, description="OpenAI-style frequency penalty on generated tokens (paper: 1.0).")
+    max_tokens: int = Field(48, ge=1, description="Upper bound on generated tokens per caption.")
+    num_actors: int = Field(1, ge=1, description="Ray actors in the caption pool (each loads the model once).")
+    num_gpus: float = Field(0, ge=0, description="GPUs per actor (0 on CPU; a fraction packs small models).")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weights dtype; auto is fp16 on GPU, fp32 on CPU.")
+
+    def sampling(self) -> dict[str, float]:
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+            "max_tokens": self.max_tokens,
+        }
+
+
+class BalanceConfig(_Section):
+    threshold: int = Field(..., ge=1, description="MetaCLIP's t: the cap on captions kept per concept.")
+    case_sensitive: bool = Field(True, description="Match concepts case-sensitively, as MetaCLIP does.")
+    per_partition: int = Field(5000, ge=1, description="Balanced captions per output partition.")
+    eval_fraction: float = Field(0.05, ge=0, lt=1, description="Share of samples held out for evaluation (by hash of the sample id).")
+
+
+class RenderConfig(_Section):
+    backend: Literal["diffusers"] = Field("diffusers", description="Render backend by name.")
+    model: str = Field(..., description="Diffusers pipeline on the hub, a local path, or 'tiny/sd'.")
+    revision: str | None = Field(None, description="Model revision; recorded in the lineage.")
+    scheduler: Literal["ddim", "pndm", "euler"] = Field("ddim", description="Sampler (paper: DDIM).")
+    steps: int = Field(50, ge=1, description="Denoising steps (paper: 50).")
+    guidance_scale: float = Field(2.0, ge=0, description="Classifier-free guidance scale (paper: 2.0).")
+    eta: float = Field(0.0, ge=0, description="DDIM eta (paper: 0).")
+    height: int = Field(512, ge=8, description="Rendered image height in pixels.")
+    width: int = Field(512, ge=8, description="Rendered image width in pixels.")
+    stored_size: int = Field(256, ge=8, description="Side of the stored JPEG (resized from the rendered image).")
+    jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of stored images.")
+    images_per_caption: int = Field(1, ge=1, description="Images rendered per balanced caption.")
+    batch_size: int = Field(8, ge=1, description="Prompts rendered per forward pass.")
+    num_actors: int = Field(1, ge=1, description="Ray actors in the render pool.")
+    num_gpus: float = Field(0, ge=0, description="GPUs per actor.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weights dtype; auto is fp16 on GPU, fp32 on CPU.")
+    captions_per_partition: int = Field(256, ge=1, description="Balanced captions per render partition.")
+
+
+class ExportConfig(_Section):
+    samples_per_shard: int = Field(10000, ge=1, description="Samples per webdataset tar shard.")
+
+
+class TrainConfig(_Section):
+    model: str = Field(..., description="open_clip architecture name (e.g. ViT-B-16, SynthCLIP-Tiny).")
+    epochs: int = Field(..., ge=1, description="Training epochs.")
+    global_batch_size: int = Field(..., ge=1, description="Batch size summed over all workers.")
+    lr: float = Field(5e-4, gt=0, description="Peak learning rate.")
+    min_lr: float = Field(1e-5, ge=0, description="Learning rate at the end of the cosine decay.")
+    weight_decay: float = Field(0.5, ge=0, description="AdamW weight decay (not applied to gains, biases, logit scale).")
+    beta1: float = Field(0.9, description="AdamW beta1.")
+    beta2: float = Field(0.98, description="AdamW beta2.")
+    eps: float = Field(1e-6, description="AdamW epsilon.")
+    warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel ranks).")
+    use_gpu: bool = Field(False, description="Train on GPUs (NCCL) instead of CPUs (gloo).")
+    cpus_per_worker: float = Field(1, gt=0, description="CPUs reserved per training worker.")
+    precision: Literal["fp32", "amp_bf16", "amp_fp16"] = Field("fp32", description="Numeric precision.")
+
+
+class EvalConfig(_Section):
+    templates: Literal["openai", "simple"] = Field("simple", description="Zero-shot prompt templates shipped by open_clip.")
+    batch_size: int = Field(64, ge=1, description="Evaluation batch size.")
+
+
+class RunConfig(_Section):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Preset name; the default run id starts with it.")
+    seed: int = Field(0, ge=0, description="The run seed: every id, seed and sampling draw derives from it and the content.")
+    root: str = Field("runs", description="Default storage root (any fsspec URI); --root overrides it.")
+    concepts: ConceptsConfig = Field(default_factory=ConceptsConfig, description="Concept bank.")
+    captions: CaptionsConfig = Field(..., description="Caption generation.")
+    balance: BalanceConfig = Field(..., description="MetaCLIP-style balancing.")
+    render: RenderConfig = Field(..., description="Text-to-image rendering.")
+    export: ExportConfig = Field(default_factory=ExportConfig, description="Webdataset export.")
+    train: TrainConfig = Field(..., description="CLIP training.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
+
+    @field_validator("root")
+    @classmethod
+    def _root_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML preset; any problem is a ConfigError naming the file and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    return config_from_dict(data, source=str(path))
+
+
+def config_from_dict(data: Any, source: str = "<config>") -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "<top>"
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{where}: {msg}")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None

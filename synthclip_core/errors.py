@@ -1,0 +1,21 @@
+"""Errors a user can fix, reported in one line instead of a traceback."""
+
+
+class UserError(Exception):
+    """A problem in the user's config, inputs or environment, with a message that names it."""
+
+
+class ConfigError(UserError):
+    """The run configuration is invalid."""
+
+
+class StorageError(UserError):
+    """The storage root cannot be reached or written."""
+
+
+class ConceptBankError(UserError):
+    """The concept bank cannot be read or is malformed."""
+
+
+class RunStateError(UserError):
+    """The run on disk does not fit the request (unknown run, changed fingerprint, ...)."""

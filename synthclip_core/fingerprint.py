@@ -1,0 +1,76 @@
+"""Stage fingerprints: what changes a stage's output, and nothing else.
+
+A fingerprint covers the stage's settings that matter, the model's identity (name and revision,
+or a content hash for a local model), the stage's code version and the fingerprint of the stage
+it reads (which pins its inputs, since every output is a deterministic function of them). It never
+covers the run id, root, paths, worker or batch counts, device or credentials, so the same config
+gives the same fingerprints, and the same rows, on any hardware and under any run id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from .config import RunConfig
+from .tiny_models import resolve_model
+
+# Bump a stage's version when its code changes what it writes.
+STAGE_VERSIONS = {
+    "concepts": 1, "captions": 1, "balanced": 1, "images": 1, "shards": 1, "train": 1, "eval": 1,
+}
+STAGES = tuple(STAGE_VERSIONS)
+
+
+def _hash(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=32)
+def _dir_digest(path: str, mtime_key: tuple) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file() and p.name != "BUILT"):
+        digest.update(str(file.relative_to(path)).encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def model_identity(name: str, revision: str | None) -> dict:
+    """Name and revision for hub models; a content hash of the files for local directories."""
+    resolved = resolve_model(name)
+    if os.path.isdir(resolved):
+        files = sorted(Path(resolved).rglob("*"))
+        key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.is_file())
+        return {"name": name, "content_sha256": _dir_digest(resolved, key)}
+    return {"name": name, "revision": revision or "main"}
+
+
+def stage_fingerprints(cfg: RunConfig) -> dict[str, str]:
+    c, b, r, t = cfg.captions, cfg.balance, cfg.render, cfg.train
+    parts = {
+        "concepts": {**cfg.concepts.model_dump(), "seed": cfg.seed},
+        "captions": {
+            **c.model_dump(exclude={"num_actors", "num_gpus", "model", "revision"}),
+            "model": model_identity(c.model, c.revision),
+        },
+        "balanced": b.model_dump(),
+        "images": {
+            **r.model_dump(exclude={"num_actors", "num_gpus", "batch_size", "model", "revision"}),
+            "model": model_identity(r.model, r.revision),
+        },
+        "shards": cfg.export.model_dump(),
+        "train": t.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker"}),
+        "eval": cfg.eval.model_dump(exclude={"batch_size"}),
+    }
+    fingerprints: dict[str, str] = {}
+    upstream = ""
+    for stage in STAGES:
+        upstream = _hash({"stage": stage, "version": STAGE_VERSIONS[stage], "seed": cfg.seed,
+                          "settings": parts[stage], "upstream": upstream})
+        fingerprints[stage] = upstream
+    return fingerprints

@@ -1,0 +1,75 @@
+"""Caption prompt templates: named, versioned, extensible.
+
+A template's name and version enter the caption ids and the caption stage's fingerprint, so
+changing the wording of a template means bumping its version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    version: int
+    text: str  # must contain "{concept}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+    def render(self, concept: str) -> str:
+        return self.text.replace("{concept}", concept)
+
+    def messages(self, concept: str) -> list[dict[str, str]]:
+        """The chat messages sent through the model's own chat template."""
+        return [{"role": "user", "content": self.render(concept)}]
+
+
+# The SynthCLIP paper's instruction (arXiv 2402.01832, caption generation): a single caption of
+# at most 15 words that includes and visually describes a scene around the concept.
+SYNTHCLIP = PromptTemplate(
+    name="synthclip",
+    version=1,
+    text=(
+        "Your task is to write me an image caption that includes and visually describes a scene "
+        "around a concept. Your concept is {concept}. Output one single grammatically correct "
+        "caption that is no longer than 15 words. Do not output any notes, word counts, facts, "
+        "etc. Output one single sentence only."
+    ),
+)
+
+_TEMPLATES: dict[str, PromptTemplate] = {SYNTHCLIP.name: SYNTHCLIP}
+
+
+def register_template(template: PromptTemplate) -> None:
+    """Add a user template; its text must mention ``{concept}`` exactly where the concept goes."""
+    if "{concept}" not in template.text:
+        raise ConfigError(f"prompt template {template.name!r} has no '{{concept}}' placeholder")
+    _TEMPLATES[template.name] = template
+
+
+def get_template(name: str) -> PromptTemplate:
+    try:
+        return _TEMPLATES[name]
+    except KeyError:
+        known = ", ".join(sorted(_TEMPLATES))
+        raise ConfigError(f"unknown prompt template {name!r} (known: {known})") from None
+
+
+def clean_caption(text: str) -> str:
+    """The caption an LLM answer holds: its first non-empty line, unquoted, whitespace collapsed.
+
+    Returns "" when nothing usable is left; the caption stage counts and drops those.
+    """
+    for line in text.strip().splitlines():
+        line = " ".join(line.split())
+        if line.lower().startswith("caption:"):
+            line = line[len("caption:") :].strip()
+        line = line.strip("\"'“”‘’ ")
+        if line:
+            return line
+    return ""

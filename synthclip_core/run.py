@@ -1,0 +1,108 @@
+"""A run: its id, its storage root, its resolved config and fingerprints (``run.json``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .config import RunConfig, config_from_dict
+from .errors import RunStateError
+from .fingerprint import STAGE_VERSIONS, stage_fingerprints
+from .store import RunStore
+
+DEFAULT_ROOT_ENV = "SYNTHCLIP_ROOT"
+
+
+def default_root() -> str:
+    return os.environ.get(DEFAULT_ROOT_ENV, "runs")
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """Where a run lives; plain data, so it crosses process and actor boundaries."""
+
+    root: str
+    run_id: str
+    storage_options: dict = field(default_factory=dict)
+
+    def store(self) -> RunStore:
+        return RunStore(self.root, self.run_id, self.storage_options)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Run:
+    ref: RunRef
+    config: RunConfig
+    fingerprints: dict[str, str]
+
+    @property
+    def store(self) -> RunStore:
+        return self.ref.store()
+
+
+def code_version() -> dict:
+    version = {"synthclip": __version__, "stages": STAGE_VERSIONS}
+    try:
+        repo = Path(__file__).resolve().parent.parent
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5)
+        if commit.returncode == 0:
+            version["git"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return version
+
+
+def default_run_id(cfg: RunConfig) -> str:
+    return f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+def create_or_open(cfg: RunConfig, ref: RunRef, new_run: bool = False) -> Run:
+    """Start a run, or continue it when ``run.json`` exists with the same fingerprints."""
+    fingerprints = stage_fingerprints(cfg)
+    store = ref.store()
+    if store.committed("run").get("run"):
+        existing = load_run(ref)
+        if existing.fingerprints != fingerprints:
+            changed = [s for s in fingerprints if existing.fingerprints.get(s) != fingerprints[s]]
+            hint = "start a new run (--run-id NEW) instead" if not new_run else "choose another run id"
+            raise RunStateError(
+                f"run {ref.run_id} under {ref.root} was made with another config or code "
+                f"(stages changed: {', '.join(changed)}); {hint}"
+            )
+        return existing
+    doc = {
+        "run_id": ref.run_id,
+        "config": cfg.model_dump(mode="json"),
+        "fingerprints": fingerprints,
+        "code_version": code_version(),
+        "created_at": time.time(),
+    }
+    store.commit("run", "run.json", json.dumps(doc, indent=1, sort_keys=True).encode())
+    return Run(ref, cfg, fingerprints)
+
+
+def load_run(ref: RunRef, verify: bool = False) -> Run:
+    """Open a run from its ``run.json``; with ``verify``, refuse if the code changed its fingerprints."""
+    store = ref.store()
+    if "run.json" not in store.committed("run").get("run", set()):
+        raise RunStateError(f"no run {ref.run_id!r} under {ref.root}")
+    doc = json.loads(store.read_bytes("run", "run.json"))
+    cfg = config_from_dict(doc["config"], source=f"{ref.run_id}/run/run.json")
+    run = Run(ref, cfg, doc["fingerprints"])
+    if verify:
+        current = stage_fingerprints(cfg)
+        changed = [s for s in current if current[s] != run.fingerprints.get(s)]
+        if changed:
+            raise RunStateError(
+                f"run {ref.run_id}: the code or models changed since it started (stages: "
+                f"{', '.join(changed)}); resuming would mix outputs, start a new run instead"
+            )
+    return run

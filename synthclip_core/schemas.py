@@ -1,0 +1,80 @@
+"""Each stage's Parquet schema, declared once, versioned in the file metadata, checked on read."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import RunStateError
+
+_KEY = b"synthclip.schema"
+
+SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
+    "concepts": (1, pa.schema([
+        ("concept_id", pa.string()),
+        ("concept", pa.string()),
+        ("bank_index", pa.int64()),  # position in the normalised bank, for stable order
+    ])),
+    "captions": (1, pa.schema([
+        ("caption_id", pa.string()),
+        ("concept_id", pa.string()),
+        ("concept", pa.string()),
+        ("template", pa.string()),
+        ("index", pa.int32()),
+        ("seed", pa.int64()),
+        ("raw", pa.string()),  # the model's whole answer, kept for audits
+        ("caption", pa.string()),  # "" when nothing usable was left (dropped by balancing)
+    ])),
+    "balanced": (1, pa.schema([
+        ("caption_id", pa.string()),
+        ("concept_id", pa.string()),  # the concept the caption was written for
+        ("caption", pa.string()),
+        ("matched_concept_ids", pa.list_(pa.string())),
+        ("split", pa.string()),  # "train" or "eval", fixed here, before export
+    ])),
+    "balance_stats": (1, pa.schema([
+        ("concept_id", pa.string()),
+        ("concept", pa.string()),
+        ("count_before", pa.int64()),
+        ("count_after", pa.int64()),
+        ("keep_probability", pa.float64()),
+    ])),
+    "images": (1, pa.schema([
+        ("image_id", pa.string()),
+        ("caption_id", pa.string()),
+        ("concept_id", pa.string()),
+        ("caption", pa.string()),
+        ("matched_concept_ids", pa.list_(pa.string())),
+        ("split", pa.string()),
+        ("index", pa.int32()),
+        ("seed", pa.int64()),
+        ("jpg", pa.binary()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("sha256", pa.string()),
+    ])),
+}
+
+
+def empty_table(kind: str) -> pa.Table:
+    return SCHEMAS[kind][1].empty_table()
+
+
+def to_parquet_bytes(table: pa.Table, kind: str) -> bytes:
+    """Serialise ``table`` under the declared schema of ``kind`` (columns cast, order enforced)."""
+    version, schema = SCHEMAS[kind]
+    table = table.select(schema.names).cast(schema)
+    table = table.replace_schema_metadata({_KEY: f"{kind}/{version}".encode()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def from_parquet_bytes(data: bytes, kind: str, where: str = "") -> pa.Table:
+    """Read a Parquet file written by :func:`to_parquet_bytes`, refusing any other schema."""
+    version, schema = SCHEMAS[kind]
+    table = pq.read_table(pa.BufferReader(data))
+    found = (table.schema.metadata or {}).get(_KEY, b"").decode()
+    if found != f"{kind}/{version}":
+        raise RunStateError(f"{where or kind}: schema {found or 'unknown'!r}, expected '{kind}/{version}'")
+    return table.replace_schema_metadata(None)

@@ -1,0 +1,44 @@
+"""Concepts: the bank, normalised and identified, cut into partitions of caption work."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ..concepts import load_bank
+from ..run import Run
+from ..schemas import to_parquet_bytes
+from .common import StageSummary, lineage, part_name, stage_outputs_done
+
+MANIFEST = "manifest.json"
+
+
+def run_concepts(run: Run) -> StageSummary:
+    store, cfg = run.store, run.config.concepts
+    summary = StageSummary("concepts")
+    done = stage_outputs_done(store, "concepts", MANIFEST)
+    if done is not None:
+        summary.total = summary.skipped = len(done)
+        return summary
+    started = time.time()
+    bank = load_bank(cfg.source, cfg.column, cfg.limit, run.config.seed)
+    table = bank.table()
+    committed = store.committed("concepts").get("concepts", set())
+    outputs = []
+    for index, start in enumerate(range(0, table.num_rows, cfg.per_partition)):
+        name = part_name(index)
+        outputs.append(name)
+        if name in committed:
+            summary.skipped += 1
+            continue
+        part = table.slice(start, cfg.per_partition)
+        store.commit("concepts", name, to_parquet_bytes(part, "concepts"),
+                     lineage(run.fingerprints["concepts"], [], started, part.num_rows,
+                             source=cfg.source))
+        summary.computed += 1
+    manifest = {"outputs": outputs, "concepts": table.num_rows, "dropped": bank.dropped, "source": cfg.source}
+    store.commit("concepts", MANIFEST, json.dumps(manifest, indent=1).encode(),
+                 lineage(run.fingerprints["concepts"], [], started, table.num_rows, outputs=outputs,
+                         dropped=bank.dropped))
+    summary.total, summary.rows, summary.notes = len(outputs), table.num_rows, {"dropped": bank.dropped}
+    return summary

@@ -1,0 +1,85 @@
+"""Images: a diffusion model renders ``images_per_caption`` images for every balanced caption.
+
+Partition ``images/part-i`` is made from ``balanced/part-i``. An image's seed comes from
+(run seed, caption id, index), its id from (caption id, index, run seed); every image is rendered
+from its own generator, so batching and resumption never change pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pyarrow as pa
+
+from ..fingerprint import model_identity
+from ..ids import derive_seed, image_id
+from ..renderers import create_render_backend
+from ..run import Run
+from ..schemas import to_parquet_bytes
+from ..store import RunStore
+from ..tiny_models import resolve_model
+from .balance import STATS as BALANCE_STATS
+from .common import input_ref, lineage, read_table, require_done, worker_info
+
+
+def plan_images(run: Run) -> tuple[list[dict], int]:
+    store = run.store
+    inputs = require_done(run, "balanced", BALANCE_STATS)
+    committed = store.committed("images").get("images", set())
+    pending = [o for o in inputs if o not in committed]
+    records = store.records("balanced", pending)
+    jobs = [
+        {"output": o, "inputs": [input_ref(store, "balanced", o, records[o])],
+         "fingerprint": run.fingerprints["images"]}
+        for o in pending
+    ]
+    return jobs, len(inputs)
+
+
+def render_settings(run: Run) -> dict:
+    r = run.config.render
+    return {
+        "backend": r.backend, "model": r.model, "revision": r.revision, "dtype": r.dtype,
+        "scheduler": r.scheduler, "batch_size": r.batch_size, "images_per_caption": r.images_per_caption,
+        "sampler": {"steps": r.steps, "guidance_scale": r.guidance_scale, "eta": r.eta,
+                    "height": r.height, "width": r.width, "stored_size": r.stored_size,
+                    "jpeg_quality": r.jpeg_quality},
+        "seed": run.config.seed, "model_identity": model_identity(r.model, r.revision),
+    }
+
+
+class RenderProcessor:
+    """Runs inside a render actor: loads the pipeline once, renders one partition per call."""
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+        self.backend = create_render_backend(
+            settings["backend"], model=resolve_model(settings["model"]), revision=settings["revision"],
+            scheduler=settings["scheduler"], dtype=settings["dtype"],
+        )
+
+    def __call__(self, store: RunStore, job: dict) -> dict:
+        started = time.time()
+        s = self.settings
+        captions = read_table(store, "balanced", job["inputs"][0]["output"]).to_pylist()
+        rows = []
+        for caption in captions:
+            for index in range(s["images_per_caption"]):
+                seed = derive_seed(s["seed"], caption["caption_id"], index)
+                rows.append({**caption, "index": index, "seed": seed,
+                             "image_id": image_id(caption["caption_id"], index, s["seed"])})
+        size = s["sampler"]["stored_size"]
+        for start in range(0, len(rows), s["batch_size"]):
+            batch = rows[start:start + s["batch_size"]]
+            images = self.backend.render([r["caption"] for r in batch], [r["seed"] for r in batch], s["sampler"])
+            for row, jpg in zip(batch, images, strict=True):
+                row.update(jpg=jpg, width=size, height=size, sha256=hashlib.sha256(jpg).hexdigest())
+        seconds = time.time() - started
+        return store.commit("images", job["output"], to_parquet_bytes(pa.Table.from_pylist(rows), "images"), lineage(
+            job["fingerprint"], job["inputs"], started, len(rows),
+            model=s["model_identity"], scheduler=s["scheduler"], sampler=s["sampler"],
+            seeds={"run_seed": s["seed"], "rule": "derive_seed(run_seed, caption_id, index)"},
+            throughput={"images_per_s": round(len(rows) / max(seconds, 1e-9), 3)},
+            worker=worker_info(getattr(self.backend, "device", "cpu")),
+        ))

@@ -1,0 +1,29 @@
+"""One entry point per stage name, in pipeline order."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..run import Run
+from .balance import run_balance
+from .common import StageSummary
+from .concepts import run_concepts
+from .evaluate import run_eval
+from .model_stage import run_model_stage
+from .shards import run_export
+from .train import run_train
+
+STAGE_RUNNERS: dict[str, Callable[[Run], StageSummary]] = {
+    "concepts": run_concepts,
+    "captions": lambda run: run_model_stage(run, "captions"),
+    "balanced": run_balance,
+    "images": lambda run: run_model_stage(run, "images"),
+    "shards": run_export,
+    "train": run_train,
+    "eval": run_eval,
+}
+NEEDS_RAY = {"captions", "images", "train", "eval"}
+
+
+def run_stage(run: Run, stage: str) -> StageSummary:
+    return STAGE_RUNNERS[stage](run)

@@ -1,0 +1,98 @@
+"""Export: the training split regrouped into webdataset shards that open_clip's trainer reads.
+
+Each shard ``shards/NNNNN.tar`` holds ``{key}.jpg``, ``{key}.txt`` and ``{key}.json`` per sample
+(key = image id), then ``NNNNN_stats.json``; ``sizes.json`` (open_clip's sample counts) is written
+last and its commit record names every output. Samples are ordered by image partition and row,
+and tar headers carry a fixed mtime, so shards are byte-identical across runs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pyarrow.compute as pc
+import webdataset as wds
+
+from ..run import Run
+from .balance import STATS as BALANCE_STATS
+from .common import StageBlocked, StageSummary, input_ref, lineage, read_table, require_done, stage_outputs_done
+
+SIZES = "sizes.json"
+META_COLUMNS = ("image_id", "caption_id", "concept_id", "matched_concept_ids", "index", "seed", "width", "height", "sha256")
+
+
+def shard_name(index: int) -> str:
+    return f"{index:05d}.tar"
+
+
+def run_export(run: Run) -> StageSummary:
+    store, per_shard = run.store, run.config.export.samples_per_shard
+    summary = StageSummary("shards")
+    done = stage_outputs_done(store, "shards", SIZES)
+    if done is not None:
+        summary.total = summary.skipped = len(done)
+        return summary
+    image_parts = require_done(run, "balanced", BALANCE_STATS)
+    committed_images = store.committed("images").get("images", set())
+    missing = [o for o in image_parts if o not in committed_images]
+    if missing:
+        raise StageBlocked(f"{len(missing)} image partitions are not committed; resume the images stage first")
+    started = time.time()
+    records = store.records("images", image_parts)
+    inputs = [input_ref(store, "images", o, records[o]) for o in image_parts]
+    committed = store.committed("shards").get("shards", set())
+    sizes: dict[str, int] = {}
+    outputs: list[str] = []
+    buffer: list[dict] = []
+
+    def flush() -> None:
+        name = shard_name(len(sizes))
+        sizes[name] = len(buffer)
+        stats_name = name.replace(".tar", "_stats.json")
+        outputs.extend([name, stats_name])
+        if name in committed and stats_name in committed:
+            summary.skipped += 1
+        else:
+            base = lineage(run.fingerprints["shards"], inputs, started, len(buffer))
+            store.commit("shards", name, _tar_bytes(buffer), base)
+            stats = {"count": len(buffer), "successes": len(buffer), "failed_to_render": 0,
+                     "first_key": buffer[0]["image_id"], "last_key": buffer[-1]["image_id"]}
+            store.commit("shards", stats_name, json.dumps(stats, indent=1).encode(), base)
+            summary.computed += 1
+        buffer.clear()
+
+    for part in image_parts:
+        table = read_table(store, "images", part)
+        for row in table.filter(pc.equal(table["split"], "train")).to_pylist():
+            buffer.append(row)
+            if len(buffer) == per_shard:
+                flush()
+    if buffer:
+        flush()
+    if not sizes:
+        raise StageBlocked("no training samples to export (every sample is in the eval split or was dropped)")
+    store.commit("shards", SIZES, json.dumps(sizes, indent=1).encode(), lineage(
+        run.fingerprints["shards"], inputs, started, sum(sizes.values()), outputs=outputs))
+    summary.total, summary.rows = len(sizes), sum(sizes.values())
+    return summary
+
+
+def _tar_bytes(rows: list[dict]) -> bytes:
+    handle = io.BytesIO()
+    with wds.TarWriter(handle, mtime=0.0) as writer:
+        for row in rows:
+            writer.write({
+                "__key__": row["image_id"],
+                "jpg": row["jpg"],
+                "txt": row["caption"],
+                "json": {k: row[k] for k in META_COLUMNS},
+            })
+    return handle.getvalue()
+
+
+def shard_uris(run: Run) -> list[str]:
+    """Full URIs of the committed training shards, in order."""
+    outputs = require_done(run, "shards", SIZES)
+    return [run.store.uri("shards", o) for o in outputs if o.endswith(".tar")]

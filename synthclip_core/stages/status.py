@@ -1,0 +1,63 @@
+"""What a run holds: per stage, outputs committed / pending / failed, rows and lineage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..fingerprint import STAGES
+from ..run import Run
+from ..store import RunStore
+
+MANIFESTS = {"concepts": "manifest.json", "balanced": "stats.parquet", "shards": "sizes.json",
+             "train": "summary.json", "eval": "report.json"}
+# Partitioned stages whose planned outputs mirror another stage's outputs.
+MIRRORS = {"captions": ("concepts", "manifest.json"), "images": ("balanced", "stats.parquet")}
+
+
+@dataclass
+class StageStatus:
+    stage: str
+    committed: int = 0
+    planned: int | None = None  # None: not known until the stage's inputs exist
+    failed: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+    complete: bool = False
+
+    @property
+    def pending(self) -> int | None:
+        return None if self.planned is None else max(0, self.planned - self.committed)
+
+
+def run_status(run: Run) -> list[StageStatus]:
+    store = run.store
+    committed = store.committed()
+    failed = store.failed()
+    statuses = []
+    for stage in STAGES:
+        outputs = committed.get(stage, set())
+        status = StageStatus(stage)
+        planned = _planned(store, stage, committed)
+        data_outputs = outputs if planned is None else outputs & set(planned)
+        status.committed = len(data_outputs)
+        status.planned = None if planned is None else len(planned)
+        status.complete = planned is not None and status.pending == 0
+        if data_outputs:
+            status.rows = sum(r.get("rows", 0) for o, r in store.records(stage, sorted(data_outputs)).items()
+                              if o != MANIFESTS.get(stage))
+        for output in sorted(failed.get(stage, set()) - outputs):
+            record = store.failure(stage, output) or {}
+            status.failed[output] = record.get("error", "unknown error")
+        statuses.append(status)
+    return statuses
+
+
+def _planned(store: RunStore, stage: str, committed: dict[str, set[str]]) -> list[str] | None:
+    if stage in MIRRORS:
+        source, manifest = MIRRORS[stage]
+        if manifest not in committed.get(source, set()):
+            return None
+        return [o for o in store.record(source, manifest).get("outputs", []) if o.endswith(".parquet")]
+    manifest = MANIFESTS[stage]
+    if manifest not in committed.get(stage, set()):
+        return None
+    return [manifest] + list(store.record(stage, manifest).get("outputs", []))

@@ -1,0 +1,185 @@
+"""The artifact store: one run's outputs under any fsspec root, with the commit rule.
+
+Every output goes through :meth:`RunStore.commit`: the bytes are written under a hidden temporary
+name, moved into place, then the output's commit record is created only if none exists (an
+exclusive create locally, a conditional put on S3). An output is committed exactly when its record
+exists; readers and resume plans look at records only, so a half-written file is never seen. Two
+writers racing on one output are harmless: outputs are deterministic and the second create fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import time
+import traceback
+import uuid
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from .errors import StorageError
+
+COMMITS = "_commits"
+FAILURES = "_failures"
+
+
+class RunStore:
+    """The outputs of one run: ``<root>/<run_id>/...``."""
+
+    def __init__(self, root: str, run_id: str, storage_options: dict[str, Any] | None = None):
+        self.root, self.run_id = root, run_id
+        self.storage_options = dict(storage_options or {})
+        self.fs, base = fsspec.core.url_to_fs(root, **self.storage_options)
+        self.base = posixpath.join(base.rstrip("/"), run_id)
+        self.local = isinstance(self.fs, LocalFileSystem)
+
+    # -- paths -------------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.base, *parts)
+
+    def uri(self, *parts: str) -> str:
+        """A full URI (with protocol) that other tools (webdataset, open_clip) can open."""
+        path = self.path(*parts)
+        return path if self.local else self.fs.unstrip_protocol(path)
+
+    def data_path(self, stage: str, output: str) -> str:
+        """Where an output's bytes live; the ``run`` stage's outputs (run.json) sit at the top."""
+        return self.path(output) if stage == "run" else self.path(stage, output)
+
+    def _record_path(self, kind: str, stage: str, output: str) -> str:
+        return self.path(kind, stage, output + ".json")
+
+    # -- writing -----------------------------------------------------------------------------
+    def commit(self, stage: str, output: str, data: bytes, lineage: dict[str, Any] | None = None) -> dict:
+        """Write ``<stage>/<output>`` and commit it; returns the commit record.
+
+        If the output is already committed (a racing or earlier writer), the existing record is
+        returned and nothing visible changes.
+        """
+        final = self.data_path(stage, output)
+        parent = posixpath.dirname(final)
+        tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(final)}")
+        self._makedirs(parent)
+        self.fs.pipe_file(tmp, data)
+        self.fs.mv(tmp, final)
+        record = {
+            **(lineage or {}),
+            "stage": stage,
+            "output": output,
+            "path": output if stage == "run" else f"{stage}/{output}",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+            "committed_at": time.time(),
+        }
+        if not self._create_exclusive(self._record_path(COMMITS, stage, output), _dumps(record)):
+            return self.record(stage, output)
+        self._clear_failure(stage, output)
+        return record
+
+    def fail(self, stage: str, output: str, error: BaseException | str, lineage: dict | None = None) -> dict:
+        """Record the last error of an output; a later commit supersedes it."""
+        text = error if isinstance(error, str) else "".join(traceback.format_exception_only(error)).strip()
+        record = {**(lineage or {}), "stage": stage, "output": output, "error": text, "failed_at": time.time()}
+        path = self._record_path(FAILURES, stage, output)
+        self._makedirs(posixpath.dirname(path))
+        self.fs.pipe_file(path, _dumps(record))
+        return record
+
+    def _clear_failure(self, stage: str, output: str) -> None:
+        path = self._record_path(FAILURES, stage, output)
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+
+    def _makedirs(self, path: str) -> None:
+        # Object stores have no directories (and s3fs would create a missing bucket).
+        if self.local:
+            self.fs.makedirs(path, exist_ok=True)
+
+    def _create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create ``path`` only if absent; False if it already existed."""
+        self._makedirs(posixpath.dirname(path))
+        try:
+            if self.local:
+                with open(path, "xb") as handle:
+                    handle.write(data)
+            else:
+                self.fs.pipe_file(path, data, mode="create")
+        except FileExistsError:
+            return False
+        except OSError as exc:  # S3 answers a lost conditional put with 412 PreconditionFailed
+            if "PreconditionFailed" in str(exc) or "412" in str(exc):
+                return False
+            raise
+        return True
+
+    # -- reading -----------------------------------------------------------------------------
+    def read_bytes(self, stage: str, output: str) -> bytes:
+        return self.fs.cat_file(self.data_path(stage, output))
+
+    def committed(self, stage: str | None = None) -> dict[str, set[str]]:
+        """Committed outputs per stage, from one listing of ``_commits/`` (or one stage's part)."""
+        return self._listing(COMMITS, stage)
+
+    def failed(self, stage: str | None = None) -> dict[str, set[str]]:
+        return self._listing(FAILURES, stage)
+
+    def _listing(self, kind: str, stage: str | None) -> dict[str, set[str]]:
+        top = self.path(kind) if stage is None else self.path(kind, stage)
+        try:
+            paths = self.fs.find(top)
+        except FileNotFoundError:
+            paths = []
+        found: dict[str, set[str]] = {}
+        prefix = self.path(kind).rstrip("/") + "/"
+        for path in paths:
+            rel = path[len(prefix) :] if path.startswith(prefix) else path.split(f"/{kind}/", 1)[-1]
+            if not rel.endswith(".json") or "/" not in rel:
+                continue
+            stage_name, output = rel[: -len(".json")].split("/", 1)
+            found.setdefault(stage_name, set()).add(output)
+        return found
+
+    def record(self, stage: str, output: str) -> dict:
+        return json.loads(self.fs.cat_file(self._record_path(COMMITS, stage, output)))
+
+    def records(self, stage: str, outputs: list[str] | None = None) -> dict[str, dict]:
+        """Commit records of a stage (all committed ones by default), read in one batch."""
+        outputs = sorted(self.committed(stage).get(stage, ())) if outputs is None else outputs
+        paths = [self._record_path(COMMITS, stage, o) for o in outputs]
+        if not paths:
+            return {}
+        blobs = self.fs.cat(paths)
+        return {o: json.loads(blobs[p]) for o, p in zip(outputs, paths)}
+
+    def failure(self, stage: str, output: str) -> dict | None:
+        try:
+            return json.loads(self.fs.cat_file(self._record_path(FAILURES, stage, output)))
+        except FileNotFoundError:
+            return None
+
+    def exists(self) -> bool:
+        return self.fs.exists(self.path(COMMITS))
+
+
+def check_root_writable(root: str, storage_options: dict | None = None) -> None:
+    """Fail fast, in one line, when the storage root cannot be reached or written."""
+    probe = f".synthclip-probe-{uuid.uuid4().hex}"
+    try:
+        fs, base = fsspec.core.url_to_fs(root, **(storage_options or {}))
+        path = posixpath.join(base.rstrip("/"), probe)
+        if isinstance(fs, LocalFileSystem):
+            fs.makedirs(base, exist_ok=True)
+        fs.pipe_file(path, b"ok")
+        fs.rm_file(path)
+    except Exception as exc:  # any failure here is the user's to fix
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise StorageError(f"storage root {root!r} is not writable: {reason}") from None
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, indent=1, sort_keys=True, default=str).encode()

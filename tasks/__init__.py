@@ -1,0 +1,1 @@
+"""Thin Prefect tasks: one retryable unit of work each, delegating to ``synthclip_core``."""

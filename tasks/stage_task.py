@@ -1,0 +1,54 @@
+"""The Prefect task that runs one stage of one run, with progress and a summary in the UI.
+
+Skipping finished work is the store's job (commit records), so tasks carry no Prefect result
+cache: a re-run task asks the store what is pending.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NONE
+
+from synthclip_core import progress
+from synthclip_core.run import RunRef, load_run
+from synthclip_core.stages.runner import run_stage
+
+
+@contextmanager
+def _prefect_progress(stage: str, min_interval: float = 2.0):
+    artifact_id = create_progress_artifact(progress=0.0, description=f"{stage}: partitions done")
+    last = [0.0]
+
+    def listener(name: str, done: int, total: int) -> None:
+        now = time.time()
+        if name == stage and total and (now - last[0] >= min_interval or done == total):
+            last[0] = now
+            update_progress_artifact(artifact_id, progress=100.0 * done / total)
+
+    progress.add_listener(listener)
+    try:
+        yield
+    finally:
+        progress.remove_listener(listener)
+
+
+@task(name="run-stage", task_run_name="{stage}", cache_policy=NONE)
+def run_stage_task(stage: str, ref: dict) -> dict:
+    """Run (or finish) one stage; partitions already committed are skipped."""
+    logger = get_run_logger()
+    run = load_run(RunRef(**ref))
+    with _prefect_progress(stage):
+        summary = run_stage(run, stage)
+    logger.info(summary.line())
+    rows = "\n".join(f"| `{o}` | {e[:200]} |" for o, e in sorted(summary.failures.items()))
+    create_markdown_artifact(
+        markdown=f"## {stage}\n\n{summary.line()}, {summary.rows} rows\n\n"
+        + (f"| failed output | error |\n| --- | --- |\n{rows}\n" if rows else ""),
+        description=f"{stage} summary",
+    )
+    return asdict(summary)
