@@ -43,12 +43,17 @@ def run_status(run: Run) -> list[StageStatus]:
         status.complete = planned is not None and status.pending == 0
         if data_outputs:
             status.rows = sum(r.get("rows", 0) for o, r in store.records(stage, sorted(data_outputs)).items()
-                              if o != MANIFESTS.get(stage))
+                              if _holds_rows(o))
         for output in sorted(failed.get(stage, set()) - outputs):
             record = store.failure(stage, output) or {}
             status.failed[output] = record.get("error", "unknown error")
         statuses.append(status)
     return statuses
+
+
+def _holds_rows(output: str) -> bool:
+    """Outputs whose ``rows`` count samples (not manifests, stats or exports)."""
+    return output.endswith((".parquet", ".tar", ".pt")) and output != "stats.parquet" or output == "report.json"
 
 
 def _planned(store: RunStore, stage: str, committed: dict[str, set[str]]) -> list[str] | None:

@@ -1,0 +1,100 @@
+"""Shared fixtures: a real S3-protocol server, a real local Ray, a real Prefect server, tiny models,
+and one shared offline run for the tests that only read its outputs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_STATE = Path(tempfile.mkdtemp(prefix="synthclip-tests-"))
+os.environ.setdefault("PREFECT_HOME", str(_STATE / "prefect"))
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2 cores: one thread per process is steadier
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1; credentials and endpoint through the usual AWS variables."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+    )
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server, request):
+    """A fresh bucket per test."""
+    import s3fs
+
+    name = ("t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()))[:50].strip("-")
+    fs = s3fs.S3FileSystem()
+    if not fs.exists(name):
+        fs.mkdir(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def ray_local(s3_server):
+    """A real local Ray; started after the S3 variables are set so that workers inherit them."""
+    import ray
+
+    from synthclip_core.ray_runtime import ensure_ray
+
+    ensure_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real (temporary, SQLite) Prefect server for the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    from synthclip_core.tiny_models import build_tiny
+
+    return {name: build_tiny(name) for name in ("llm", "sd")}
+
+
+@pytest.fixture(scope="session")
+def engine(ray_local, prefect_server, tiny_models):
+    """Everything a flow needs."""
+    return True
+
+
+@pytest.fixture(scope="session")
+def offline_run(engine, tmp_path_factory):
+    """The offline profile, run once through the end-to-end flow; tests only read it."""
+    from flows.pipeline import build_dataset
+    from synthclip_core.run import RunRef, load_run
+
+    root = str(tmp_path_factory.mktemp("offline-root"))
+    summaries = build_dataset(config=str(REPO / "configs" / "offline.yaml"), run_id="offline-shared", root=root)
+    run = load_run(RunRef(root, "offline-shared"))
+    return run, summaries
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_STATE, ignore_errors=True)

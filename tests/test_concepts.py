@@ -1,0 +1,58 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from synthclip_core.concepts import load_bank
+from synthclip_core.errors import ConceptBankError
+from synthclip_core.ids import concept_id
+
+
+def test_text_bank_is_normalised_deduplicated_in_order(tmp_path):
+    path = tmp_path / "bank.txt"
+    path.write_text("tench\n  goldfish  \n\ncafe\u0301\ntench\ncaf\u00e9\n", encoding="utf-8")
+    bank = load_bank(str(path))
+    assert bank.concepts == ["tench", "goldfish", "caf\u00e9"]
+    assert bank.dropped == {"empty": 1, "duplicate": 2}
+    table = bank.table()
+    assert table.column("concept_id").to_pylist()[0] == concept_id("tench")
+
+
+def test_json_csv_parquet_banks(tmp_path):
+    (tmp_path / "b.json").write_text(json.dumps(["a b", "c"]))
+    (tmp_path / "b.csv").write_text("name,other\na b,1\nc,2\n")
+    pq.write_table(pa.table({"name": ["a b", "c"]}), tmp_path / "b.parquet")
+    assert load_bank(str(tmp_path / "b.json")).concepts == ["a b", "c"]
+    assert load_bank(str(tmp_path / "b.csv"), column="name").concepts == ["a b", "c"]
+    assert load_bank(str(tmp_path / "b.parquet"), column="name").concepts == ["a b", "c"]
+
+
+def test_builtin_bank_and_deterministic_subsample():
+    bank = load_bank("builtin:imagenet-1k")
+    assert len(bank.concepts) >= 990
+    a = load_bank("builtin:imagenet-1k", limit=50, seed=3).concepts
+    assert a == load_bank("builtin:imagenet-1k", limit=50, seed=3).concepts and len(a) == 50
+    assert a != load_bank("builtin:imagenet-1k", limit=50, seed=4).concepts
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("bad.txt", b"ok\n\xff\xfe\n", "not UTF-8 (line 2"),
+    ("bad.json", b'{"a": 1}', "expected a JSON list"),
+    ("bad2.json", b'["a", 3]', "entry 1 is int"),
+    ("bad3.json", b'["a",\n', "invalid JSON at line"),
+    ("bad.csv", b"x,y\n1,2\n", "no column 'concept'"),
+    ("empty.txt", b"\n  \n", "no concepts left"),
+    ("bank.xml", b"<a/>", "unsupported file type"),
+])
+def test_invalid_banks_name_file_and_place(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ConceptBankError) as err:
+        load_bank(str(path))
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_missing_bank(tmp_path):
+    with pytest.raises(ConceptBankError, match="not found"):
+        load_bank(str(tmp_path / "absent.txt"))
