@@ -30,6 +30,12 @@ class RunRef:
     run_id: str
     storage_options: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Workers run in other directories (Ray Train changes into its own), so a local root
+        # must be absolute before it crosses a process boundary.
+        if "://" not in self.root:
+            object.__setattr__(self, "root", os.path.abspath(os.path.expanduser(self.root)))
+
     def store(self) -> RunStore:
         return RunStore(self.root, self.run_id, self.storage_options)
 

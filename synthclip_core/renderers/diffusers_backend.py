@@ -25,7 +25,7 @@ class DiffusersRenderer:
                        "float32": torch.float32, "float16": torch.float16,
                        "bfloat16": torch.bfloat16}[dtype]
         pipe = diffusers.StableDiffusionPipeline.from_pretrained(
-            model, revision=revision, torch_dtype=torch_dtype, safety_checker=None,
+            model, revision=revision, dtype=torch_dtype, safety_checker=None,
             requires_safety_checker=False,
         )
         scheduler_cls = getattr(diffusers, _SCHEDULERS[scheduler])

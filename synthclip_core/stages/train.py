@@ -59,6 +59,8 @@ def run_train(run: Run) -> StageSummary:
     )
     trainer.fit()
     epochs = checkpoints.committed_epochs(store)
+    if not epochs or epochs[-1] != t.epochs:
+        raise RuntimeError(f"training finished but the store holds checkpoints of epochs {epochs}, expected up to {t.epochs}")
     final = checkpoints.load(store, epochs[-1])
     model_dir = _export_local_dir(run, final, base)
     outputs = [checkpoints.checkpoint_name(e) for e in epochs] + model_dir

@@ -1,0 +1,155 @@
+"""The offline profile end to end (one shared run), read by many small checks."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from PIL import Image
+
+from synthclip_core.fingerprint import STAGES
+from synthclip_core.stages.common import read_table
+from synthclip_core.stages.status import run_status
+
+
+def _table(run, stage):
+    store = run.store
+    outputs = sorted(o for o in store.committed(stage)[stage] if o.startswith("part-"))
+    return pa.concat_tables([read_table(store, stage, o) for o in outputs])
+
+
+def test_every_stage_is_complete(offline_run):
+    run, summaries = offline_run
+    assert list(summaries) == list(STAGES)
+    statuses = {s.stage: s for s in run_status(run)}
+    for stage in STAGES:
+        assert statuses[stage].complete and not statuses[stage].failed, stage
+
+
+def test_captions_mostly_name_their_concept(offline_run):
+    run, _ = offline_run
+    captions = _table(run, "captions").to_pylist()
+    assert len(captions) == 100 * 4
+    share = sum(f" {r['concept']} " in f" {r['caption']} " for r in captions) / len(captions)
+    assert share >= 0.8, share
+
+
+def test_balancing_caps_concepts_and_records_stats(offline_run):
+    run, _ = offline_run
+    stats = read_table(run.store, "balanced", "stats.parquet", "balance_stats").to_pylist()
+    assert all(s["count_after"] <= s["count_before"] for s in stats)
+    assert sum(s["count_before"] > 3 for s in stats) > 0
+    balanced = _table(run, "balanced")
+    record = run.store.record("balanced", "stats.parquet")
+    assert record["captions_kept"] == balanced.num_rows < record["captions_in"]
+    assert set(balanced.column("split").to_pylist()) == {"train", "eval"}
+
+
+def test_images_are_jpegs_with_lineage(offline_run):
+    run, _ = offline_run
+    images = _table(run, "images")
+    assert images.num_rows == _table(run, "balanced").num_rows
+    row = images.slice(0, 1).to_pylist()[0]
+    img = Image.open(io.BytesIO(row["jpg"]))
+    assert img.format == "JPEG" and img.size == (64, 64)
+    assert hashlib.sha256(row["jpg"]).hexdigest() == row["sha256"]
+    record = run.store.record("images", "part-00000.parquet")
+    assert record["model"]["name"] == "tiny/sd" and "content_sha256" in record["model"]
+    assert record["sampler"]["steps"] == 4 and record["inputs"][0]["stage"] == "balanced"
+    assert record["throughput"]["images_per_s"] > 0 and record["worker"]["device"] == "cpu"
+
+
+def test_shards_hold_the_training_split_only(offline_run):
+    run, _ = offline_run
+    images = _table(run, "images")
+    eval_ids = set(images.filter(pc.equal(images["split"], "eval")).column("image_id").to_pylist())
+    train_ids = set(images.column("image_id").to_pylist()) - eval_ids
+    sizes = json.loads(run.store.read_bytes("shards", "sizes.json"))
+    keys = []
+    for name in sizes:
+        with tarfile.open(fileobj=io.BytesIO(run.store.read_bytes("shards", name))) as tar:
+            names = tar.getnames()
+        assert sizes[name] * 3 == len(names)
+        keys += [n[:-4] for n in names if n.endswith(".jpg")]
+    assert set(keys) == train_ids and len(keys) == len(train_ids)
+    assert not eval_ids & set(keys)
+
+
+def test_webdataset_reads_the_shards(offline_run):
+    import webdataset as wds
+
+    run, _ = offline_run
+    urls = [run.store.uri("shards", name) for name in json.loads(run.store.read_bytes("shards", "sizes.json"))]
+    sample = next(iter(wds.WebDataset(urls, shardshuffle=False).decode("pil").to_tuple("jpg", "txt")))
+    assert sample[0].size == (64, 64) and isinstance(sample[1], str)
+
+
+def test_checkpoint_loads_with_open_clip(offline_run, tmp_path):
+    import open_clip
+
+    from synthclip_core.clip_models import register_model_configs
+
+    run, _ = offline_run
+    path = tmp_path / "epoch.pt"
+    path.write_bytes(run.store.read_bytes("train", "checkpoints/epoch_5.pt"))
+    register_model_configs()
+    model, _, _ = open_clip.create_model_and_transforms("SynthCLIP-Tiny", pretrained=str(path))
+    assert model.visual.image_size == (64, 64)
+    model2, _, _ = open_clip.create_model_and_transforms("local-dir:" + run.store.uri("train", "model"))
+    assert sum(p.numel() for p in model2.parameters()) == sum(p.numel() for p in model.parameters())
+    history = json.loads(run.store.read_bytes("train", "summary.json"))["history"]
+    assert len(history) == 5 * 8 and history[-1]["loss"] < history[0]["loss"]
+
+
+def test_report_has_every_number_with_its_context(offline_run):
+    run, _ = offline_run
+    report = json.loads(run.store.read_bytes("eval", "report.json"))
+    metrics = {(r["task"], r["metric"]) for r in report["results"]}
+    assert {("zeroshot", "top1"), ("zeroshot", "top5"), ("retrieval", "image_to_text_R@1")} <= metrics
+    assert all(r["dataset"] == "synthetic-heldout" and r["checkpoint"] for r in report["results"])
+    assert report["config_hash"] == run.fingerprints["eval"] and len(report["checkpoint_sha256"]) == 64
+    assert "| zeroshot | top1 |" in run.store.read_bytes("eval", "report.md").decode()
+
+
+def test_commit_records_match_their_files(offline_run):
+    run, _ = offline_run
+    store = run.store
+    for stage, outputs in store.committed().items():
+        for output, record in store.records(stage, sorted(outputs)).items():
+            assert hashlib.sha256(store.read_bytes(stage, output)).hexdigest() == record["sha256"], (stage, output)
+    assert not [p for p in store.fs.find(store.base) if "/.tmp-" in p]
+    doc = json.loads(store.read_bytes("run", "run.json"))
+    assert doc["fingerprints"] == run.fingerprints and doc["config"]["name"] == "offline"
+    assert "synthclip" in doc["code_version"]
+
+
+def test_rerun_skips_everything(offline_run):
+    from flows.pipeline import resume_run
+
+    run, _ = offline_run
+    summaries = resume_run(run_id=run.ref.run_id, root=run.ref.root)
+    assert all(s["computed"] == 0 for s in summaries.values())
+
+
+def test_deleted_commit_record_recomputes_exactly_that_partition(offline_run):
+    from flows.pipeline import resume_run
+
+    run, _ = offline_run
+    store = run.store
+    before = {s: store.records(s) for s in ("captions", "images")}
+    store.fs.rm_file(store.path("_commits", "captions", "part-00002.parquet.json"))
+    store.fs.rm_file(store.path("_commits", "images", "part-00001.parquet.json"))
+    summaries = resume_run(run_id=run.ref.run_id, root=run.ref.root)
+    assert summaries["captions"]["computed"] == 1 and summaries["images"]["computed"] == 1
+    assert all(s["computed"] == 0 for k, s in summaries.items() if k not in {"captions", "images"})
+    after = {s: store.records(s) for s in ("captions", "images")}
+    for stage, output in (("captions", "part-00002.parquet"), ("images", "part-00001.parquet")):
+        assert after[stage][output]["sha256"] == before[stage][output]["sha256"]
+        assert after[stage][output]["committed_at"] > before[stage][output]["committed_at"]
+        untouched = {o for o in before[stage] if o != output}
+        assert all(after[stage][o] == before[stage][o] for o in untouched)
