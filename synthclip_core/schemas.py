@@ -72,8 +72,11 @@ def to_parquet_bytes(table: pa.Table, kind: str) -> bytes:
 
 def from_parquet_bytes(data: bytes, kind: str, where: str = "") -> pa.Table:
     """Read a Parquet file written by :func:`to_parquet_bytes`, refusing any other schema."""
-    version, schema = SCHEMAS[kind]
-    table = pq.read_table(pa.BufferReader(data))
+    version, _ = SCHEMAS[kind]
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except pa.ArrowInvalid as exc:
+        raise RunStateError(f"{where or kind}: not a readable Parquet file ({exc})") from None
     found = (table.schema.metadata or {}).get(_KEY, b"").decode()
     if found != f"{kind}/{version}":
         raise RunStateError(f"{where or kind}: schema {found or 'unknown'!r}, expected '{kind}/{version}'")

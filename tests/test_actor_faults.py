@@ -1,0 +1,90 @@
+"""Actor death mid-partition is retried on a fresh actor; a partition that keeps failing is
+recorded as failed while the rest of the stage is committed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from synthclip_core.config import load_config
+from synthclip_core.run import RunRef, create_or_open
+from synthclip_core.stages.concepts import run_concepts
+from synthclip_core.stages.model_stage import run_model_stage
+
+MICRO = Path(__file__).resolve().parents[1] / "configs" / "micro.yaml"
+
+
+def _new_run(root: Path, run_id: str):
+    run = create_or_open(load_config(MICRO), RunRef(str(root), run_id))
+    run_concepts(run)
+    return run
+
+
+def _kill_first_busy_worker(stop: threading.Event, killed: list) -> None:
+    """SIGKILL the first actor process seen inside ``PartitionWorker.process``."""
+    while not stop.is_set() and not killed:
+        for entry in Path("/proc").iterdir():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"PartitionWorker.process" in cmd:  # Ray's process title while a call runs
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+                return
+        time.sleep(0.005)
+
+
+def test_killed_actor_is_replaced_and_partition_retried(engine, tmp_path):
+    reference = _new_run(tmp_path, "reference")
+    assert run_model_stage(reference, "captions").computed == 2
+
+    run = _new_run(tmp_path, "faulty")
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_first_busy_worker, args=(stop, killed), daemon=True)
+    killer.start()
+    summary = run_model_stage(run, "captions")
+    stop.set()
+    killer.join()
+    assert killed, "no busy worker was seen"
+    assert summary.ok and summary.computed == 2 and summary.notes["actor_restarts"] >= 1
+    ref_records, records = reference.store.records("captions"), run.store.records("captions")
+    assert {o: r["sha256"] for o, r in records.items()} == {o: r["sha256"] for o, r in ref_records.items()}
+    assert not [p for p in run.store.fs.find(run.store.base) if "/.tmp-" in p]
+
+
+def test_a_partition_that_keeps_failing_is_recorded_and_the_rest_committed(engine, tmp_path):
+    from flows.stages import StageFailed, captions_flow
+
+    run = _new_run(tmp_path, "broken")
+    # Corrupt one committed input behind the store's back: every attempt at it fails.
+    run.store.fs.pipe_file(run.store.path("concepts", "part-00001.parquet"), b"not parquet")
+    with pytest.raises(StageFailed, match="1 output\\(s\\) failed.*part-00001.parquet"):
+        captions_flow(run_id=run.ref.run_id, root=run.ref.root)
+    assert run.store.committed("captions")["captions"] == {"part-00000.parquet"}
+    failure = run.store.failure("captions", "part-00001.parquet")
+    assert failure["attempts"] == 3
+    assert "concepts/part-00001.parquet: not a readable Parquet file" in failure["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(5))
+def test_repeated_kills_never_lose_or_change_a_partition(engine, tmp_path, trial):
+    reference = _new_run(tmp_path, "reference")
+    run_model_stage(reference, "captions")
+    run = _new_run(tmp_path, f"faulty-{trial}")
+    stop, killed = threading.Event(), []
+    time.sleep(0.05 * trial)
+    killer = threading.Thread(target=_kill_first_busy_worker, args=(stop, killed), daemon=True)
+    killer.start()
+    summary = run_model_stage(run, "captions")
+    stop.set()
+    killer.join()
+    assert summary.ok
+    assert ({o: r["sha256"] for o, r in run.store.records("captions").items()}
+            == {o: r["sha256"] for o, r in reference.store.records("captions").items()})
