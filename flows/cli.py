@@ -19,7 +19,13 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from synthclip_core import progress as core_progress
@@ -151,13 +157,13 @@ def status(
 
         run = load_run(RunRef(root or default_root(), run_id))
         table = Table(title=f"run {run_id}")
-        for column in ("stage", "committed", "pending", "failed", "rows", "fingerprint"):
+        for column in ("stage", "committed", "pending", "failed", "rows", "fingerprint", "lineage"):
             table.add_column(column, justify="right" if column in {"committed", "pending", "failed", "rows"} else "left")
         statuses = run_status(run)
         for s in statuses:
             pending = "?" if s.pending is None else str(s.pending)
             table.add_row(s.stage, str(s.committed), pending, str(len(s.failed)), str(s.rows),
-                          run.fingerprints.get(s.stage, "")[:12])
+                          run.fingerprints.get(s.stage, "")[:12], s.lineage)
         Console().print(table)
         for s in statuses:
             for output, error in s.failed.items():
@@ -167,7 +173,8 @@ def status(
 @models_app.command("build-tiny")
 def build_tiny(force: bool = typer.Option(False, "--force", help="Rebuild even if present.")) -> None:
     """Build the tiny offline models (LLM, Stable Diffusion) into $SYNTHCLIP_MODELS_DIR."""
-    from synthclip_core.tiny_models import TINY_NAMES, build_tiny as build
+    from synthclip_core.tiny_models import TINY_NAMES
+    from synthclip_core.tiny_models import build_tiny as build
 
     for name in TINY_NAMES:
         path = build(name, force=force, log=lambda m: console.print(f"  {m}"))

@@ -11,7 +11,13 @@ from prefect import flow
 from synthclip_core.config import load_config
 from synthclip_core.fingerprint import STAGES
 from synthclip_core.preflight import preflight
-from synthclip_core.run import RunRef, create_or_open, default_root, default_run_id, load_run
+from synthclip_core.run import (
+    RunRef,
+    create_or_open,
+    default_root,
+    default_run_id,
+    load_run,
+)
 
 from .stages import STAGE_FLOWS
 

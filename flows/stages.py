@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from synthclip_core.run import RunRef, default_root
 from synthclip_core.ray_runtime import ensure_ray
+from synthclip_core.run import RunRef, default_root
 from synthclip_core.stages.runner import NEEDS_RAY
 from tasks.stage_task import run_stage_task
 

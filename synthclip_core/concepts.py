@@ -128,7 +128,9 @@ def _parquet(source: str, data: bytes, column: str | None) -> list[str]:
 
 def _builtin(name: str) -> list[str]:
     if name == "imagenet-1k":
-        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES  # shipped with open_clip
+        from open_clip.zero_shot_metadata import (
+            IMAGENET_CLASSNAMES,  # shipped with open_clip
+        )
 
         return list(IMAGENET_CLASSNAMES)
     raise ConceptBankError(f"unknown built-in concept bank {name!r} (known: imagenet-1k)")

@@ -11,7 +11,11 @@ from contextlib import contextmanager
 from dataclasses import asdict
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NONE
 
 from synthclip_core import progress

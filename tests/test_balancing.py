@@ -40,6 +40,8 @@ def test_result_does_not_depend_on_order_of_unique_captions():
     shuffled = rows[:]
     random.Random(0).shuffle(shuffled)
     b = balance_captions(shuffled, ["cat", "dog"], ["C", "D"], threshold=20, seed=1, eval_fraction=0.2)
-    key = lambda r: r["caption_id"]
+    def key(row):
+        return row["caption_id"]
+
     assert sorted(a.rows, key=key) == sorted(b.rows, key=key)
     assert any(r["split"] == "eval" for r in a.rows)

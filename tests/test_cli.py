@@ -31,7 +31,7 @@ def committed_root(offline_run, tmp_path):
 
 def _one_line_error(result, *words):
     assert result.returncode != 0
-    lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     for word in words:

@@ -9,7 +9,6 @@ import tarfile
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pytest
 from PIL import Image
 
 from synthclip_core.fingerprint import STAGES

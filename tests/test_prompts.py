@@ -1,7 +1,12 @@
 import pytest
 
 from synthclip_core.errors import ConfigError
-from synthclip_core.prompts import PromptTemplate, clean_caption, get_template, register_template
+from synthclip_core.prompts import (
+    PromptTemplate,
+    clean_caption,
+    get_template,
+    register_template,
+)
 
 
 def test_paper_prompt_names_the_concept_and_constraints():

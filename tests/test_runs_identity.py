@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from synthclip_core.run import RunRef
 from synthclip_core.errors import RunStateError
+from synthclip_core.run import RunRef
 
 MICRO = str(Path(__file__).resolve().parents[1] / "configs" / "micro.yaml")
 DATA_STAGES = ("concepts", "captions", "balanced", "images", "shards")
@@ -33,7 +33,6 @@ def test_same_config_two_run_ids_local_and_s3(engine, tmp_path, bucket):
 
 
 def test_resuming_with_another_config_is_refused(engine, tmp_path):
-    from flows.pipeline import build_dataset
     from synthclip_core.config import load_config
     from synthclip_core.run import create_or_open
 

@@ -16,7 +16,16 @@ from ..balancing import balance_captions
 from ..run import Run
 from ..schemas import to_parquet_bytes
 from .captions import plan_captions
-from .common import StageBlocked, StageSummary, input_ref, lineage, part_name, read_table, require_done, stage_outputs_done
+from .common import (
+    StageBlocked,
+    StageSummary,
+    finished_summary,
+    input_ref,
+    lineage,
+    part_name,
+    read_table,
+    require_done,
+)
 from .concepts import MANIFEST as CONCEPTS_MANIFEST
 
 STATS = "stats.parquet"
@@ -24,11 +33,9 @@ STATS = "stats.parquet"
 
 def run_balance(run: Run) -> StageSummary:
     store, cfg = run.store, run.config.balance
+    if (finished := finished_summary(store, "balanced", STATS)) is not None:
+        return finished
     summary = StageSummary("balanced")
-    done = stage_outputs_done(store, "balanced", STATS)
-    if done is not None:
-        summary.total = summary.skipped = len(done)
-        return summary
     pending, _ = plan_captions(run)
     if pending:
         raise StageBlocked(f"{len(pending)} caption partitions are not committed; resume the captions stage first")

@@ -18,23 +18,13 @@ from ..run import Run
 from ..schemas import to_parquet_bytes
 from ..store import RunStore
 from ..tiny_models import resolve_model
-from .common import input_ref, lineage, read_table, require_done, worker_info
+from .common import lineage, plan_mirrored, read_table, worker_info
 from .concepts import MANIFEST as CONCEPTS_MANIFEST
 
 
 def plan_captions(run: Run) -> tuple[list[dict], int]:
     """Pending caption jobs and the total number of partitions."""
-    store = run.store
-    inputs = require_done(run, "concepts", CONCEPTS_MANIFEST)
-    committed = store.committed("captions").get("captions", set())
-    pending = [o for o in inputs if o not in committed]
-    records = store.records("concepts", pending)
-    jobs = [
-        {"output": o, "inputs": [input_ref(store, "concepts", o, records[o])],
-         "fingerprint": run.fingerprints["captions"]}
-        for o in pending
-    ]
-    return jobs, len(inputs)
+    return plan_mirrored(run, "captions", "concepts", CONCEPTS_MANIFEST)
 
 
 def caption_settings(run: Run) -> dict:

@@ -76,6 +76,26 @@ def stage_outputs_done(store: RunStore, stage: str, manifest: str) -> list[str] 
     return outputs if all(o in committed for o in outputs) else None
 
 
+def finished_summary(store: RunStore, stage: str, manifest: str) -> StageSummary | None:
+    """The summary of a whole-run stage that is already complete, else None."""
+    outputs = stage_outputs_done(store, stage, manifest)
+    if outputs is None:
+        return None
+    return StageSummary(stage, total=len(outputs), skipped=len(outputs))
+
+
+def plan_mirrored(run: Run, stage: str, source: str, manifest: str) -> tuple[list[dict], int]:
+    """Pending jobs of a stage whose partition i is made from ``source``'s partition i."""
+    store = run.store
+    inputs = [o for o in require_done(run, source, manifest) if o.endswith(".parquet")]
+    committed = store.committed(stage).get(stage, set())
+    pending = [o for o in inputs if o not in committed]
+    records = store.records(source, pending)
+    jobs = [{"output": o, "inputs": [input_ref(store, source, o, records[o])],
+             "fingerprint": run.fingerprints[stage]} for o in pending]
+    return jobs, len(inputs)
+
+
 def require_done(run: Run, stage: str, manifest: str) -> list[str]:
     outputs = stage_outputs_done(run.store, stage, manifest)
     if outputs is None:

@@ -8,18 +8,16 @@ import time
 from ..concepts import load_bank
 from ..run import Run
 from ..schemas import to_parquet_bytes
-from .common import StageSummary, lineage, part_name, stage_outputs_done
+from .common import StageSummary, finished_summary, lineage, part_name
 
 MANIFEST = "manifest.json"
 
 
 def run_concepts(run: Run) -> StageSummary:
     store, cfg = run.store, run.config.concepts
+    if (finished := finished_summary(store, "concepts", MANIFEST)) is not None:
+        return finished
     summary = StageSummary("concepts")
-    done = stage_outputs_done(store, "concepts", MANIFEST)
-    if done is not None:
-        summary.total = summary.skipped = len(done)
-        return summary
     started = time.time()
     bank = load_bank(cfg.source, cfg.column, cfg.limit, run.config.seed)
     table = bank.table()

@@ -17,7 +17,14 @@ import pyarrow.compute as pc
 
 from ..run import Run, RunRef
 from .balance import STATS as BALANCE_STATS
-from .common import StageSummary, input_ref, lineage, read_table, require_done, stage_outputs_done
+from .common import (
+    StageSummary,
+    finished_summary,
+    input_ref,
+    lineage,
+    read_table,
+    require_done,
+)
 from .concepts import MANIFEST as CONCEPTS_MANIFEST
 from .train import SUMMARY as TRAIN_SUMMARY
 
@@ -28,11 +35,9 @@ def run_eval(run: Run) -> StageSummary:
     import ray
 
     store = run.store
+    if (finished := finished_summary(store, "eval", REPORT)) is not None:
+        return finished
     summary = StageSummary("eval")
-    done = stage_outputs_done(store, "eval", REPORT)
-    if done is not None:
-        summary.total = summary.skipped = len(done)
-        return summary
     started = time.time()
     require_done(run, "train", TRAIN_SUMMARY)
     train_summary = json.loads(store.read_bytes("train", TRAIN_SUMMARY))
@@ -56,10 +61,19 @@ def run_eval(run: Run) -> StageSummary:
 def evaluate_heldout(ref: dict, arch: str, checkpoint: str, templates: str, batch_size: int) -> list[dict]:
     """Runs in a Ray task: load the checkpoint through open_clip and score the held-out split."""
     import torch
-    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
+    from open_clip.zero_shot_metadata import (
+        OPENAI_IMAGENET_TEMPLATES,
+        SIMPLE_IMAGENET_TEMPLATES,
+    )
 
     from ..clip_models import create_model
-    from ..evaluation import encode_images, encode_texts, retrieval_recall, topk_accuracy, zero_shot_classifier
+    from ..evaluation import (
+        encode_images,
+        encode_texts,
+        retrieval_recall,
+        topk_accuracy,
+        zero_shot_classifier,
+    )
 
     torch.set_num_threads(1)
     store = RunRef(**ref).store()

@@ -20,21 +20,12 @@ from ..schemas import to_parquet_bytes
 from ..store import RunStore
 from ..tiny_models import resolve_model
 from .balance import STATS as BALANCE_STATS
-from .common import input_ref, lineage, read_table, require_done, worker_info
+from .common import lineage, plan_mirrored, read_table, worker_info
 
 
 def plan_images(run: Run) -> tuple[list[dict], int]:
-    store = run.store
-    inputs = require_done(run, "balanced", BALANCE_STATS)
-    committed = store.committed("images").get("images", set())
-    pending = [o for o in inputs if o not in committed]
-    records = store.records("balanced", pending)
-    jobs = [
-        {"output": o, "inputs": [input_ref(store, "balanced", o, records[o])],
-         "fingerprint": run.fingerprints["images"]}
-        for o in pending
-    ]
-    return jobs, len(inputs)
+    """Pending render jobs and the total number of partitions."""
+    return plan_mirrored(run, "images", "balanced", BALANCE_STATS)
 
 
 def render_settings(run: Run) -> dict:

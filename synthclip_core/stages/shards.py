@@ -17,7 +17,15 @@ import webdataset as wds
 
 from ..run import Run
 from .balance import STATS as BALANCE_STATS
-from .common import StageBlocked, StageSummary, input_ref, lineage, read_table, require_done, stage_outputs_done
+from .common import (
+    StageBlocked,
+    StageSummary,
+    finished_summary,
+    input_ref,
+    lineage,
+    read_table,
+    require_done,
+)
 
 SIZES = "sizes.json"
 META_COLUMNS = ("image_id", "caption_id", "concept_id", "matched_concept_ids", "index", "seed", "width", "height", "sha256")
@@ -29,11 +37,9 @@ def shard_name(index: int) -> str:
 
 def run_export(run: Run) -> StageSummary:
     store, per_shard = run.store, run.config.export.samples_per_shard
+    if (finished := finished_summary(store, "shards", SIZES)) is not None:
+        return finished
     summary = StageSummary("shards")
-    done = stage_outputs_done(store, "shards", SIZES)
-    if done is not None:
-        summary.total = summary.skipped = len(done)
-        return summary
     image_parts = require_done(run, "balanced", BALANCE_STATS)
     committed_images = store.committed("images").get("images", set())
     missing = [o for o in image_parts if o not in committed_images]

@@ -22,6 +22,7 @@ class StageStatus:
     failed: dict[str, str] = field(default_factory=dict)
     rows: int = 0
     complete: bool = False
+    lineage: str = ""  # model identity and input count of the stage's first output
 
     @property
     def pending(self) -> int | None:
@@ -42,13 +43,25 @@ def run_status(run: Run) -> list[StageStatus]:
         status.planned = None if planned is None else len(planned)
         status.complete = planned is not None and status.pending == 0
         if data_outputs:
-            status.rows = sum(r.get("rows", 0) for o, r in store.records(stage, sorted(data_outputs)).items()
-                              if _holds_rows(o))
+            records = store.records(stage, sorted(data_outputs))
+            status.rows = sum(r.get("rows", 0) for o, r in records.items() if _holds_rows(o))
+            status.lineage = _lineage_line(next(iter(records.values())))
         for output in sorted(failed.get(stage, set()) - outputs):
             record = store.failure(stage, output) or {}
             status.failed[output] = record.get("error", "unknown error")
         statuses.append(status)
     return statuses
+
+
+def _lineage_line(record: dict) -> str:
+    parts = []
+    model = record.get("model")
+    if model:
+        version = model.get("revision") or model.get("content_sha256", "")[:8]
+        parts.append(f"{model['name']}@{version}")
+    if record.get("inputs"):
+        parts.append(f"{len(record['inputs'])} input(s) from {record['inputs'][0]['stage']}")
+    return ", ".join(parts)
 
 
 def _holds_rows(output: str) -> bool:

@@ -14,7 +14,7 @@ import time
 from ..clip_models import model_config
 from ..run import Run
 from ..training import checkpoints
-from .common import StageSummary, input_ref, lineage, require_done, stage_outputs_done
+from .common import StageSummary, finished_summary, input_ref, lineage, require_done
 from .shards import SIZES, shard_uris
 
 SUMMARY = "summary.json"
@@ -28,11 +28,9 @@ def run_train(run: Run) -> StageSummary:
     from ..training.loop import train_loop_per_worker
 
     store, t = run.store, run.config.train
+    if (finished := finished_summary(store, "train", SUMMARY)) is not None:
+        return finished
     summary = StageSummary("train")
-    done = stage_outputs_done(store, "train", SUMMARY)
-    if done is not None:
-        summary.total = summary.skipped = len(done)
-        return summary
     started = time.time()
     shards = shard_uris(run)
     require_done(run, "shards", SIZES)

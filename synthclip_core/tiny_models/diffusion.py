@@ -28,7 +28,12 @@ def write_clip_tokenizer(out_dir: Path) -> None:
 
 def build_tiny_sd(out_dir: Path, seed: int = 0, log=print) -> Path:
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     out_dir = Path(out_dir)
