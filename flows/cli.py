@@ -163,8 +163,8 @@ def status(
         for s in statuses:
             pending = "?" if s.pending is None else str(s.pending)
             table.add_row(s.stage, str(s.committed), pending, str(len(s.failed)), str(s.rows),
-                          run.fingerprints.get(s.stage, "")[:12], s.lineage)
-        Console().print(table)
+                          run.fingerprints.get(s.stage, "")[:8], s.lineage)
+        Console(width=max(120, Console().width)).print(table)
         for s in statuses:
             for output, error in s.failed.items():
                 console.print(f"[red]failed[/] {s.stage}/{output}: {error}", highlight=False)

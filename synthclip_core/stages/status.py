@@ -59,9 +59,11 @@ def _lineage_line(record: dict) -> str:
     if model:
         version = model.get("revision") or model.get("content_sha256", "")[:8]
         parts.append(f"{model['name']}@{version}")
+    if record.get("source"):
+        parts.append(f"<- {record['source']}")
     if record.get("inputs"):
-        parts.append(f"{len(record['inputs'])} input(s) from {record['inputs'][0]['stage']}")
-    return ", ".join(parts)
+        parts.append(f"<- {record['inputs'][0]['stage']} x{len(record['inputs'])}")
+    return " ".join(parts)
 
 
 def _holds_rows(output: str) -> bool:
