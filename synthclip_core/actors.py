@@ -14,6 +14,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from . import progress
+from .errors import ConfigError
 from .run import RunRef
 
 
@@ -63,6 +64,7 @@ def run_pool(stage: str, ref: RunRef, settings: dict, jobs: list[dict], spec: Po
     result = PoolResult()
     if not jobs:
         return result
+    _check_gpus(stage, spec)
     store = ref.store()
     worker_cls = ray.remote(PartitionWorker).options(
         num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_restarts=0,
@@ -80,12 +82,13 @@ def run_pool(stage: str, ref: RunRef, settings: dict, jobs: list[dict], spec: Po
     in_flight: dict = {}
     replacements_left = max(1, spec.num_actors) * (spec.max_retries + 1)
 
-    def fill() -> None:
-        for actor in actors:
-            while queue and load[actor] < 2:
-                job = queue.popleft()
-                in_flight[actor.process.remote(job)] = (actor, job)
-                load[actor] += 1
+    def fill() -> None:  # round-robin, so every actor starts working before any gets a second job
+        for depth in (1, 2):
+            for actor in actors:
+                if queue and load[actor] < depth:
+                    job = queue.popleft()
+                    in_flight[actor.process.remote(job)] = (actor, job)
+                    load[actor] += 1
 
     def give_up(job: dict, error: str) -> None:
         result.failures[job["output"]] = error
@@ -120,6 +123,16 @@ def run_pool(stage: str, ref: RunRef, settings: dict, jobs: list[dict], spec: Po
     for actor in actors:
         ray.kill(actor, no_restart=True)
     return result
+
+
+def _check_gpus(stage: str, spec: PoolSpec) -> None:
+    """A local Ray without GPUs would queue GPU actors forever: say so instead."""
+    import ray
+
+    available = ray.cluster_resources().get("GPU", 0)
+    if spec.num_gpus > available and not os.environ.get("RAY_ADDRESS"):
+        raise ConfigError(f"{stage}: each actor asks for num_gpus={spec.num_gpus:g} but this Ray has {available:g} GPU(s); "
+                          "set num_gpus: 0 in the config to run on the CPU")
 
 
 def _retry_or_fail(job, error, attempts, max_retries, queue, give_up) -> None:

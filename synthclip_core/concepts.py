@@ -39,8 +39,13 @@ def normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 
-def load_bank(source: str, column: str | None = None, limit: int | None = None, seed: int = 0) -> ConceptBank:
-    """Read a bank from ``builtin:NAME`` or an fsspec URI (.txt, .json, .csv, .parquet)."""
+def load_bank(source: str, column: str | None = None, limit: int | None = None, seed: int = 0,
+              num_shards: int = 1, shard_index: int = 0) -> ConceptBank:
+    """Read a bank from ``builtin:NAME`` or an fsspec URI (.txt, .json, .csv, .parquet).
+
+    ``num_shards``/``shard_index`` keep every n-th concept (by position after de-duplication), and
+    ``limit`` then keeps a deterministic sample of that many.
+    """
     raw = _read_raw(source, column)
     seen: set[str] = set()
     kept: list[str] = []
@@ -56,6 +61,9 @@ def load_bank(source: str, column: str | None = None, limit: int | None = None, 
             kept.append(text)
     if not kept:
         raise ConceptBankError(f"concept bank {source}: no concepts left after normalisation")
+    if num_shards > 1:
+        dropped["other_shards"] = len(kept) - len(kept[shard_index::num_shards])
+        kept = kept[shard_index::num_shards]
     if limit is not None and limit < len(kept):
         chosen = set(sorted(kept, key=lambda c: unit_draw(seed, "bank-sample", c))[:limit])
         dropped["not_sampled"] = len(kept) - limit

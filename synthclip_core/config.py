@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -27,10 +27,19 @@ class ConceptsConfig(_Section):
     column: str | None = Field(None, description="Column holding the concepts in a CSV or Parquet bank.")
     limit: int | None = Field(None, ge=1, description="Keep a deterministic sample of this many concepts (None: all).")
     per_partition: int = Field(1000, ge=1, description="Concepts per partition; one partition is one unit of caption work.")
+    num_shards: int = Field(1, ge=1, description="Split the bank into this many shards by position (for runs over part of a bank).")
+    shard_index: int = Field(0, ge=0, description="Which shard of the bank this run takes (0-based, < num_shards).")
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> "ConceptsConfig":
+        if self.shard_index >= self.num_shards:
+            raise ValueError(f"shard_index {self.shard_index} must be below num_shards {self.num_shards}")
+        return self
 
 
 class CaptionsConfig(_Section):
-    backend: Literal["transformers", "vllm"] = Field("transformers", description="Caption backend by name.")
+    backend: Literal["vllm", "transformers"] = Field(
+        "vllm", description="Caption backend by name: vllm (production) or transformers (CPU, fallback).")
     model: str = Field(..., description="Model name on the hub, a local path, or 'tiny/llm' for the built-in tiny model.")
     revision: str | None = Field(None, description="Model revision (hub commit or tag); recorded in the lineage.")
     template: str = Field("synthclip", description="Prompt template name (see synthclip_core.prompts).")
@@ -40,9 +49,15 @@ class CaptionsConfig(_Section):
     presence_penalty: float = Field(1.0, description="OpenAI-style presence penalty on generated tokens (paper: 1.0).")
     frequency_penalty: float = Field(1.0, description="OpenAI-style frequency penalty on generated tokens (paper: 1.0).")
     max_tokens: int = Field(48, ge=1, description="Upper bound on generated tokens per caption.")
+    max_words: int = Field(30, ge=1, description="Captions longer than this many words are rejected as overlong (the prompt asks for 15).")
+    batch_size: int = Field(32, ge=1, description="Prompts per generate call (transformers); vLLM takes a whole partition at once.")
     num_actors: int = Field(1, ge=1, description="Ray actors in the caption pool (each loads the model once).")
-    num_gpus: float = Field(0, ge=0, description="GPUs per actor (0 on CPU; a fraction packs small models).")
+    num_gpus: float = Field(1, ge=0, description="GPUs per actor (0 on CPU; a fraction packs small models).")
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism inside one actor (set num_gpus to match).")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weights dtype; auto is fp16 on GPU, fp32 on CPU.")
+    python: str | None = Field(
+        None, description="Interpreter of the caption actors, e.g. the vLLM environment's bin/python (default: this one).")
+    engine_options: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for vllm.LLM.")
 
     def sampling(self) -> dict[str, float]:
         return {
@@ -76,7 +91,7 @@ class RenderConfig(_Section):
     images_per_caption: int = Field(1, ge=1, description="Images rendered per balanced caption.")
     batch_size: int = Field(8, ge=1, description="Prompts rendered per forward pass.")
     num_actors: int = Field(1, ge=1, description="Ray actors in the render pool.")
-    num_gpus: float = Field(0, ge=0, description="GPUs per actor.")
+    num_gpus: float = Field(1, ge=0, description="GPUs per actor (0 on CPU).")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weights dtype; auto is fp16 on GPU, fp32 on CPU.")
     captions_per_partition: int = Field(256, ge=1, description="Balanced captions per render partition.")
 

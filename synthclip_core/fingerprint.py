@@ -20,7 +20,7 @@ from .tiny_models import resolve_model
 
 # Bump a stage's version when its code changes what it writes.
 STAGE_VERSIONS = {
-    "concepts": 1, "captions": 1, "balanced": 1, "images": 1, "shards": 1, "train": 1, "eval": 1,
+    "concepts": 1, "captions": 2, "balanced": 1, "images": 1, "shards": 1, "train": 1, "eval": 1,
 }
 STAGES = tuple(STAGE_VERSIONS)
 
@@ -55,7 +55,8 @@ def stage_fingerprints(cfg: RunConfig) -> dict[str, str]:
     parts = {
         "concepts": {**cfg.concepts.model_dump(), "seed": cfg.seed},
         "captions": {
-            **c.model_dump(exclude={"num_actors", "num_gpus", "model", "revision"}),
+            **c.model_dump(exclude={"num_actors", "num_gpus", "model", "revision", "batch_size", "python",
+                                    "tensor_parallel_size", "engine_options"}),
             "model": model_identity(c.model, c.revision),
         },
         "balanced": b.model_dump(),

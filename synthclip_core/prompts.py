@@ -59,17 +59,3 @@ def get_template(name: str) -> PromptTemplate:
         known = ", ".join(sorted(_TEMPLATES))
         raise ConfigError(f"unknown prompt template {name!r} (known: {known})") from None
 
-
-def clean_caption(text: str) -> str:
-    """The caption an LLM answer holds: its first non-empty line, unquoted, whitespace collapsed.
-
-    Returns "" when nothing usable is left; the caption stage counts and drops those.
-    """
-    for line in text.strip().splitlines():
-        line = " ".join(line.split())
-        if line.lower().startswith("caption:"):
-            line = line[len("caption:") :].strip()
-        line = line.strip("\"'“”‘’ ")
-        if line:
-            return line
-    return ""

@@ -15,15 +15,27 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("concept", pa.string()),
         ("bank_index", pa.int64()),  # position in the normalised bank, for stable order
     ])),
-    "captions": (1, pa.schema([
+    "captions": (2, pa.schema([
         ("caption_id", pa.string()),
         ("concept_id", pa.string()),
         ("concept", pa.string()),
         ("template", pa.string()),
         ("index", pa.int32()),
         ("seed", pa.int64()),
+        ("model", pa.string()),  # name@revision (or @content hash for a local model)
+        ("backend", pa.string()),
         ("raw", pa.string()),  # the model's whole answer, kept for audits
-        ("caption", pa.string()),  # "" when nothing usable was left (dropped by balancing)
+        ("tokens", pa.int32()),  # generated tokens
+        ("caption", pa.string()),  # "" when rejected (dropped by balancing)
+        ("reject_reason", pa.string()),  # null when kept; see synthclip_core.caption_cleaning
+        ("fixes", pa.list_(pa.string())),
+    ])),
+    "caption_coverage": (1, pa.schema([
+        ("concept_id", pa.string()),
+        ("concept", pa.string()),
+        ("written", pa.int64()),
+        ("kept", pa.int64()),  # not rejected by cleaning
+        ("naming", pa.int64()),  # kept and containing the concept (MetaCLIP matching)
     ])),
     "balanced": (1, pa.schema([
         ("caption_id", pa.string()),

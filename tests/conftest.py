@@ -52,12 +52,16 @@ def bucket(s3_server, request):
 
 @pytest.fixture(scope="session")
 def ray_local(s3_server):
-    """A real local Ray; started after the S3 variables are set so that workers inherit them."""
+    """A real local Ray; started after the S3 variables are set so that workers inherit them.
+
+    It declares two logical GPUs, so Ray's real scheduler pins GPU actors to distinct ids; the
+    code inside finds no CUDA device and must fall back to the CPU.
+    """
     import ray
 
     from synthclip_core.ray_runtime import ensure_ray
 
-    ensure_ray(num_cpus=2)
+    ensure_ray(num_cpus=2, num_gpus=2)
     yield
     ray.shutdown()
 

@@ -3,7 +3,6 @@ import pytest
 from synthclip_core.errors import ConfigError
 from synthclip_core.prompts import (
     PromptTemplate,
-    clean_caption,
     get_template,
     register_template,
 )
@@ -23,11 +22,3 @@ def test_user_templates_are_registered_and_checked():
     with pytest.raises(ConfigError, match="unknown prompt template"):
         get_template("nope")
 
-
-@pytest.mark.parametrize("raw,expected", [
-    ('  "A cat on a mat."  \nNote: 5 words', "A cat on a mat."),
-    ("Caption: a   dog\tin the rain.", "a dog in the rain."),
-    ("\n\n", ""),
-])
-def test_clean_caption(raw, expected):
-    assert clean_caption(raw) == expected

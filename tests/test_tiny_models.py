@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
+from synthclip_core.caption_cleaning import clean_caption
 from synthclip_core.captioners import create_caption_backend
-from synthclip_core.prompts import SYNTHCLIP, clean_caption
+from synthclip_core.prompts import SYNTHCLIP
 from synthclip_core.renderers import create_render_backend
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "presence_penalty": 1.0, "frequency_penalty": 1.0, "max_tokens": 32}
@@ -14,14 +15,17 @@ SAMPLING = {"temperature": 0.7, "top_p": 0.95, "presence_penalty": 1.0, "frequen
 def test_tiny_llm_names_its_concept_reproducibly(tiny_models):
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
-    backend = create_caption_backend("transformers", model=str(tiny_models["llm"]))
-    concepts = random.Random(7).sample(list(IMAGENET_CLASSNAMES), 60)
+    backend = create_caption_backend("transformers", model=str(tiny_models["llm"]), batch_size=16)
+    concepts = random.Random(7).sample(list(IMAGENET_CLASSNAMES), 64)
     messages = [SYNTHCLIP.messages(c) for c in concepts]
-    out = backend.generate(messages, list(range(60)), SAMPLING)
-    share = sum(f" {c} " in f" {clean_caption(o)} " for c, o in zip(concepts, out)) / len(concepts)
+    out = backend.generate(messages, list(range(64)), SAMPLING)
+    share = sum(f" {c} " in f" {clean_caption(o['text']).caption} " for c, o in zip(concepts, out)) / len(concepts)
     assert share >= 0.85, share
-    again = backend.generate(messages[:5], list(range(5)), SAMPLING)
-    assert again == out[:5]
+    assert all(0 < o["tokens"] <= SAMPLING["max_tokens"] for o in out)
+    again = backend.generate(messages[:16], list(range(16)), SAMPLING)  # the same first batch
+    assert again == out[:16]
+    reseeded = backend.generate(messages[:16], list(range(100, 116)), SAMPLING)
+    assert reseeded != out[:16]
 
 
 def test_tiny_sd_renders_the_same_pixels_per_seed_in_any_batch(tiny_models):

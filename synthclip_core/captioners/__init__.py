@@ -1,21 +1,30 @@
 """Caption backends: one small interface, chosen by name.
 
-A backend turns chat prompts into raw completions, one seed per prompt. It receives and returns
-plain Python data only, because it may run in a Ray actor under another interpreter (the vLLM
-environment). Model libraries are imported inside the backend, never at package import.
+A backend turns chat prompts into completions, one seed per prompt, batching as it sees fit. It
+receives and returns plain Python data only, because it may run in a Ray actor under another
+interpreter (the vLLM environment). Model libraries are imported inside the backend, never at
+package import.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypedDict
+
+
+class Completion(TypedDict):
+    text: str
+    tokens: int  # generated tokens, for throughput accounting
 
 
 class CaptionBackend(Protocol):
-    def generate(
-        self, messages: list[list[dict[str, str]]], seeds: list[int], sampling: dict
-    ) -> list[str]:
+    device: str
+
+    def generate(self, messages: list[list[dict[str, str]]], seeds: list[int], sampling: dict) -> list[Completion]:
         """One completion per conversation, sampled with its own seed."""
         ...
+
+
+BACKENDS = ("transformers", "vllm")
 
 
 def create_caption_backend(name: str, **kwargs) -> CaptionBackend:
@@ -27,4 +36,4 @@ def create_caption_backend(name: str, **kwargs) -> CaptionBackend:
         from .vllm_backend import VLLMCaptioner
 
         return VLLMCaptioner(**kwargs)
-    raise ValueError(f"unknown caption backend {name!r} (known: transformers, vllm)")
+    raise ValueError(f"unknown caption backend {name!r} (known: {', '.join(BACKENDS)})")

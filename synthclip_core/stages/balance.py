@@ -40,9 +40,9 @@ def run_balance(run: Run) -> StageSummary:
     if pending:
         raise StageBlocked(f"{len(pending)} caption partitions are not committed; resume the captions stage first")
     started = time.time()
-    concept_parts = require_done(run, "concepts", CONCEPTS_MANIFEST)
+    concept_parts = [o for o in require_done(run, "concepts", CONCEPTS_MANIFEST) if o.endswith(".parquet")]
     concepts = pa.concat_tables([read_table(store, "concepts", o) for o in concept_parts])
-    caption_parts = sorted(store.committed("captions")["captions"])
+    caption_parts = concept_parts  # caption partition i is made from concept partition i
     caption_records = store.records("captions", caption_parts)
     inputs = [input_ref(store, "captions", o, caption_records[o]) for o in caption_parts]
     captions = [row for o in caption_parts

@@ -44,7 +44,17 @@ class StageBlocked(RuntimeError):
 
 
 def worker_info(device: str = "cpu") -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "device": device}
+    """Where an output was made; inside a Ray actor also the GPU ids Ray pinned it to."""
+    info = {"host": socket.gethostname(), "pid": os.getpid(), "device": device}
+    try:
+        import ray
+
+        if ray.is_initialized():
+            info["gpu_ids"] = [str(i) for i in ray.get_gpu_ids()]
+            info["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    except ImportError:
+        pass
+    return info
 
 
 def lineage(run_fingerprint: str, inputs: list[dict], started: float, rows: int, **extra) -> dict:

@@ -19,7 +19,7 @@ def run_concepts(run: Run) -> StageSummary:
         return finished
     summary = StageSummary("concepts")
     started = time.time()
-    bank = load_bank(cfg.source, cfg.column, cfg.limit, run.config.seed)
+    bank = load_bank(cfg.source, cfg.column, cfg.limit, run.config.seed, cfg.num_shards, cfg.shard_index)
     table = bank.table()
     committed = store.committed("concepts").get("concepts", set())
     outputs = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ..actors import PoolSpec, run_pool
 from ..run import Run
 from .captions import caption_settings, plan_captions
@@ -21,7 +23,9 @@ def run_model_stage(run: Run, stage: str, max_retries: int = 2) -> StageSummary:
     summary = StageSummary(stage, total=total, skipped=total - len(jobs))
     if not jobs:
         return summary
-    spec = PoolSpec(num_actors=cfg.num_actors, num_gpus=cfg.num_gpus, max_retries=max_retries)
+    python = getattr(cfg, "python", None)
+    runtime_env = {"py_executable": os.path.abspath(os.path.expanduser(python))} if python else {}
+    spec = PoolSpec(num_actors=cfg.num_actors, num_gpus=cfg.num_gpus, max_retries=max_retries, runtime_env=runtime_env)
     result = run_pool(stage, run.ref, settings_of(run), jobs, spec)
     summary.computed = len(result.records)
     summary.rows = sum(r.get("rows", 0) for r in result.records.values())

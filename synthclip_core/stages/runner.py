@@ -6,6 +6,7 @@ from typing import Callable
 
 from ..run import Run
 from .balance import run_balance
+from .caption_coverage import write_coverage
 from .common import StageSummary
 from .concepts import run_concepts
 from .evaluate import run_eval
@@ -13,9 +14,17 @@ from .model_stage import run_model_stage
 from .shards import run_export
 from .train import run_train
 
+
+def run_captions(run: Run) -> StageSummary:
+    summary = run_model_stage(run, "captions")
+    if summary.ok:
+        summary.notes["coverage"] = write_coverage(run)
+    return summary
+
+
 STAGE_RUNNERS: dict[str, Callable[[Run], StageSummary]] = {
     "concepts": run_concepts,
-    "captions": lambda run: run_model_stage(run, "captions"),
+    "captions": run_captions,
     "balanced": run_balance,
     "images": lambda run: run_model_stage(run, "images"),
     "shards": run_export,

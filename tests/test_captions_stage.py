@@ -1,0 +1,102 @@
+"""The caption stage: both backends on the tiny LLM inside Ray actors, resume, coverage, lineage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from synthclip_core.config import config_from_dict
+from synthclip_core.run import RunRef, create_or_open
+from synthclip_core.stages.caption_coverage import COVERAGE, write_coverage
+from synthclip_core.stages.concepts import run_concepts
+from synthclip_core.stages.model_stage import run_model_stage
+
+REPO = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+
+
+def _run(root: Path, run_id: str, **captions):
+    data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
+    data["captions"].update(captions)
+    run = create_or_open(config_from_dict(data), RunRef(str(root), run_id))
+    run_concepts(run)
+    return run
+
+
+def _captions(run) -> pd.DataFrame:
+    parts = sorted(o for o in run.store.committed("captions")["captions"] if o.startswith("part-"))
+    return pd.concat([pd.read_parquet(run.store.uri("captions", o)) for o in parts], ignore_index=True)
+
+
+def test_partition_says_row_by_row_what_produced_it(engine, tmp_path):
+    run = _run(tmp_path, "rows")
+    assert run_model_stage(run, "captions").computed == 2
+    frame = _captions(run)
+    assert list(frame.columns[:8]) == ["caption_id", "concept_id", "concept", "template", "index", "seed", "model", "backend"]
+    assert set(frame["template"]) == {"synthclip@v1"} and set(frame["backend"]) == {"transformers"}
+    assert frame["model"].str.startswith("tiny/llm@").all() and frame["seed"].nunique() == len(frame)
+    record = run.store.record("captions", "part-00000.parquet")
+    assert record["backend"] == "transformers" and record["sampling"]["temperature"] == 0.7
+    assert record["throughput"]["prompts_per_s"] > 0 and record["throughput"]["tokens_per_s"] > 0
+    assert record["cleaning"]["kept"] + sum(record["cleaning"]["rejected"].values()) == record["rows"]
+
+
+def test_resume_of_a_partially_captioned_run(engine, tmp_path):
+    reference = _run(tmp_path, "whole")
+    run_model_stage(reference, "captions")
+    run = _run(tmp_path, "partial")
+    run.store.commit("captions", "part-00000.parquet", reference.store.read_bytes("captions", "part-00000.parquet"),
+                     reference.store.record("captions", "part-00000.parquet"))
+    summary = run_model_stage(run, "captions")
+    assert (summary.computed, summary.skipped) == (1, 1)
+    assert (run.store.record("captions", "part-00001.parquet")["sha256"]
+            == reference.store.record("captions", "part-00001.parquet")["sha256"])
+
+
+def test_coverage_report(engine, tmp_path):
+    run = _run(tmp_path, "coverage", max_words=6)  # a tight bound rejects some captions
+    run_model_stage(run, "captions")
+    summary = write_coverage(run)
+    coverage = pd.read_parquet(run.store.uri("captions", COVERAGE))
+    assert len(coverage) == 12 and (coverage["written"] == 2).all()
+    assert (coverage["kept"] <= coverage["written"]).all() and (coverage["naming"] <= coverage["kept"]).all()
+    frame = _captions(run)
+    assert summary["kept"] == (frame["caption"] != "").sum() < len(frame)
+    assert set(frame.loc[frame["caption"] == "", "reject_reason"]) == {"overlong"}
+    zero = coverage.loc[coverage["kept"] == 0, "concept"].tolist()
+    assert summary["concepts_without_kept_captions"] == len(zero)
+    assert summary["examples_without_kept_captions"] == zero
+
+
+def test_vllm_backend_in_its_own_environment(engine, tmp_path):
+    if not VLLM_PYTHON.exists():
+        pytest.fail("the vLLM CPU environment is missing: run `make vllm-env` (make test does)")
+    first = _run(tmp_path, "vllm-a", backend="vllm", python=str(VLLM_PYTHON))
+    second = _run(tmp_path, "vllm-b", backend="vllm", python=str(VLLM_PYTHON))
+    assert run_model_stage(first, "captions").computed == 2
+    assert run_model_stage(second, "captions").computed == 2
+    a, b = _captions(first), _captions(second)
+    assert set(a["backend"]) == {"vllm"} and a["raw"].tolist() == b["raw"].tolist()
+    naming = sum(f" {c} " in f" {t} " for c, t in zip(a["concept"], a["caption"])) / len(a)
+    assert naming >= 0.7, naming
+    record = first.store.record("captions", "part-00000.parquet")
+    assert record["backend"] == "vllm" and record["throughput"]["tokens_per_s"] > 0
+
+
+def test_gpu_actors_are_pinned_to_distinct_gpus_and_fall_back_to_cpu(engine, tmp_path):
+    run = _run(tmp_path, "gpus", num_actors=2, num_gpus=1)
+    assert run_model_stage(run, "captions").computed == 2
+    workers = [r["worker"] for r in run.store.records("captions", ["part-00000.parquet", "part-00001.parquet"]).values()]
+    assert sorted(w["gpu_ids"][0] for w in workers) == ["0", "1"]
+    assert all(w["cuda_visible_devices"] == w["gpu_ids"][0] and w["device"] == "cpu" for w in workers)
+
+
+def test_more_gpus_than_ray_has_is_a_clear_error(engine, tmp_path):
+    from synthclip_core.errors import ConfigError
+
+    run = _run(tmp_path, "too-many", num_gpus=4)
+    with pytest.raises(ConfigError, match="num_gpus=4 but this Ray has 2 GPU"):
+        run_model_stage(run, "captions")
