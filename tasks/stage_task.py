@@ -6,6 +6,7 @@ cache: a re-run task asks the store what is pending.
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -50,8 +51,9 @@ def run_stage_task(stage: str, ref: dict) -> dict:
         summary = run_stage(run, stage)
     logger.info(summary.line())
     rows = "\n".join(f"| `{o}` | {e[:200]} |" for o, e in sorted(summary.failures.items()))
+    notes = "\n".join(f"- **{k}**: `{json.dumps(v, default=str)[:1000]}`" for k, v in summary.notes.items())
     create_markdown_artifact(
-        markdown=f"## {stage}\n\n{summary.line()}, {summary.rows} rows\n\n"
+        markdown=f"## {stage}\n\n{summary.line()}, {summary.rows} rows\n\n{notes}\n\n"
         + (f"| failed output | error |\n| --- | --- |\n{rows}\n" if rows else ""),
         description=f"{stage} summary",
     )

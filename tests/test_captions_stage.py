@@ -74,8 +74,10 @@ def test_coverage_report(engine, tmp_path):
 def test_vllm_backend_in_its_own_environment(engine, tmp_path):
     if not VLLM_PYTHON.exists():
         pytest.fail("the vLLM CPU environment is missing: run `make vllm-env` (make test does)")
-    first = _run(tmp_path, "vllm-a", backend="vllm", python=str(VLLM_PYTHON))
-    second = _run(tmp_path, "vllm-b", backend="vllm", python=str(VLLM_PYTHON))
+    # 144 prompts a partition: more prefill tokens than one vLLM CPU step takes (4096).
+    options = {"backend": "vllm", "python": str(VLLM_PYTHON), "per_concept": 24}
+    first = _run(tmp_path, "vllm-a", **options)
+    second = _run(tmp_path, "vllm-b", **options)
     assert run_model_stage(first, "captions").computed == 2
     assert run_model_stage(second, "captions").computed == 2
     a, b = _captions(first), _captions(second)

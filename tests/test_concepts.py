@@ -56,3 +56,15 @@ def test_invalid_banks_name_file_and_place(tmp_path, name, content, message):
 def test_missing_bank(tmp_path):
     with pytest.raises(ConceptBankError, match="not found"):
         load_bank(str(tmp_path / "absent.txt"))
+
+
+def test_metaclip_sized_bank_from_s3_with_shards(s3_server, bucket):
+    import fsspec
+
+    entries = [f"concept {i}" for i in range(500_000)] + ["concept 7", "  ", "caf\u00e9"]
+    with fsspec.open(f"s3://{bucket}/metaclip/metadata.json", "w") as handle:
+        json.dump(entries, handle)
+    bank = load_bank(f"s3://{bucket}/metaclip/metadata.json")
+    assert len(bank.concepts) == 500_001 and bank.dropped == {"empty": 1, "duplicate": 1}
+    shard = load_bank(f"s3://{bucket}/metaclip/metadata.json", num_shards=4, shard_index=1)
+    assert shard.concepts[:2] == ["concept 1", "concept 5"] and shard.dropped["other_shards"] == 375_001

@@ -30,6 +30,9 @@ class VLLMCaptioner:
             for key, value in _CPU_ENV.items():
                 os.environ.setdefault(key, value)
             options.setdefault("enforce_eager", True)
+            # Seeded requests whose prefill is split across steps fail on the CPU ("CPU Generator
+            # does not use offset"): schedule whole prefills only.
+            options.setdefault("enable_chunked_prefill", False)
             dtype = "float32" if dtype == "auto" else dtype
         from vllm import LLM
 
