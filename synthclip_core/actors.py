@@ -30,7 +30,7 @@ class PoolSpec:
 class PartitionWorker:
     """Holds one stage processor (and its model); processes one partition per call."""
 
-    def __init__(self, stage: str, ref: dict, settings: dict, threads: int = 1):
+    def __init__(self, processor: str, ref: dict, settings: dict, threads: int = 1):
         try:
             import torch
 
@@ -41,7 +41,7 @@ class PartitionWorker:
 
         self.ref = RunRef(**ref)
         self.store = self.ref.store()
-        self.processor = make_processor(stage, settings)
+        self.processor = make_processor(processor, settings)
 
     def process(self, job: dict) -> dict:
         return self.processor(self.store, job)
@@ -57,8 +57,12 @@ class PoolResult:
     actor_restarts: int = 0
 
 
-def run_pool(stage: str, ref: RunRef, settings: dict, jobs: list[dict], spec: PoolSpec) -> PoolResult:
-    """Process ``jobs`` (each with an ``output`` key) on a pool of actors; failures are recorded."""
+def run_pool(stage: str, ref: RunRef, settings: dict, jobs: list[dict], spec: PoolSpec,
+             processor: str | None = None, label: str | None = None) -> PoolResult:
+    """Process ``jobs`` (each with an ``output`` key) on a pool of actors; failures are recorded.
+
+    ``processor`` names the actors' work (default: the stage's own), ``label`` the progress bar.
+    """
     import ray
 
     result = PoolResult()
@@ -73,7 +77,7 @@ def run_pool(stage: str, ref: RunRef, settings: dict, jobs: list[dict], spec: Po
     threads = max(1, int(spec.num_cpus))
 
     def new_actor():
-        return worker_cls.remote(stage, ref.as_dict(), settings, threads)
+        return worker_cls.remote(processor or stage, ref.as_dict(), settings, threads)
 
     actors = [new_actor() for _ in range(min(spec.num_actors, len(jobs)))]
     load: Counter = Counter()
@@ -119,7 +123,7 @@ def run_pool(stage: str, ref: RunRef, settings: dict, jobs: list[dict], spec: Po
                 give_up(job, "no live actor left after repeated actor deaths")
             queue.clear()
         fill()
-        progress.report(stage, len(result.records) + len(result.failures), total)
+        progress.report(label or stage, len(result.records) + len(result.failures), total)
     for actor in actors:
         ray.kill(actor, no_restart=True)
     return result

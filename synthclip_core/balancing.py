@@ -1,19 +1,21 @@
-"""MetaCLIP-style balancing of the caption set over concepts.
+"""MetaCLIP-style balancing of the caption set over concepts: the definitions, as pure functions.
 
 Matching follows MetaCLIP's substring rule: the caption is padded with a space on each side, the
-marks ``, . ; : ? ! ``\u0060`` are surrounded by spaces, tab/newline/CR become spaces, and concept ``e``
-matches when ``" e "`` occurs. All concepts are searched at once with an Aho-Corasick automaton.
-Then ``count[e]`` is the number of captions matching ``e``, ``p[e] = min(1, t / count[e])``, and a
-caption is kept when any of its concepts passes its draw. Draws are pure functions of (run seed,
-caption id, concept id), so the result is independent of partitioning, workers and order.
+marks ``, . ; : ? !`` and the backtick are surrounded by spaces, tab/newline/CR become spaces, and
+concept ``e`` matches when ``" e "`` occurs. All concepts are searched at once with an
+Aho-Corasick automaton. After the SynthCLIP clean-up (exact duplicate captions dropped, the first
+by input order kept), ``count[e]`` is the number of captions matching ``e``,
+``p[e] = 1 if count[e] <= t else t / count[e]``, and a caption is kept when any of its concepts
+passes its draw. Draws are pure functions of (run seed, caption id, concept id), so the result is
+independent of partitioning, workers and order.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+import hashlib
 
 import ahocorasick
+import numpy as np
 
 from .ids import unit_draw
 
@@ -37,7 +39,7 @@ class ConceptMatcher:
         self.automaton = ahocorasick.Automaton()
         for index, concept in enumerate(concepts):
             key = f" {concept if case_sensitive else concept.lower()} "
-            # Two bank entries that fold to the same key (case-insensitive mode) share a match list.
+            # Entries that fold to the same key (case-insensitive mode) share one match list.
             existing = self.automaton.get(key, None)
             self.automaton.add_word(key, (existing or ()) + (index,))
         self.automaton.make_automaton()
@@ -49,71 +51,37 @@ class ConceptMatcher:
         return sorted(found)
 
 
-def keep_probabilities(counts: Counter, threshold: int) -> dict[int, float]:
-    return {e: 1.0 if n <= threshold else threshold / n for e, n in counts.items()}
+def text_hash(text: str) -> int:
+    """A signed 64-bit hash of a caption's text, for finding exact duplicates across partitions."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+
+
+def first_occurrences(hashes: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """True where a candidate row's hash occurs for the first time (array order = input order)."""
+    rows = np.flatnonzero(candidates)
+    _, first = np.unique(hashes[rows], return_index=True)
+    mask = np.zeros(len(hashes), dtype=bool)
+    mask[rows[first]] = True
+    return mask
+
+
+def keep_probabilities(counts: np.ndarray, threshold: int) -> np.ndarray:
+    counts = np.asarray(counts, dtype=np.float64)
+    return np.where(counts <= threshold, 1.0, threshold / np.maximum(counts, 1))
 
 
 def is_kept(seed: int, caption_id: str, matched_ids: list[str], probs: list[float]) -> bool:
     return any(unit_draw(seed, "balance", caption_id, cid) < p for cid, p in zip(matched_ids, probs))
 
 
+def expected_counts(matched_flat: np.ndarray, lengths: np.ndarray, probs: np.ndarray, n_concepts: int) -> np.ndarray:
+    """Expected captions kept per concept: each caption counts with P(kept) = 1 - prod(1 - p)."""
+    if len(lengths) == 0 or len(matched_flat) == 0:
+        return np.zeros(n_concepts)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    keep = 1.0 - np.multiply.reduceat(1.0 - probs[matched_flat], starts)
+    return np.bincount(matched_flat, weights=np.repeat(keep, lengths), minlength=n_concepts)
+
+
 def split_of(seed: int, sample_id: str, eval_fraction: float) -> str:
     return "eval" if unit_draw(seed, "split", sample_id) < eval_fraction else "train"
-
-
-@dataclass
-class BalanceResult:
-    rows: list[dict]  # kept captions, in input order
-    count_before: Counter  # concept index -> matching captions (after clean-up)
-    count_after: Counter
-    probabilities: dict[int, float]
-    dropped: dict[str, int] = field(default_factory=dict)
-
-
-def balance_captions(
-    captions: list[dict],
-    concepts: list[str],
-    concept_ids: list[str],
-    threshold: int,
-    seed: int,
-    eval_fraction: float,
-    case_sensitive: bool = True,
-) -> BalanceResult:
-    """Balance caption rows (dicts with caption_id, concept_id, caption), given in input order."""
-    matcher = ConceptMatcher(concepts, case_sensitive)
-    dropped = {"empty": 0, "duplicate": 0, "no_match": 0, "sampled_out": 0}
-    seen: set[str] = set()
-    matched: list[tuple[dict, list[int]]] = []
-    for row in captions:
-        text = row["caption"]
-        if not text:
-            dropped["empty"] += 1
-            continue
-        if text in seen:  # SynthCLIP clean-up: exact duplicates, first occurrence wins
-            dropped["duplicate"] += 1
-            continue
-        seen.add(text)
-        hits = matcher.match(text)
-        if not hits:
-            dropped["no_match"] += 1
-            continue
-        matched.append((row, hits))
-
-    before = Counter(e for _, hits in matched for e in hits)
-    probs = keep_probabilities(before, threshold)
-    after: Counter = Counter()
-    kept = []
-    for row, hits in matched:
-        ids = [concept_ids[e] for e in hits]
-        if not is_kept(seed, row["caption_id"], ids, [probs[e] for e in hits]):
-            dropped["sampled_out"] += 1
-            continue
-        after.update(hits)
-        kept.append({
-            "caption_id": row["caption_id"],
-            "concept_id": row["concept_id"],
-            "caption": row["caption"],
-            "matched_concept_ids": ids,
-            "split": split_of(seed, row["caption_id"], eval_fraction),
-        })
-    return BalanceResult(kept, before, after, probs, dropped)

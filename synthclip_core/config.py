@@ -72,7 +72,7 @@ class CaptionsConfig(_Section):
 class BalanceConfig(_Section):
     threshold: int = Field(..., ge=1, description="MetaCLIP's t: the cap on captions kept per concept.")
     case_sensitive: bool = Field(True, description="Match concepts case-sensitively, as MetaCLIP does.")
-    per_partition: int = Field(5000, ge=1, description="Balanced captions per output partition.")
+    num_workers: int = Field(2, ge=1, description="Ray actors matching and sampling caption partitions in parallel (1 CPU each).")
     eval_fraction: float = Field(0.05, ge=0, lt=1, description="Share of samples held out for evaluation (by hash of the sample id).")
 
 
@@ -93,7 +93,8 @@ class RenderConfig(_Section):
     num_actors: int = Field(1, ge=1, description="Ray actors in the render pool.")
     num_gpus: float = Field(1, ge=0, description="GPUs per actor (0 on CPU).")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weights dtype; auto is fp16 on GPU, fp32 on CPU.")
-    captions_per_partition: int = Field(256, ge=1, description="Balanced captions per render partition.")
+    captions_per_partition: int = Field(
+        256, ge=1, description="Balanced captions per render partition (a slice of one balanced partition).")
 
 
 class ExportConfig(_Section):

@@ -20,7 +20,7 @@ from .tiny_models import resolve_model
 
 # Bump a stage's version when its code changes what it writes.
 STAGE_VERSIONS = {
-    "concepts": 1, "captions": 2, "balanced": 1, "images": 1, "shards": 1, "train": 1, "eval": 1,
+    "concepts": 1, "captions": 2, "balanced": 2, "images": 2, "shards": 1, "train": 1, "eval": 1,
 }
 STAGES = tuple(STAGE_VERSIONS)
 
@@ -59,7 +59,7 @@ def stage_fingerprints(cfg: RunConfig) -> dict[str, str]:
                                     "tensor_parallel_size", "engine_options"}),
             "model": model_identity(c.model, c.revision),
         },
-        "balanced": b.model_dump(),
+        "balanced": b.model_dump(exclude={"num_workers"}),
         "images": {
             **r.model_dump(exclude={"num_actors", "num_gpus", "batch_size", "model", "revision"}),
             "model": model_identity(r.model, r.revision),

@@ -44,10 +44,28 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("matched_concept_ids", pa.list_(pa.string())),
         ("split", pa.string()),  # "train" or "eval", fixed here, before export
     ])),
-    "balance_stats": (1, pa.schema([
+    "balance_matches": (1, pa.schema([  # balancing's first pass, one per caption partition
+        ("caption_id", pa.string()),
+        ("concept_id", pa.string()),
+        ("caption", pa.string()),
+        ("empty", pa.bool_()),  # rejected by caption cleaning
+        ("text_hash", pa.int64()),
+        ("matched", pa.list_(pa.int32())),  # indices into the run's concept table
+    ])),
+    "balance_counts": (1, pa.schema([
+        ("concept_id", pa.string()),
+        ("count_before", pa.int64()),
+        ("keep_probability", pa.float64()),
+    ])),
+    "balance_duplicates": (1, pa.schema([
+        ("partition", pa.int32()),  # index of the caption partition
+        ("row", pa.int32()),
+    ])),
+    "balance_stats": (2, pa.schema([
         ("concept_id", pa.string()),
         ("concept", pa.string()),
         ("count_before", pa.int64()),
+        ("expected_after", pa.float64()),
         ("count_after", pa.int64()),
         ("keep_probability", pa.float64()),
     ])),
@@ -70,6 +88,11 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
 
 def empty_table(kind: str) -> pa.Table:
     return SCHEMAS[kind][1].empty_table()
+
+
+def table_from_rows(rows: list[dict], kind: str) -> pa.Table:
+    """Rows as a table of ``kind``'s schema (an empty list gives an empty table, not a schemaless one)."""
+    return pa.Table.from_pylist(rows, schema=SCHEMAS[kind][1])
 
 
 def to_parquet_bytes(table: pa.Table, kind: str) -> bytes:

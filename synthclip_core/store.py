@@ -32,7 +32,7 @@ class RunStore:
     def __init__(self, root: str, run_id: str, storage_options: dict[str, Any] | None = None):
         self.root, self.run_id = root, run_id
         self.storage_options = dict(storage_options or {})
-        self.fs, base = fsspec.core.url_to_fs(root, **self.storage_options)
+        self.fs, base = fsspec.core.url_to_fs(root, **_fresh_listings(root, self.storage_options))
         self.base = posixpath.join(base.rstrip("/"), run_id)
         self.local = isinstance(self.fs, LocalFileSystem)
 
@@ -164,6 +164,14 @@ class RunStore:
 
     def exists(self) -> bool:
         return self.fs.exists(self.path(COMMITS))
+
+
+def _fresh_listings(root: str, options: dict) -> dict:
+    """Object-store listings must not be cached: other processes commit outputs all the time."""
+    protocol = fsspec.core.split_protocol(root)[0]
+    if protocol not in (None, "file", "local"):
+        options = {"use_listings_cache": False, **options}
+    return options
 
 
 def check_root_writable(root: str, storage_options: dict | None = None) -> None:

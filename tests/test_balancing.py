@@ -1,47 +1,142 @@
+"""Balancing against a direct, obviously-correct implementation of MetaCLIP's definition."""
+
+from __future__ import annotations
+
 import random
 from collections import Counter
+from pathlib import Path
 
-from synthclip_core.balancing import ConceptMatcher, balance_captions, prepare_text
-from synthclip_core.ids import caption_id
+import numpy as np
+import pyarrow as pa
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from synthclip_core.balancing import ConceptMatcher, expected_counts, first_occurrences, keep_probabilities, prepare_text
+from synthclip_core.ids import caption_id, concept_id, unit_draw
+
+REPO = Path(__file__).resolve().parents[1]
+# Words chosen to collide: substrings of other words, multi-word and overlapping concepts, Unicode.
+VOCAB = ["cat", "concatenate", "hot", "dog", "hot dog", "sea", "seashore", "café", "naïve", "日本", "Cat",
+         "red fox", "fox", "a", "the", "big", "x-ray", "C++", "e.g."]
+MARKS = [",", ".", ";", ":", "?", "!", "`", "\t", "\n", "\r", " ", "  ", "-", "'"]
+
+
+def naive_text(text: str) -> str:
+    """MetaCLIP's caption preparation, written out step by step."""
+    text = " " + text + " "
+    for mark in [",", ".", ";", ":", "?", "!", "`"]:
+        text = text.replace(mark, " " + mark + " ")
+    return text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+
+def naive_match(caption: str, concepts: list[str], case_sensitive: bool = True) -> list[int]:
+    text = naive_text(caption)
+    if not case_sensitive:
+        text = text.lower()
+    return [i for i, c in enumerate(concepts) if " " + (c if case_sensitive else c.lower()) + " " in text]
+
+
+captions_st = st.lists(st.one_of(st.sampled_from(VOCAB), st.sampled_from(MARKS)), max_size=12).map("".join)
+banks_st = st.lists(st.sampled_from(VOCAB), min_size=1, max_size=12, unique=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(bank=banks_st, caption=captions_st, case_sensitive=st.booleans())
+def test_matching_equals_the_per_concept_loop(bank, caption, case_sensitive):
+    assert ConceptMatcher(bank, case_sensitive).match(caption) == naive_match(caption, bank, case_sensitive)
 
 
 def test_prepare_text_follows_metaclip():
-    assert prepare_text("a cat, on\ta mat.") == " a cat ,  on a mat .  "
+    assert prepare_text("a cat, on\ta mat.") == naive_text("a cat, on\ta mat.") == " a cat ,  on a mat .  "
 
 
-def test_matching_is_whole_word_and_punctuation_aware():
+def test_examples():
     m = ConceptMatcher(["cat", "hot dog", "dog", "Cat"])
-    assert m.match("a cat.") == [0]
-    assert m.match("a concatenation") == []
-    assert m.match("a hot dog; yum") == [1, 2]
-    assert m.match("Cat!") == [3]
-    assert ConceptMatcher(["cat", "Cat"], case_sensitive=False).match("CAT?") == [0, 1]
+    assert m.match("a cat.") == [0] and m.match("a concatenation") == []
+    assert m.match("a hot dog; yum") == [1, 2] and m.match("Cat!") == [3]
 
 
-def _rows(texts):
-    return [{"caption_id": caption_id(f"c{i}", "t", 0, 0), "concept_id": "x", "caption": t} for i, t in enumerate(texts)]
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 5), max_size=30), st.lists(st.booleans(), max_size=30))
+def test_first_occurrences(hashes, candidate):
+    n = min(len(hashes), len(candidate))
+    h, c = np.array(hashes[:n], dtype=np.int64), np.array(candidate[:n], dtype=bool)
+    seen, expected = set(), []
+    for value, ok in zip(h.tolist(), c.tolist()):
+        expected.append(ok and value not in seen)
+        if ok:
+            seen.add(value)
+    assert first_occurrences(h, c).tolist() == expected
 
 
-def test_counts_probabilities_and_drops():
-    texts = ["a cat here"] * 1 + [f"a cat number {i}" for i in range(99)] + ["a dog", "a dog", "", "nothing"]
-    result = balance_captions(_rows(texts), ["cat", "dog"], ["C", "D"], threshold=10, seed=0, eval_fraction=0.0)
-    assert result.dropped["duplicate"] == 1 and result.dropped["empty"] == 1 and result.dropped["no_match"] == 1
-    assert result.count_before == Counter({0: 100, 1: 1})
-    assert result.probabilities == {0: 0.1, 1: 1.0}
-    assert result.count_after[1] == 1
-    assert 3 <= result.count_after[0] <= 20  # ~ t = 10
-    assert all(r["split"] == "train" for r in result.rows)
+def test_keep_probabilities_and_expectation():
+    assert keep_probabilities(np.array([0, 3, 10, 40]), 10).tolist() == [1.0, 1.0, 1.0, 0.25]
+    probs = np.array([0.5, 1.0, 0.25])
+    # captions: [0], [0, 2], [] -> P(kept) 0.5 and 1 - 0.5 * 0.75
+    expected = expected_counts(np.array([0, 0, 2]), np.array([1, 2]), probs, 3)
+    assert np.allclose(expected, [0.5 + 0.625, 0, 0.625])
 
 
-def test_result_does_not_depend_on_order_of_unique_captions():
-    texts = [f"a cat number {i}" for i in range(200)] + [f"a dog {i}" for i in range(5)]
-    rows = _rows(texts)
-    a = balance_captions(rows, ["cat", "dog"], ["C", "D"], threshold=20, seed=1, eval_fraction=0.2)
-    shuffled = rows[:]
-    random.Random(0).shuffle(shuffled)
-    b = balance_captions(shuffled, ["cat", "dog"], ["C", "D"], threshold=20, seed=1, eval_fraction=0.2)
-    def key(row):
-        return row["caption_id"]
+def naive_balance(rows: list[dict], concepts: list[str], threshold: int, seed: int):
+    ids = [concept_id(c) for c in concepts]
+    seen, matched = set(), []
+    for row in rows:
+        if not row["caption"] or row["caption"] in seen:
+            continue
+        seen.add(row["caption"])
+        hits = naive_match(row["caption"], concepts)
+        if hits:
+            matched.append((row, hits))
+    count = Counter(i for _, hits in matched for i in hits)
+    p = {i: 1.0 if n <= threshold else threshold / n for i, n in count.items()}
+    kept = [(row, hits) for row, hits in matched
+            if any(unit_draw(seed, "balance", row["caption_id"], ids[i]) < p[i] for i in hits)]
+    after = Counter(i for _, hits in kept for i in hits)
+    return {row["caption_id"] for row, _ in kept}, count, after
 
-    assert sorted(a.rows, key=key) == sorted(b.rows, key=key)
-    assert any(r["split"] == "eval" for r in a.rows)
+
+def _caption_rows(concept_rows: list[dict], texts: list[str], start: int) -> list[dict]:
+    return [{"caption_id": caption_id("x", "t", start + i, 0), "concept_id": c["concept_id"], "concept": c["concept"],
+             "template": "t@v1", "index": 0, "seed": 0, "model": "m", "backend": "b", "raw": t, "tokens": 1,
+             "caption": t, "reject_reason": None if t else "empty", "fixes": []}
+            for i, (c, t) in enumerate(zip(concept_rows, texts))]
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_the_stage_equals_the_direct_implementation(engine, tmp_path, trial):
+    """Random captions through the real stage (Ray actors, store, reduce) vs the direct version."""
+    from synthclip_core.config import config_from_dict
+    from synthclip_core.run import RunRef, create_or_open
+    from synthclip_core.schemas import to_parquet_bytes
+    from synthclip_core.stages.balance import run_balance
+    from synthclip_core.stages.common import read_table
+    from synthclip_core.stages.concepts import run_concepts
+
+    rng = random.Random(trial)
+    concepts = rng.sample(VOCAB, 12)
+    (tmp_path / "bank.txt").write_text("\n".join(concepts))
+    data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
+    data["concepts"] = {"source": str(tmp_path / "bank.txt"), "per_partition": 4}
+    data["balance"] = {"threshold": 3, "eval_fraction": 0.25, "num_workers": 2}
+    run = create_or_open(config_from_dict(data), RunRef(str(tmp_path), f"balance-{trial}"))
+    run_concepts(run)
+    all_rows = []
+    for index, part in enumerate(sorted(run.store.committed("concepts")["concepts"] - {"manifest.json"})):
+        concept_rows = read_table(run.store, "concepts", part).to_pylist() * 40
+        texts = [" ".join(rng.choice(VOCAB + MARKS + [""]) for _ in range(rng.randint(0, 5))) for _ in concept_rows]
+        rows = _caption_rows(concept_rows, texts, index * 1000)
+        all_rows += rows
+        run.store.commit("captions", part, to_parquet_bytes(pa.Table.from_pylist(rows), "captions"))
+    summary = run_balance(run)
+    kept_ids, before, after = naive_balance(all_rows, concepts, 3, run.config.seed)
+    parts = [o for o in run.store.committed("balanced")["balanced"] if o.startswith("part-")]
+    balanced = pa.concat_tables([read_table(run.store, "balanced", o) for o in parts])
+    assert set(balanced.column("caption_id").to_pylist()) == kept_ids and balanced.num_rows == len(kept_ids)
+    stats = read_table(run.store, "balanced", "stats.parquet", "balance_stats").to_pylist()
+    assert [s["count_before"] for s in stats] == [before.get(i, 0) for i in range(len(concepts))]
+    assert [s["count_after"] for s in stats] == [after.get(i, 0) for i in range(len(concepts))]
+    assert summary.notes["kept"] == len(kept_ids)
+    assert summary.notes["duplicates"] > 0 and summary.notes["no_match"] > 0 and summary.notes["sampled_out"] > 0
+    assert run.store.read_bytes("balanced", "histogram.png")[:8] == b"\x89PNG\r\n\x1a\n"

@@ -44,8 +44,10 @@ def test_balancing_caps_concepts_and_records_stats(offline_run):
     assert all(s["count_after"] <= s["count_before"] for s in stats)
     assert sum(s["count_before"] > 3 for s in stats) > 0
     balanced = _table(run, "balanced")
-    record = run.store.record("balanced", "stats.parquet")
-    assert record["captions_kept"] == balanced.num_rows < record["captions_in"]
+    summary = run.store.record("balanced", "stats.parquet")["summary"]
+    assert summary["kept"] == balanced.num_rows < summary["captions_in"]
+    assert summary["duplicates"] > 0 and summary["concepts_covered_after"] <= summary["concepts_covered_before"]
+    assert run.store.read_bytes("balanced", "histogram.png")[:4] == b"\x89PNG"
     assert set(balanced.column("split").to_pylist()) == {"train", "eval"}
 
 
@@ -57,7 +59,7 @@ def test_images_are_jpegs_with_lineage(offline_run):
     img = Image.open(io.BytesIO(row["jpg"]))
     assert img.format == "JPEG" and img.size == (64, 64)
     assert hashlib.sha256(row["jpg"]).hexdigest() == row["sha256"]
-    record = run.store.record("images", "part-00000.parquet")
+    record = run.store.record("images", "part-00000-000.parquet")
     assert record["model"]["name"] == "tiny/sd" and "content_sha256" in record["model"]
     assert record["sampler"]["steps"] == 4 and record["inputs"][0]["stage"] == "balanced"
     assert record["throughput"]["images_per_s"] > 0 and record["worker"]["device"] == "cpu"
@@ -142,12 +144,12 @@ def test_deleted_commit_record_recomputes_exactly_that_partition(offline_run):
     store = run.store
     before = {s: store.records(s) for s in ("captions", "images")}
     store.fs.rm_file(store.path("_commits", "captions", "part-00002.parquet.json"))
-    store.fs.rm_file(store.path("_commits", "images", "part-00001.parquet.json"))
+    store.fs.rm_file(store.path("_commits", "images", "part-00001-001.parquet.json"))
     summaries = resume_run(run_id=run.ref.run_id, root=run.ref.root)
     assert summaries["captions"]["computed"] == 1 and summaries["images"]["computed"] == 1
     assert all(s["computed"] == 0 for k, s in summaries.items() if k not in {"captions", "images"})
     after = {s: store.records(s) for s in ("captions", "images")}
-    for stage, output in (("captions", "part-00002.parquet"), ("images", "part-00001.parquet")):
+    for stage, output in (("captions", "part-00002.parquet"), ("images", "part-00001-001.parquet")):
         assert after[stage][output]["sha256"] == before[stage][output]["sha256"]
         assert after[stage][output]["committed_at"] > before[stage][output]["committed_at"]
         untouched = {o for o in before[stage] if o != output}

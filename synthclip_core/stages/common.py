@@ -18,6 +18,11 @@ def part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
+def data_parts(outputs: list[str]) -> list[str]:
+    """The row partitions (``part-*``) among a stage's outputs, in order."""
+    return [o for o in outputs if o.startswith("part-")]
+
+
 @dataclass
 class StageSummary:
     stage: str
@@ -97,7 +102,7 @@ def finished_summary(store: RunStore, stage: str, manifest: str) -> StageSummary
 def plan_mirrored(run: Run, stage: str, source: str, manifest: str) -> tuple[list[dict], int]:
     """Pending jobs of a stage whose partition i is made from ``source``'s partition i."""
     store = run.store
-    inputs = [o for o in require_done(run, source, manifest) if o.endswith(".parquet")]
+    inputs = data_parts(require_done(run, source, manifest))
     committed = store.committed(stage).get(stage, set())
     pending = [o for o in inputs if o not in committed]
     records = store.records(source, pending)

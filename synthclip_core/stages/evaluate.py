@@ -16,16 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..run import Run, RunRef
-from .balance import STATS as BALANCE_STATS
-from .common import (
-    StageSummary,
-    finished_summary,
-    input_ref,
-    lineage,
-    read_table,
-    require_done,
-)
+from .common import StageSummary, data_parts, finished_summary, input_ref, lineage, read_table, require_done
 from .concepts import MANIFEST as CONCEPTS_MANIFEST
+from .images import render_parts
 from .train import SUMMARY as TRAIN_SUMMARY
 
 REPORT = "report.json"
@@ -43,7 +36,9 @@ def run_eval(run: Run) -> StageSummary:
     train_summary = json.loads(store.read_bytes("train", TRAIN_SUMMARY))
     checkpoint = train_summary["checkpoint"]
     task = ray.remote(num_cpus=1, num_gpus=0)(evaluate_heldout)
-    results = ray.get(task.remote(run.ref.as_dict(), train_summary["arch"], checkpoint,
+    concept_parts = data_parts(require_done(run, "concepts", CONCEPTS_MANIFEST))
+    image_parts = [p["output"] for p in render_parts(run)]
+    results = ray.get(task.remote(run.ref.as_dict(), train_summary["arch"], checkpoint, concept_parts, image_parts,
                                   run.config.eval.templates, run.config.eval.batch_size))
     ckpt_ref = input_ref(store, "train", checkpoint)
     report = {
@@ -58,7 +53,8 @@ def run_eval(run: Run) -> StageSummary:
     return summary
 
 
-def evaluate_heldout(ref: dict, arch: str, checkpoint: str, templates: str, batch_size: int) -> list[dict]:
+def evaluate_heldout(ref: dict, arch: str, checkpoint: str, concept_parts: list[str], image_parts: list[str],
+                     templates: str, batch_size: int) -> list[dict]:
     """Runs in a Ray task: load the checkpoint through open_clip and score the held-out split."""
     import torch
     from open_clip.zero_shot_metadata import (
@@ -82,8 +78,7 @@ def evaluate_heldout(ref: dict, arch: str, checkpoint: str, templates: str, batc
         handle.flush()
         model, _, preprocess, tokenizer = create_model(arch, pretrained=handle.name)
     model.eval()
-    concepts = pa.concat_tables([read_table(store, "concepts", o) for o in _outputs(store, "concepts", CONCEPTS_MANIFEST)])
-    image_parts = _outputs(store, "balanced", BALANCE_STATS)
+    concepts = pa.concat_tables([read_table(store, "concepts", o) for o in concept_parts])
     tables = [read_table(store, "images", o) for o in image_parts]
     heldout = pa.concat_tables([t.filter(pc.equal(t["split"], "eval")) for t in tables]).to_pylist()
     dataset = "synthetic-heldout"
@@ -103,10 +98,6 @@ def evaluate_heldout(ref: dict, arch: str, checkpoint: str, templates: str, batc
     recall = retrieval_recall(image_feats, text_feats, list(range(len(heldout))))
     results += [_row(dataset, "retrieval", k, v, checkpoint, n=len(heldout)) for k, v in recall.items()]
     return results
-
-
-def _outputs(store, stage: str, manifest: str) -> list[str]:
-    return [o for o in store.record(stage, manifest).get("outputs", []) if o.endswith(".parquet")]
 
 
 def _row(dataset: str, task: str, metric: str, value: float, checkpoint: str, **extra) -> dict:

@@ -1,6 +1,6 @@
 """Images: a diffusion model renders ``images_per_caption`` images for every balanced caption.
 
-Partition ``images/part-i`` is made from ``balanced/part-i``. An image's seed comes from
+Partition ``images/part-i-j`` is made from slice j of ``balanced/part-i``. An image's seed comes from
 (run seed, caption id, index), its id from (caption id, index, run seed); every image is rendered
 from its own generator, so batching and resumption never change pixels.
 """
@@ -10,22 +10,42 @@ from __future__ import annotations
 import hashlib
 import time
 
-import pyarrow as pa
-
 from ..fingerprint import model_identity
 from ..ids import derive_seed, image_id
 from ..renderers import create_render_backend
 from ..run import Run
-from ..schemas import to_parquet_bytes
+from ..schemas import table_from_rows, to_parquet_bytes
 from ..store import RunStore
 from ..tiny_models import resolve_model
 from .balance import STATS as BALANCE_STATS
-from .common import lineage, plan_mirrored, read_table, worker_info
+from .common import data_parts, input_ref, lineage, read_table, require_done, worker_info
+
+
+def render_parts(run: Run) -> list[dict]:
+    """Render partitions: slices of ``captions_per_partition`` rows of each balanced partition.
+
+    ``images/part-i-j`` holds rows ``[j*R, (j+1)*R)`` of ``balanced/part-i``; sizes come from the
+    balanced commit records, so planning reads no data.
+    """
+    store, size = run.store, run.config.render.captions_per_partition
+    parts = data_parts(require_done(run, "balanced", BALANCE_STATS))
+    records = store.records("balanced", parts)
+    plan = []
+    for part in parts:
+        stem = part[: -len(".parquet")]
+        for j, start in enumerate(range(0, records[part]["rows"], size)):
+            plan.append({"output": f"{stem}-{j:03d}.parquet", "source": part, "offset": start, "length": size,
+                         "input": input_ref(store, "balanced", part, records[part])})
+    return plan
 
 
 def plan_images(run: Run) -> tuple[list[dict], int]:
-    """Pending render jobs and the total number of partitions."""
-    return plan_mirrored(run, "images", "balanced", BALANCE_STATS)
+    """Pending render jobs and the total number of render partitions."""
+    plan = render_parts(run)
+    committed = run.store.committed("images").get("images", set())
+    jobs = [{"output": p["output"], "inputs": [p["input"]], "offset": p["offset"], "length": p["length"],
+             "fingerprint": run.fingerprints["images"]} for p in plan if p["output"] not in committed]
+    return jobs, len(plan)
 
 
 def render_settings(run: Run) -> dict:
@@ -53,7 +73,7 @@ class RenderProcessor:
     def __call__(self, store: RunStore, job: dict) -> dict:
         started = time.time()
         s = self.settings
-        captions = read_table(store, "balanced", job["inputs"][0]["output"]).to_pylist()
+        captions = read_table(store, "balanced", job["inputs"][0]["output"]).slice(job["offset"], job["length"]).to_pylist()
         rows = []
         for caption in captions:
             for index in range(s["images_per_caption"]):
@@ -67,8 +87,8 @@ class RenderProcessor:
             for row, jpg in zip(batch, images, strict=True):
                 row.update(jpg=jpg, width=size, height=size, sha256=hashlib.sha256(jpg).hexdigest())
         seconds = time.time() - started
-        return store.commit("images", job["output"], to_parquet_bytes(pa.Table.from_pylist(rows), "images"), lineage(
-            job["fingerprint"], job["inputs"], started, len(rows),
+        return store.commit("images", job["output"], to_parquet_bytes(table_from_rows(rows, "images"), "images"), lineage(
+            job["fingerprint"], job["inputs"], started, len(rows), slice=[job["offset"], job["length"]],
             model=s["model_identity"], scheduler=s["scheduler"], sampler=s["sampler"],
             seeds={"run_seed": s["seed"], "rule": "derive_seed(run_seed, caption_id, index)"},
             throughput={"images_per_s": round(len(rows) / max(seconds, 1e-9), 3)},

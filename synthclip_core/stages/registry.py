@@ -1,4 +1,4 @@
-"""Which processor runs a model stage's partitions inside an actor."""
+"""Which processor runs a stage's partitions inside an actor, by name."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ from ..store import RunStore
 Processor = Callable[[RunStore, dict], dict]
 
 
-def make_processor(stage: str, settings: dict) -> Processor:
-    if stage == "captions":
+def make_processor(name: str, settings: dict) -> Processor:
+    if name == "captions":
         from .captions import CaptionProcessor
 
         return CaptionProcessor(settings)
-    if stage == "images":
+    if name == "images":
         from .images import RenderProcessor
 
         return RenderProcessor(settings)
-    raise ValueError(f"stage {stage!r} has no partition processor")
+    if name in {"balance-match", "balance-sample"}:
+        from .balance_workers import MatchProcessor, SampleProcessor
+
+        return (MatchProcessor if name == "balance-match" else SampleProcessor)(settings)
+    raise ValueError(f"no partition processor named {name!r}")

@@ -16,7 +16,6 @@ import pyarrow.compute as pc
 import webdataset as wds
 
 from ..run import Run
-from .balance import STATS as BALANCE_STATS
 from .common import (
     StageBlocked,
     StageSummary,
@@ -26,6 +25,7 @@ from .common import (
     read_table,
     require_done,
 )
+from .images import render_parts
 
 SIZES = "sizes.json"
 META_COLUMNS = ("image_id", "caption_id", "concept_id", "matched_concept_ids", "index", "seed", "width", "height", "sha256")
@@ -40,7 +40,7 @@ def run_export(run: Run) -> StageSummary:
     if (finished := finished_summary(store, "shards", SIZES)) is not None:
         return finished
     summary = StageSummary("shards")
-    image_parts = require_done(run, "balanced", BALANCE_STATS)
+    image_parts = [p["output"] for p in render_parts(run)]
     committed_images = store.committed("images").get("images", set())
     missing = [o for o in image_parts if o not in committed_images]
     if missing:

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 
 from ..fingerprint import STAGES
 from ..run import Run
-from ..store import RunStore
+from .common import StageBlocked, data_parts
+from .images import render_parts
 
 MANIFESTS = {"concepts": "manifest.json", "balanced": "stats.parquet", "shards": "sizes.json",
              "train": "summary.json", "eval": "report.json"}
-# Partitioned stages whose planned outputs mirror another stage's outputs.
-MIRRORS = {"captions": ("concepts", "manifest.json"), "images": ("balanced", "stats.parquet")}
+# Partitioned stages whose planned outputs are known once another stage is complete.
 
 
 @dataclass
@@ -37,7 +37,7 @@ def run_status(run: Run) -> list[StageStatus]:
     for stage in STAGES:
         outputs = committed.get(stage, set())
         status = StageStatus(stage)
-        planned = _planned(store, stage, committed)
+        planned = _planned(run, stage, committed)
         data_outputs = outputs if planned is None else outputs & set(planned)
         status.committed = len(data_outputs)
         status.planned = None if planned is None else len(planned)
@@ -71,12 +71,17 @@ def _holds_rows(output: str) -> bool:
     return output.endswith((".parquet", ".tar", ".pt")) and output != "stats.parquet" or output == "report.json"
 
 
-def _planned(store: RunStore, stage: str, committed: dict[str, set[str]]) -> list[str] | None:
-    if stage in MIRRORS:
-        source, manifest = MIRRORS[stage]
-        if manifest not in committed.get(source, set()):
+def _planned(run: Run, stage: str, committed: dict[str, set[str]]) -> list[str] | None:
+    store = run.store
+    if stage == "captions":
+        if MANIFESTS["concepts"] not in committed.get("concepts", set()):
             return None
-        return [o for o in store.record(source, manifest).get("outputs", []) if o.endswith(".parquet")]
+        return data_parts(store.record("concepts", MANIFESTS["concepts"]).get("outputs", []))
+    if stage == "images":
+        try:
+            return [p["output"] for p in render_parts(run)]
+        except StageBlocked:
+            return None
     manifest = MANIFESTS[stage]
     if manifest not in committed.get(stage, set()):
         return None

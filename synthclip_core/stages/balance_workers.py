@@ -1,0 +1,89 @@
+"""The two parallel passes of balancing, run in CPU actors (one automaton per actor).
+
+Pass 1 (``MatchProcessor``): caption partition i -> ``balanced/matches/part-i.parquet`` with each
+caption's text hash and matched concept indices. Pass 2 (``SampleProcessor``): matches i, the
+global keep probabilities and the duplicate rows -> ``balanced/part-i.parquet``. Memory is the
+automaton plus one partition per actor.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from ..balancing import ConceptMatcher, is_kept, split_of, text_hash
+from ..schemas import table_from_rows, to_parquet_bytes
+from ..store import RunStore
+from .common import lineage, read_table, worker_info
+
+
+def _concepts(store: RunStore, parts: list[str]) -> pa.Table:
+    return pa.concat_tables([read_table(store, "concepts", o).select(["concept_id", "concept"]) for o in parts])
+
+
+class MatchProcessor:
+    def __init__(self, settings: dict):
+        self.settings = settings
+        self.matcher: ConceptMatcher | None = None
+        self.build = {}
+
+    def _matcher(self, store: RunStore) -> ConceptMatcher:
+        if self.matcher is None:
+            concepts = _concepts(store, self.settings["concept_parts"]).column("concept").to_pylist()
+            rss_before, started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.time()
+            self.matcher = ConceptMatcher(concepts, self.settings["case_sensitive"])
+            self.build = {"concepts": len(concepts), "build_s": round(time.time() - started, 3),
+                          "max_rss_growth_mb": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024, 1)}
+        return self.matcher
+
+    def __call__(self, store: RunStore, job: dict) -> dict:
+        matcher = self._matcher(store)
+        started = time.time()
+        captions = read_table(store, "captions", job["inputs"][0]["output"]).select(["caption_id", "concept_id", "caption"])
+        rows = []
+        for row in captions.to_pylist():
+            text = row["caption"]
+            rows.append({**row, "empty": not text, "text_hash": text_hash(text) if text else 0,
+                         "matched": matcher.match(text) if text else []})
+        seconds = max(time.time() - started, 1e-9)
+        return store.commit("balanced", job["output"], to_parquet_bytes(table_from_rows(rows, "balance_matches"), "balance_matches"),
+                            lineage(job["fingerprint"], job["inputs"], started, len(rows), automaton=self.build,
+                                    throughput={"captions_per_s": round(len(rows) / seconds, 1)}, worker=worker_info()))
+
+
+class SampleProcessor:
+    def __init__(self, settings: dict):
+        self.settings = settings
+        self.cache: dict = {}
+
+    def _shared(self, store: RunStore) -> tuple[np.ndarray, list[str], dict[int, set[int]]]:
+        if not self.cache:
+            counts = read_table(store, "balanced", "counts.parquet", "balance_counts")
+            duplicates = read_table(store, "balanced", "duplicates.parquet", "balance_duplicates")
+            by_part: dict[int, set[int]] = {}
+            for part, row in zip(duplicates.column("partition").to_pylist(), duplicates.column("row").to_pylist()):
+                by_part.setdefault(part, set()).add(row)
+            self.cache = {"p": counts.column("keep_probability").to_numpy(),
+                          "ids": counts.column("concept_id").to_pylist(), "dups": by_part}
+        return self.cache["p"], self.cache["ids"], self.cache["dups"]
+
+    def __call__(self, store: RunStore, job: dict) -> dict:
+        probs, concept_ids, duplicates = self._shared(store)
+        started = time.time()
+        seed, eval_fraction = self.settings["seed"], self.settings["eval_fraction"]
+        dups = duplicates.get(job["partition"], set())
+        kept = []
+        matches = read_table(store, "balanced", job["inputs"][0]["output"], "balance_matches")
+        for row_index, row in enumerate(matches.to_pylist()):
+            if row["empty"] or row_index in dups or not row["matched"]:
+                continue
+            ids = [concept_ids[e] for e in row["matched"]]
+            if is_kept(seed, row["caption_id"], ids, [probs[e] for e in row["matched"]]):
+                kept.append({"caption_id": row["caption_id"], "concept_id": row["concept_id"], "caption": row["caption"],
+                             "matched_concept_ids": ids, "split": split_of(seed, row["caption_id"], eval_fraction)})
+        return store.commit("balanced", job["output"], to_parquet_bytes(table_from_rows(kept, "balanced"), "balanced"),
+                            lineage(job["fingerprint"], job["inputs"], started, len(kept),
+                                    threshold=self.settings["threshold"], seed=seed, worker=worker_info()))
