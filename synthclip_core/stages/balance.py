@@ -127,6 +127,7 @@ def _report(run: Run, parts: list[str], counters: dict) -> dict:
         dup_by_part.setdefault(int(part), []).append(int(row))
     expected = np.zeros(len(before))
     after = np.zeros(len(before), dtype=np.int64)
+    kept_ids = []
     for index, part in enumerate(parts):
         table = _match_column(run, part, ["empty", "matched"])
         keep = ~table.column("empty").to_numpy(zero_copy_only=False)
@@ -135,9 +136,10 @@ def _report(run: Run, parts: list[str], counters: dict) -> dict:
         lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
         flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
         expected += expected_counts(flat, lengths[lengths > 0], probs, len(before))
-        kept_ids = pc.list_flatten(read_table(store, "balanced", part).column("matched_concept_ids"))
-        positions = pc.index_in(kept_ids, value_set=concepts.column("concept_id")).to_numpy(zero_copy_only=False)
-        after += np.bincount(positions, minlength=len(before)) if len(positions) else 0
+        kept_ids.append(pc.list_flatten(read_table(store, "balanced", part).column("matched_concept_ids")))
+    if kept_ids:  # one lookup table for all partitions
+        positions = pc.index_in(pa.chunked_array(kept_ids, pa.string()), value_set=concepts.column("concept_id"))
+        after = np.bincount(positions.to_numpy(), minlength=len(before)).astype(np.int64)
     kept = sum(store.record("balanced", o)["rows"] for o in parts)
     outputs = [f"matches/{o}" for o in parts] + [COUNTS, DUPLICATES] + parts + [HISTOGRAM]
     inputs = [input_ref(store, "balanced", o) for o in parts]

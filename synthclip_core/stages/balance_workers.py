@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..balancing import ConceptMatcher, is_kept, split_of, text_hash
-from ..schemas import table_from_rows, to_parquet_bytes
+from ..schemas import SCHEMAS, table_from_rows, to_parquet_bytes
 from ..store import RunStore
 from .common import lineage, read_table, worker_info
 
@@ -43,15 +43,17 @@ class MatchProcessor:
         matcher = self._matcher(store)
         started = time.time()
         captions = read_table(store, "captions", job["inputs"][0]["output"]).select(["caption_id", "concept_id", "caption"])
-        rows = []
-        for row in captions.to_pylist():
-            text = row["caption"]
-            rows.append({**row, "empty": not text, "text_hash": text_hash(text) if text else 0,
-                         "matched": matcher.match(text) if text else []})
+        texts = captions.column("caption").to_pylist()
+        table = pa.table({
+            "caption_id": captions.column("caption_id"), "concept_id": captions.column("concept_id"),
+            "caption": captions.column("caption"), "empty": [not t for t in texts],
+            "text_hash": [text_hash(t) if t else 0 for t in texts],
+            "matched": [matcher.match(t) if t else [] for t in texts],
+        }, schema=SCHEMAS["balance_matches"][1])
         seconds = max(time.time() - started, 1e-9)
-        return store.commit("balanced", job["output"], to_parquet_bytes(table_from_rows(rows, "balance_matches"), "balance_matches"),
-                            lineage(job["fingerprint"], job["inputs"], started, len(rows), automaton=self.build,
-                                    throughput={"captions_per_s": round(len(rows) / seconds, 1)}, worker=worker_info()))
+        return store.commit("balanced", job["output"], to_parquet_bytes(table, "balance_matches"),
+                            lineage(job["fingerprint"], job["inputs"], started, len(texts), automaton=self.build,
+                                    throughput={"captions_per_s": round(len(texts) / seconds, 1)}, worker=worker_info()))
 
 
 class SampleProcessor:
@@ -75,15 +77,16 @@ class SampleProcessor:
         started = time.time()
         seed, eval_fraction = self.settings["seed"], self.settings["eval_fraction"]
         dups = duplicates.get(job["partition"], set())
-        kept = []
         matches = read_table(store, "balanced", job["inputs"][0]["output"], "balance_matches")
-        for row_index, row in enumerate(matches.to_pylist()):
-            if row["empty"] or row_index in dups or not row["matched"]:
+        columns = [matches.column(c).to_pylist() for c in ("caption_id", "concept_id", "caption", "empty", "matched")]
+        kept = []
+        for row_index, (cap_id, source, caption, empty, matched) in enumerate(zip(*columns)):
+            if empty or not matched or row_index in dups:
                 continue
-            ids = [concept_ids[e] for e in row["matched"]]
-            if is_kept(seed, row["caption_id"], ids, [probs[e] for e in row["matched"]]):
-                kept.append({"caption_id": row["caption_id"], "concept_id": row["concept_id"], "caption": row["caption"],
-                             "matched_concept_ids": ids, "split": split_of(seed, row["caption_id"], eval_fraction)})
+            ids = [concept_ids[e] for e in matched]
+            if is_kept(seed, cap_id, ids, [probs[e] for e in matched]):
+                kept.append({"caption_id": cap_id, "concept_id": source, "caption": caption,
+                             "matched_concept_ids": ids, "split": split_of(seed, cap_id, eval_fraction)})
         return store.commit("balanced", job["output"], to_parquet_bytes(table_from_rows(kept, "balanced"), "balanced"),
                             lineage(job["fingerprint"], job["inputs"], started, len(kept),
                                     threshold=self.settings["threshold"], seed=seed, worker=worker_info()))
