@@ -6,6 +6,7 @@ cache: a re-run task asks the store what is pending.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from contextlib import contextmanager
@@ -52,6 +53,10 @@ def run_stage_task(stage: str, ref: dict) -> dict:
     logger.info(summary.line())
     rows = "\n".join(f"| `{o}` | {e[:200]} |" for o, e in sorted(summary.failures.items()))
     notes = "\n".join(f"- **{k}**: `{json.dumps(v, default=str)[:1000]}`" for k, v in summary.notes.items())
+    store = run.store
+    for picture in summary.pictures:  # inline, so the UI shows it without access to the store
+        data = base64.b64encode(store.read_bytes(*picture.split("/", 1))).decode()
+        notes += f"\n\n![{picture}](data:image/png;base64,{data})"
     create_markdown_artifact(
         markdown=f"## {stage}\n\n{summary.line()}, {summary.rows} rows\n\n{notes}\n\n"
         + (f"| failed output | error |\n| --- | --- |\n{rows}\n" if rows else ""),

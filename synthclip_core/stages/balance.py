@@ -58,6 +58,7 @@ def run_balance(run: Run) -> StageSummary:
         return summary
     summary.computed = len(match_jobs) + len(sample_jobs)
     summary.notes = _report(run, parts, counters)
+    summary.pictures = [f"balanced/{HISTOGRAM}"]
     summary.total, summary.rows = len(parts), summary.notes["kept"]
     return summary
 

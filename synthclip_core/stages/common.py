@@ -32,6 +32,7 @@ class StageSummary:
     rows: int = 0
     failures: dict[str, str] = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
+    pictures: list[str] = field(default_factory=list)  # "stage/output" of PNGs worth showing
 
     @property
     def ok(self) -> bool:
