@@ -94,10 +94,11 @@ def _print_result(run_id: str, root: str, summaries: dict) -> None:
 
     store = RunRef(root, run_id).store()
     for stage, summary in summaries.items():
-        console.print(f"  {stage:>9}: {summary['computed']} computed, {summary['skipped']} already committed")
-    console.print(f"[green]run[/] {run_id} is complete under {store.uri()}")
-    console.print(f"  checkpoint: {store.uri('train', 'model')} (open_clip local-dir), checkpoints in {store.uri('train', 'checkpoints')}")
-    console.print(f"  report:     {store.uri('eval', 'report.md')}")
+        console.print(f"  {stage:>9}: {summary['computed']} computed, {summary['skipped']} already committed", soft_wrap=True)
+    console.print(f"[green]run[/] {run_id} is complete under {store.uri()}", soft_wrap=True)
+    console.print(f"  checkpoint: {store.uri('train', 'model')} (open_clip local-dir; per epoch: "
+                  f"{store.uri('train', 'checkpoints')})", soft_wrap=True)
+    console.print(f"  report:     {store.uri('eval', 'report.md')}", soft_wrap=True)
 
 
 @app.command()
