@@ -93,6 +93,8 @@ class RenderConfig(_Section):
     num_actors: int = Field(1, ge=1, description="Ray actors in the render pool.")
     num_gpus: float = Field(1, ge=0, description="GPUs per actor (0 on CPU).")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weights dtype; auto is fp16 on GPU, fp32 on CPU.")
+    compile: bool = Field(False, description="torch.compile the UNet (worth it on GPUs for long runs).")
+    safety_checker: bool = Field(False, description="Run the model's safety checker and drop flagged images (paper: off).")
     captions_per_partition: int = Field(
         256, ge=1, description="Balanced captions per render partition (a slice of one balanced partition).")
 

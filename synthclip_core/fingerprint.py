@@ -20,7 +20,7 @@ from .tiny_models import resolve_model
 
 # Bump a stage's version when its code changes what it writes.
 STAGE_VERSIONS = {
-    "concepts": 1, "captions": 2, "balanced": 2, "images": 2, "shards": 1, "train": 1, "eval": 1,
+    "concepts": 1, "captions": 2, "balanced": 2, "images": 3, "shards": 2, "train": 1, "eval": 1,
 }
 STAGES = tuple(STAGE_VERSIONS)
 
@@ -61,7 +61,8 @@ def stage_fingerprints(cfg: RunConfig) -> dict[str, str]:
         },
         "balanced": b.model_dump(exclude={"num_workers"}),
         "images": {
-            **r.model_dump(exclude={"num_actors", "num_gpus", "batch_size", "model", "revision"}),
+            **r.model_dump(exclude={"num_actors", "num_gpus", "batch_size", "model", "revision", "compile",
+                                    "captions_per_partition"}),
             "model": model_identity(r.model, r.revision),
         },
         "shards": cfg.export.model_dump(),

@@ -69,7 +69,7 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("count_after", pa.int64()),
         ("keep_probability", pa.float64()),
     ])),
-    "images": (1, pa.schema([
+    "images": (2, pa.schema([
         ("image_id", pa.string()),
         ("caption_id", pa.string()),
         ("concept_id", pa.string()),
@@ -77,8 +77,14 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("matched_concept_ids", pa.list_(pa.string())),
         ("split", pa.string()),
         ("index", pa.int32()),
-        ("seed", pa.int64()),
+        ("seed", pa.int64()),  # the seed the stored pixels came from (a re-render's, if one was needed)
+        ("rerendered", pa.bool_()),
+        ("model", pa.string()),  # name@revision (or @content hash for a local model)
+        ("scheduler", pa.string()),
+        ("steps", pa.int32()),
+        ("guidance_scale", pa.float32()),
         ("jpg", pa.binary()),
+        ("format", pa.string()),
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("sha256", pa.string()),

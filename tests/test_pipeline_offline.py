@@ -71,14 +71,20 @@ def test_shards_hold_the_training_split_only(offline_run):
     eval_ids = set(images.filter(pc.equal(images["split"], "eval")).column("image_id").to_pylist())
     train_ids = set(images.column("image_id").to_pylist()) - eval_ids
     sizes = json.loads(run.store.read_bytes("shards", "sizes.json"))
-    keys = []
-    for name in sizes:
+    image_ids = []
+    for shard, name in enumerate(sizes):
         with tarfile.open(fileobj=io.BytesIO(run.store.read_bytes("shards", name))) as tar:
             names = tar.getnames()
+            metas = [json.load(tar.extractfile(n)) for n in names if n.endswith(".json")]
         assert sizes[name] * 3 == len(names)
-        keys += [n[:-4] for n in names if n.endswith(".jpg")]
-    assert set(keys) == train_ids and len(keys) == len(train_ids)
-    assert not eval_ids & set(keys)
+        assert names[:3] == [f"{shard:05d}000.jpg", f"{shard:05d}000.json", f"{shard:05d}000.txt"] or \
+            sorted(names[:3]) == sorted([f"{shard:05d}000.jpg", f"{shard:05d}000.json", f"{shard:05d}000.txt"])
+        assert all(m["split"] == "train" and m["model"].startswith("tiny/sd@") for m in metas)
+        image_ids += [m["image_id"] for m in metas]
+        stats = json.loads(run.store.read_bytes("shards", name.replace(".tar", "_stats.json")))
+        assert stats["count"] == sizes[name]
+    assert set(image_ids) == train_ids and len(image_ids) == len(train_ids)
+    assert not eval_ids & set(image_ids)
 
 
 def test_webdataset_reads_the_shards(offline_run):

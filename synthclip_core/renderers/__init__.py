@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypedDict
+
+
+class Rendered(TypedDict):
+    jpg: bytes | None  # None when the image failed a quality guard
+    problem: str | None  # "nan", "black", "constant" or "nsfw"
 
 
 class RenderBackend(Protocol):
-    def render(self, prompts: list[str], seeds: list[int], settings: dict) -> list[bytes]:
-        """One JPEG per prompt, each from its own seeded noise."""
+    device: str
+
+    def render(self, prompts: list[str], seeds: list[int], settings: dict) -> list[Rendered]:
+        """One JPEG per prompt, each from its own seeded noise, or the reason it was refused."""
         ...
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 
 from ..fingerprint import model_identity
 from ..ids import derive_seed, image_id
@@ -50,47 +51,68 @@ def plan_images(run: Run) -> tuple[list[dict], int]:
 
 def render_settings(run: Run) -> dict:
     r = run.config.render
+    identity = model_identity(r.model, r.revision)
     return {
-        "backend": r.backend, "model": r.model, "revision": r.revision, "dtype": r.dtype,
-        "scheduler": r.scheduler, "batch_size": r.batch_size, "images_per_caption": r.images_per_caption,
+        "backend": r.backend, "model": r.model, "revision": r.revision, "dtype": r.dtype, "compile": r.compile,
+        "safety_checker": r.safety_checker, "scheduler": r.scheduler, "batch_size": r.batch_size,
+        "images_per_caption": r.images_per_caption,
         "sampler": {"steps": r.steps, "guidance_scale": r.guidance_scale, "eta": r.eta,
                     "height": r.height, "width": r.width, "stored_size": r.stored_size,
                     "jpeg_quality": r.jpeg_quality},
-        "seed": run.config.seed, "model_identity": model_identity(r.model, r.revision),
+        "seed": run.config.seed, "model_identity": identity,
+        "model_label": f"{r.model}@{identity.get('revision') or identity.get('content_sha256', '')[:12]}",
     }
 
 
 class RenderProcessor:
-    """Runs inside a render actor: loads the pipeline once, renders one partition per call."""
+    """Runs inside a render actor: loads the pipeline once, renders one partition per call.
+
+    An image that fails a quality guard (NaN, black, constant, flagged) is rendered once more
+    from a new seed derived from the first; if that fails too, it is dropped and counted.
+    """
 
     def __init__(self, settings: dict):
         self.settings = settings
         self.backend = create_render_backend(
             settings["backend"], model=resolve_model(settings["model"]), revision=settings["revision"],
-            scheduler=settings["scheduler"], dtype=settings["dtype"],
+            scheduler=settings["scheduler"], dtype=settings["dtype"], compile=settings["compile"],
+            safety_checker=settings["safety_checker"],
         )
 
     def __call__(self, store: RunStore, job: dict) -> dict:
         started = time.time()
         s = self.settings
         captions = read_table(store, "balanced", job["inputs"][0]["output"]).slice(job["offset"], job["length"]).to_pylist()
-        rows = []
-        for caption in captions:
-            for index in range(s["images_per_caption"]):
-                seed = derive_seed(s["seed"], caption["caption_id"], index)
-                rows.append({**caption, "index": index, "seed": seed,
-                             "image_id": image_id(caption["caption_id"], index, s["seed"])})
-        size = s["sampler"]["stored_size"]
-        for start in range(0, len(rows), s["batch_size"]):
-            batch = rows[start:start + s["batch_size"]]
-            images = self.backend.render([r["caption"] for r in batch], [r["seed"] for r in batch], s["sampler"])
-            for row, jpg in zip(batch, images, strict=True):
-                row.update(jpg=jpg, width=size, height=size, sha256=hashlib.sha256(jpg).hexdigest())
+        rows = [{**caption, "index": index, "seed": derive_seed(s["seed"], caption["caption_id"], index),
+                 "image_id": image_id(caption["caption_id"], index, s["seed"]), "rerendered": False}
+                for caption in captions for index in range(s["images_per_caption"])]
+        self._render(rows)
+        retry = [r for r in rows if r["jpg"] is None]
+        for row in retry:
+            row.update(seed=derive_seed(row["seed"], "re-render"), rerendered=True)
+        self._render(retry)
+        dropped = Counter(r["problem"] for r in rows if r["jpg"] is None)
+        kept = [r for r in rows if r["jpg"] is not None]
+        size, sampler = s["sampler"]["stored_size"], s["sampler"]
+        for row in kept:
+            row.update(model=s["model_label"], scheduler=s["scheduler"], steps=sampler["steps"],
+                       guidance_scale=sampler["guidance_scale"], format="jpeg", width=size, height=size,
+                       sha256=hashlib.sha256(row["jpg"]).hexdigest())
         seconds = time.time() - started
-        return store.commit("images", job["output"], to_parquet_bytes(table_from_rows(rows, "images"), "images"), lineage(
-            job["fingerprint"], job["inputs"], started, len(rows), slice=[job["offset"], job["length"]],
-            model=s["model_identity"], scheduler=s["scheduler"], sampler=s["sampler"],
-            seeds={"run_seed": s["seed"], "rule": "derive_seed(run_seed, caption_id, index)"},
+        return store.commit("images", job["output"], to_parquet_bytes(table_from_rows(kept, "images"), "images"), lineage(
+            job["fingerprint"], job["inputs"], started, len(kept), slice=[job["offset"], job["length"]],
+            model=s["model_identity"], scheduler=s["scheduler"], sampler=sampler,
+            seeds={"run_seed": s["seed"], "rule": "derive_seed(run_seed, caption_id, index); "
+                   "a re-render uses derive_seed(first seed, 're-render')"},
+            quality={"rerendered": len(retry), "dropped": dict(dropped)},
             throughput={"images_per_s": round(len(rows) / max(seconds, 1e-9), 3)},
-            worker=worker_info(getattr(self.backend, "device", "cpu")),
+            worker=worker_info(self.backend.device),
         ))
+
+    def _render(self, rows: list[dict]) -> None:
+        batch_size = self.settings["batch_size"]
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start:start + batch_size]
+            images = self.backend.render([r["caption"] for r in batch], [r["seed"] for r in batch], self.settings["sampler"])
+            for row, image in zip(batch, images, strict=True):
+                row.update(jpg=image["jpg"], problem=image["problem"])

@@ -9,6 +9,7 @@ from .balance import run_balance
 from .caption_coverage import write_coverage
 from .common import StageSummary
 from .concepts import run_concepts
+from .contact_sheet import write_contact_sheet
 from .evaluate import run_eval
 from .model_stage import run_model_stage
 from .shards import run_export
@@ -22,11 +23,18 @@ def run_captions(run: Run) -> StageSummary:
     return summary
 
 
+def run_images(run: Run) -> StageSummary:
+    summary = run_model_stage(run, "images")
+    if summary.ok:
+        summary.pictures = [f"images/{write_contact_sheet(run)}"]
+    return summary
+
+
 STAGE_RUNNERS: dict[str, Callable[[Run], StageSummary]] = {
     "concepts": run_concepts,
     "captions": run_captions,
     "balanced": run_balance,
-    "images": lambda run: run_model_stage(run, "images"),
+    "images": run_images,
     "shards": run_export,
     "train": run_train,
     "eval": run_eval,

@@ -1,7 +1,8 @@
 """Export: the training split regrouped into webdataset shards that open_clip's trainer reads.
 
-Each shard ``shards/NNNNN.tar`` holds ``{key}.jpg``, ``{key}.txt`` and ``{key}.json`` per sample
-(key = image id), then ``NNNNN_stats.json``; ``sizes.json`` (open_clip's sample counts) is written
+Each shard ``shards/NNNNN.tar`` holds ``{key}.jpg``, ``{key}.txt`` (the caption) and ``{key}.json``
+(the sample's lineage) per sample, keyed as img2dataset does (shard id, then index in the shard),
+then ``NNNNN_stats.json``; ``sizes.json`` (open_clip's sample counts) is written
 last and its commit record names every output. Samples are ordered by image partition and row,
 and tar headers carry a fixed mtime, so shards are byte-identical across runs.
 """
@@ -28,7 +29,8 @@ from .common import (
 from .images import render_parts
 
 SIZES = "sizes.json"
-META_COLUMNS = ("image_id", "caption_id", "concept_id", "matched_concept_ids", "index", "seed", "width", "height", "sha256")
+META_COLUMNS = ("image_id", "caption_id", "concept_id", "matched_concept_ids", "index", "seed", "rerendered", "model",
+                "scheduler", "steps", "guidance_scale", "width", "height", "sha256")
 
 
 def shard_name(index: int) -> str:
@@ -62,7 +64,7 @@ def run_export(run: Run) -> StageSummary:
             summary.skipped += 1
         else:
             base = lineage(run.fingerprints["shards"], inputs, started, len(buffer))
-            store.commit("shards", name, _tar_bytes(buffer), base)
+            store.commit("shards", name, _tar_bytes(len(sizes) - 1, buffer, per_shard), base)
             stats = {"count": len(buffer), "successes": len(buffer), "failed_to_render": 0,
                      "first_key": buffer[0]["image_id"], "last_key": buffer[-1]["image_id"]}
             store.commit("shards", stats_name, json.dumps(stats, indent=1).encode(), base)
@@ -85,15 +87,22 @@ def run_export(run: Run) -> StageSummary:
     return summary
 
 
-def _tar_bytes(rows: list[dict]) -> bytes:
+def sample_key(shard: int, index: int, per_shard: int) -> str:
+    """img2dataset's key: the shard id (5 digits) then the index in the shard."""
+    return f"{shard:05d}{index:0{len(str(max(per_shard - 1, 1)))}d}"
+
+
+def _tar_bytes(shard: int, rows: list[dict], per_shard: int) -> bytes:
     handle = io.BytesIO()
     with wds.TarWriter(handle, mtime=0.0) as writer:
-        for row in rows:
+        for index, row in enumerate(rows):
+            key = sample_key(shard, index, per_shard)
             writer.write({
-                "__key__": row["image_id"],
+                "__key__": key,
                 "jpg": row["jpg"],
                 "txt": row["caption"],
-                "json": {k: row[k] for k in META_COLUMNS},
+                "json": {"key": key, "caption": row["caption"], "split": row["split"],
+                         **{k: row[k] for k in META_COLUMNS}},
             })
     return handle.getvalue()
 
