@@ -37,11 +37,19 @@ class ConceptsConfig(_Section):
         return self
 
 
-class CaptionsConfig(_Section):
+class _ModelStage(_Section):
+    """What every model stage shares: the model, and the pool of actors that hold it."""
+
+    model: str = Field(..., description="Model on the hub, a local path, or 'tiny/NAME' for a built-in tiny model.")
+    revision: str | None = Field(None, description="Model revision (hub commit or tag); recorded in the lineage.")
+    num_actors: int = Field(1, ge=1, description="Ray actors in the stage's pool (each loads the model once).")
+    num_gpus: float = Field(1, ge=0, description="GPUs per actor (0 on CPU; a fraction packs small models).")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weights dtype; auto is fp16 on GPU, fp32 on CPU.")
+
+
+class CaptionsConfig(_ModelStage):
     backend: Literal["vllm", "transformers"] = Field(
         "vllm", description="Caption backend by name: vllm (production) or transformers (CPU, fallback).")
-    model: str = Field(..., description="Model name on the hub, a local path, or 'tiny/llm' for the built-in tiny model.")
-    revision: str | None = Field(None, description="Model revision (hub commit or tag); recorded in the lineage.")
     template: str = Field("synthclip", description="Prompt template name (see synthclip_core.prompts).")
     per_concept: int = Field(1, ge=1, description="Captions written per concept, each with its own seed.")
     temperature: float = Field(0.7, ge=0, description="Sampling temperature (paper: 0.7).")
@@ -51,10 +59,7 @@ class CaptionsConfig(_Section):
     max_tokens: int = Field(48, ge=1, description="Upper bound on generated tokens per caption.")
     max_words: int = Field(30, ge=1, description="Captions longer than this many words are rejected as overlong (the prompt asks for 15).")
     batch_size: int = Field(32, ge=1, description="Prompts per generate call (transformers); vLLM takes a whole partition at once.")
-    num_actors: int = Field(1, ge=1, description="Ray actors in the caption pool (each loads the model once).")
-    num_gpus: float = Field(1, ge=0, description="GPUs per actor (0 on CPU; a fraction packs small models).")
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism inside one actor (set num_gpus to match).")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weights dtype; auto is fp16 on GPU, fp32 on CPU.")
     python: str | None = Field(
         None, description="Interpreter of the caption actors, e.g. the vLLM environment's bin/python (default: this one).")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for vllm.LLM.")
@@ -76,10 +81,8 @@ class BalanceConfig(_Section):
     eval_fraction: float = Field(0.05, ge=0, lt=1, description="Share of samples held out for evaluation (by hash of the sample id).")
 
 
-class RenderConfig(_Section):
+class RenderConfig(_ModelStage):
     backend: Literal["diffusers"] = Field("diffusers", description="Render backend by name.")
-    model: str = Field(..., description="Diffusers pipeline on the hub, a local path, or 'tiny/sd'.")
-    revision: str | None = Field(None, description="Model revision; recorded in the lineage.")
     scheduler: Literal["ddim", "pndm", "euler"] = Field("ddim", description="Sampler (paper: DDIM).")
     steps: int = Field(50, ge=1, description="Denoising steps (paper: 50).")
     guidance_scale: float = Field(2.0, ge=0, description="Classifier-free guidance scale (paper: 2.0).")
@@ -90,9 +93,6 @@ class RenderConfig(_Section):
     jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of stored images.")
     images_per_caption: int = Field(1, ge=1, description="Images rendered per balanced caption.")
     batch_size: int = Field(8, ge=1, description="Prompts rendered per forward pass.")
-    num_actors: int = Field(1, ge=1, description="Ray actors in the render pool.")
-    num_gpus: float = Field(1, ge=0, description="GPUs per actor (0 on CPU).")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weights dtype; auto is fp16 on GPU, fp32 on CPU.")
     compile: bool = Field(False, description="torch.compile the UNet (worth it on GPUs for long runs).")
     safety_checker: bool = Field(False, description="Run the model's safety checker and drop flagged images (paper: off).")
     captions_per_partition: int = Field(

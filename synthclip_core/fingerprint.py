@@ -50,6 +50,11 @@ def model_identity(name: str, revision: str | None) -> dict:
     return {"name": name, "revision": revision or "main"}
 
 
+def model_label(name: str, identity: dict) -> str:
+    """``name@revision`` (or ``@`` the first 12 digits of a local model's content hash), for rows."""
+    return f"{name}@{identity.get('revision') or identity.get('content_sha256', '')[:12]}"
+
+
 def stage_fingerprints(cfg: RunConfig) -> dict[str, str]:
     c, b, r, t = cfg.captions, cfg.balance, cfg.render, cfg.train
     parts = {

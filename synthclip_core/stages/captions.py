@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from ..caption_cleaning import clean_caption
 from ..captioners import create_caption_backend
-from ..fingerprint import model_identity
+from ..fingerprint import model_identity, model_label
 from ..ids import caption_id, derive_seed
 from ..prompts import get_template
 from ..run import Run
@@ -40,7 +40,7 @@ def caption_settings(run: Run) -> dict:
         "engine_options": c.engine_options, "template": c.template, "per_concept": c.per_concept,
         "sampling": c.sampling(), "max_words": c.max_words, "seed": run.config.seed,
         "model_identity": identity,
-        "model_label": f"{c.model}@{identity.get('revision') or identity.get('content_sha256', '')[:12]}",
+        "model_label": model_label(c.model, identity),
     }
 
 

@@ -11,7 +11,7 @@ import hashlib
 import time
 from collections import Counter
 
-from ..fingerprint import model_identity
+from ..fingerprint import model_identity, model_label
 from ..ids import derive_seed, image_id
 from ..renderers import create_render_backend
 from ..run import Run
@@ -60,7 +60,7 @@ def render_settings(run: Run) -> dict:
                     "height": r.height, "width": r.width, "stored_size": r.stored_size,
                     "jpeg_quality": r.jpeg_quality},
         "seed": run.config.seed, "model_identity": identity,
-        "model_label": f"{r.model}@{identity.get('revision') or identity.get('content_sha256', '')[:12]}",
+        "model_label": model_label(r.model, identity),
     }
 
 
