@@ -22,7 +22,7 @@ from ..balancing import expected_counts, first_occurrences, keep_probabilities
 from ..run import Run
 from ..schemas import to_parquet_bytes
 from .balance_plots import histogram_png
-from .common import StageBlocked, StageSummary, data_parts, finished_summary, input_ref, lineage, read_table, require_done
+from .common import StageBlocked, StageSummary, data_parts, finished_summary, input_ref, lineage, read_concepts, read_table, require_done
 from .concepts import MANIFEST as CONCEPTS_MANIFEST
 
 STATS = "stats.parquet"
@@ -83,7 +83,7 @@ def _reduce(run: Run, parts: list[str]) -> dict:
     if COUNTS in committed and DUPLICATES in committed:
         return store.record("balanced", COUNTS)["counters"]
     started = time.time()
-    concept_ids = pa.concat_tables([read_table(store, "concepts", o).select(["concept_id"]) for o in parts]).column(0)
+    concept_ids = read_concepts(store, parts, ("concept_id",)).column(0)
     tables = [_match_column(run, o, ["empty", "text_hash"]) for o in parts]
     sizes = np.array([t.num_rows for t in tables])
     empty = np.concatenate([t.column("empty").to_numpy(zero_copy_only=False) for t in tables]) if tables else np.zeros(0, bool)
@@ -119,7 +119,7 @@ def _report(run: Run, parts: list[str], counters: dict) -> dict:
     """Expected and actual counts after sampling, the histogram, and the manifest (stats)."""
     store = run.store
     started = time.time()
-    concepts = pa.concat_tables([read_table(store, "concepts", o).select(["concept_id", "concept"]) for o in parts])
+    concepts = read_concepts(store, parts)
     counts = read_table(store, "balanced", COUNTS, "balance_counts")
     before, probs = counts.column("count_before").to_numpy(), counts.column("keep_probability").to_numpy()
     duplicates = read_table(store, "balanced", DUPLICATES, "balance_duplicates")

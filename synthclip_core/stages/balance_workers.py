@@ -17,11 +17,7 @@ import pyarrow as pa
 from ..balancing import ConceptMatcher, is_kept, split_of, text_hash
 from ..schemas import SCHEMAS, table_from_rows, to_parquet_bytes
 from ..store import RunStore
-from .common import lineage, read_table, worker_info
-
-
-def _concepts(store: RunStore, parts: list[str]) -> pa.Table:
-    return pa.concat_tables([read_table(store, "concepts", o).select(["concept_id", "concept"]) for o in parts])
+from .common import lineage, read_concepts, read_table, worker_info
 
 
 class MatchProcessor:
@@ -32,7 +28,7 @@ class MatchProcessor:
 
     def _matcher(self, store: RunStore) -> ConceptMatcher:
         if self.matcher is None:
-            concepts = _concepts(store, self.settings["concept_parts"]).column("concept").to_pylist()
+            concepts = read_concepts(store, self.settings["concept_parts"], ("concept",)).column(0).to_pylist()
             rss_before, started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.time()
             self.matcher = ConceptMatcher(concepts, self.settings["case_sensitive"])
             self.build = {"concepts": len(concepts), "build_s": round(time.time() - started, 3),

@@ -13,7 +13,7 @@ import pyarrow as pa
 from ..balancing import prepare_text
 from ..run import Run
 from ..schemas import to_parquet_bytes
-from .common import input_ref, lineage, read_table, require_done
+from .common import input_ref, lineage, read_concepts, read_table, require_done
 from .concepts import MANIFEST as CONCEPTS_MANIFEST
 
 COVERAGE = "coverage.parquet"
@@ -26,7 +26,7 @@ def write_coverage(run: Run) -> dict:
     started = time.time()
     parts = [o for o in require_done(run, "concepts", CONCEPTS_MANIFEST) if o.endswith(".parquet")]
     records = store.records("captions", parts)
-    concepts = pa.concat_tables([read_table(store, "concepts", o) for o in parts]).to_pylist()
+    concepts = read_concepts(store, parts).to_pylist()
     counts = {c["concept_id"]: [0, 0, 0] for c in concepts}
     case_sensitive = run.config.balance.case_sensitive
     for part in parts:

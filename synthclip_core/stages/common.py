@@ -92,6 +92,11 @@ def stage_outputs_done(store: RunStore, stage: str, manifest: str) -> list[str] 
     return outputs if all(o in committed for o in outputs) else None
 
 
+def read_concepts(store: RunStore, parts: list[str], columns: tuple[str, ...] = ("concept_id", "concept")) -> pa.Table:
+    """The run's concept table (the global concept index is the row number), in partition order."""
+    return pa.concat_tables([read_table(store, "concepts", o).select(list(columns)) for o in parts])
+
+
 def finished_summary(store: RunStore, stage: str, manifest: str) -> StageSummary | None:
     """The summary of a whole-run stage that is already complete, else None."""
     outputs = stage_outputs_done(store, stage, manifest)

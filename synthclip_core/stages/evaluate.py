@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..run import Run, RunRef
-from .common import StageSummary, data_parts, finished_summary, input_ref, lineage, read_table, require_done
+from .common import StageSummary, data_parts, finished_summary, input_ref, lineage, read_concepts, read_table, require_done
 from .concepts import MANIFEST as CONCEPTS_MANIFEST
 from .images import render_parts
 from .train import SUMMARY as TRAIN_SUMMARY
@@ -78,7 +78,7 @@ def evaluate_heldout(ref: dict, arch: str, checkpoint: str, concept_parts: list[
         handle.flush()
         model, _, preprocess, tokenizer = create_model(arch, pretrained=handle.name)
     model.eval()
-    concepts = pa.concat_tables([read_table(store, "concepts", o) for o in concept_parts])
+    concepts = read_concepts(store, concept_parts)
     tables = [read_table(store, "images", o) for o in image_parts]
     heldout = pa.concat_tables([t.filter(pc.equal(t["split"], "eval")) for t in tables]).to_pylist()
     dataset = "synthetic-heldout"
