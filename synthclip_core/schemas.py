@@ -92,10 +92,6 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
 }
 
 
-def empty_table(kind: str) -> pa.Table:
-    return SCHEMAS[kind][1].empty_table()
-
-
 def table_from_rows(rows: list[dict], kind: str) -> pa.Table:
     """Rows as a table of ``kind``'s schema (an empty list gives an empty table, not a schemaless one)."""
     return pa.Table.from_pylist(rows, schema=SCHEMAS[kind][1])

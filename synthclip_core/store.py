@@ -162,9 +162,6 @@ class RunStore:
         except FileNotFoundError:
             return None
 
-    def exists(self) -> bool:
-        return self.fs.exists(self.path(COMMITS))
-
 
 def _fresh_listings(root: str, options: dict) -> dict:
     """Object-store listings must not be cached: other processes commit outputs all the time."""
