@@ -22,6 +22,7 @@ from ..balancing import expected_counts, first_occurrences, keep_probabilities
 from ..run import Run
 from ..schemas import to_parquet_bytes
 from .balance_plots import histogram_png
+from .balance_workers import read_duplicates
 from .common import StageBlocked, StageSummary, data_parts, finished_summary, input_ref, lineage, read_concepts, read_table, require_done
 from .concepts import MANIFEST as CONCEPTS_MANIFEST
 
@@ -122,17 +123,14 @@ def _report(run: Run, parts: list[str], counters: dict) -> dict:
     concepts = read_concepts(store, parts)
     counts = read_table(store, "balanced", COUNTS, "balance_counts")
     before, probs = counts.column("count_before").to_numpy(), counts.column("keep_probability").to_numpy()
-    duplicates = read_table(store, "balanced", DUPLICATES, "balance_duplicates")
-    dup_by_part = {}
-    for part, row in zip(duplicates.column("partition").to_numpy(), duplicates.column("row").to_numpy()):
-        dup_by_part.setdefault(int(part), []).append(int(row))
+    dup_by_part = read_duplicates(store)
     expected = np.zeros(len(before))
     after = np.zeros(len(before), dtype=np.int64)
     kept_ids = []
     for index, part in enumerate(parts):
         table = _match_column(run, part, ["empty", "matched"])
         keep = ~table.column("empty").to_numpy(zero_copy_only=False)
-        keep[dup_by_part.get(index, [])] = False
+        keep[sorted(dup_by_part.get(index, ()))] = False
         lists = pc.filter(table.column("matched"), pa.array(keep))
         lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
         flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False)

@@ -20,6 +20,15 @@ from ..store import RunStore
 from .common import lineage, read_concepts, read_table, worker_info
 
 
+def read_duplicates(store: RunStore) -> dict[int, set[int]]:
+    """The rows dropped as exact duplicates, by caption partition index."""
+    table = read_table(store, "balanced", "duplicates.parquet", "balance_duplicates")
+    by_part: dict[int, set[int]] = {}
+    for part, row in zip(table.column("partition").to_pylist(), table.column("row").to_pylist()):
+        by_part.setdefault(part, set()).add(row)
+    return by_part
+
+
 class MatchProcessor:
     def __init__(self, settings: dict):
         self.settings = settings
@@ -60,12 +69,8 @@ class SampleProcessor:
     def _shared(self, store: RunStore) -> tuple[np.ndarray, list[str], dict[int, set[int]]]:
         if not self.cache:
             counts = read_table(store, "balanced", "counts.parquet", "balance_counts")
-            duplicates = read_table(store, "balanced", "duplicates.parquet", "balance_duplicates")
-            by_part: dict[int, set[int]] = {}
-            for part, row in zip(duplicates.column("partition").to_pylist(), duplicates.column("row").to_pylist()):
-                by_part.setdefault(part, set()).add(row)
             self.cache = {"p": counts.column("keep_probability").to_numpy(),
-                          "ids": counts.column("concept_id").to_pylist(), "dups": by_part}
+                          "ids": counts.column("concept_id").to_pylist(), "dups": read_duplicates(store)}
         return self.cache["p"], self.cache["ids"], self.cache["dups"]
 
     def __call__(self, store: RunStore, job: dict) -> dict:
