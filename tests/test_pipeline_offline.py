@@ -82,7 +82,7 @@ def test_shards_hold_the_training_split_only(offline_run):
         assert all(m["split"] == "train" and m["model"].startswith("tiny/sd@") for m in metas)
         image_ids += [m["image_id"] for m in metas]
         stats = json.loads(run.store.read_bytes("shards", name.replace(".tar", "_stats.json")))
-        assert stats["count"] == sizes[name]
+        assert stats["count"] == sizes[name] and stats["first_key"] == f"{shard:05d}000"
     assert set(image_ids) == train_ids and len(image_ids) == len(train_ids)
     assert not eval_ids & set(image_ids)
 

@@ -64,9 +64,10 @@ def run_export(run: Run) -> StageSummary:
             summary.skipped += 1
         else:
             base = lineage(run.fingerprints["shards"], inputs, started, len(buffer))
-            store.commit("shards", name, _tar_bytes(len(sizes) - 1, buffer, per_shard), base)
+            shard = len(sizes) - 1
+            store.commit("shards", name, _tar_bytes(shard, buffer, per_shard), base)
             stats = {"count": len(buffer), "successes": len(buffer), "failed_to_render": 0,
-                     "first_key": buffer[0]["image_id"], "last_key": buffer[-1]["image_id"]}
+                     "first_key": sample_key(shard, 0, per_shard), "last_key": sample_key(shard, len(buffer) - 1, per_shard)}
             store.commit("shards", stats_name, json.dumps(stats, indent=1).encode(), base)
             summary.computed += 1
         buffer.clear()
