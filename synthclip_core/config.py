@@ -117,7 +117,15 @@ class TrainConfig(_Section):
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel ranks).")
     use_gpu: bool = Field(False, description="Train on GPUs (NCCL) instead of CPUs (gloo).")
     cpus_per_worker: float = Field(1, gt=0, description="CPUs reserved per training worker.")
-    precision: Literal["fp32", "amp_bf16", "amp_fp16"] = Field("fp32", description="Numeric precision.")
+    precision: Literal["fp32", "amp_bf16", "amp_fp16"] = Field(
+        "fp32", description="fp32, or mixed precision with bf16 / fp16 autocast (fp16 adds a gradient scaler).")
+    grad_checkpointing: bool = Field(False, description="Recompute activations in the backward pass to save memory.")
+    local_loss: bool = Field(True, description="Each rank scores its own rows against all gathered features (open_clip).")
+    gather_with_grad: bool = Field(True, description="Gather features with gradients, so local loss equals the global loss.")
+    loader_workers: int = Field(2, ge=0, description="Data-loader processes per training worker (0: decode in the training process).")
+    shuffle_buffer: int = Field(1000, ge=1, description="Samples held by each loader's shuffle buffer.")
+    checkpoint_every_steps: int = Field(0, ge=0, description="Also checkpoint every N steps (0: only at epoch ends).")
+    log_every_steps: int = Field(10, ge=1, description="Print a metrics line every N steps (shows in the job logs).")
 
 
 class EvalConfig(_Section):

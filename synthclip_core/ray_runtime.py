@@ -16,5 +16,6 @@ def ensure_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> None
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False,
+        # "local": always a new Ray of the run's own, never a stray cluster this machine once started
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)

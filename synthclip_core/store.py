@@ -59,6 +59,9 @@ class RunStore:
         If the output is already committed (a racing or earlier writer), the existing record is
         returned and nothing visible changes.
         """
+        record_path = self._record_path(COMMITS, stage, output)
+        if self.fs.exists(record_path):  # committed before: never overwrite the bytes a record names
+            return self.record(stage, output)
         final = self.data_path(stage, output)
         parent = posixpath.dirname(final)
         tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(final)}")
@@ -74,10 +77,16 @@ class RunStore:
             "bytes": len(data),
             "committed_at": time.time(),
         }
-        if not self._create_exclusive(self._record_path(COMMITS, stage, output), _dumps(record)):
+        if not self._create_exclusive(record_path, _dumps(record)):
             return self.record(stage, output)
         self._clear_failure(stage, output)
         return record
+
+    def retire(self, stage: str, output: str) -> None:
+        """Remove a committed output that a later one supersedes: the record first, so readers
+        never see a record whose file is gone."""
+        self.fs.rm_file(self._record_path(COMMITS, stage, output))
+        self.fs.rm_file(self.data_path(stage, output))
 
     def fail(self, stage: str, output: str, error: BaseException | str, lineage: dict | None = None) -> dict:
         """Record the last error of an output; a later commit supersedes it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -43,12 +44,37 @@ def _prefect_progress(stage: str, min_interval: float = 2.0):
         progress.remove_listener(listener)
 
 
+class _ToRunLogger(logging.Handler):
+    """Forwards the core's ``synthclip`` log records (a followed Ray job's lines, training
+    metrics) to the task run's logger, so they show in the UI and the CLI."""
+
+    def __init__(self, run_logger):
+        super().__init__(logging.INFO)
+        self.run_logger = run_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.run_logger.log(record.levelno, record.getMessage())
+
+
+@contextmanager
+def _core_logs_to(run_logger):
+    core = logging.getLogger("synthclip")
+    handler, level = _ToRunLogger(run_logger), core.level
+    core.addHandler(handler)
+    core.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        core.removeHandler(handler)
+        core.setLevel(level)
+
+
 @task(name="run-stage", task_run_name="{stage}", cache_policy=NONE)
 def run_stage_task(stage: str, ref: dict) -> dict:
     """Run (or finish) one stage; partitions already committed are skipped."""
     logger = get_run_logger()
     run = load_run(RunRef(**ref))
-    with _prefect_progress(stage):
+    with _prefect_progress(stage), _core_logs_to(logger):
         summary = run_stage(run, stage)
     logger.info(summary.line())
     rows = "\n".join(f"| `{o}` | {e[:200]} |" for o, e in sorted(summary.failures.items()))

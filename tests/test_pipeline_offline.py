@@ -109,8 +109,12 @@ def test_checkpoint_loads_with_open_clip(offline_run, tmp_path):
     assert model.visual.image_size == (64, 64)
     model2, _, _ = open_clip.create_model_and_transforms("local-dir:" + run.store.uri("train", "model"))
     assert sum(p.numel() for p in model2.parameters()) == sum(p.numel() for p in model.parameters())
-    history = json.loads(run.store.read_bytes("train", "summary.json"))["history"]
-    assert len(history) == 5 * 8 and history[-1]["loss"] < history[0]["loss"]
+    from synthclip_core.training.metrics import history
+
+    rows = history(run.store)
+    steps = json.loads(run.store.read_bytes("train", "summary.json"))["steps"]
+    assert [r["step"] for r in rows] == list(range(1, steps + 1)) and steps % 5 == 0
+    assert rows[-1]["loss"] < rows[0]["loss"]
 
 
 def test_report_has_every_number_with_its_context(offline_run):

@@ -1,79 +1,94 @@
-"""Training: a Ray Train job over the run's shards; checkpoints committed per epoch.
+"""Training: a Ray Train job over the run's shards, with checkpoints, metrics and curves committed.
 
-With the default local Ray the job runs inside the run's own Ray; a killed run resumes from the
-latest committed checkpoint. ``summary.json`` (the metrics history and the checkpoints) is written
-last, with an open_clip ``local-dir`` export of the final model in ``train/model/``.
+With the default local Ray the job runs inside the run's own Ray and a killed run resumes from the
+latest committed checkpoint. When ``RAY_ADDRESS`` names a cluster, training is a Ray job that
+outlives the flow (see ``training/ray_jobs.py``) and the flow follows it. Last come
+``curves.png``, an open_clip ``local-dir`` export of the final model in ``model/`` and
+``summary.json`` (the commit that marks the stage done).
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 
 from ..clip_models import model_config
 from ..run import Run
-from ..training import checkpoints
+from ..training import checkpoints, metrics, ray_jobs
+from ..training.curves import curves_png
+from ..training.fit import TrainingFailed, fit
+from ..training.spec import TrainSpec
 from .common import StageSummary, finished_summary, input_ref, lineage
 from .shards import SIZES, shard_uris
 
 SUMMARY = "summary.json"
+CURVES = "curves.png"
 
 
 def run_train(run: Run) -> StageSummary:
-    from ray.train import RunConfig as RayRunConfig
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchTrainer
+    if (finished := finished_summary(run.store, "train", SUMMARY)) is not None:
+        finished.pictures = [f"train/{CURVES}"]
+        return finished
+    if ray_jobs.cluster_address() is None:
+        return train_in_process(run)
+    spec = train_spec(run)
+    client = ray_jobs.job_client()
+    submission_id = ray_jobs.ensure_job(client, run.ref.run_id, run.fingerprints["train"],
+                                        ray_jobs.entrypoint(run.ref.root, run.ref.run_id))
+    follower = ray_jobs.JobFollower(client, submission_id)
+    metrics.follow_metrics(spec, follower.done)
+    if follower.status != "SUCCEEDED":
+        raise TrainingFailed(follower.failure())
+    if (finished := finished_summary(run.store, "train", SUMMARY)) is None:
+        raise TrainingFailed(f"Ray job {submission_id} succeeded but train/{SUMMARY} is not committed")
+    finished.computed, finished.skipped = finished.total, 0
+    finished.notes = {"ray_job": submission_id}
+    finished.pictures = [f"train/{CURVES}"]
+    return finished
 
-    from ..training.loop import train_loop_per_worker
 
+def train_spec(run: Run) -> TrainSpec:
+    store, t = run.store, run.config.train
+    shards = shard_uris(run)  # refuses unless the export is complete
+    sizes = json.loads(store.read_bytes("shards", SIZES))
+    inputs = [input_ref(store, "shards", o) for o in sorted(sizes)]
+    base = lineage(run.fingerprints["train"], inputs, time.time(), 0, arch=t.model)
+    return TrainSpec(ref=run.ref.as_dict(), shards=[(uri, sizes[o]) for uri, o in zip(shards, sorted(sizes))],
+                     train=t.model_dump(), seed=run.config.seed, model_cfg=model_config(t.model), lineage=base)
+
+
+def train_in_process(run: Run) -> StageSummary:
+    """Train (or finish training) in the Ray this process is connected to, then finalise."""
     store, t = run.store, run.config.train
     if (finished := finished_summary(store, "train", SUMMARY)) is not None:
         return finished
     summary = StageSummary("train")
-    started = time.time()
-    shards = shard_uris(run)  # refuses unless the export is complete
-    sizes = json.loads(store.read_bytes("shards", SIZES))
-    inputs = [input_ref(store, "shards", o) for o in sorted(sizes)]
-    base = lineage(run.fingerprints["train"], inputs, started, 0, arch=t.model)
-    config = {
-        "ref": run.ref.as_dict(), "storage_options": run.ref.storage_options, "arch": t.model,
-        "shards": shards, "total_samples": sum(sizes.values()), "epochs": t.epochs,
-        "global_batch_size": t.global_batch_size, "lr": t.lr, "min_lr": t.min_lr,
-        "weight_decay": t.weight_decay, "beta1": t.beta1, "beta2": t.beta2, "eps": t.eps,
-        "warmup_epochs": t.warmup_epochs, "seed": run.config.seed, "threads": max(1, int(t.cpus_per_worker)),
-        "shuffle_buffer": 1000, "local_loss": t.num_workers > 1, "gather_with_grad": t.num_workers > 1,
-        "lineage": base,
-    }
+    spec = train_spec(run)
     before = set(checkpoints.committed_epochs(store))
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
-                                     resources_per_worker={"CPU": t.cpus_per_worker}),
-        run_config=RayRunConfig(name=f"synthclip-{run.ref.run_id}",
-                                storage_path=tempfile.gettempdir() + "/synthclip-ray-train"),
-    )
-    trainer.fit()
+    fit(spec, name=f"synthclip-{run.ref.run_id}")
     epochs = checkpoints.committed_epochs(store)
     if not epochs or epochs[-1] != t.epochs:
-        raise RuntimeError(f"training finished but the store holds checkpoints of epochs {epochs}, expected up to {t.epochs}")
-    final = checkpoints.load(store, epochs[-1])
-    model_dir = _export_local_dir(run, final, base)
-    outputs = [checkpoints.checkpoint_name(e) for e in epochs] + model_dir
+        raise TrainingFailed(f"training ended but the store holds checkpoints of epochs {epochs}, expected up to {t.epochs}")
+    rows = metrics.history(store)
+    base = spec.lineage
+    store.commit("train", CURVES, curves_png(rows, f"{t.model} on run {run.ref.run_id}"), base)
+    final = checkpoints.epoch_name(epochs[-1])
+    outputs = [checkpoints.epoch_name(e) for e in epochs] + metrics.chunks(store) + [CURVES]
+    outputs += _export_local_dir(run, checkpoints.load(store, final)["state_dict"], t.model, base)
     store.commit("train", SUMMARY, json.dumps({
-        "arch": t.model, "epochs": epochs, "history": final.get("history", []),
-        "checkpoint": checkpoints.checkpoint_name(epochs[-1]),
+        "arch": t.model, "epochs": epochs, "checkpoint": final, "steps": rows[-1]["step"] if rows else 0,
+        "final": rows[-1] if rows else {},
     }, indent=1).encode(), {**base, "outputs": outputs, "rows": len(epochs)})
-    summary.total, summary.computed = len(epochs), len(set(epochs) - before)
-    summary.skipped = len(before)
+    summary.total, summary.computed, summary.skipped = len(epochs), len(set(epochs) - before), len(before)
+    summary.notes = {"final": rows[-1] if rows else {}}
+    summary.pictures = [f"train/{CURVES}"]
     return summary
 
 
-def _export_local_dir(run: Run, state: dict, base: dict) -> list[str]:
+def _export_local_dir(run: Run, state_dict: dict, arch: str, base: dict) -> list[str]:
     """The final weights as an open_clip ``local-dir:`` model (config + weights)."""
     store = run.store
-    cfg = {"model_cfg": model_config(state["name"]), "preprocess_cfg": {}}
+    cfg = {"model_cfg": model_config(arch), "preprocess_cfg": {}}
     store.commit("train", "model/open_clip_config.json", json.dumps(cfg, indent=1).encode(), base)
-    store.commit("train", "model/open_clip_pytorch_model.bin", checkpoints.to_bytes(state["state_dict"]), base)
+    store.commit("train", "model/open_clip_pytorch_model.bin", checkpoints.to_bytes(state_dict), base)
     return ["model/open_clip_config.json", "model/open_clip_pytorch_model.bin"]

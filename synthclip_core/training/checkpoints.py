@@ -1,8 +1,11 @@
 """Checkpoints in open_clip's format, committed to the run's store.
 
-A checkpoint holds ``epoch``, ``name`` (the architecture), ``state_dict`` (unwrapped) and the
-optimiser state, so ``open_clip.create_model_and_transforms(name, pretrained=path)`` loads it and
-a resumed job cannot silently change the architecture.
+``checkpoints/epoch_N.pt`` at each epoch end and ``checkpoints/step_N.pt`` every N steps hold
+``epoch``, ``step``, ``name`` (the architecture), ``model_cfg``, ``state_dict`` (unwrapped), the
+optimiser and gradient-scaler states, so ``open_clip.create_model_and_transforms(name,
+pretrained=path)`` loads them. Their commit records carry ``step``, ``model_cfg`` and the data
+``layout``, so the latest usable checkpoint is found without loading any. Loading is
+``weights_only=True``: nothing from storage is unpickled beyond tensors and plain containers.
 """
 
 from __future__ import annotations
@@ -12,16 +15,56 @@ import re
 
 from ..store import RunStore
 
-_EPOCH = re.compile(r"^checkpoints/epoch_(\d+)\.pt$")
+_NAME = re.compile(r"^checkpoints/(epoch|step)_(\d+)\.pt$")
 
 
-def checkpoint_name(epoch: int) -> str:
+class CheckpointMismatch(ValueError):
+    """A committed checkpoint was made for another model than the one configured."""
+
+
+def epoch_name(epoch: int) -> str:
     return f"checkpoints/epoch_{epoch}.pt"
 
 
+def step_name(step: int) -> str:
+    return f"checkpoints/step_{step}.pt"
+
+
+def committed(store: RunStore) -> dict[str, dict]:
+    """Commit records of the committed checkpoints, by output name."""
+    names = sorted(o for o in store.committed("train").get("train", set()) if _NAME.match(o))
+    return store.records("train", names)
+
+
 def committed_epochs(store: RunStore) -> list[int]:
-    found = store.committed("train").get("train", set())
-    return sorted(int(m.group(1)) for o in found if (m := _EPOCH.match(o)))
+    return sorted(int(m.group(2)) for o in committed(store) if (m := _NAME.match(o)) and m.group(1) == "epoch")
+
+
+def latest(store: RunStore, model_cfg: dict, layout: dict) -> tuple[str, dict] | None:
+    """The checkpoint to resume from: the furthest one whose data position this job can continue.
+
+    Epoch-end checkpoints always qualify; a mid-epoch one only under the same data layout (workers,
+    loader workers, batch), since its position counts batches of that layout.
+    """
+    usable = []
+    for name, record in committed(store).items():
+        if record.get("model_cfg") != model_cfg:
+            raise CheckpointMismatch(
+                f"train/{name} in run {store.run_id} was trained with model config {record.get('model_cfg')}, "
+                f"not the configured {model_cfg}: use another run id")
+        if name.startswith("checkpoints/epoch_") or record.get("layout") == layout:
+            usable.append((record["step"], name.startswith("checkpoints/epoch_"), name, record))
+    if not usable:
+        return None
+    *_, name, record = max(usable)
+    return name, record
+
+
+def prune_steps(store: RunStore, upto: int) -> None:
+    """Retire mid-epoch checkpoints an epoch-end checkpoint at step ``upto`` supersedes."""
+    for name, record in committed(store).items():
+        if name.startswith("checkpoints/step_") and record["step"] <= upto:
+            store.retire("train", name)
 
 
 def to_bytes(obj) -> bytes:
@@ -32,7 +75,7 @@ def to_bytes(obj) -> bytes:
     return buffer.getvalue()
 
 
-def load(store: RunStore, epoch: int) -> dict:
+def load(store: RunStore, name: str) -> dict:
     import torch
 
-    return torch.load(io.BytesIO(store.read_bytes("train", checkpoint_name(epoch))), map_location="cpu", weights_only=True)
+    return torch.load(io.BytesIO(store.read_bytes("train", name)), map_location="cpu", weights_only=True)

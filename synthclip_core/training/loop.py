@@ -2,86 +2,128 @@
 
 The same function runs as one worker, several workers on one machine, or many nodes: Ray Train
 sets up the process group (gloo on CPU, NCCL on GPU) and ``prepare_model`` wraps the model in DDP.
-Rank 0 commits a checkpoint after every epoch; a restarted job resumes from the latest one.
+Rank 0 commits the metrics and a checkpoint at every epoch end and every
+``checkpoint_every_steps``; a restarted job continues from the latest checkpoint, at the same
+point of the learning-rate schedule and of the data.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from contextlib import nullcontext
+
+from .spec import TrainSpec
+
+_AUTOCAST = {"amp_bf16": "bfloat16", "amp_fp16": "float16"}
 
 
-def train_loop_per_worker(config: dict) -> None:
+def train_loop_per_worker(spec_dict: dict) -> None:
     import ray.train
     import ray.train.torch
     import torch
     from open_clip.loss import ClipLoss
 
     from ..clip_models import create_model
-    from ..run import RunRef
     from . import checkpoints
-    from .data import batches, rank_samples, shuffled
+    from .data import RankBatches, epoch_loader
+    from .layout import epoch_layout, steps_per_epoch
     from .schedule import cosine_lr, param_groups
 
+    spec = TrainSpec.from_dict(spec_dict)
+    t = spec.config
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(config["threads"])
-    torch.manual_seed(config["seed"])
-    store = RunRef(**config["ref"]).store()
+    torch.set_num_threads(max(1, int(t.cpus_per_worker)))
+    torch.manual_seed(spec.seed)  # the same initial weights on every rank and every attempt
+    store = spec.run_ref.store()
     device = ray.train.torch.get_device()
 
-    model, preprocess_train, _, tokenizer = create_model(config["arch"], device=str(device))
-    per_worker = config["global_batch_size"] // world
-    steps_per_epoch = (config["total_samples"] // world) // per_worker
-    if steps_per_epoch == 0:
-        raise ValueError(f"{config['total_samples']} samples are fewer than one global batch of {config['global_batch_size']}")
-    total_steps = steps_per_epoch * config["epochs"]
-    warmup_steps = int(config["warmup_epochs"] * steps_per_epoch)
+    model, preprocess_train, _, tokenizer = create_model(t.model, device=str(device))
+    if t.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    per_worker = t.global_batch_size // world
+    spe = steps_per_epoch(spec.total_samples, world, t.loader_workers, per_worker)
+    total_steps, warmup_steps = spe * t.epochs, int(t.warmup_epochs * spe)
+    layout_key = {"world_size": world, "loader_workers": t.loader_workers, "per_worker_batch": per_worker}
 
-    optimizer = torch.optim.AdamW(param_groups(model, config["weight_decay"]), lr=config["lr"],
-                                  betas=(config["beta1"], config["beta2"]), eps=config["eps"])
-    done_epochs = checkpoints.committed_epochs(store)
-    start_epoch = done_epochs[-1] if done_epochs else 0
-    history: list[dict] = []
-    if start_epoch:
-        state = checkpoints.load(store, start_epoch)
+    optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)
+    scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "amp_fp16")
+    done_steps = 0
+    if (found := checkpoints.latest(store, spec.model_cfg, layout_key)) is not None:
+        state = checkpoints.load(store, found[0])
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
-        history = state.get("history", [])
+        scaler.load_state_dict(state["scaler"])
+        done_steps = state["epoch"] * spe if found[0].startswith("checkpoints/epoch_") else state["step"]
+        if rank == 0:
+            print(f"resuming from train/{found[0]} at step {done_steps} of {total_steps}", flush=True)
     model = ray.train.torch.prepare_model(model)
-    loss_fn = ClipLoss(local_loss=config["local_loss"], gather_with_grad=config["gather_with_grad"],
-                       cache_labels=True, rank=rank, world_size=world)
     core = model.module if hasattr(model, "module") else model
+    loss_fn = ClipLoss(local_loss=t.local_loss, gather_with_grad=t.gather_with_grad, cache_labels=True,
+                       rank=rank, world_size=world)
+    autocast = (torch.autocast(device.type, dtype=getattr(torch, _AUTOCAST[t.precision]))
+                if t.precision in _AUTOCAST else nullcontext())
+    urls = [url for url, _ in spec.shards]
+    sizes = [size for _, size in spec.shards]
+    rows: list[dict] = []
 
-    for epoch in range(start_epoch, config["epochs"]):
+    def commit(name: str, epoch: int, step: int) -> None:
+        """Metrics since the last checkpoint, then the checkpoint (rank 0 only)."""
+        if rank != 0:
+            return
+        base = {**spec.lineage, "step": step, "epoch": epoch}
+        metrics = "".join(json.dumps(r) + "\n" for r in rows).encode()
+        store.commit("train", f"metrics/step_{step:09d}.jsonl", metrics, {**base, "rows": len(rows)})
+        state = {"epoch": epoch, "step": step, "name": t.model, "model_cfg": spec.model_cfg,
+                 "state_dict": core.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
+        store.commit("train", name, checkpoints.to_bytes(state), {
+            **base, "model_cfg": spec.model_cfg, "layout": layout_key, "rows": step * t.global_batch_size,
+            "metrics": rows[-1] if rows else {}, "worker": {"device": str(device), "world_size": world},
+        })
+        rows.clear()
+        if name.startswith("checkpoints/epoch_"):
+            checkpoints.prune_steps(store, step)
+
+    for epoch in range(done_steps // spe, t.epochs):
+        first = done_steps - epoch * spe if epoch == done_steps // spe else 0
         model.train()
-        started, losses = time.time(), []
-        samples = shuffled(rank_samples(config["shards"], config["total_samples"], rank, world, config["storage_options"]),
-                           buffer_size=config["shuffle_buffer"], seed=config["seed"] * 1000 + epoch * 97 + rank)
-        for step_in_epoch, (images, texts) in enumerate(batches(samples, per_worker, preprocess_train, tokenizer)):
-            if step_in_epoch == steps_per_epoch:
-                break
-            step = epoch * steps_per_epoch + step_in_epoch
-            lr = cosine_lr(step, total_steps, warmup_steps, config["lr"], config["min_lr"])
+        layout = epoch_layout(sizes, world, t.loader_workers, per_worker, spec.seed, epoch)
+        batches = RankBatches(urls, layout, rank, epoch, first, per_worker, spec.seed, t.shuffle_buffer,
+                              preprocess_train, tokenizer, spec.run_ref.storage_options)
+        waited_from = time.perf_counter()
+        for step_in_epoch, (images, texts) in enumerate(epoch_loader(batches, t.loader_workers, t.use_gpu), start=first):
+            started = time.perf_counter()
+            step = epoch * spe + step_in_epoch
+            lr = cosine_lr(step, total_steps, warmup_steps, t.lr, t.min_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            out = model(images.to(device), texts.to(device))
-            loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
+            with autocast:
+                out = model(images.to(device, non_blocking=True), texts.to(device, non_blocking=True))
+                loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             with torch.no_grad():
                 core.logit_scale.clamp_(0, math.log(100))
-            losses.append(loss.item())
-            history.append({"epoch": epoch + 1, "step": step + 1, "loss": round(loss.item(), 5), "lr": lr})
-        seconds = time.time() - started
-        metrics = {"epoch": epoch + 1, "loss": sum(losses) / max(1, len(losses)),
-                   "samples_per_s": len(losses) * per_worker * world / max(seconds, 1e-9)}
-        if rank == 0:
-            state = {"epoch": epoch + 1, "name": config["arch"], "state_dict": core.state_dict(),
-                     "optimizer": optimizer.state_dict(), "history": history}
-            store.commit("train", checkpoints.checkpoint_name(epoch + 1), checkpoints.to_bytes(state), {
-                **config["lineage"], "epoch": epoch + 1, "metrics": metrics, "rows": len(losses) * per_worker * world,
-                "worker": {"device": str(device), "world_size": world},
-            })
-        ray.train.report(metrics)
+            # one collective per step: the global loss (the mean of the ranks' local losses) and timings
+            stats = torch.tensor([loss.item(), started - waited_from, time.perf_counter() - started], device=device)
+            if world > 1:
+                torch.distributed.all_reduce(stats)
+                stats /= world
+            mean_loss, data_wait, compute = stats.tolist()
+            rows.append({"step": step + 1, "epoch": epoch + 1, "loss": mean_loss, "lr": lr,
+                         "logit_scale": core.logit_scale.exp().item(),
+                         "samples_per_s_per_worker": per_worker / max(data_wait + compute, 1e-9), "data_wait_s": data_wait})
+            if rank == 0 and (step + 1) % t.log_every_steps == 0:
+                print(f"step {step + 1}/{total_steps} epoch {epoch + 1} loss {mean_loss:.4f} lr {lr:.2e} "
+                      f"logit_scale {rows[-1]['logit_scale']:.2f} {rows[-1]['samples_per_s_per_worker']:.1f} samples/s/worker "
+                      f"data wait {data_wait * 1000:.0f} ms", flush=True)
+            if step_in_epoch + 1 == spe:
+                commit(checkpoints.epoch_name(epoch + 1), epoch + 1, step + 1)
+            elif t.checkpoint_every_steps and (step + 1) % t.checkpoint_every_steps == 0:
+                commit(checkpoints.step_name(step + 1), epoch, step + 1)
+            waited_from = time.perf_counter()
+        ray.train.report({"epoch": epoch + 1, "step": (epoch + 1) * spe})

@@ -1,0 +1,75 @@
+"""Launch Ray Train's TorchTrainer for a :class:`TrainSpec`, after checks that fail fast.
+
+Everything that can be known before a worker starts is checked here, so a bad batch size, too
+little data or a checkpoint of another model is a one-line error rather than a failed worker
+group. ``fit`` resumes on its own: the workers start from the latest committed checkpoint.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from dataclasses import asdict
+
+from . import checkpoints
+from .layout import epoch_layout
+from .metrics import follow_metrics
+from .spec import TrainSpec
+
+
+class TrainingFailed(RuntimeError):
+    """The training job failed; the message is the workers' own error."""
+
+
+def preflight(spec: TrainSpec) -> None:
+    t = spec.config
+    if not spec.shards:
+        raise ValueError("training has no input shards")
+    if t.global_batch_size % t.num_workers:
+        raise ValueError(f"train.global_batch_size {t.global_batch_size} is not divisible by train.num_workers {t.num_workers}")
+    epoch_layout([s for _, s in spec.shards], t.num_workers, t.loader_workers, spec.per_worker_batch(), spec.seed, 0)
+    layout = {"world_size": t.num_workers, "loader_workers": t.loader_workers, "per_worker_batch": spec.per_worker_batch()}
+    checkpoints.latest(spec.run_ref.store(), spec.model_cfg, layout)  # raises CheckpointMismatch
+
+
+def fit(spec: TrainSpec, name: str, poll_s: float = 2.0) -> None:
+    """Train to the last epoch in the current Ray (local or a cluster), following the metrics."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from .loop import train_loop_per_worker
+
+    preflight(spec)
+    t = spec.config
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=asdict(spec),
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
+                                     resources_per_worker={"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})}),
+        run_config=RunConfig(name=name, storage_path=tempfile.gettempdir() + "/synthclip-ray-train"),
+    )
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            trainer.fit()
+        except BaseException as exc:  # reported from the calling thread
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="synthclip-train", daemon=True)
+    thread.start()
+    follow_metrics(spec, lambda: not thread.is_alive(), poll_s)
+    thread.join()
+    if error:
+        raise TrainingFailed(root_message(error[0])) from error[0]
+
+
+def root_message(exc: BaseException) -> str:
+    """The workers' own error (the last line of the first failure), not Ray's wrapping."""
+    failures = getattr(exc, "worker_failures", None)
+    if failures:
+        rank, failure = sorted(failures.items())[0]
+        lines = [ln for ln in str(failure).strip().splitlines() if ln.strip()]
+        return f"training worker {rank} failed: {lines[-1] if lines else failure!r}"
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else repr(exc)

@@ -1,0 +1,99 @@
+"""Training as a Ray job on a cluster: submitted once per run, followed until it ends.
+
+When ``RAY_ADDRESS`` names a cluster, the flow process should not hold the training: a Ray job
+outlives it, and a re-triggered flow finds the job and follows it instead of starting another.
+Submission ids are deterministic (``synthclip-train-<run>-<fingerprint>-<attempt>``): a finished
+or failed attempt is followed by the next number, and two flows racing to submit the same id
+are told apart by Ray itself, so the loser follows the winner's job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+import time
+
+log = logging.getLogger("synthclip.train")
+ACTIVE = {"PENDING", "RUNNING"}
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def cluster_address() -> str | None:
+    """The cluster named by ``RAY_ADDRESS``, if any (the default is a local Ray of the run's own)."""
+    return os.environ.get("RAY_ADDRESS") or None
+
+
+def job_client():
+    """A client for the cluster's job API: ``RAY_API_SERVER_ADDRESS`` (Ray's own variable for it),
+    else the dashboard of the cluster this process is connected to."""
+    import ray
+    from ray.job_submission import JobSubmissionClient
+
+    address = os.environ.get("RAY_API_SERVER_ADDRESS")
+    if not address:
+        url = ray._private.worker.global_worker.node.address_info.get("webui_url") if ray.is_initialized() else None
+        if not url:
+            raise RuntimeError("cannot find the Ray cluster's job API: start its dashboard or set RAY_API_SERVER_ADDRESS")
+        address = url if "://" in url else f"http://{url}"
+    return JobSubmissionClient(address)
+
+
+def submission_prefix(run_id: str, fingerprint: str) -> str:
+    return f"synthclip-train-{run_id}-{fingerprint[:12]}"
+
+
+def entrypoint(root: str, run_id: str) -> str:
+    """The job's command: this package's trainer for the run (the cluster runs the same image,
+    so the flow's interpreter path is the cluster's; ``SYNTHCLIP_JOB_PYTHON`` overrides it)."""
+    python = os.environ.get("SYNTHCLIP_JOB_PYTHON") or sys.executable
+    return shlex.join([python, "-m", "synthclip_core.training.entrypoint", "--root", root, "--run-id", run_id])
+
+
+def ensure_job(client, run_id: str, fingerprint: str, command: str) -> str:
+    """The submission id of this run's training job: a pending or running one, else a new attempt."""
+    prefix = submission_prefix(run_id, fingerprint)
+    for _ in range(5):
+        mine = [j for j in client.list_jobs() if (j.submission_id or "").startswith(prefix + "-")]
+        active = sorted(j.submission_id for j in mine if str(j.status.value) in ACTIVE)
+        if active:
+            log.info("following Ray job %s, already running for run %s", active[-1], run_id)
+            return active[-1]
+        submission_id = f"{prefix}-{len(mine) + 1}"
+        try:
+            client.submit_job(entrypoint=command, submission_id=submission_id,
+                              metadata={"synthclip_run": run_id, "stage": "train"})
+        except RuntimeError as exc:
+            if "already exists" in str(exc) or "already been submitted" in str(exc):
+                continue  # another flow won the race: follow its job
+            raise
+        log.info("submitted Ray job %s for run %s", submission_id, run_id)
+        return submission_id
+    raise RuntimeError(f"could not submit or find the training job {prefix}-N")
+
+
+class JobFollower:
+    """Streams a job's new log lines to the ``synthclip.train`` logger; ``done()`` says if it ended."""
+
+    def __init__(self, client, submission_id: str):
+        self.client, self.submission_id, self.offset, self.status = client, submission_id, 0, "PENDING"
+
+    def done(self) -> bool:
+        self.status = str(self.client.get_job_status(self.submission_id).value)
+        logs = self.client.get_job_logs(self.submission_id)
+        for line in logs[self.offset:].splitlines():
+            if line.strip():
+                log.info("[%s] %s", self.submission_id, line)
+        self.offset = len(logs)
+        return self.status in TERMINAL
+
+    def wait(self, poll_s: float = 2.0) -> str:
+        while not self.done():
+            time.sleep(poll_s)
+        return self.status
+
+    def failure(self) -> str:
+        info = self.client.get_job_info(self.submission_id)
+        tail = [ln for ln in self.client.get_job_logs(self.submission_id).splitlines() if ln.strip()][-1:]
+        return f"Ray job {self.submission_id} {self.status}: {info.message or ''} {tail[0] if tail else ''}".strip()
