@@ -29,7 +29,7 @@ def run_train(run: Run) -> StageSummary:
     if (finished := finished_summary(run.store, "train", SUMMARY)) is not None:
         finished.pictures = [f"train/{CURVES}"]
         return finished
-    if ray_jobs.cluster_address() is None:
+    if not ray_jobs.submit_as_job():
         return train_in_process(run)
     spec = train_spec(run)
     client = ray_jobs.job_client()
@@ -77,7 +77,7 @@ def train_in_process(run: Run) -> StageSummary:
     outputs += _export_local_dir(run, checkpoints.load(store, final)["state_dict"], t.model, base)
     store.commit("train", SUMMARY, json.dumps({
         "arch": t.model, "epochs": epochs, "checkpoint": final, "steps": rows[-1]["step"] if rows else 0,
-        "final": rows[-1] if rows else {},
+        "final": rows[-1] if rows else {}, "per_epoch": metrics.per_epoch(rows),
     }, indent=1).encode(), {**base, "outputs": outputs, "rows": len(epochs)})
     summary.total, summary.computed, summary.skipped = len(epochs), len(set(epochs) - before), len(before)
     summary.notes = {"final": rows[-1] if rows else {}}

@@ -58,3 +58,14 @@ def follow_metrics(spec, finished: Callable[[], bool], poll_s: float = 2.0) -> N
         if done:
             return
         time.sleep(poll_s)
+
+
+def per_epoch(rows: list[dict]) -> list[dict]:
+    """Mean loss, throughput and data wait of each epoch, from the step rows."""
+    epochs: dict[int, list[dict]] = {}
+    for row in rows:
+        epochs.setdefault(row["epoch"], []).append(row)
+    return [{"epoch": e, "steps": len(r), "loss": sum(x["loss"] for x in r) / len(r),
+             "samples_per_s_per_worker": sum(x["samples_per_s_per_worker"] for x in r) / len(r),
+             "data_wait_s": sum(x["data_wait_s"] for x in r) / len(r), "last_lr": r[-1]["lr"]}
+            for e, r in sorted(epochs.items())]

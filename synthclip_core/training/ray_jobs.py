@@ -20,9 +20,10 @@ ACTIVE = {"PENDING", "RUNNING"}
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
-def cluster_address() -> str | None:
-    """The cluster named by ``RAY_ADDRESS``, if any (the default is a local Ray of the run's own)."""
-    return os.environ.get("RAY_ADDRESS") or None
+def submit_as_job() -> bool:
+    """Whether training should be a Ray job: ``RAY_ADDRESS`` names a cluster, and this process is
+    not already a Ray job's driver there (a KubeRay ``RayJob`` running ``synthclip resume``)."""
+    return bool(os.environ.get("RAY_ADDRESS")) and "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ
 
 
 def job_client():

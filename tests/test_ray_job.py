@@ -1,0 +1,95 @@
+"""Training as a Ray job on a separate Ray cluster (``ray start --head``, token auth on).
+
+The CLI runs the micro profile with ``RAY_ADDRESS`` naming the cluster: stages run there, and the
+train stage submits a Ray job, streams its logs into the flow run and reports the outcome. A
+second ``ensure_job`` for a running job follows it instead of starting another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from synthclip_core.training import ray_jobs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real Ray head with its dashboard (the job API) on 127.0.0.1, in its own process group."""
+    from ray.job_submission import JobSubmissionClient
+
+    token, port, dashboard = secrets.token_hex(32), _free_port(), _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    temp_dir = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
+    head = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={port}",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=2", "--num-gpus=0",
+         f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{dashboard}"
+    client, deadline = None, time.time() + 120
+    while client is None:
+        try:
+            client = JobSubmissionClient(url, headers={"Authorization": f"Bearer {token}"})
+        except Exception:
+            if time.time() > deadline or head.poll() is not None:
+                os.killpg(head.pid, signal.SIGKILL)
+                raise
+            time.sleep(1)
+    yield {"address": f"127.0.0.1:{port}", "url": url, "token": token, "client": client, "env": env}
+    os.killpg(head.pid, signal.SIGKILL)  # the head and everything it started: a throwaway cluster
+    head.wait()
+
+
+def test_train_stage_submits_and_follows_a_ray_job(ray_cluster, tiny_models, tmp_path):
+    env = {**ray_cluster["env"], "RAY_ADDRESS": ray_cluster["address"], "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "run", "configs/micro.yaml", "--root", str(tmp_path),
+                             "--run-id", "on-cluster"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = [j for j in ray_cluster["client"].list_jobs() if (j.submission_id or "").startswith("synthclip-train-on-cluster-")]
+    assert [str(j.status.value) for j in jobs] == ["SUCCEEDED"]
+    submission_id = jobs[0].submission_id
+    assert submission_id.endswith("-1")
+    out = result.stdout + result.stderr
+    assert f"[{submission_id}]" in out  # the job's own log lines, streamed into the flow run
+    assert "step " in out and "loss" in out
+    summary = json.loads((tmp_path / "on-cluster" / "train" / "summary.json").read_text())
+    assert summary["checkpoint"] == "checkpoints/epoch_1.pt"
+    assert ray_cluster["token"] not in out  # the cluster's credential never reaches the logs
+
+
+def test_a_running_job_is_followed_not_started_twice(ray_cluster):
+    client = ray_cluster["client"]
+    command = f"{sys.executable} -c 'import time; time.sleep(60)'"
+    first = ray_jobs.ensure_job(client, "twice", "f" * 64, command)
+    second = ray_jobs.ensure_job(client, "twice", "f" * 64, command)
+    assert first == second == ray_jobs.submission_prefix("twice", "f" * 64) + "-1"
+    mine = [j for j in client.list_jobs() if (j.submission_id or "").startswith(ray_jobs.submission_prefix("twice", "f" * 64))]
+    assert len(mine) == 1
+    client.stop_job(first)
+    follower = ray_jobs.JobFollower(client, first)
+    assert follower.wait(poll_s=0.5) == "STOPPED"
+    third = ray_jobs.ensure_job(client, "twice", "f" * 64, f"{sys.executable} -c 'raise SystemExit(\"no data here\")'")
+    assert third.endswith("-2")  # a stopped attempt is followed by the next number, never reused
+    follower = ray_jobs.JobFollower(client, third)
+    assert follower.wait(poll_s=0.5) == "FAILED"
+    assert "no data here" in follower.failure()
