@@ -52,10 +52,15 @@ def entrypoint(root: str, run_id: str) -> str:
     return shlex.join([python, "-m", "synthclip_core.training.entrypoint", "--root", root, "--run-id", run_id])
 
 
-def ensure_job(client, run_id: str, fingerprint: str, command: str) -> str:
-    """The submission id of this run's training job: a pending or running one, else a new attempt."""
+def ensure_job(client, run_id: str, fingerprint: str, command: str, patience_s: float = 120.0) -> str:
+    """The submission id of this run's training job: a pending or running one, else a new attempt.
+
+    A cluster whose job agent is not up yet ("try again later", as right after it starts) is
+    retried with backoff for ``patience_s``.
+    """
     prefix = submission_prefix(run_id, fingerprint)
-    for _ in range(5):
+    deadline, wait = time.monotonic() + patience_s, 1.0
+    for _ in range(1000):
         mine = [j for j in client.list_jobs() if (j.submission_id or "").startswith(prefix + "-")]
         active = sorted(j.submission_id for j in mine if str(j.status.value) in ACTIVE)
         if active:
@@ -68,6 +73,11 @@ def ensure_job(client, run_id: str, fingerprint: str, command: str) -> str:
         except RuntimeError as exc:
             if "already exists" in str(exc) or "already been submitted" in str(exc):
                 continue  # another flow won the race: follow its job
+            if "try again later" in str(exc) and time.monotonic() < deadline:
+                log.info("Ray job API not ready (%s); retrying in %.0f s", str(exc).strip().splitlines()[-1][:200], wait)
+                time.sleep(wait)
+                wait = min(wait * 2, 15.0)
+                continue
             raise
         log.info("submitted Ray job %s for run %s", submission_id, run_id)
         return submission_id
