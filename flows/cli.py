@@ -3,6 +3,7 @@
     synthclip run configs/offline.yaml [--run-id ID] [--root URI]
     synthclip resume RUN_ID [--root URI]
     synthclip status RUN_ID [--root URI]
+    synthclip eval CHECKPOINT --task zeroshot --data PATH [--classes FILE] [--out DIR]
     synthclip models build-tiny
 """
 
@@ -171,6 +172,61 @@ def status(
         for s in statuses:
             for output, error in s.failed.items():
                 console.print(f"[red]failed[/] {s.stage}/{output}: {error}", highlight=False)
+
+
+@app.command("eval")
+def eval_checkpoint(
+    checkpoint: str = typer.Argument(..., help="An open_clip checkpoint: a file (local or s3://) or local-dir:DIR."),
+    task: str = typer.Option(..., "--task", help="zeroshot, retrieval or linear_probe."),
+    data: str = typer.Option(..., "--data", help="The test data (class folders, Parquet or webdataset tars)."),
+    name: Optional[str] = typer.Option(None, "--name", help="The dataset's name in the report (default: the folder name)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="open_clip architecture, if the checkpoint does not name it."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Class names: a file, or 'imagenet'; default the folder names."),
+    templates: str = typer.Option("openai", "--templates", help="openai, simple, or a file of {} templates."),
+    train_data: Optional[str] = typer.Option(None, "--train-data", help="Linear probe training data (default DATA/train)."),
+    out: str = typer.Option("eval-report", "--out", help="Where report.json and report.md go (any fsspec URI)."),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when present)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Evaluate any open_clip checkpoint: zero-shot, retrieval or a linear probe."""
+    with _handled(debug):
+        import posixpath
+
+        from synthclip_core.config import EvalDataset
+        from synthclip_core.errors import ConfigError
+
+        try:
+            dataset = EvalDataset(name=name or posixpath.basename(data.rstrip("/")) or data, task=task, path=data,
+                                  train_path=train_data, classes=classes)
+        except ValueError as exc:
+            raise ConfigError(f"--task {task}: must be zeroshot, retrieval or linear_probe") from exc
+        from synthclip_core.evaluation.benchmarks import check_dataset
+        from synthclip_core.evaluation.templates import load_templates
+
+        check_dataset(dataset)  # before any flow starts: one line for what the user can fix
+        load_templates(templates)
+        if not checkpoint.startswith("local-dir:"):
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(checkpoint)
+            if not fs.exists(path):
+                raise ConfigError(f"checkpoint not found: {checkpoint}")
+        from flows.evaluate import evaluate_checkpoint
+
+        with _progress_bars():
+            report = evaluate_checkpoint(checkpoint=checkpoint, datasets=[dataset.model_dump()], out=out, arch=arch,
+                                         templates=templates, batch_size=batch_size, device=device)
+        table = Table(title=f"{report['arch']} {checkpoint}")
+        for column in ("dataset", "task", "metric", "value", "samples"):
+            table.add_column(column)
+        for r in report["results"]:
+            table.add_row(r["dataset"], r["task"], r["metric"], f"{r['value']:.4f}", str(r["samples"]))
+        Console(width=max(120, Console().width)).print(table)
+        skipped = sum(len(d["skipped"]) for d in report["details"])
+        if skipped:
+            console.print(f"[yellow]{skipped} unreadable image(s) skipped[/] (listed in {out}/report.md)")
+        console.print(f"report: {out}/report.json, {out}/report.md", soft_wrap=True)
 
 
 @models_app.command("build-tiny")

@@ -85,3 +85,12 @@ def expected_counts(matched_flat: np.ndarray, lengths: np.ndarray, probs: np.nda
 
 def split_of(seed: int, sample_id: str, eval_fraction: float) -> str:
     return "eval" if unit_draw(seed, "split", sample_id) < eval_fraction else "train"
+
+
+def held_out_concepts(seed: int, concept_ids: list[str], count: int) -> set[str]:
+    """The ``count`` concepts kept out of training on purpose (the lowest seeded draws): captions
+    written for them or matching them go to the ``holdout`` split, to measure out-of-bank
+    generalisation."""
+    if count <= 0:
+        return set()
+    return set(sorted(concept_ids, key=lambda cid: (unit_draw(seed, "holdout", cid), cid))[:count])

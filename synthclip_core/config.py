@@ -79,6 +79,8 @@ class BalanceConfig(_Section):
     case_sensitive: bool = Field(True, description="Match concepts case-sensitively, as MetaCLIP does.")
     num_workers: int = Field(2, ge=1, description="Ray actors matching and sampling caption partitions in parallel (1 CPU each).")
     eval_fraction: float = Field(0.05, ge=0, lt=1, description="Share of samples held out for evaluation (by hash of the sample id).")
+    holdout_concepts: int = Field(0, ge=0, description="Concepts kept out of training on purpose (split 'holdout': "
+                                  "captions written for or matching them); evaluation measures out-of-bank accuracy on them.")
 
 
 class RenderConfig(_ModelStage):
@@ -128,9 +130,20 @@ class TrainConfig(_Section):
     log_every_steps: int = Field(10, ge=1, description="Print a metrics line every N steps (shows in the job logs).")
 
 
+class EvalDataset(_Section):
+    name: str = Field(..., description="The dataset's name in the report (e.g. imagenet-val, coco-5k).")
+    task: Literal["zeroshot", "retrieval", "linear_probe"] = Field(..., description="What to measure on it.")
+    path: str = Field(..., description="Test data: a class-folder tree, Parquet or webdataset tars (docs/evaluation.md).")
+    train_path: str | None = Field(None, description="Linear probe training data (default: <path>/train, tested on <path>/test).")
+    classes: str | None = Field(None, description="Class names: a file, 'imagenet' (open_clip's names), or the folder names.")
+    templates: str | None = Field(None, description="Zero-shot templates for this dataset (default: eval.templates).")
+
+
 class EvalConfig(_Section):
-    templates: Literal["openai", "simple"] = Field("simple", description="Zero-shot prompt templates shipped by open_clip.")
+    templates: str = Field("simple", description="Zero-shot prompt templates: 'openai', 'simple' (open_clip's) or a file.")
     batch_size: int = Field(64, ge=1, description="Evaluation batch size.")
+    num_gpus: float = Field(0, ge=0, description="GPUs for the evaluation task (on a cluster; 0 on the CPU).")
+    datasets: list[EvalDataset] = Field(default_factory=list, description="External benchmarks evaluated after training.")
 
 
 class RunConfig(_Section):

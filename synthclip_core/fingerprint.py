@@ -20,7 +20,7 @@ from .tiny_models import resolve_model
 
 # Bump a stage's version when its code changes what it writes.
 STAGE_VERSIONS = {
-    "concepts": 1, "captions": 2, "balanced": 2, "images": 3, "shards": 2, "train": 2, "eval": 1,
+    "concepts": 1, "captions": 2, "balanced": 2, "images": 3, "shards": 2, "train": 2, "eval": 2,
 }
 STAGES = tuple(STAGE_VERSIONS)
 
@@ -73,7 +73,7 @@ def stage_fingerprints(cfg: RunConfig) -> dict[str, str]:
         "shards": cfg.export.model_dump(),
         "train": t.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "grad_checkpointing", "loader_workers",
                                         "checkpoint_every_steps", "log_every_steps"}),
-        "eval": cfg.eval.model_dump(exclude={"batch_size"}),
+        "eval": cfg.eval.model_dump(exclude={"batch_size", "num_gpus"}),
     }
     fingerprints: dict[str, str] = {}
     upstream = ""

@@ -42,7 +42,7 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("concept_id", pa.string()),  # the concept the caption was written for
         ("caption", pa.string()),
         ("matched_concept_ids", pa.list_(pa.string())),
-        ("split", pa.string()),  # "train" or "eval", fixed here, before export
+        ("split", pa.string()),  # "train", "eval" or "holdout" (held-out concepts), fixed here, before export
     ])),
     "balance_matches": (1, pa.schema([  # balancing's first pass, one per caption partition
         ("caption_id", pa.string()),
@@ -88,6 +88,14 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("sha256", pa.string()),
+    ])),
+    "eval_coverage": (1, pa.schema([  # per concept with held-out images: training exposure vs accuracy
+        ("concept_id", pa.string()),
+        ("concept", pa.string()),
+        ("train_captions", pa.int64()),
+        ("eval_images", pa.int64()),
+        ("top1", pa.float64()),
+        ("held_out", pa.bool_()),
     ])),
 }
 

@@ -48,7 +48,9 @@ def test_balancing_caps_concepts_and_records_stats(offline_run):
     assert summary["kept"] == balanced.num_rows < summary["captions_in"]
     assert summary["duplicates"] > 0 and summary["concepts_covered_after"] <= summary["concepts_covered_before"]
     assert run.store.read_bytes("balanced", "histogram.png")[:4] == b"\x89PNG"
-    assert set(balanced.column("split").to_pylist()) == {"train", "eval"}
+    assert set(balanced.column("split").to_pylist()) == {"train", "eval", "holdout"}
+    held = [r for r in balanced.to_pylist() if r["split"] == "holdout"]
+    assert len({r["concept_id"] for r in held}) <= 5  # balance.holdout_concepts in the preset
 
 
 def test_images_are_jpegs_with_lineage(offline_run):
@@ -68,7 +70,7 @@ def test_images_are_jpegs_with_lineage(offline_run):
 def test_shards_hold_the_training_split_only(offline_run):
     run, _ = offline_run
     images = _table(run, "images")
-    eval_ids = set(images.filter(pc.equal(images["split"], "eval")).column("image_id").to_pylist())
+    eval_ids = set(images.filter(pc.is_in(images["split"], pa.array(["eval", "holdout"]))).column("image_id").to_pylist())
     train_ids = set(images.column("image_id").to_pylist()) - eval_ids
     sizes = json.loads(run.store.read_bytes("shards", "sizes.json"))
     image_ids = []
@@ -124,7 +126,11 @@ def test_report_has_every_number_with_its_context(offline_run):
     assert {("zeroshot", "top1"), ("zeroshot", "top5"), ("retrieval", "image_to_text_R@1")} <= metrics
     assert all(r["dataset"] == "synthetic-heldout" and r["checkpoint"] for r in report["results"])
     assert report["config_hash"] == run.fingerprints["eval"] and len(report["checkpoint_sha256"]) == 64
-    assert "| zeroshot | top1 |" in run.store.read_bytes("eval", "report.md").decode()
+    assert "| synthetic-heldout | zeroshot | top1 |" in run.store.read_bytes("eval", "report.md").decode()
+    coverage = report["coverage"]
+    assert 0 <= coverage["in_bank_concept_top1"] <= 1 and coverage["concepts_with_images"] > 0
+    assert "out_of_bank_concept_top1" in coverage  # the preset holds 5 concepts out of training
+    assert run.store.read_bytes("eval", "coverage.png")[:4] == b"\x89PNG"
 
 
 def test_commit_records_match_their_files(offline_run):

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..actors import PoolSpec, run_pool
-from ..balancing import expected_counts, first_occurrences, keep_probabilities
+from ..balancing import expected_counts, first_occurrences, held_out_concepts, keep_probabilities
 from ..run import Run
 from ..schemas import to_parquet_bytes
 from .balance_plots import histogram_png
@@ -42,8 +42,10 @@ def run_balance(run: Run) -> StageSummary:
     if missing:
         raise StageBlocked(f"{len(missing)} caption partitions are not committed; resume the captions stage first")
     spec = PoolSpec(num_actors=cfg.num_workers, num_cpus=1)
+    held_out = held_out_concepts(run.config.seed, read_concepts(store, parts).column("concept_id").to_pylist(),
+                                 cfg.holdout_concepts) if cfg.holdout_concepts else set()
     settings = {"concept_parts": parts, "case_sensitive": cfg.case_sensitive, "seed": run.config.seed,
-                "eval_fraction": cfg.eval_fraction, "threshold": cfg.threshold}
+                "eval_fraction": cfg.eval_fraction, "threshold": cfg.threshold, "held_out": sorted(held_out)}
 
     match_jobs = _jobs(run, [(f"matches/{o}", "captions", o, i) for i, o in enumerate(parts)])
     result = run_pool("balanced", run.ref, settings, match_jobs, spec, processor="balance-match", label="matching")

@@ -77,6 +77,7 @@ class SampleProcessor:
         probs, concept_ids, duplicates = self._shared(store)
         started = time.time()
         seed, eval_fraction = self.settings["seed"], self.settings["eval_fraction"]
+        held_out = set(self.settings.get("held_out", ()))
         dups = duplicates.get(job["partition"], set())
         matches = read_table(store, "balanced", job["inputs"][0]["output"], "balance_matches")
         columns = [matches.column(c).to_pylist() for c in ("caption_id", "concept_id", "caption", "empty", "matched")]
@@ -86,8 +87,10 @@ class SampleProcessor:
                 continue
             ids = [concept_ids[e] for e in matched]
             if is_kept(seed, cap_id, ids, [probs[e] for e in matched]):
+                split = "holdout" if held_out and (source in held_out or held_out.intersection(ids)) \
+                    else split_of(seed, cap_id, eval_fraction)
                 kept.append({"caption_id": cap_id, "concept_id": source, "caption": caption,
-                             "matched_concept_ids": ids, "split": split_of(seed, cap_id, eval_fraction)})
+                             "matched_concept_ids": ids, "split": split})
         return store.commit("balanced", job["output"], to_parquet_bytes(table_from_rows(kept, "balanced"), "balanced"),
                             lineage(job["fingerprint"], job["inputs"], started, len(kept),
                                     threshold=self.settings["threshold"], seed=seed, worker=worker_info()))

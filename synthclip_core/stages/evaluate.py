@@ -1,114 +1,128 @@
-"""Evaluation of the trained checkpoint on the run's held-out synthetic split.
+"""Evaluation of the trained checkpoint: the run's held-out synthetic split, always, and the
+external benchmarks listed in ``eval.datasets``.
 
-Zero-shot classification over the run's concepts (label: the concept a caption was written for)
-and image-text retrieval on the held-out pairs. Runs as a Ray task, so on a cluster it lands on a
-GPU node. Writes ``eval/report.json`` (every number with dataset, task, metric, checkpoint and
-config hash) and ``eval/report.md``.
+On the held-out split (``eval`` and ``holdout`` samples): zero-shot over the run's concepts (the
+label is the concept a caption was written for), image-text retrieval, and concept coverage (per
+concept: training captions that matched it against zero-shot accuracy on its images). Runs as a
+Ray task (on a GPU node of a cluster when ``eval.num_gpus``). Writes ``eval/report.json``,
+``eval/report.md``, ``eval/coverage.png`` and ``eval/coverage.parquet``.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 import time
+from collections import Counter
+from dataclasses import asdict
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..balancing import held_out_concepts
+from ..evaluation import coverage
+from ..evaluation.report import build_report, render_markdown
 from ..run import Run, RunRef
+from ..schemas import table_from_rows, to_parquet_bytes
 from .common import StageSummary, data_parts, finished_summary, input_ref, lineage, read_concepts, read_table, require_done
 from .concepts import MANIFEST as CONCEPTS_MANIFEST
 from .images import render_parts
 from .train import SUMMARY as TRAIN_SUMMARY
 
 REPORT = "report.json"
+PICTURE = "coverage.png"
+HELDOUT = "synthetic-heldout"
+MAX_PROMPTS = 200_000  # zero-shot over a huge concept bank uses one template per concept beyond this
 
 
 def run_eval(run: Run) -> StageSummary:
     import ray
 
-    store = run.store
+    store, cfg = run.store, run.config.eval
     if (finished := finished_summary(store, "eval", REPORT)) is not None:
+        finished.pictures = [f"eval/{PICTURE}"]
         return finished
-    summary = StageSummary("eval")
     started = time.time()
     require_done(run, "train", TRAIN_SUMMARY)
     train_summary = json.loads(store.read_bytes("train", TRAIN_SUMMARY))
     checkpoint = train_summary["checkpoint"]
-    task = ray.remote(num_cpus=1, num_gpus=0)(evaluate_heldout)
     concept_parts = data_parts(require_done(run, "concepts", CONCEPTS_MANIFEST))
-    image_parts = [p["output"] for p in render_parts(run)]
-    results = ray.get(task.remote(run.ref.as_dict(), train_summary["arch"], checkpoint, concept_parts, image_parts,
-                                  run.config.eval.templates, run.config.eval.batch_size))
+    task = ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate_run)
+    out = ray.get(task.remote(run.ref.as_dict(), run.config.model_dump(), train_summary["arch"], checkpoint, concept_parts,
+                              [p["output"] for p in render_parts(run)]))
     ckpt_ref = input_ref(store, "train", checkpoint)
-    report = {
-        "run_id": run.ref.run_id, "checkpoint": checkpoint, "checkpoint_sha256": ckpt_ref["sha256"],
-        "arch": train_summary["arch"], "config_hash": run.fingerprints["eval"], "results": results,
-    }
-    base = lineage(run.fingerprints["eval"], [ckpt_ref], started, len(results))
-    store.commit("eval", "report.md", render_markdown(report).encode(), base)
-    store.commit("eval", REPORT, json.dumps(report, indent=1).encode(), {**base, "outputs": ["report.md"]})
-    summary.total = summary.computed = 1
-    summary.notes = {r["metric"]: r["value"] for r in results}
+    rows = out["coverage"]
+    report = build_report(_results(out["results"]), checkpoint, ckpt_ref["sha256"], train_summary["arch"],
+                          run.fingerprints["eval"], run_id=run.ref.run_id,
+                          coverage={**coverage.summary(rows), "failures": coverage.failures(rows)})
+    failed = ", ".join(f"{r['concept']} ({r['train_captions']})" for r in report["coverage"]["failures"][:10])
+    notes = [f"Concept coverage: {len(rows)} concepts with held-out images; concepts never recognised "
+             f"(training captions): {failed or 'none'}."]
+    base = lineage(run.fingerprints["eval"], [ckpt_ref], started, len(report["results"]))
+    store.commit("eval", PICTURE, coverage.coverage_png(rows, f"Concept coverage, run {run.ref.run_id}"), base)
+    store.commit("eval", "coverage.parquet", to_parquet_bytes(table_from_rows(rows, "eval_coverage"), "eval_coverage"), base)
+    store.commit("eval", "report.md", render_markdown(report, f"Evaluation of run `{run.ref.run_id}`",
+                                                      [("concept coverage", PICTURE)], notes).encode(), base)
+    store.commit("eval", REPORT, json.dumps(report, indent=1).encode(),
+                 {**base, "outputs": [PICTURE, "coverage.parquet", "report.md"]})
+    summary = StageSummary("eval", total=1, computed=1, pictures=[f"eval/{PICTURE}"])
+    summary.notes = {f"{r['dataset']}/{r['task']}/{r['metric']}": r["value"] for r in report["results"]}
     return summary
 
 
-def evaluate_heldout(ref: dict, arch: str, checkpoint: str, concept_parts: list[str], image_parts: list[str],
-                     templates: str, batch_size: int) -> list[dict]:
-    """Runs in a Ray task: load the checkpoint through open_clip and score the held-out split."""
+def _results(dicts: list[dict]):
+    from ..evaluation.tasks import TaskResult
+
+    return [TaskResult(**d) for d in dicts]
+
+
+def evaluate_run(ref: dict, config: dict, arch: str, checkpoint: str, concept_parts: list[str],
+                 image_parts: list[str]) -> dict:
+    """Runs in a Ray task: load the checkpoint through open_clip and score the run's held-out data
+    and the configured benchmarks."""
     import torch
-    from open_clip.zero_shot_metadata import (
-        OPENAI_IMAGENET_TEMPLATES,
-        SIMPLE_IMAGENET_TEMPLATES,
-    )
 
-    from ..clip_models import create_model
-    from ..evaluation import (
-        encode_images,
-        encode_texts,
-        retrieval_recall,
-        topk_accuracy,
-        zero_shot_classifier,
-    )
+    from ..config import RunConfig
+    from ..evaluation.benchmarks import evaluate_dataset
+    from ..evaluation.datasets import CaptionedImages, LabelledImages
+    from ..evaluation.models import load_eval_model
+    from ..evaluation.tasks import retrieval, zeroshot
+    from ..evaluation.templates import load_templates
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(1 if not torch.cuda.is_available() else torch.get_num_threads())
+    cfg = RunConfig.model_validate(config)
     store = RunRef(**ref).store()
-    with tempfile.NamedTemporaryFile(suffix=".pt") as handle:
-        handle.write(store.read_bytes("train", checkpoint))
-        handle.flush()
-        model, _, preprocess, tokenizer = create_model(arch, pretrained=handle.name)
-    model.eval()
+    model = load_eval_model(store.uri("train", checkpoint), arch=arch)
     concepts = read_concepts(store, concept_parts)
-    tables = [read_table(store, "images", o) for o in image_parts]
-    heldout = pa.concat_tables([t.filter(pc.equal(t["split"], "eval")) for t in tables]).to_pylist()
-    dataset = "synthetic-heldout"
-    if not heldout:
-        return [{"dataset": dataset, "task": "none", "metric": "samples", "value": 0, "checkpoint": checkpoint}]
-    ids = concepts.column("concept_id").to_pylist()
+    ids, names = concepts.column("concept_id").to_pylist(), concepts.column("concept").to_pylist()
     index = {cid: i for i, cid in enumerate(ids)}
-    names = concepts.column("concept").to_pylist()
-    chosen = SIMPLE_IMAGENET_TEMPLATES if templates == "simple" else OPENAI_IMAGENET_TEMPLATES
-    image_feats = encode_images(model, preprocess, [r["jpg"] for r in heldout], batch_size)
-    classifier = zero_shot_classifier(model, tokenizer, names, chosen, batch_size)
-    labels = torch.tensor([index[r["concept_id"]] for r in heldout])
-    metrics = topk_accuracy(image_feats @ classifier, labels, ks=(1, 5))
-    results = [_row(dataset, "zeroshot", k, v, checkpoint, n=len(heldout), classes=len(names)) for k, v in metrics.items()]
-    results.append(_row(dataset, "zeroshot", "chance_top1", 1 / len(names), checkpoint))
-    text_feats = encode_texts(model, tokenizer, [r["caption"] for r in heldout], batch_size)
-    recall = retrieval_recall(image_feats, text_feats, list(range(len(heldout))))
-    results += [_row(dataset, "retrieval", k, v, checkpoint, n=len(heldout)) for k, v in recall.items()]
-    return results
+    tables = [read_table(store, "images", o).select(["image_id", "concept_id", "caption", "split", "jpg"])
+              for o in image_parts]
+    held = pa.concat_tables([t.filter(pc.is_in(t["split"], pa.array(["eval", "holdout"]))) for t in tables]).to_pylist()
+    results, rows = [], []
+    if held:
+        templates = load_templates(cfg.eval.templates)
+        if len(names) * len(templates) > MAX_PROMPTS:
+            templates = templates[:1]
+        labelled = LabelledImages(HELDOUT, [r["jpg"] for r in held], [index[r["concept_id"]] for r in held], names,
+                                  [r["image_id"] for r in held])
+        zs = zeroshot(model, labelled, templates, cfg.eval.batch_size)
+        zs.per_class = {}  # per concept: in coverage.parquet instead
+        results.append(zs)
+        captioned = CaptionedImages(HELDOUT, labelled.images, [[r["caption"]] for r in held], labelled.ids)
+        results.append(retrieval(model, captioned, cfg.eval.batch_size))
+        rows = coverage.concept_rows(list(zip(ids, names)), _train_counts(store, concept_parts),
+                                     [held[i]["concept_id"] for i in zs.kept], zs.correct,
+                                     held_out_concepts(cfg.seed, ids, cfg.balance.holdout_concepts))
+    for ds in cfg.eval.datasets:
+        results.append(evaluate_dataset(model, ds, cfg.eval.templates, cfg.eval.batch_size))
+    return {"results": [{**asdict(r), "correct": [], "kept": []} for r in results], "coverage": rows}
 
 
-def _row(dataset: str, task: str, metric: str, value: float, checkpoint: str, **extra) -> dict:
-    return {"dataset": dataset, "task": task, "metric": metric, "value": round(float(value), 5),
-            "checkpoint": checkpoint, **extra}
-
-
-def render_markdown(report: dict) -> str:
-    lines = [f"# Evaluation of run `{report['run_id']}`", "",
-             f"Checkpoint `{report['checkpoint']}` ({report['arch']}, sha256 `{report['checkpoint_sha256'][:12]}`), "
-             f"config hash `{report['config_hash']}`.", "",
-             "| dataset | task | metric | value |", "| --- | --- | --- | --- |"]
-    lines += [f"| {r['dataset']} | {r['task']} | {r['metric']} | {r['value']:.4f} |" for r in report["results"]]
-    return "\n".join(lines) + "\n"
+def _train_counts(store, parts: list[str]) -> dict[str, int]:
+    """Training captions that matched each concept (after balancing, train split only)."""
+    counts: Counter = Counter()
+    for part in parts:
+        table = read_table(store, "balanced", part).select(["split", "matched_concept_ids"])
+        train = table.filter(pc.equal(table["split"], "train"))
+        counts.update(pc.list_flatten(train["matched_concept_ids"]).to_pylist())
+    return dict(counts)

@@ -1,0 +1,29 @@
+"""Evaluate any open_clip checkpoint as a Prefect flow: the report as artifacts in the UI."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+
+from synthclip_core.config import EvalDataset
+from synthclip_core.evaluation.external import evaluate_checkpoint as evaluate
+from synthclip_core.evaluation.report import render_markdown
+
+
+@task(name="evaluate", task_run_name="{checkpoint}", cache_policy=NONE)
+def evaluate_task(checkpoint: str, datasets: list[dict], out: str, arch: str | None, templates: str,
+                  batch_size: int, device: str | None) -> dict:
+    report = evaluate(checkpoint, [EvalDataset.model_validate(d) for d in datasets], out, arch, templates,
+                      batch_size, device)
+    create_table_artifact(table=[{k: r[k] for k in ("dataset", "task", "metric", "value", "samples")} for r in report["results"]],
+                          key=None, description=f"evaluation of {checkpoint}")
+    create_markdown_artifact(markdown=render_markdown(report, f"Evaluation of `{checkpoint}`"), description="evaluation report")
+    return report
+
+
+@flow(name="evaluate-checkpoint", flow_run_name="evaluate {checkpoint}")
+def evaluate_checkpoint(checkpoint: str, datasets: list[dict], out: str = "eval-report", arch: str | None = None,
+                        templates: str = "openai", batch_size: int = 64, device: str | None = None) -> dict:
+    """Zero-shot, retrieval or linear probe of any open_clip checkpoint (path, s3:// or local-dir:)."""
+    return evaluate_task(checkpoint, datasets, out, arch, templates, batch_size, device)

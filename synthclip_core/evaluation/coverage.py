@@ -1,0 +1,65 @@
+"""Concept coverage: how often training saw a concept against how well the model knows it.
+
+For each concept: the training captions that matched it, the held-out images written for it and
+the zero-shot top-1 on them. Concepts held out of training on purpose (``balance.holdout_concepts``)
+have no training captions at all and measure out-of-bank generalisation.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+
+def concept_rows(concepts: list[tuple[str, str]], train_counts: dict[str, int], image_concepts: list[str],
+                 correct: list[bool], held_out: set[str]) -> list[dict]:
+    """One row per concept that has held-out images: counts, accuracy, whether it was held out."""
+    hits: dict[str, list[bool]] = {}
+    for concept_id, ok in zip(image_concepts, correct):
+        hits.setdefault(concept_id, []).append(ok)
+    return [{"concept_id": cid, "concept": name, "train_captions": train_counts.get(cid, 0),
+             "eval_images": len(hits[cid]), "top1": sum(hits[cid]) / len(hits[cid]), "held_out": cid in held_out}
+            for cid, name in concepts if cid in hits]
+
+
+def summary(rows: list[dict]) -> dict[str, float]:
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else float("nan")
+
+    inside = [r["top1"] for r in rows if not r["held_out"]]
+    outside = [r["top1"] for r in rows if r["held_out"]]
+    out = {"in_bank_concept_top1": mean(inside), "concepts_with_images": len(rows)}
+    if outside:
+        out["out_of_bank_concept_top1"] = mean(outside)
+    return out
+
+
+def failures(rows: list[dict], limit: int = 20) -> list[dict]:
+    """Concepts the model never gets right, the most-seen first."""
+    failed = [r for r in rows if r["top1"] == 0]
+    return sorted(failed, key=lambda r: (-r["train_captions"], r["concept"]))[:limit]
+
+
+def coverage_png(rows: list[dict], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for held, colour, label in ((False, "#1f77b4", "in the training bank"), (True, "#d62728", "held out of the bank")):
+        chosen = [r for r in rows if r["held_out"] == held]
+        if chosen:
+            ax.scatter([math.log10(r["train_captions"] + 1) for r in chosen], [r["top1"] for r in chosen],
+                       s=[10 + 4 * r["eval_images"] for r in chosen], alpha=0.6, color=colour, label=label)
+    ax.set_xlabel("log10(training captions matching the concept + 1)")
+    ax.set_ylabel("zero-shot top-1 on its held-out images")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(title)
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
