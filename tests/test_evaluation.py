@@ -215,3 +215,47 @@ def test_cli_evaluates_any_checkpoint_and_fails_in_one_line(tmp_path):
                          capture_output=True, text=True, timeout=300)
     lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
     assert bad.returncode != 0 and len(lines) == 1 and "no class folders" in lines[0], bad.stderr
+
+
+def test_run_evaluates_heldout_coverage_and_configured_benchmarks(engine, tmp_path):
+    """A micro run with two concepts held out of training and three external benchmarks."""
+    import yaml
+
+    from synthclip_core.config import config_from_dict
+    from synthclip_core.fingerprint import STAGES
+    from synthclip_core.run import RunRef, create_or_open
+    from synthclip_core.stages.runner import run_stage
+
+    colours = class_folders(tmp_path / "colours", 2)
+    class_folders(tmp_path / "probe" / "train", 3)
+    class_folders(tmp_path / "probe" / "test", 1)
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    (pairs / "captions.jsonl").write_text("".join(
+        json.dumps({"image": f"{n}.jpg", "caption": f"a {n} square"}) + "\n" for n in NAMES))
+    for name, colour in zip(NAMES, PALETTE):
+        (pairs / f"{name}.jpg").write_bytes(jpeg(colour))
+    data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
+    data["balance"]["holdout_concepts"] = 2
+    data["eval"]["datasets"] = [
+        {"name": "colours", "task": "zeroshot", "path": str(colours)},
+        {"name": "pairs", "task": "retrieval", "path": str(pairs)},
+        {"name": "probe", "task": "linear_probe", "path": str(tmp_path / "probe")},
+    ]
+    run = create_or_open(config_from_dict(data), RunRef(str(tmp_path / "runs"), "evaluated"))
+    for stage in STAGES:
+        summary = run_stage(run, stage)
+        assert summary.ok, stage
+    assert summary.pictures == ["eval/coverage.png"]
+    report = json.loads(run.store.read_bytes("eval", "report.json"))
+    tasks = {(r["dataset"], r["task"]) for r in report["results"]}
+    assert tasks == {("synthetic-heldout", "zeroshot"), ("synthetic-heldout", "retrieval"), ("colours", "zeroshot"),
+                     ("pairs", "retrieval"), ("probe", "linear_probe")}
+    assert report["coverage"]["concepts_with_images"] > 0 and "out_of_bank_concept_top1" in report["coverage"]
+    from synthclip_core.stages.common import read_table
+
+    coverage = read_table(run.store, "eval", "coverage.parquet", "eval_coverage").to_pylist()
+    held = [r for r in coverage if r["held_out"]]
+    assert held and all(r["train_captions"] == 0 for r in held)  # never in a training caption
+    markdown = run.store.read_bytes("eval", "report.md").decode()
+    assert "![concept coverage](coverage.png)" in markdown and "| probe | linear_probe | accuracy |" in markdown
