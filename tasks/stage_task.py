@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -88,4 +89,18 @@ def run_stage_task(stage: str, ref: dict) -> dict:
         + (f"| failed output | error |\n| --- | --- |\n{rows}\n" if rows else ""),
         description=f"{stage} summary",
     )
+    for report in summary.reports:
+        create_markdown_artifact(markdown=_inline_pictures(store, report), description=f"{stage} report")
     return asdict(summary)
+
+
+def _inline_pictures(store, report: str) -> str:
+    """A stored markdown report with its relative PNG links replaced by the images themselves."""
+    stage, output = report.split("/", 1)
+    folder = output.rsplit("/", 1)[0] + "/" if "/" in output else ""
+
+    def inline(match: re.Match) -> str:
+        data = base64.b64encode(store.read_bytes(stage, folder + match.group(2))).decode()
+        return f"![{match.group(1)}](data:image/png;base64,{data})"
+
+    return re.sub(r"!\[([^\]]*)\]\(([^):]+\.png)\)", inline, store.read_bytes(stage, output).decode())

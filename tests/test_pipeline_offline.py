@@ -170,3 +170,16 @@ def test_deleted_commit_record_recomputes_exactly_that_partition(offline_run):
         assert after[stage][output]["committed_at"] > before[stage][output]["committed_at"]
         untouched = {o for o in before[stage] if o != output}
         assert all(after[stage][o] == before[stage][o] for o in untouched)
+
+
+def test_the_flow_run_shows_reports_and_pictures(offline_run):
+    """The UI's artifacts: a summary per stage, the evaluation report with its picture inline."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts()
+    by_description = {a.description: a for a in artifacts if a.type == "markdown"}
+    report = by_description["eval report"].data
+    assert "| synthetic-heldout | zeroshot | top1 |" in report and "](data:image/png;base64," in report
+    assert "](data:image/png;base64," in by_description["train summary"].data  # the training curves
+    assert any(a.type == "progress" for a in artifacts)

@@ -33,6 +33,7 @@ class StageSummary:
     failures: dict[str, str] = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
     pictures: list[str] = field(default_factory=list)  # "stage/output" of PNGs worth showing
+    reports: list[str] = field(default_factory=list)  # "stage/output" of markdown reports to attach as they are
 
     @property
     def ok(self) -> bool:

@@ -39,7 +39,7 @@ def run_eval(run: Run) -> StageSummary:
 
     store, cfg = run.store, run.config.eval
     if (finished := finished_summary(store, "eval", REPORT)) is not None:
-        finished.pictures = [f"eval/{PICTURE}"]
+        finished.pictures, finished.reports = [f"eval/{PICTURE}"], ["eval/report.md"]
         return finished
     started = time.time()
     require_done(run, "train", TRAIN_SUMMARY)
@@ -64,7 +64,7 @@ def run_eval(run: Run) -> StageSummary:
                                                       [("concept coverage", PICTURE)], notes).encode(), base)
     store.commit("eval", REPORT, json.dumps(report, indent=1).encode(),
                  {**base, "outputs": [PICTURE, "coverage.parquet", "report.md"]})
-    summary = StageSummary("eval", total=1, computed=1, pictures=[f"eval/{PICTURE}"])
+    summary = StageSummary("eval", total=1, computed=1, pictures=[f"eval/{PICTURE}"], reports=["eval/report.md"])
     summary.notes = {f"{r['dataset']}/{r['task']}/{r['metric']}": r["value"] for r in report["results"]}
     return summary
 
