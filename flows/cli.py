@@ -4,6 +4,7 @@
     synthclip resume RUN_ID [--root URI]
     synthclip status RUN_ID [--root URI]
     synthclip eval CHECKPOINT --task zeroshot --data PATH [--classes FILE] [--out DIR]
+    synthclip deploy [--kubernetes]
     synthclip models build-tiny
 """
 
@@ -227,6 +228,50 @@ def eval_checkpoint(
         if skipped:
             console.print(f"[yellow]{skipped} unreadable image(s) skipped[/] (listed in {out}/report.md)")
         console.print(f"report: {out}/report.json, {out}/report.md", soft_wrap=True)
+
+
+@app.command()
+def deploy(
+    kubernetes: bool = typer.Option(False, "--kubernetes",
+                                    help="Also the deployments on the Kubernetes pool (create it first: infra/k8s/create-work-pool.sh)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Register the deployments of deployments/prefect.yaml with the Prefect server (PREFECT_API_URL)."""
+    import subprocess
+    from pathlib import Path
+
+    import yaml
+
+    with _handled(debug):
+        repo = Path(__file__).resolve().parents[1]
+        spec = repo / "deployments" / "prefect.yaml"
+        local_pool = yaml.safe_load(spec.read_text())["definitions"]["work_pools"]["local"]["name"]
+        _ensure_process_pool(local_pool)
+        names = [d["name"] for d in yaml.safe_load(spec.read_text())["deployments"]
+                 if kubernetes or d["work_pool"]["name"] == local_pool]
+        command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file", str(spec)]
+        for name in names:
+            command += ["--name", name]
+        env = {**os.environ, "SYNTHCLIP_REPO_DIR": str(repo)}
+        result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.strip()][-3:]
+            _fail("prefect deploy failed: " + " | ".join(tail), 1)
+        console.print(f"registered {len(names)} deployments on work pool {local_pool}"
+                      + (" and the Kubernetes pool" if kubernetes else "") + ": " + ", ".join(names), soft_wrap=True)
+        console.print(f"start a worker: prefect worker start --pool {local_pool}", soft_wrap=True)
+
+
+def _ensure_process_pool(name: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+        except ObjectAlreadyExists:
+            pass
 
 
 @models_app.command("build-tiny")

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, tags
 
 from synthclip_core.ray_runtime import ensure_ray
 from synthclip_core.run import RunRef, default_root
 from synthclip_core.stages.runner import NEEDS_RAY
-from tasks.stage_task import run_stage_task
+from tasks.stage_task import StageFailed, run_stage_task
 
-
-class StageFailed(RuntimeError):
-    """Some outputs of a stage failed after their retries; the rest were committed."""
+__all__ = ["STAGE_FLOWS", "StageFailed"]
 
 
 def run_stage(stage: str, run_id: str, root: str | None) -> dict:
+    """The stage's task, tagged with the run and stage; a failed output fails the task and the flow."""
     ref = RunRef(root or default_root(), run_id)
     if stage in NEEDS_RAY:
         ensure_ray()
-    summary = run_stage_task(stage, ref.as_dict())
-    if summary["failures"]:
-        first = next(iter(sorted(summary["failures"].items())))
-        raise StageFailed(
-            f"{stage}: {len(summary['failures'])} output(s) failed, e.g. {first[0]}: {first[1]}; "
-            f"fix the cause and run `synthclip resume {run_id} --root {ref.root}`"
-        )
-    return summary
+    with tags(f"run:{run_id}", f"stage:{stage}"):
+        return run_stage_task(stage, ref.as_dict())
 
 
 @flow(name="concepts", flow_run_name="{run_id}: concepts")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import fsspec
 
 from . import __version__
 from .config import RunConfig, config_from_dict
@@ -112,3 +115,19 @@ def load_run(ref: RunRef, verify: bool = False) -> Run:
                 f"{', '.join(changed)}); resuming would mix outputs, start a new run instead"
             )
     return run
+
+
+def unfinished_runs(root: str) -> list[str]:
+    """Run ids under ``root`` (oldest first, by ``run.json`` commit time) whose last stage is not done."""
+    fs, base = fsspec.core.url_to_fs(root)
+    if not fs.exists(base):
+        return []
+    found = []
+    for entry in fs.ls(base, detail=False):
+        run_id = posixpath.basename(entry.rstrip("/"))
+        store = RunStore(root, run_id)
+        if "run.json" not in store.committed("run").get("run", set()):
+            continue
+        if "report.json" not in store.committed("eval").get("eval", set()):
+            found.append((store.record("run", "run.json").get("committed_at", 0), run_id))
+    return [run_id for _, run_id in sorted(found)]

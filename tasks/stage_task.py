@@ -18,6 +18,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
+    create_table_artifact,
     update_progress_artifact,
 )
 from prefect.cache_policies import NONE
@@ -25,6 +26,11 @@ from prefect.cache_policies import NONE
 from synthclip_core import progress
 from synthclip_core.run import RunRef, load_run
 from synthclip_core.stages.runner import run_stage
+from synthclip_core.stages.status import partition_table
+
+
+class StageFailed(RuntimeError):
+    """Some outputs of a stage failed after their retries; the rest were committed."""
 
 
 @contextmanager
@@ -91,7 +97,19 @@ def run_stage_task(stage: str, ref: dict) -> dict:
     )
     for report in summary.reports:
         create_markdown_artifact(markdown=_inline_pictures(store, report), description=f"{stage} report")
+    create_table_artifact(table=partition_table(run, stage), key=_key(f"{run.ref.run_id}-{stage}-partitions"),
+                          description=f"{stage} partitions of run {run.ref.run_id}: committed, pending, failed")
+    if summary.failures:  # the task run shows Failed, with the first error in its state message
+        first = next(iter(sorted(summary.failures.items())))
+        raise StageFailed(
+            f"{stage}: {len(summary.failures)} output(s) failed, e.g. {first[0]}: {first[1]}; "
+            f"fix the cause and run `synthclip resume {run.ref.run_id} --root {run.ref.root}`")
     return asdict(summary)
+
+
+def _key(text: str) -> str:
+    """An artifact key (lowercase letters, digits, dashes): versions of it stack up in the UI."""
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:200]
 
 
 def _inline_pictures(store, report: str) -> str:

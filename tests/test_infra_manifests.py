@@ -292,7 +292,7 @@ def flow_signature(path: Path, func: str) -> ast.arguments | None:
 
 
 def test_the_expected_deployments_exist():
-    expected = {"build-offline", "build-paper-scale", "resume", "evaluate"}
+    expected = {"build-offline", "build-paper-scale", "resume", "resume-latest", "evaluate", "evaluate-checkpoint"}
     expected |= {"concepts", "captions", "balance", "render", "export", "train"}
     assert expected <= set(DEPLOYMENT_NAMES)
     assert len(DEPLOYMENT_NAMES) == len(set(DEPLOYMENT_NAMES)), "duplicate deployment names"

@@ -86,3 +86,22 @@ def _planned(run: Run, stage: str, committed: dict[str, set[str]]) -> list[str] 
     if manifest not in committed.get(stage, set()):
         return None
     return [manifest] + list(store.record(stage, manifest).get("outputs", []))
+
+
+def partition_table(run: Run, stage: str, limit: int = 500) -> list[dict]:
+    """One row per output of a stage (failed first, then pending, then committed), for the UI."""
+    store = run.store
+    committed = store.committed(stage)
+    done = committed.get(stage, set())
+    planned = _planned(run, stage, {**store.committed("concepts"), **store.committed("balanced"), **committed}) or sorted(done)
+    failed = store.failed(stage).get(stage, set()) - done
+    rows = [{"output": o, "state": "failed", "rows": 0, "throughput": "",
+             "error": (store.failure(stage, o) or {}).get("error", "")[:300]} for o in sorted(failed)[:limit]]
+    rows += [{"output": o, "state": "pending", "rows": 0, "throughput": "", "error": ""}
+             for o in planned if o not in done and o not in failed][: max(0, limit - len(rows))]
+    shown = [o for o in planned if o in done][: max(0, limit - len(rows))]
+    for output, record in store.records(stage, shown).items():
+        speed = record.get("throughput") or {}
+        rows.append({"output": output, "state": "committed", "rows": record.get("rows", 0),
+                     "throughput": ", ".join(f"{k} {v}" for k, v in speed.items()), "error": ""})
+    return rows

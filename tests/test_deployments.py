@@ -1,0 +1,112 @@
+"""Deployments on a real local Prefect server, run by a real process worker, as the UI drives them.
+
+`synthclip deploy` registers the deployments; the build is triggered through the API with
+parameters (what the UI's "Run" button does); a worker runs it to completion on the offline
+profile. Then one caption partition is broken (its commit record deleted), `resume` is
+triggered, and exactly that partition is recomputed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from synthclip_core.run import RunRef
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def api_env(prefect_server, tiny_models):
+    from prefect.settings import PREFECT_API_URL
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(PREFECT_API_URL=PREFECT_API_URL.value(), COLUMNS="200")
+    return env
+
+
+@pytest.fixture(scope="module")
+def worker(api_env, tmp_path_factory):
+    """``prefect worker start`` on the local process pool, in its own process group."""
+    deployed = subprocess.run([sys.executable, "-m", "flows.cli", "deploy"], cwd=REPO, env=api_env,
+                              capture_output=True, text=True, timeout=300)
+    assert deployed.returncode == 0, deployed.stderr[-2000:]
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "synthclip-local",
+                                 "--limit", "1"], cwd=tmp_path_factory.mktemp("cwd"), env=api_env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    yield log
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _trigger_and_wait(name: str, parameters: dict, log: Path, timeout: float = 600):
+    """Create a flow run from a deployment through the API, as the UI does, and wait for its end."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(name)
+        run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            state = client.read_flow_run(run.id).state
+            if state.is_final():
+                assert state.is_completed(), f"{name}: {state.type} {state.message}\n{log.read_text()[-3000:]}"
+                return client.read_flow_run(run.id)
+            time.sleep(2)
+    raise AssertionError(f"{name} did not finish in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def test_deploy_trigger_build_then_resume_one_broken_partition(worker, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        names = {d.name for d in client.read_deployments()}
+    assert {"build-offline", "resume", "resume-latest", "evaluate-checkpoint", "train"} <= names
+    assert "build-paper-scale" not in names  # only with --kubernetes
+
+    root = str(tmp_path / "runs")
+    run = _trigger_and_wait("build-dataset/build-offline", {"run_id": "deployed", "root": root}, worker)
+    assert run.name == "deployed"
+    store = RunRef(root, "deployed").store()
+    assert "report.json" in store.committed("eval")["eval"]
+
+    records = {(stage, o): r for stage, outs in store.committed().items() for o, r in store.records(stage, sorted(outs)).items()}
+    broken = ("captions", "part-00001.parquet")
+    os.remove(store.path("_commits", "captions", "part-00001.parquet.json"))
+    _trigger_and_wait("resume/resume", {"run_id": "deployed", "root": root}, worker)
+    after = {(stage, o): r for stage, outs in store.committed().items() for o, r in store.records(stage, sorted(outs)).items()}
+    assert set(after) == set(records)
+    changed = {key for key in records if after[key]["committed_at"] != records[key]["committed_at"]}
+    assert changed == {broken}  # exactly that partition was recomputed
+    assert after[broken]["sha256"] == records[broken]["sha256"]  # and came out the same
+
+
+def test_scheduled_build_takes_its_run_id_from_the_scheduled_time(worker, tmp_path):
+    """No run id given: the run is named after the flow run's scheduled time, so a retried flow run
+    continues it; resume-latest then finds nothing unfinished under the root."""
+    from datetime import datetime, timezone
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    root = str(tmp_path / "runs")
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("build-dataset/build-offline")
+        flow_run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"root": root, "config": "configs/micro.yaml"}, state=Scheduled(scheduled_time=when))
+        deadline = time.time() + 600
+        while not (state := client.read_flow_run(flow_run.id).state).is_final() and time.time() < deadline:
+            time.sleep(2)
+    assert state.is_completed(), worker.read_text()[-3000:]
+    assert (tmp_path / "runs" / "micro-20260102-030405" / "eval" / "report.json").is_file()
+    run = _trigger_and_wait("resume-latest/resume-latest", {"root": root}, worker)
+    assert run.state.is_completed()
