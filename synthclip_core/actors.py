@@ -25,6 +25,7 @@ class PoolSpec:
     num_gpus: float = 0
     max_retries: int = 2
     runtime_env: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)  # custom Ray resources: which node group may host an actor
 
 
 class PartitionWorker:
@@ -71,7 +72,7 @@ def run_pool(stage: str, ref: RunRef, settings: dict, jobs: list[dict], spec: Po
     _check_gpus(stage, spec)
     store = ref.store()
     worker_cls = ray.remote(PartitionWorker).options(
-        num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_restarts=0,
+        num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=spec.resources or None, max_restarts=0,
         runtime_env=spec.runtime_env or None,
     )
     threads = max(1, int(spec.num_cpus))

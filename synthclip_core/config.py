@@ -45,6 +45,8 @@ class _ModelStage(_Section):
     num_actors: int = Field(1, ge=1, description="Ray actors in the stage's pool (each loads the model once).")
     num_gpus: float = Field(1, ge=0, description="GPUs per actor (0 on CPU; a fraction packs small models).")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weights dtype; auto is fp16 on GPU, fp32 on CPU.")
+    ray_resources: dict[str, float] = Field(
+        default_factory=dict, description="Extra Ray resources per actor, to land on a node group (e.g. {caption_gpu: 1}).")
 
 
 class CaptionsConfig(_ModelStage):
@@ -119,6 +121,8 @@ class TrainConfig(_Section):
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel ranks).")
     use_gpu: bool = Field(False, description="Train on GPUs (NCCL) instead of CPUs (gloo).")
     cpus_per_worker: float = Field(1, gt=0, description="CPUs reserved per training worker.")
+    ray_resources: dict[str, float] = Field(
+        default_factory=dict, description="Extra Ray resources per training worker, to land on a node group (e.g. {train_gpu: 1}).")
     precision: Literal["fp32", "amp_bf16", "amp_fp16"] = Field(
         "fp32", description="fp32, or mixed precision with bf16 / fp16 autocast (fp16 adds a gradient scaler).")
     grad_checkpointing: bool = Field(False, description="Recompute activations in the backward pass to save memory.")

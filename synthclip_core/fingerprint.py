@@ -60,18 +60,18 @@ def stage_fingerprints(cfg: RunConfig) -> dict[str, str]:
     parts = {
         "concepts": {**cfg.concepts.model_dump(), "seed": cfg.seed},
         "captions": {
-            **c.model_dump(exclude={"num_actors", "num_gpus", "model", "revision", "batch_size", "python",
+            **c.model_dump(exclude={"num_actors", "num_gpus", "ray_resources", "model", "revision", "batch_size", "python",
                                     "tensor_parallel_size", "engine_options"}),
             "model": model_identity(c.model, c.revision),
         },
         "balanced": b.model_dump(exclude={"num_workers"}),
         "images": {
-            **r.model_dump(exclude={"num_actors", "num_gpus", "batch_size", "model", "revision", "compile",
+            **r.model_dump(exclude={"num_actors", "num_gpus", "ray_resources", "batch_size", "model", "revision", "compile",
                                     "captions_per_partition"}),
             "model": model_identity(r.model, r.revision),
         },
         "shards": cfg.export.model_dump(),
-        "train": t.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "grad_checkpointing", "loader_workers",
+        "train": t.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "ray_resources", "grad_checkpointing", "loader_workers",
                                         "checkpoint_every_steps", "log_every_steps"}),
         "eval": cfg.eval.model_dump(exclude={"batch_size", "num_gpus"}),
     }

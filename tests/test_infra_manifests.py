@@ -162,14 +162,21 @@ def test_ray_version_matches_the_image():
     assert load_one(RAYJOB)["spec"]["rayClusterSpec"]["rayVersion"] == ray_version
 
 
-def test_cluster_has_a_one_gpu_worker_group():
-    groups = load_one(RAYCLUSTER)["spec"]["workerGroupSpecs"]
-    gpu_limits = [
-        c["resources"]["limits"].get("nvidia.com/gpu")
-        for g in groups
-        for c in g["template"]["spec"]["containers"]
-    ]
-    assert 1 in gpu_limits
+def test_cluster_has_one_gpu_group_per_kind_of_gpu_work():
+    """caption, render and train groups, each offering the custom resource the preset asks for."""
+    import json
+
+    import yaml
+
+    groups = {g["groupName"]: g for g in load_one(RAYCLUSTER)["spec"]["workerGroupSpecs"]}
+    preset = yaml.safe_load((REPO / "configs" / "synthci-30m.yaml").read_text())
+    for kind, section in (("caption", "captions"), ("render", "render"), ("train", "train")):
+        group = groups[f"{kind}-gpu"]
+        offered = json.loads(json.loads(group["rayStartParams"]["resources"]))
+        assert preset[section]["ray_resources"] == offered == {f"{kind}_gpu": 1}
+        limits = [c["resources"]["limits"] for c in group["template"]["spec"]["containers"]]
+        assert [lim.get("nvidia.com/gpu") for lim in limits] == [1]
+        assert group["minReplicas"] == 0 < group["maxReplicas"]  # autoscaled from zero
 
 
 def test_ray_pods_use_the_image_flow_runs_use():
@@ -365,3 +372,12 @@ def test_cron_schedules_are_inactive_by_default():
     for schedule in crons:
         assert schedule.get("active") is False, f"cron {schedule['cron']!r} is active by default"
     assert by_name("build-paper-scale").get("schedules")
+
+
+def test_cpu_and_gpu_images_agree_on_ray_prefect_and_workdir():
+    cpu = REPO / "infra" / "Dockerfile.cpu"
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", cpu.read_text(), re.MULTILINE))
+    gpu = dockerfile_args()
+    assert args["RAY_VERSION"] == gpu["RAY_VERSION"] and args["PREFECT_VERSION"] == gpu["PREFECT_VERSION"]
+    assert re.findall(r"^WORKDIR (\S+)$", cpu.read_text(), re.MULTILINE)[-1] == dockerfile_workdir()
+    assert "vllm" not in cpu.read_text().split("# syntax")[1].split("FROM", 1)[1].lower().replace("no vllm", "")

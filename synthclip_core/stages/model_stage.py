@@ -25,7 +25,8 @@ def run_model_stage(run: Run, stage: str, max_retries: int = 2) -> StageSummary:
         return summary
     python = getattr(cfg, "python", None)
     runtime_env = {"py_executable": os.path.abspath(os.path.expanduser(python))} if python else {}
-    spec = PoolSpec(num_actors=cfg.num_actors, num_gpus=cfg.num_gpus, max_retries=max_retries, runtime_env=runtime_env)
+    spec = PoolSpec(num_actors=cfg.num_actors, num_gpus=cfg.num_gpus, max_retries=max_retries, runtime_env=runtime_env,
+                    resources=cfg.ray_resources)
     result = run_pool(stage, run.ref, settings_of(run), jobs, spec)
     summary.computed = len(result.records)
     summary.rows = sum(r.get("rows", 0) for r in result.records.values())

@@ -45,7 +45,8 @@ def fit(spec: TrainSpec, name: str, poll_s: float = 2.0) -> None:
         train_loop_per_worker,
         train_loop_config=asdict(spec),
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
-                                     resources_per_worker={"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})}),
+                                     resources_per_worker={"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {}),
+                                                           **t.ray_resources}),
         run_config=RunConfig(name=name, storage_path=tempfile.gettempdir() + "/synthclip-ray-train"),
     )
     error: list[BaseException] = []
