@@ -10,9 +10,17 @@ VLLM_STAMP := $(VLLM_VENV)/.synthclip-installed
 export RAY_USAGE_STATS_ENABLED ?= 0
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup vllm-env models demo test test-slow bench clean
+.PHONY: setup system vllm-env models demo test test-slow bench clean
 
-setup: $(STAMP) $(VLLM_STAMP)
+setup: $(STAMP) $(VLLM_STAMP) system
+
+# Debian packages the tests drive for real: PostgreSQL (a Prefect server on it) and Chromium
+# (the UI test). Installed when missing and we may (root); otherwise those tests say what to install.
+system:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)); } || true
+	@command -v initdb >/dev/null || [ -x /usr/lib/postgresql/15/bin/initdb ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get install -y -qq postgresql >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)); } || true
 
 # torch is pinned here (not in pyproject) so GPU images can pick their own CUDA build.
 $(STAMP): pyproject.toml Makefile

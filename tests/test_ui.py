@@ -1,0 +1,85 @@
+"""The Prefect UI, in a real headless Chromium, after an offline run: what a user sees.
+
+A Prefect server with its UI on 127.0.0.1, the offline profile run through the CLI against it,
+then the browser opens the run: the flow run is Completed, and the evaluation's artifacts (the
+report with its picture) are there. The screenshot is the one in ``docs/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ui_server(tmp_path):
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_UI_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 180
+    while True:
+        try:
+            if urllib.request.urlopen(f"{api}/health", timeout=2).status == 200:
+                break
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+    yield {**env, "PREFECT_API_URL": api}, f"http://127.0.0.1:{port}"
+    os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (Debian: apt-get install chromium)")
+def test_ui_shows_the_completed_run_and_its_report(ui_server, tiny_models, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    env, ui = ui_server
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "run", "configs/offline.yaml", "--root", str(tmp_path / "runs"),
+                          "--run-id", "in-the-ui"], cwd=REPO, env={**env, "RAY_USAGE_STATS_ENABLED": "0"},
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    from prefect.client.orchestration import SyncPrefectClient
+
+    with SyncPrefectClient(env["PREFECT_API_URL"]) as client:
+        runs = {r.name: r for r in client.read_flow_runs()}
+    build, evaluate = runs["in-the-ui"], runs["in-the-ui: evaluate"]
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{ui}/runs/flow-run/{build.id}", wait_until="networkidle")
+        page.get_by_text("Completed").first.wait_for(timeout=30_000)
+        assert "in-the-ui" in page.inner_text("body")
+        page.goto(f"{ui}/runs/flow-run/{evaluate.id}", wait_until="networkidle")
+        page.get_by_text("Artifacts", exact=True).first.click()
+        page.get_by_text("eval report").first.wait_for(timeout=30_000)
+        body = page.inner_text("body")
+        assert "eval summary" in body and "eval report" in body
+        shot = tmp_path / "ui-evaluation-artifacts.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("SYNTHCLIP_UPDATE_SCREENSHOTS"):
+        shutil.copy(shot, REPO / "docs" / shot.name)
