@@ -381,3 +381,16 @@ def test_cpu_and_gpu_images_agree_on_ray_prefect_and_workdir():
     assert args["RAY_VERSION"] == gpu["RAY_VERSION"] and args["PREFECT_VERSION"] == gpu["PREFECT_VERSION"]
     assert re.findall(r"^WORKDIR (\S+)$", cpu.read_text(), re.MULTILINE)[-1] == dockerfile_workdir()
     assert "vllm" not in cpu.read_text().split("FROM", 1)[1].replace("no vLLM", "")  # no GPU-only packages
+
+
+def builtin_docs() -> list[tuple[str, dict]]:
+    """Every object of a built-in Kubernetes kind (not KubeRay's) in infra/."""
+    return [(f"{path.name}#{i}", doc) for path in manifest_files() for i, doc in enumerate(load_docs(path))
+            if isinstance(doc, dict) and doc.get("kind") not in CRD_FILES and "apiVersion" in doc]
+
+
+@pytest.mark.parametrize("where,doc", builtin_docs(), ids=[w for w, _ in builtin_docs()])
+def test_builtin_kinds_validate_against_the_kubernetes_schema(where: str, doc: dict):
+    import kubernetes_validate
+
+    kubernetes_validate.validate(doc, desired_version="1.33", strict=True)  # raises with the field path
