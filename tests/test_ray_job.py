@@ -43,7 +43,12 @@ def ray_cluster():
     head = subprocess.Popen(
         [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={port}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=2", "--num-gpus=0",
-         f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+         f"--temp-dir={temp_dir}", "--disable-usage-stats",
+         # its own agent ports: the session's local Ray already holds the defaults (52365, ...), and a
+         # head whose job agent cannot bind answers every submission "No available agent"
+         *(f"--{flag}={_free_port()}" for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                   "runtime-env-agent-port", "metrics-export-port",
+                                                   "ray-client-server-port"))],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{dashboard}"
     client, deadline = None, time.time() + 120
@@ -60,7 +65,8 @@ def ray_cluster():
     head.wait()
 
 
-def test_train_stage_submits_and_follows_a_ray_job(ray_cluster, tiny_models, tmp_path):
+def test_train_stage_submits_and_follows_a_ray_job(ray_local, ray_cluster, tiny_models, tmp_path):
+    """``ray_local`` first: the cluster must coexist with the session's own local Ray."""
     env = {**ray_cluster["env"], "RAY_ADDRESS": ray_cluster["address"], "COLUMNS": "200"}
     result = subprocess.run([sys.executable, "-m", "flows.cli", "run", "configs/micro.yaml", "--root", str(tmp_path),
                              "--run-id", "on-cluster"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
