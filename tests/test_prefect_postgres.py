@@ -12,33 +12,17 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import free_port, prefect_server, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_postgres(command: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: run it as the ``postgres`` user then."""
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-def _wait(check, what: str, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} did not come up in {timeout} s")
 
 
 @pytest.fixture
@@ -51,7 +35,7 @@ def postgres():
         shutil.chown(data, "postgres", "postgres")
     subprocess.run(_as_postgres([initdb, "-D", str(data), "-A", "trust", "-U", "prefect"]), check=True,
                    capture_output=True)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(_as_postgres([str(Path(initdb).with_name("postgres")), "-D", str(data), "-p", str(port),
                                             "-k", str(data), "-h", "127.0.0.1"]),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -60,7 +44,7 @@ def postgres():
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", port)) == 0
 
-    _wait(ready, "PostgreSQL")
+    wait_until(ready, "PostgreSQL")
     yield f"postgresql+asyncpg://prefect@127.0.0.1:{port}/postgres", port
     os.killpg(server.pid, signal.SIGTERM)
     server.wait(timeout=30)
@@ -69,22 +53,10 @@ def postgres():
 
 def test_prefect_server_on_postgres_runs_a_flow(postgres, tmp_path):
     url, pg_port = postgres
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_DATABASE_CONNECTION_URL=url,
                PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false")
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    api = f"http://127.0.0.1:{port}/api"
-
-    def healthy() -> bool:
-        try:
-            return urllib.request.urlopen(f"{api}/health", timeout=2).status == 200
-        except OSError:
-            return False
-
-    try:
-        _wait(healthy, "Prefect server on PostgreSQL", timeout=180)
+    with prefect_server(env) as api:
         script = (
             "import yaml\n"
             "from synthclip_core.config import config_from_dict\n"
@@ -101,6 +73,3 @@ def test_prefect_server_on_postgres_runs_a_flow(postgres, tmp_path):
                                             "-At", "-c", "select name, state_type from flow_run"]),
                               capture_output=True, text=True, check=True).stdout
         assert "on-postgres: concepts|COMPLETED" in rows, rows
-    finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()

@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,16 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
+from servers import free_port
 
 from synthclip_core.training import ray_jobs
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +30,7 @@ def ray_cluster():
     """A real Ray head with its dashboard (the job API) on 127.0.0.1, in its own process group."""
     from ray.job_submission import JobSubmissionClient
 
-    token, port, dashboard = secrets.token_hex(32), _free_port(), _free_port()
+    token, port, dashboard = secrets.token_hex(32), free_port(), free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     temp_dir = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
@@ -46,7 +40,7 @@ def ray_cluster():
          f"--temp-dir={temp_dir}", "--disable-usage-stats",
          # its own agent ports: the session's local Ray already holds the defaults (52365, ...), and a
          # head whose job agent cannot bind answers every submission "No available agent"
-         *(f"--{flag}={_free_port()}" for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+         *(f"--{flag}={free_port()}" for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
                                                    "runtime-env-agent-port", "metrics-export-port",
                                                    "ray-client-server-port"))],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -9,46 +9,23 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import prefect_server
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def ui_server(tmp_path):
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_UI_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 180
-    while True:
-        try:
-            if urllib.request.urlopen(f"{api}/health", timeout=2).status == 200:
-                break
-        except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(1)
-    yield {**env, "PREFECT_API_URL": api}, f"http://127.0.0.1:{port}"
-    os.killpg(server.pid, signal.SIGKILL)
-    server.wait()
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    with prefect_server(env) as api:
+        yield {**env, "PREFECT_API_URL": api}, api.rsplit("/api", 1)[0]
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (Debian: apt-get install chromium)")
