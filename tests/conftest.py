@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -30,9 +31,9 @@ def s3_server():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    os.environ.update(
-        AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+    os.environ.update(  # unique values, so a test can prove they are never written anywhere
+        AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="AKIDSYNTH" + secrets.token_hex(6).upper(),
+        AWS_SECRET_ACCESS_KEY="synthclip-secret-" + secrets.token_hex(16), AWS_DEFAULT_REGION="us-east-1",
     )
     yield f"http://{host}:{port}"
     server.stop()

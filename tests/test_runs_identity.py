@@ -30,6 +30,30 @@ def test_same_config_two_run_ids_local_and_s3(engine, tmp_path, bucket):
     store = remote.store()
     assert store.fs.exists(store.path("eval", "report.json")) and store.record("train", "summary.json")
     assert store.uri("shards").startswith("s3://")
+    _assert_no_credentials_anywhere(store)
+
+
+def _assert_no_credentials_anywhere(store) -> None:
+    """The S3 keys appear in no stored object (run.json, commit records, reports...), no Prefect
+    artifact and no Prefect log."""
+    import os
+
+    from prefect.client.orchestration import get_client
+
+    secrets = [os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_ACCESS_KEY_ID"]]
+    objects = store.fs.find(store.base)
+    assert len(objects) > 20
+    for path in objects:
+        data = store.fs.cat_file(path)
+        assert not any(s.encode() in data for s in secrets), path
+    texts = []
+    with get_client(sync_client=True) as client:
+        for read, text in ((client.read_artifacts, lambda a: str(a.data)), (client.read_logs, lambda log: log.message)):
+            offset = 0
+            while batch := read(limit=200, offset=offset):
+                texts += [text(item) for item in batch]
+                offset += len(batch)
+    assert texts and not any(s in t for s in secrets for t in texts)
 
 
 def test_resuming_with_another_config_is_refused(engine, tmp_path):
