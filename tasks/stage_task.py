@@ -88,8 +88,7 @@ def run_stage_task(stage: str, ref: dict) -> dict:
     notes = "\n".join(f"- **{k}**: `{json.dumps(v, default=str)[:1000]}`" for k, v in summary.notes.items())
     store = run.store
     for picture in summary.pictures:  # inline, so the UI shows it without access to the store
-        data = base64.b64encode(store.read_bytes(*picture.split("/", 1))).decode()
-        notes += f"\n\n![{picture}](data:image/png;base64,{data})"
+        notes += "\n\n" + _png(store, *picture.split("/", 1), caption=picture)
     create_markdown_artifact(
         markdown=f"## {stage}\n\n{summary.line()}, {summary.rows} rows\n\n{notes}\n\n"
         + (f"| failed output | error |\n| --- | --- |\n{rows}\n" if rows else ""),
@@ -118,7 +117,12 @@ def _inline_pictures(store, report: str) -> str:
     folder = output.rsplit("/", 1)[0] + "/" if "/" in output else ""
 
     def inline(match: re.Match) -> str:
-        data = base64.b64encode(store.read_bytes(stage, folder + match.group(2))).decode()
-        return f"![{match.group(1)}](data:image/png;base64,{data})"
+        return _png(store, stage, folder + match.group(2), caption=match.group(1))
 
     return re.sub(r"!\[([^\]]*)\]\(([^):]+\.png)\)", inline, store.read_bytes(stage, output).decode())
+
+
+def _png(store, stage: str, output: str, caption: str) -> str:
+    """Markdown for a stored PNG, inline (a data URI), so the UI shows it without the store."""
+    data = base64.b64encode(store.read_bytes(stage, output)).decode()
+    return f"![{caption}](data:image/png;base64,{data})"

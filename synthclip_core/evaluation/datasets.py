@@ -208,19 +208,17 @@ def _parquet_rows(path: str) -> list[dict]:
 
 
 def _tar_rows(path: str) -> list[dict]:
-    from webdataset.tariterators import group_by_keys, tar_file_expander
+    from ..training.data import iter_shard_samples
 
     fs, p = _fs(path)
     files = [p] if fs.isfile(p) else sorted(f for f in fs.find(p) if f.endswith(".tar"))
     rows = []
-    for file in files:
-        with fs.open(file, "rb") as handle:
-            for sample in group_by_keys(tar_file_expander([{"url": file, "stream": handle}])):
-                key = next((k for k in _IMAGE_KEYS if k in sample), None)
-                row = {"id": sample["__key__"], "image": sample.get(key, b"") if key else b""}
-                if "cls" in sample:
-                    row["cls"] = int(sample["cls"].decode().strip())
-                if "txt" in sample:
-                    row["txt"] = sample["txt"].decode("utf-8")
-                rows.append(row)
+    for sample in iter_shard_samples([_uri(fs, f) for f in files]):
+        key = next((k for k in _IMAGE_KEYS if k in sample), None)
+        row = {"id": sample["__key__"], "image": sample.get(key, b"") if key else b""}
+        if "cls" in sample:
+            row["cls"] = int(sample["cls"].decode().strip())
+        if "txt" in sample:
+            row["txt"] = sample["txt"].decode("utf-8")
+        rows.append(row)
     return rows

@@ -11,9 +11,12 @@ import hashlib
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from ..clip_models import register_model_configs
 from ..errors import UserError
@@ -54,11 +57,8 @@ def load_eval_model(checkpoint: str, arch: str | None = None, device: str | None
     fs, path = fsspec.core.url_to_fs(checkpoint)
     if not fs.exists(path):
         raise CheckpointError(f"checkpoint not found: {checkpoint}")
-    data = fs.cat_file(path)
-    with tempfile.NamedTemporaryFile(suffix=os.path.splitext(path)[1] or ".pt") as handle:
-        handle.write(data)
-        handle.flush()
-        own = _own_name(handle.name)
+    with _local_file(fs, path) as local:
+        own = _own_name(local, checkpoint)
         if arch and own and arch != own:
             raise CheckpointError(f"{checkpoint} is a {own} checkpoint, not {arch}")
         arch = arch or own
@@ -68,15 +68,27 @@ def load_eval_model(checkpoint: str, arch: str | None = None, device: str | None
             raise CheckpointError(f"unknown open_clip architecture {arch!r}")
         model, _, preprocess = open_clip.create_model_and_transforms(arch, device=device)
         try:
-            open_clip.load_checkpoint(model, handle.name, device=device)
+            open_clip.load_checkpoint(model, local, device=device)
         except (RuntimeError, KeyError) as exc:
             raise CheckpointError(f"{checkpoint} does not fit architecture {arch}: {_first_problem(exc)}") from None
+        digest = _sha256(local)
     model.eval()
-    return EvalModel(model, preprocess, open_clip.get_tokenizer(arch), arch, checkpoint,
-                     hashlib.sha256(data).hexdigest(), device)
+    return EvalModel(model, preprocess, open_clip.get_tokenizer(arch), arch, checkpoint, digest, device)
 
 
-def _own_name(path: str) -> str | None:
+@contextmanager
+def _local_file(fs, path: str) -> Iterator[str]:
+    """The checkpoint as a local path open_clip can load: itself, or a download of a remote one."""
+    if isinstance(fs, LocalFileSystem):
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        local = os.path.join(folder, os.path.basename(path) or "checkpoint.pt")
+        fs.get_file(path, local)
+        yield local
+
+
+def _own_name(path: str, shown: str) -> str | None:
     import torch
 
     if path.endswith(".safetensors"):
@@ -84,7 +96,7 @@ def _own_name(path: str) -> str | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        raise CheckpointError(f"cannot read checkpoint {shown}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
     return state.get("name") if isinstance(state, dict) and isinstance(state.get("name"), str) else None
 
 

@@ -40,6 +40,11 @@ def committed_epochs(store: RunStore) -> list[int]:
     return sorted(int(m.group(2)) for o in committed(store) if (m := _NAME.match(o)) and m.group(1) == "epoch")
 
 
+def layout_key(world_size: int, loader_workers: int, per_worker_batch: int) -> dict:
+    """What a mid-epoch checkpoint's data position is counted in; resuming it needs the same."""
+    return {"world_size": world_size, "loader_workers": loader_workers, "per_worker_batch": per_worker_batch}
+
+
 def latest(store: RunStore, model_cfg: dict, layout: dict) -> tuple[str, dict] | None:
     """The checkpoint to resume from: the furthest one whose data position this job can continue.
 

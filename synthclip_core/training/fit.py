@@ -28,7 +28,7 @@ def preflight(spec: TrainSpec) -> None:
     if t.global_batch_size % t.num_workers:
         raise ValueError(f"train.global_batch_size {t.global_batch_size} is not divisible by train.num_workers {t.num_workers}")
     epoch_layout([s for _, s in spec.shards], t.num_workers, t.loader_workers, spec.per_worker_batch(), spec.seed, 0)
-    layout = {"world_size": t.num_workers, "loader_workers": t.loader_workers, "per_worker_batch": spec.per_worker_batch()}
+    layout = checkpoints.layout_key(t.num_workers, t.loader_workers, spec.per_worker_batch())
     checkpoints.latest(spec.run_ref.store(), spec.model_cfg, layout)  # raises CheckpointMismatch
 
 

@@ -46,7 +46,7 @@ def train_loop_per_worker(spec_dict: dict) -> None:
     per_worker = t.global_batch_size // world
     spe = steps_per_epoch(spec.total_samples, world, t.loader_workers, per_worker)
     total_steps, warmup_steps = spe * t.epochs, int(t.warmup_epochs * spe)
-    layout_key = {"world_size": world, "loader_workers": t.loader_workers, "per_worker_batch": per_worker}
+    layout_key = checkpoints.layout_key(world, t.loader_workers, per_worker)
 
     optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)
     scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "amp_fp16")
