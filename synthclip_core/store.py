@@ -1,17 +1,25 @@
 """The artifact store: one run's outputs under any fsspec root, with the commit rule.
 
-Every output goes through :meth:`RunStore.commit`: the bytes are written under a hidden temporary
-name, moved into place, then the output's commit record is created only if none exists (an
-exclusive create locally, a conditional put on S3). An output is committed exactly when its record
-exists; readers and resume plans look at records only, so a half-written file is never seen. Two
-writers racing on one output are harmless: outputs are deterministic and the second create fails.
+Every output goes through :meth:`RunStore.commit`: the bytes are placed at their final name without
+ever replacing a file that is there (a hard link of a hidden temporary file locally, a conditional
+put on S3), then the output's commit record is created only if none exists. An output is committed
+exactly when its record exists; readers and resume plans look at records only, so a half-written
+file is never seen.
+
+Because a placed file is never replaced, the record always names the bytes that are there: a
+writer that finds the file already placed (by a racing writer, or by one killed before its record)
+adopts those bytes instead of its own. So two writers racing on one output are harmless even when
+their bytes differ (timings in a manifest, GPU non-determinism): the first file placed wins, and
+the first record created names it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
+import re
 import time
 import traceback
 import uuid
@@ -23,6 +31,7 @@ from fsspec.implementations.local import LocalFileSystem
 from .errors import StorageError
 
 COMMITS = "_commits"
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
 FAILURES = "_failures"
 
 
@@ -54,20 +63,19 @@ class RunStore:
 
     # -- writing -----------------------------------------------------------------------------
     def commit(self, stage: str, output: str, data: bytes, lineage: dict[str, Any] | None = None) -> dict:
-        """Write ``<stage>/<output>`` and commit it; returns the commit record.
+        """Place ``<stage>/<output>`` and commit it; returns the commit record.
 
         If the output is already committed (a racing or earlier writer), the existing record is
-        returned and nothing visible changes.
+        returned and nothing visible changes. If its file is already placed but not committed, that
+        file is committed as it is, and ``data`` is discarded.
         """
         record_path = self._record_path(COMMITS, stage, output)
         if self.fs.exists(record_path):  # committed before: never overwrite the bytes a record names
             return self.record(stage, output)
         final = self.data_path(stage, output)
-        parent = posixpath.dirname(final)
-        tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(final)}")
-        self._makedirs(parent)
-        self.fs.pipe_file(tmp, data)
-        self.fs.mv(tmp, final)
+        adopted = not self._create_exclusive(final, data)
+        if adopted:
+            data = self.fs.cat_file(final)
         record = {
             **(lineage or {}),
             "stage": stage,
@@ -77,6 +85,8 @@ class RunStore:
             "bytes": len(data),
             "committed_at": time.time(),
         }
+        if adopted:
+            record["adopted"] = True  # the bytes of an earlier or racing writer of the same output
         if not self._create_exclusive(record_path, _dumps(record)):
             return self.record(stage, output)
         self._clear_failure(stage, output)
@@ -94,8 +104,17 @@ class RunStore:
         record = {**(lineage or {}), "stage": stage, "output": output, "error": text, "failed_at": time.time()}
         path = self._record_path(FAILURES, stage, output)
         self._makedirs(posixpath.dirname(path))
-        self.fs.pipe_file(path, _dumps(record))
+        if self.local:  # replaced whole, so a kill mid-write never leaves half a record
+            tmp = self._temporary(path)
+            self.fs.pipe_file(tmp, _dumps(record))
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, _dumps(record))
         return record
+
+    def temporaries(self) -> list[str]:
+        """Hidden temporary files under the run (left by killed writers); no reader ever opens one."""
+        return [p for p in self.fs.find(self.base) if _TEMPORARY.fullmatch(posixpath.basename(p))]
 
     def _clear_failure(self, stage: str, output: str) -> None:
         path = self._record_path(FAILURES, stage, output)
@@ -110,21 +129,39 @@ class RunStore:
             self.fs.makedirs(path, exist_ok=True)
 
     def _create_exclusive(self, path: str, data: bytes) -> bool:
-        """Create ``path`` only if absent; False if it already existed."""
+        """Create ``path``, whole, unless a file is there; False (and nothing changed) if one is.
+
+        Locally: a hidden temporary file (no data suffix, so globs skip it) hard-linked into place,
+        which is atomic and never replaces. On S3: a conditional put (``If-None-Match: *``).
+        """
         self._makedirs(posixpath.dirname(path))
-        try:
-            if self.local:
-                with open(path, "xb") as handle:
-                    handle.write(data)
-            else:
+        if not self.local:
+            try:
                 self.fs.pipe_file(path, data, mode="create")
+            except FileExistsError:
+                return False
+            except OSError as exc:  # a lost conditional put: 412 PreconditionFailed
+                if "PreconditionFailed" in str(exc) or "412" in str(exc):
+                    return False
+                raise
+            return True
+        tmp = self._temporary(path)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+            return True
         except FileExistsError:
             return False
-        except OSError as exc:  # S3 answers a lost conditional put with 412 PreconditionFailed
-            if "PreconditionFailed" in str(exc) or "412" in str(exc):
-                return False
-            raise
-        return True
+        finally:
+            os.unlink(tmp)
+
+    @staticmethod
+    def _temporary(path: str) -> str:
+        parent, name = posixpath.split(path)
+        return posixpath.join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
 
     # -- reading -----------------------------------------------------------------------------
     def read_bytes(self, stage: str, output: str) -> bytes:

@@ -55,7 +55,7 @@ def test_killed_actor_is_replaced_and_partition_retried(engine, tmp_path):
     assert summary.ok and summary.computed == 2 and summary.notes["actor_restarts"] >= 1
     ref_records, records = reference.store.records("captions"), run.store.records("captions")
     assert {o: r["sha256"] for o, r in records.items()} == {o: r["sha256"] for o, r in ref_records.items()}
-    assert not [p for p in run.store.fs.find(run.store.base) if "/.tmp-" in p]
+    assert not run.store.temporaries()
 
 
 def test_a_partition_that_keeps_failing_is_recorded_and_the_rest_committed(engine, tmp_path):

@@ -1,6 +1,8 @@
 """The commit rule, on the local filesystem and on a real S3-protocol server."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +24,7 @@ def test_commit_writes_data_then_record(store):
     assert store.committed() == {"captions": {"part-00000.parquet"}}
     assert store.record("captions", "part-00000.parquet")["sha256"] == record["sha256"]
     assert record["rows"] == 3 and record["bytes"] == 3
-    leftovers = [p for p in store.fs.find(store.base) if "/.tmp-" in p]
+    leftovers = store.temporaries()
     assert leftovers == []
 
 
@@ -61,3 +63,43 @@ def test_unwritable_roots_are_one_line_errors(tmp_path, s3_server):
         check_root_writable(str(blocker / "sub"))
     with pytest.raises(StorageError, match="not writable"):
         check_root_writable("s3://no-such-bucket-synthclip/runs")
+
+
+def test_racing_writers_with_different_bytes_leave_a_record_naming_the_file(store):
+    """Eight writers commit different bytes to one output at once: one wins, the record names
+    exactly the bytes that are there, and every writer is told that record."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for round_ in range(5):
+        output = f"manifest-{round_}.json"
+        writers = [RunStore(store.root, store.run_id, store.storage_options) for _ in range(8)]
+        with ThreadPoolExecutor(8) as pool:
+            records = list(pool.map(lambda w: w[1].commit("train", output, f"writer {w[0]}".encode(), {"by": w[0]}),
+                                    enumerate(writers)))
+        on_disk = store.read_bytes("train", output)
+        record = store.record("train", output)
+        assert record["sha256"] == hashlib.sha256(on_disk).hexdigest()
+        assert {r["sha256"] for r in records} == {record["sha256"]}
+    assert not store.temporaries()
+
+
+def test_a_file_placed_by_a_killed_writer_is_adopted_not_replaced(store):
+    """A writer killed between placing its file and creating its record leaves a complete file;
+    the next writer commits those bytes as they are."""
+    if store.local:
+        store.fs.makedirs(store.path("images"), exist_ok=True)
+    store.fs.pipe_file(store.path("images", "part-00003.parquet"), b"bytes of the killed writer")
+    record = store.commit("images", "part-00003.parquet", b"bytes of the resume")
+    assert record["adopted"] is True
+    assert store.read_bytes("images", "part-00003.parquet") == b"bytes of the killed writer"
+    assert record["sha256"] == hashlib.sha256(b"bytes of the killed writer").hexdigest()
+
+
+def test_temporaries_are_hidden_from_readers_and_globs(tmp_path):
+    """What a killed local writer leaves behind is a hidden name no glob or reader picks up."""
+    store = RunStore(str(tmp_path), "r1")
+    store.commit("shards", "00000.tar", b"tar")
+    (tmp_path / "r1" / "shards" / f".00001.tar.{'ab' * 16}.tmp").write_bytes(b"half")
+    assert [Path(p).name for p in store.temporaries()] == [f".00001.tar.{'ab' * 16}.tmp"]
+    assert sorted(p.name for p in (tmp_path / "r1" / "shards").glob("*.tar")) == ["00000.tar"]
+    assert store.committed("shards") == {"shards": {"00000.tar"}}
