@@ -132,6 +132,7 @@ class TrainConfig(_Section):
     shuffle_buffer: int = Field(1000, ge=1, description="Samples held by each loader's shuffle buffer.")
     checkpoint_every_steps: int = Field(0, ge=0, description="Also checkpoint every N steps (0: only at epoch ends).")
     log_every_steps: int = Field(10, ge=1, description="Print a metrics line every N steps (shows in the job logs).")
+    max_failures: int = Field(2, ge=0, description="Worker-group restarts after a worker dies or fails (each from the latest checkpoint).")
 
 
 class EvalDataset(_Section):

@@ -72,7 +72,7 @@ def stage_fingerprints(cfg: RunConfig) -> dict[str, str]:
         },
         "shards": cfg.export.model_dump(),
         "train": t.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "ray_resources", "grad_checkpointing", "loader_workers",
-                                        "checkpoint_every_steps", "log_every_steps"}),
+                                        "checkpoint_every_steps", "log_every_steps", "max_failures"}),
         "eval": cfg.eval.model_dump(exclude={"batch_size", "num_gpus"}),
     }
     fingerprints: dict[str, str] = {}

@@ -23,7 +23,8 @@ import re
 import time
 import traceback
 import uuid
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -41,7 +42,7 @@ class RunStore:
     def __init__(self, root: str, run_id: str, storage_options: dict[str, Any] | None = None):
         self.root, self.run_id = root, run_id
         self.storage_options = dict(storage_options or {})
-        self.fs, base = fsspec.core.url_to_fs(root, **_fresh_listings(root, self.storage_options))
+        self.fs, base = fsspec.core.url_to_fs(root, **fs_options(root, self.storage_options))
         self.base = posixpath.join(base.rstrip("/"), run_id)
         self.local = isinstance(self.fs, LocalFileSystem)
 
@@ -73,9 +74,10 @@ class RunStore:
         if self.fs.exists(record_path):  # committed before: never overwrite the bytes a record names
             return self.record(stage, output)
         final = self.data_path(stage, output)
-        adopted = not self._create_exclusive(final, data)
-        if adopted:
-            data = self.fs.cat_file(final)
+        adopted = False
+        if not self._create_exclusive(final, data):
+            placed = self.fs.cat_file(final)  # a racing writer's, a killed one's, or our own retried put
+            adopted, data = placed != data, placed
         record = {
             **(lineage or {}),
             "stage": stage,
@@ -103,13 +105,14 @@ class RunStore:
         text = error if isinstance(error, str) else "".join(traceback.format_exception_only(error)).strip()
         record = {**(lineage or {}), "stage": stage, "output": output, "error": text, "failed_at": time.time()}
         path = self._record_path(FAILURES, stage, output)
-        self._makedirs(posixpath.dirname(path))
-        if self.local:  # replaced whole, so a kill mid-write never leaves half a record
-            tmp = self._temporary(path)
-            self.fs.pipe_file(tmp, _dumps(record))
-            os.replace(tmp, path)
-        else:
-            self.fs.pipe_file(path, _dumps(record))
+        with self._writing(path):
+            self._makedirs(posixpath.dirname(path))
+            if self.local:  # replaced whole, so a kill mid-write never leaves half a record
+                tmp = self._temporary(path)
+                self.fs.pipe_file(tmp, _dumps(record))
+                os.replace(tmp, path)
+            else:
+                self.fs.pipe_file(path, _dumps(record))
         return record
 
     def temporaries(self) -> list[str]:
@@ -134,29 +137,43 @@ class RunStore:
         Locally: a hidden temporary file (no data suffix, so globs skip it) hard-linked into place,
         which is atomic and never replaces. On S3: a conditional put (``If-None-Match: *``).
         """
-        self._makedirs(posixpath.dirname(path))
-        if not self.local:
+        with self._writing(path):
+            self._makedirs(posixpath.dirname(path))
+            if not self.local:
+                try:
+                    self.fs.pipe_file(path, data, mode="create")
+                except FileExistsError:
+                    return False
+                except OSError as exc:  # a lost conditional put: 412 PreconditionFailed
+                    if "PreconditionFailed" in str(exc) or "412" in str(exc):
+                        return False
+                    raise
+                return True
+            tmp = self._temporary(path)
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
             try:
-                self.fs.pipe_file(path, data, mode="create")
+                os.link(tmp, path)
+                return True
             except FileExistsError:
                 return False
-            except OSError as exc:  # a lost conditional put: 412 PreconditionFailed
-                if "PreconditionFailed" in str(exc) or "412" in str(exc):
-                    return False
-                raise
-            return True
-        tmp = self._temporary(path)
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            finally:
+                os.unlink(tmp)
+
+    @contextmanager
+    def _writing(self, path: str) -> Iterator[None]:
+        """Turn the errors no retry can fix (access denied, no such bucket) into one clear line."""
         try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
+            yield
+        except PermissionError as exc:
+            raise StorageError(f"cannot write {self._display(path)}: permission denied ({_reason(exc)})") from None
+        except FileNotFoundError as exc:
+            raise StorageError(f"cannot write {self._display(path)}: {_reason(exc)} (does the bucket or root exist?)") from None
+
+    def _display(self, path: str) -> str:
+        return path if self.local else self.fs.unstrip_protocol(path)
 
     @staticmethod
     def _temporary(path: str) -> str:
@@ -209,11 +226,20 @@ class RunStore:
             return None
 
 
-def _fresh_listings(root: str, options: dict) -> dict:
-    """Object-store listings must not be cached: other processes commit outputs all the time."""
-    protocol = fsspec.core.split_protocol(root)[0]
+def fs_options(uri: str, options: dict | None = None) -> dict:
+    """fsspec options for a storage URI, with the defaults a long run on an object store needs.
+
+    Listings are never cached (other processes commit all the time). On S3, botocore's
+    ``standard`` retry mode retries throttling, 5xx answers and dropped connections with
+    exponential backoff and jitter, up to 8 attempts; the user's ``config_kwargs`` win.
+    """
+    options = dict(options or {})
+    protocol = fsspec.core.split_protocol(uri)[0]
     if protocol not in (None, "file", "local"):
-        options = {"use_listings_cache": False, **options}
+        options.setdefault("use_listings_cache", False)
+    if protocol in ("s3", "s3a"):
+        options["config_kwargs"] = {"retries": {"mode": "standard", "max_attempts": 8}, "connect_timeout": 10,
+                                    "read_timeout": 60, **options.get("config_kwargs", {})}
     return options
 
 
@@ -221,15 +247,18 @@ def check_root_writable(root: str, storage_options: dict | None = None) -> None:
     """Fail fast, in one line, when the storage root cannot be reached or written."""
     probe = f".synthclip-probe-{uuid.uuid4().hex}"
     try:
-        fs, base = fsspec.core.url_to_fs(root, **(storage_options or {}))
+        fs, base = fsspec.core.url_to_fs(root, **fs_options(root, storage_options))
         path = posixpath.join(base.rstrip("/"), probe)
         if isinstance(fs, LocalFileSystem):
             fs.makedirs(base, exist_ok=True)
         fs.pipe_file(path, b"ok")
         fs.rm_file(path)
     except Exception as exc:  # any failure here is the user's to fix
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise StorageError(f"storage root {root!r} is not writable: {reason}") from None
+        raise StorageError(f"storage root {root!r} is not writable: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _dumps(obj: Any) -> bytes:

@@ -101,5 +101,17 @@ def offline_run(engine, tmp_path_factory):
     return run, summaries
 
 
+@pytest.fixture(scope="session")
+def micro_reference(engine, tmp_path_factory):
+    """An uninterrupted micro run through the CLI, to compare faulty runs with: (store, seconds)."""
+    from faults import run_reference
+
+    from synthclip_core.store import RunStore
+
+    root = tmp_path_factory.mktemp("micro-reference")
+    seconds = run_reference(REPO / "configs" / "micro.yaml", root, "reference")
+    return RunStore(str(root), "reference"), seconds
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_STATE, ignore_errors=True)

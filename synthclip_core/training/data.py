@@ -20,13 +20,14 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from ..store import fs_options
 from .layout import EpochLayout, Piece, batches_before
 
 
 def iter_shard_samples(urls: list[str], storage_options: dict | None = None) -> Iterator[dict]:
     """Samples (dicts of ``__key__``, ``jpg``, ``txt``, ...) of the shards, in order."""
     for url in urls:
-        with fsspec.open(url, "rb", **(storage_options or {})) as handle:
+        with fsspec.open(url, "rb", **fs_options(url, storage_options)) as handle:
             yield from group_by_keys(tar_file_expander([{"url": url, "stream": handle}]))
 
 

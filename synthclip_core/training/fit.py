@@ -2,7 +2,8 @@
 
 Everything that can be known before a worker starts is checked here, so a bad batch size, too
 little data or a checkpoint of another model is a one-line error rather than a failed worker
-group. ``fit`` resumes on its own: the workers start from the latest committed checkpoint.
+group. ``fit`` resumes on its own: the workers start from the latest committed checkpoint, also when
+Ray Train restarts a worker group that lost a worker (``train.max_failures`` times).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def preflight(spec: TrainSpec) -> None:
 
 def fit(spec: TrainSpec, name: str, poll_s: float = 2.0) -> None:
     """Train to the last epoch in the current Ray (local or a cluster), following the metrics."""
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from .loop import train_loop_per_worker
@@ -47,7 +48,8 @@ def fit(spec: TrainSpec, name: str, poll_s: float = 2.0) -> None:
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
                                      resources_per_worker={"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {}),
                                                            **t.ray_resources}),
-        run_config=RunConfig(name=name, storage_path=tempfile.gettempdir() + "/synthclip-ray-train"),
+        run_config=RunConfig(name=name, storage_path=tempfile.gettempdir() + "/synthclip-ray-train",
+                             failure_config=FailureConfig(max_failures=t.max_failures)),
     )
     error: list[BaseException] = []
 

@@ -1,0 +1,94 @@
+"""Object store faults, injected by a real HTTP proxy in front of the test S3 server: transient
+errors and slow answers are retried with backoff and the run completes with the reference's bytes;
+a permanent error (access denied, no bucket) fails fast in one line and changes nothing committed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import s3fs
+from s3_proxy import FaultyS3Proxy
+
+from synthclip_core.errors import StorageError
+from synthclip_core.run import RunRef, load_run
+from synthclip_core.stages.model_stage import run_model_stage
+from synthclip_core.store import RunStore
+
+REPO = Path(__file__).resolve().parents[1]
+MICRO = REPO / "configs" / "micro.yaml"
+DATA_STAGES = ("concepts", "captions", "balanced", "images", "shards")
+
+
+def synthclip(*args: str, endpoint: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(AWS_ENDPOINT_URL=endpoint, COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+def snapshot(bucket: str) -> dict[str, str]:
+    fs = s3fs.S3FileSystem(use_listings_cache=False)
+    return {p: hashlib.sha256(fs.cat_file(p)).hexdigest() for p in fs.find(bucket)}
+
+
+def test_commits_survive_transient_errors_lost_answers_and_slow_responses(s3_server, bucket):
+    with FaultyS3Proxy(s3_server, seed=7, transient_rate=0.2, slow_rate=0.1, slow_s=0.2) as proxy:
+        store = RunStore(f"s3://{bucket}/runs", "r1", {"endpoint_url": proxy.url})
+        for i in range(20):
+            store.commit("captions", f"part-{i:05d}.parquet", f"rows of part {i}".encode(), {"rows": i})
+    assert proxy.counts["slowdown_before"] and proxy.counts["lost_after"] and proxy.counts["slow"]
+    direct = RunStore(f"s3://{bucket}/runs", "r1")
+    records = direct.records("captions")
+    assert len(records) == 20
+    for output, record in records.items():
+        assert hashlib.sha256(direct.read_bytes("captions", output)).hexdigest() == record["sha256"]
+        assert not record.get("adopted")  # a retried conditional put met its own write, not another's
+
+
+def test_a_run_through_a_flaky_store_completes_with_the_reference_bytes(micro_reference, s3_server, bucket):
+    reference, _ = micro_reference
+    with FaultyS3Proxy(s3_server, seed=11, transient_rate=0.1, slow_rate=0.05, slow_s=0.3) as proxy:
+        result = synthclip("run", str(MICRO), "--run-id", "flaky", "--root", f"s3://{bucket}/runs", endpoint=proxy.url)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert proxy.counts["slowdown_before"] > 5 and proxy.counts["lost_after"] > 5, proxy.counts
+    store = RunStore(f"s3://{bucket}/runs", "flaky")
+    for stage in DATA_STAGES:
+        assert ({o: r["sha256"] for o, r in store.records(stage).items()}
+                == {o: r["sha256"] for o, r in reference.records(stage).items()}), stage
+    assert "report.json" in store.committed("eval")["eval"]
+
+
+def test_access_denied_fails_fast_and_keeps_what_is_committed(micro_reference, s3_server, bucket):
+    """A half-done run, then the store starts refusing writes: the resume stops at once, in one line."""
+    ref = RunRef(f"s3://{bucket}/runs", "denied")
+    result = synthclip("run", str(MICRO), "--run-id", ref.run_id, "--root", ref.root, endpoint=s3_server)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = ref.store()
+    store.fs.rm_file(store.path("_commits", "captions", "part-00001.parquet.json"))  # one partition to redo
+    before = snapshot(bucket)
+    with FaultyS3Proxy(s3_server) as proxy:
+        proxy.deny = "writes"
+        cli = synthclip("resume", ref.run_id, "--root", ref.root, endpoint=proxy.url)
+        assert cli.returncode != 0
+        lines = [ln for ln in cli.stderr.strip().splitlines() if ln.strip()]
+        assert len(lines) == 1 and "not writable" in lines[0] and "Access Denied" in lines[0], cli.stderr
+        cli_requests = proxy.counts["requests"]
+
+        # Past the pre-flight check (access revoked mid-run): the stage stops at its first write.
+        run = load_run(RunRef(ref.root, ref.run_id, {"endpoint_url": proxy.url}))
+        with pytest.raises(StorageError, match=r"cannot write s3://.*captions/part-00001.parquet: permission denied"):
+            run_model_stage(run, "captions")
+    assert cli_requests < 10 and proxy.counts["denied"] <= 3, proxy.counts  # no retry storm
+    assert snapshot(bucket) == before
+
+
+def test_a_missing_bucket_is_one_line(s3_server):
+    cli = synthclip("run", str(MICRO), "--run-id", "x", "--root", "s3://no-such-bucket-synthclip/runs", endpoint=s3_server)
+    lines = [ln for ln in cli.stderr.strip().splitlines() if ln.strip()]
+    assert cli.returncode != 0 and len(lines) == 1 and "no-such-bucket-synthclip" in lines[0], cli.stderr
+    assert "Traceback" not in cli.stderr
