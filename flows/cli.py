@@ -110,18 +110,29 @@ def run(
     config: str = typer.Argument(..., help="A run config, e.g. configs/offline.yaml."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Run id (default: <config name>-<UTC time>)."),
     root: Optional[str] = RootOption,
+    fork: bool = typer.Option(False, "--fork", help="If RUN_ID holds a run of another config, run this one as "
+                              "RUN_ID-fork-HASH, reusing the stages whose settings did not change."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Run the whole pipeline for CONFIG (continuing RUN_ID if it exists with the same config)."""
     with _handled(debug):
         from synthclip_core.config import load_config
         from synthclip_core.preflight import preflight
-        from synthclip_core.run import default_run_id
+        from synthclip_core.run import RunRef, check_same_config, default_run_id, fork_run
 
         cfg = load_config(config)
         run_id = run_id or default_run_id(cfg)
         root = root or cfg.root
         preflight(cfg, root)  # before any flow starts: one line for what the user can fix
+        if fork:
+            forked = fork_run(cfg, RunRef(root, run_id))
+            if forked.run_id != run_id:
+                reused = sorted(forked.store().committed())
+                console.print(f"run {run_id} has another config: forked as [bold]{forked.run_id}[/], "
+                              f"reusing {', '.join(s for s in reused if s != 'run') or 'no stage'}")
+                run_id = forked.run_id
+        else:
+            check_same_config(cfg, RunRef(root, run_id))
         console.print(f"run [bold]{run_id}[/] under {root}")
         from flows.pipeline import build_dataset
 

@@ -7,7 +7,7 @@ recompute only what is missing or failed.
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from synthclip_core.config import load_config
 from synthclip_core.fingerprint import STAGES
@@ -16,6 +16,7 @@ from synthclip_core.run import (
     RunRef,
     create_or_open,
     default_root,
+    fork_run,
     load_run,
     unfinished_runs,
 )
@@ -42,11 +43,19 @@ def scheduled_run_id(name: str) -> str:
 
 
 @flow(name="build-dataset", flow_run_name=_build_run_name)
-def build_dataset(config: str = "configs/offline.yaml", run_id: str | None = None, root: str | None = None) -> dict:
-    """Run the whole SynthCLIP pipeline for a config: concepts to evaluation report."""
+def build_dataset(config: str = "configs/offline.yaml", run_id: str | None = None, root: str | None = None,
+                  fork: bool = False) -> dict:
+    """Run the whole SynthCLIP pipeline for a config: concepts to evaluation report.
+
+    With ``fork``, a run id that holds a run of another config is not refused: the new config runs
+    as ``<run_id>-fork-<hash>``, starting from copies of the stages it shares with that run.
+    """
     cfg = load_config(config)
     ref = RunRef(root or cfg.root, run_id or scheduled_run_id(cfg.name))
     preflight(cfg, ref.root)
+    if fork:
+        ref = fork_run(cfg, ref)
+        get_run_logger().info("running as %s", ref.run_id)
     create_or_open(cfg, ref)
     return run_all_stages(ref)
 

@@ -3,8 +3,8 @@
 Model start-up is slow, so the pool is fixed-size and each actor keeps two partitions in flight
 (one running, one queued) to hide the round trip. An actor that dies is replaced and its
 partitions are retried; a partition that fails more than ``max_retries`` times is recorded as
-failed and the rest of the stage goes on. A storage error no retry can fix (access denied, no such
-bucket) stops the stage at once instead: every other partition would fail the same way.
+failed and the rest of the stage goes on. An error no retry can fix (access denied, no such bucket,
+a backend that breaks its contract) stops the stage at once instead: every partition would fail.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from . import progress
-from .errors import ConfigError, StorageError
+from .errors import BackendError, ConfigError, StorageError
 from .run import RunRef
 
 
@@ -119,7 +119,7 @@ def run_pool(stage: str, ref: RunRef, settings: dict, jobs: list[dict], spec: Po
                     actors.append(new_actor())
             _retry_or_fail(job, error, attempts, spec.max_retries, queue, give_up)
         except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, StorageError):  # no retry fixes access denied or a missing bucket
+            if isinstance(exc.cause, (StorageError, BackendError)):  # no retry fixes these, on any partition
                 for actor in actors:
                     ray.kill(actor, no_restart=True)
                 raise exc.cause from None

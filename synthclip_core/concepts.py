@@ -1,8 +1,9 @@
 """Concept banks: load, normalise, de-duplicate, identify.
 
 A bank is a list of visual concepts (MetaCLIP's ``metadata.json`` holds ~500k). Loading keeps the
-original order, normalises each entry (Unicode NFC, collapsed whitespace), drops empties and
-exact duplicates, and gives every concept an id derived from its text alone.
+original order, normalises each entry (Unicode NFC, collapsed whitespace), drops (and counts)
+empties, exact duplicates, entries with control characters and entries too long to be a concept,
+and gives every concept an id derived from its text alone.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .errors import ConceptBankError
 from .ids import concept_id, unit_draw
 
 BUILTIN_PREFIX = "builtin:"
+MAX_CONCEPT_CHARS = 200  # MetaCLIP's longest entries (Wikipedia titles) stay well below this
 
 
 @dataclass
@@ -49,18 +51,23 @@ def load_bank(source: str, column: str | None = None, limit: int | None = None, 
     raw = _read_raw(source, column)
     seen: set[str] = set()
     kept: list[str] = []
-    dropped = {"empty": 0, "duplicate": 0}
+    dropped = {"empty": 0, "duplicate": 0, "control_characters": 0, "too_long": 0}
     for entry in raw:
         text = normalise(entry)
         if not text:
             dropped["empty"] += 1
+        elif any(unicodedata.category(ch) == "Cc" for ch in text):  # NUL, ESC...: a broken export, not a concept
+            dropped["control_characters"] += 1
+        elif len(text) > MAX_CONCEPT_CHARS:  # a paragraph, not a concept; it would swamp every prompt
+            dropped["too_long"] += 1
         elif text in seen:
             dropped["duplicate"] += 1
         else:
             seen.add(text)
             kept.append(text)
+    dropped = {reason: n for reason, n in dropped.items() if n}
     if not kept:
-        raise ConceptBankError(f"concept bank {source}: no concepts left after normalisation")
+        raise ConceptBankError(f"concept bank {source}: no concepts left after normalisation (dropped: {dropped})")
     if num_shards > 1:
         dropped["other_shards"] = len(kept) - len(kept[shard_index::num_shards])
         kept = kept[shard_index::num_shards]

@@ -86,7 +86,8 @@ class BalanceConfig(_Section):
 
 
 class RenderConfig(_ModelStage):
-    backend: Literal["diffusers"] = Field("diffusers", description="Render backend by name.")
+    backend: str = Field("diffusers", pattern=r"^(diffusers|[\w.]+:\w+)$",
+                         description="Render backend: diffusers, or a plug-in class as package.module:ClassName.")
     scheduler: Literal["ddim", "pndm", "euler"] = Field("ddim", description="Sampler (paper: DDIM).")
     steps: int = Field(50, ge=1, description="Denoising steps (paper: 50).")
     guidance_scale: float = Field(2.0, ge=0, description="Classifier-free guidance scale (paper: 2.0).")

@@ -19,3 +19,8 @@ class ConceptBankError(UserError):
 
 class RunStateError(UserError):
     """The run on disk does not fit the request (unknown run, changed fingerprint, ...)."""
+
+
+class BackendError(UserError):
+    """A model backend broke its contract (wrong number or size of results): every partition would
+    fail the same way, so the stage stops at the first one."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import posixpath
@@ -15,7 +16,7 @@ import fsspec
 from . import __version__
 from .config import RunConfig, config_from_dict
 from .errors import RunStateError
-from .fingerprint import STAGE_VERSIONS, stage_fingerprints
+from .fingerprint import STAGE_VERSIONS, STAGES, stage_fingerprints
 from .store import RunStore
 
 DEFAULT_ROOT_ENV = "SYNTHCLIP_ROOT"
@@ -73,19 +74,25 @@ def default_run_id(cfg: RunConfig) -> str:
     return f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
-def create_or_open(cfg: RunConfig, ref: RunRef, new_run: bool = False) -> Run:
+def check_same_config(cfg: RunConfig, ref: RunRef) -> Run | None:
+    """The run at ``ref`` if it exists with ``cfg``'s fingerprints, None if there is none; refused
+    (naming the changed stages) if it was made with another config or code."""
+    if not ref.store().committed("run").get("run"):
+        return None
+    existing, fingerprints = load_run(ref), stage_fingerprints(cfg)
+    if existing.fingerprints != fingerprints:
+        changed = [s for s in fingerprints if existing.fingerprints.get(s) != fingerprints[s]]
+        raise RunStateError(
+            f"run {ref.run_id} under {ref.root} was made with another config or code (stages changed: "
+            f"{', '.join(changed)}); start a new run (--run-id NEW), or --fork to reuse its unchanged stages"
+        )
+    return existing
+
+
+def create_or_open(cfg: RunConfig, ref: RunRef) -> Run:
     """Start a run, or continue it when ``run.json`` exists with the same fingerprints."""
     fingerprints = stage_fingerprints(cfg)
-    store = ref.store()
-    if store.committed("run").get("run"):
-        existing = load_run(ref)
-        if existing.fingerprints != fingerprints:
-            changed = [s for s in fingerprints if existing.fingerprints.get(s) != fingerprints[s]]
-            hint = "start a new run (--run-id NEW) instead" if not new_run else "choose another run id"
-            raise RunStateError(
-                f"run {ref.run_id} under {ref.root} was made with another config or code "
-                f"(stages changed: {', '.join(changed)}); {hint}"
-            )
+    if (existing := check_same_config(cfg, ref)) is not None:
         return existing
     doc = {
         "run_id": ref.run_id,
@@ -94,8 +101,35 @@ def create_or_open(cfg: RunConfig, ref: RunRef, new_run: bool = False) -> Run:
         "code_version": code_version(),
         "created_at": time.time(),
     }
-    store.commit("run", "run.json", json.dumps(doc, indent=1, sort_keys=True).encode())
+    ref.store().commit("run", "run.json", json.dumps(doc, indent=1, sort_keys=True).encode())
     return Run(ref, cfg, fingerprints)
+
+
+def fork_run(cfg: RunConfig, ref: RunRef) -> RunRef:
+    """Where to run ``cfg`` when ``ref`` may hold a run of another config: ``ref`` itself if it is
+    free or has this config, else a new run ``<id>-fork-<hash>`` that starts with copies of the
+    committed outputs of every stage whose fingerprint is unchanged (fingerprints chain, so those
+    are the leading stages), each record naming the run it came from."""
+    store = ref.store()
+    if "run.json" not in store.committed("run").get("run", set()):
+        return ref
+    existing, fingerprints = load_run(ref), stage_fingerprints(cfg)
+    if existing.fingerprints == fingerprints:
+        return ref
+    digest = hashlib.sha256(json.dumps(fingerprints, sort_keys=True).encode()).hexdigest()[:8]
+    fork = RunRef(ref.root, f"{ref.run_id}-fork-{digest}", ref.storage_options)
+    create_or_open(cfg, fork)
+    target = fork.store()
+    for stage in STAGES:
+        if existing.fingerprints.get(stage) != fingerprints[stage]:
+            break
+        for output, record in store.records(stage).items():
+            lineage = {k: v for k, v in record.items() if k not in _OWN_FIELDS}
+            target.commit(stage, output, store.read_bytes(stage, output), {**lineage, "forked_from": ref.run_id})
+    return fork
+
+
+_OWN_FIELDS = {"stage", "output", "path", "sha256", "bytes", "committed_at", "adopted"}
 
 
 def load_run(ref: RunRef, verify: bool = False) -> Run:

@@ -10,6 +10,8 @@ from synthclip_core.caption_cleaning import clean_caption
     ("A red barn at dusk. (5 words)", "A red barn at dusk.", ("word_count",)),
     ("A red barn at dusk.\nNote: this has 5 words.", "A red barn at dusk.", ("multi_line",)),
     ("Here is a caption:\n\"A goldfish in a bowl.\"", "A goldfish in a bowl.", ("preamble", "quotes")),
+    ("Sure! Here is a caption: A cat on a mat.", "A cat on a mat.", ("preamble",)),
+    ("A cat on a mat.\n" + "More text.\n" * 500, "A cat on a mat.", ("multi_line",)),
 ])
 def test_fixes_are_applied_and_counted(raw, caption, fixes):
     result = clean_caption(raw)
@@ -25,6 +27,9 @@ def test_fixes_are_applied_and_counted(raw, caption, fixes):
     ("Note: the concept is unclear.", "note"),
     ("Your concept is tench. Output one single sentence only.", "prompt_echo"),
     (" ".join(["word"] * 31), "overlong"),
+    ("a" * 100_000, "overlong"),
+    ("word " * 50_000, "overlong"),
+    ("\n" * 1000, "empty"),
 ])
 def test_rejections_keep_their_reason(raw, reason):
     result = clean_caption(raw)

@@ -68,3 +68,26 @@ def test_metaclip_sized_bank_from_s3_with_shards(s3_server, bucket):
     assert len(bank.concepts) == 500_001 and bank.dropped == {"empty": 1, "duplicate": 1}
     shard = load_bank(f"s3://{bucket}/metaclip/metadata.json", num_shards=4, shard_index=1)
     assert shard.concepts[:2] == ["concept 1", "concept 5"] and shard.dropped["other_shards"] == 375_001
+
+
+def test_bad_entries_are_dropped_and_counted(tmp_path):
+    path = tmp_path / "bank.txt"
+    lines = ["tench", "tench", " Tench ", "goldfish\x00", "\x1b[31mred\x1b[0m", "x" * 10_000, "tab\tseparated", "   ", "end"]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    bank = load_bank(str(path))
+    assert bank.concepts == ["tench", "Tench", "tab separated", "end"]
+    assert bank.dropped == {"empty": 1, "duplicate": 1, "control_characters": 2, "too_long": 1}
+
+
+def test_a_bank_of_duplicates_only_keeps_one_concept_and_counts_the_rest(tmp_path):
+    path = tmp_path / "bank.json"
+    path.write_text('["cat", "cat", "cat ", " cat"]')
+    bank = load_bank(str(path))
+    assert bank.concepts == ["cat"] and bank.dropped["duplicate"] == 3
+
+
+def test_a_bank_of_only_bad_entries_is_an_error(tmp_path):
+    path = tmp_path / "bank.txt"
+    path.write_text("\x00\n" + "y" * 10_000 + "\n")
+    with pytest.raises(ConceptBankError, match="no concepts left"):
+        load_bank(str(path))

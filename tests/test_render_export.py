@@ -24,34 +24,60 @@ def _broken_sd(source: Path, target: Path, how: str) -> Path:
 
     pipe = StableDiffusionPipeline.from_pretrained(source, safety_checker=None, requires_safety_checker=False)
     with torch.no_grad():
-        if how == "constant":  # the decoder's last layer outputs zeros: a flat grey image
+        if how in ("constant", "black"):  # the decoder's last layer outputs 0 (flat grey) or -1 (black)
             pipe.vae.decoder.conv_out.weight.zero_()
-            pipe.vae.decoder.conv_out.bias.zero_()
+            pipe.vae.decoder.conv_out.bias.fill_(0.0 if how == "constant" else -1.0)
         else:  # a NaN weight poisons every latent
             pipe.unet.conv_in.weight[0, 0, 0, 0] = float("nan")
     pipe.save_pretrained(target)
     return target
 
 
-@pytest.mark.parametrize("how", ["constant", "nan"])
+@pytest.mark.parametrize("how", ["constant", "black", "nan"])
 def test_quality_guards_rerender_then_drop(tiny_models, tmp_path, how):
-    from synthclip_core.stages.images import RenderProcessor
-
     model = _broken_sd(tiny_models["sd"], tmp_path / "broken", how)
     assert [r["problem"] for r in create_render_backend("diffusers", model=str(model)).render(["a cat"], [1], SETTINGS)] == [how]
+    result = _render_partition(tmp_path, {"backend": "diffusers", "model": str(model)})
+    assert result["rows"] == 0 and result["quality"] == {"rerendered": 3, "dropped": {how: 3}}
+
+
+def _render_partition(tmp_path: Path, settings: dict) -> dict:
+    """One partition of three captions through the render processor, as an actor runs it."""
+    from synthclip_core.schemas import to_parquet_bytes
+    from synthclip_core.stages.images import RenderProcessor
+
     store = RunStore(str(tmp_path / "root"), "guards")
     rows = [{"caption_id": f"c{i}", "concept_id": "x", "caption": "a cat", "matched_concept_ids": ["x"], "split": "train"}
             for i in range(3)]
-    from synthclip_core.schemas import to_parquet_bytes
-
     record = store.commit("balanced", "part-00000.parquet", to_parquet_bytes(pa.Table.from_pylist(rows), "balanced"))
-    settings = {"backend": "diffusers", "model": str(model), "revision": None, "dtype": "float32", "compile": False,
+    settings = {"backend": "diffusers", "model": "unused", "revision": None, "dtype": "float32", "compile": False,
                 "safety_checker": False, "scheduler": "ddim", "batch_size": 2, "images_per_caption": 1,
-                "sampler": SETTINGS, "seed": 0, "model_identity": {"name": "broken"}, "model_label": "broken@x"}
+                "sampler": SETTINGS, "seed": 0, "model_identity": {"name": "broken"}, "model_label": "broken@x", **settings}
     job = {"output": "part-00000-000.parquet", "offset": 0, "length": 3, "fingerprint": "f",
            "inputs": [{"stage": "balanced", "output": "part-00000.parquet", "sha256": record["sha256"]}]}
-    result = RenderProcessor(settings)(store, job)
-    assert result["rows"] == 0 and result["quality"] == {"rerendered": 3, "dropped": {how: 3}}
+    return RenderProcessor(settings)(store, job)
+
+
+def test_a_plugin_backend_s_unreadable_images_are_dropped_and_counted(tmp_path):
+    result = _render_partition(tmp_path, {"backend": "custom_renderers:SomeUnreadable"})
+    assert result["rows"] + result["quality"]["dropped"]["undecodable"] == 3 and result["rows"] >= 1
+
+
+@pytest.mark.parametrize("plugin,message", [
+    ("WrongSize", "returned a 48x40 JPEG image; render.stored_size is 32, so it must be a 32x32 JPEG"),
+    ("TooFew", "returned 1 images for 2 prompts"),
+])
+def test_a_plugin_backend_that_breaks_the_contract_is_one_clear_error(tmp_path, plugin, message):
+    from synthclip_core.errors import BackendError
+
+    with pytest.raises(BackendError, match=message):
+        _render_partition(tmp_path, {"backend": f"custom_renderers:{plugin}"})
+    assert not RunStore(str(tmp_path / "root"), "guards").committed("images")
+
+
+def test_an_unknown_plugin_is_a_config_error():
+    with pytest.raises(ConfigError, match="render.backend 'no_such_module:X': cannot import it"):
+        create_render_backend("no_such_module:X")
 
 
 def test_good_images_pass_the_guards(tiny_models):

@@ -210,3 +210,31 @@ def test_two_workers_train_the_micro_run_with_amp_and_checkpointing(engine, tmp_
     done = json.loads(run.store.read_bytes("train", "summary.json"))
     assert done["checkpoint"] == "checkpoints/epoch_1.pt" and done["steps"] > 0
     assert run.store.read_bytes("train", "curves.png").startswith(b"\x89PNG")
+
+
+def test_a_truncated_shard_is_skipped_with_a_warning_and_counted(ray_local, tmp_path, caplog):
+    """A shard cut short after the export (a bad disk, a partial copy) is left out of training,
+    with a warning and its samples counted in the summary; the rest trains."""
+    import logging
+
+    from synthclip_core.config import load_config
+
+    cfg = load_config(REPO / "configs" / "micro.yaml")
+    run = create_or_open(cfg, RunRef(str(tmp_path), "truncated"))
+    store = run.store
+    written = shapes.write_shards(shapes.samples(2, seed=9), tmp_path / "tars", per_shard=8)  # 3 shards of 8
+    sizes = {Path(path).name: count for path, count in written}
+    for name in sizes:
+        store.commit("shards", name, (tmp_path / "tars" / name).read_bytes(), {"rows": sizes[name]})
+    store.commit("shards", "sizes.json", json.dumps(sizes).encode(), {"outputs": sorted(sizes)})
+    damaged = store.data_path("shards", "00001.tar")
+    with open(damaged, "r+b") as handle:  # behind the store's back
+        handle.truncate(os.path.getsize(damaged) // 2)
+
+    with caplog.at_level(logging.WARNING, logger="synthclip.train"):
+        summary = run_stage(run, "train")
+    assert summary.ok and summary.notes["skipped_shards"] == 1 and summary.notes["skipped_samples"] == 8
+    assert any("skips shard" in r.message and "00001.tar" in r.message and "truncated" in r.message for r in caplog.records)
+    done = json.loads(store.read_bytes("train", "summary.json"))
+    assert list(done["skipped_shards"]) == ["00001.tar"] and done["skipped_samples"] == 8
+    assert done["steps"] == 16 // 4  # the 16 samples of the two good shards, batch 4

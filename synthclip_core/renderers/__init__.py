@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Protocol, TypedDict
+
+from ..errors import ConfigError
 
 
 class Rendered(TypedDict):
     jpg: bytes | None  # None when the image failed a quality guard
-    problem: str | None  # "nan", "black", "constant" or "nsfw"
+    problem: str | None  # "nan", "black", "constant" or "nsfw" (the platform adds "undecodable")
 
 
 class RenderBackend(Protocol):
@@ -19,8 +22,16 @@ class RenderBackend(Protocol):
 
 
 def create_render_backend(name: str, **kwargs) -> RenderBackend:
+    """``diffusers``, or a plug-in named ``package.module:ClassName`` taking the same keyword arguments."""
     if name == "diffusers":
         from .diffusers_backend import DiffusersRenderer
 
         return DiffusersRenderer(**kwargs)
-    raise ValueError(f"unknown render backend {name!r} (known: diffusers)")
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            backend_cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"render.backend {name!r}: cannot import it ({exc})") from None
+        return backend_cls(**kwargs)
+    raise ConfigError(f"unknown render backend {name!r} (known: diffusers, or package.module:ClassName)")

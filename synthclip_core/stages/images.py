@@ -8,9 +8,13 @@ from its own generator, so batching and resumption never change pixels.
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from collections import Counter
 
+from PIL import Image
+
+from ..errors import BackendError
 from ..fingerprint import model_identity, model_label
 from ..ids import derive_seed, image_id
 from ..renderers import create_render_backend
@@ -114,5 +118,25 @@ class RenderProcessor:
         for start in range(0, len(rows), batch_size):
             batch = rows[start:start + batch_size]
             images = self.backend.render([r["caption"] for r in batch], [r["seed"] for r in batch], self.settings["sampler"])
-            for row, image in zip(batch, images, strict=True):
-                row.update(jpg=image["jpg"], problem=image["problem"])
+            if len(images) != len(batch):
+                raise BackendError(f"render backend {self.settings['backend']!r} returned {len(images)} images "
+                                   f"for {len(batch)} prompts")
+            for row, image in zip(batch, images):
+                jpg, problem = image.get("jpg"), image.get("problem")
+                if jpg is not None and problem is None:
+                    problem = self._check(jpg)
+                row.update(jpg=None if problem else jpg, problem=problem)
+
+    def _check(self, jpg: bytes) -> str | None:
+        """A backend's image must be a readable JPEG of the stored size; a wrong size is a bug in
+        the backend (every image would be wrong), an unreadable one is dropped and counted."""
+        try:
+            with Image.open(io.BytesIO(jpg)) as image:
+                size, kind = image.size, image.format
+        except (OSError, ValueError):
+            return "undecodable"
+        side = self.settings["sampler"]["stored_size"]
+        if kind != "JPEG" or size != (side, side):
+            raise BackendError(f"render backend {self.settings['backend']!r} returned a {size[0]}x{size[1]} {kind} "
+                               f"image; render.stored_size is {side}, so it must be a {side}x{side} JPEG")
+        return None

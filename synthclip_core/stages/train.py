@@ -10,10 +10,13 @@ outlives the flow (see ``training/ray_jobs.py``) and the flow follows it. Last c
 from __future__ import annotations
 
 import json
+import logging
+import posixpath
 import time
 
 from ..clip_models import model_config
 from ..run import Run
+from ..store import RunStore
 from ..training import checkpoints, metrics, ray_jobs
 from ..training.curves import curves_png
 from ..training.fit import TrainingFailed, fit
@@ -21,6 +24,7 @@ from ..training.spec import TrainSpec
 from .common import StageSummary, finished_summary, input_ref, lineage
 from .shards import SIZES, shard_uris
 
+log = logging.getLogger("synthclip.train")
 SUMMARY = "summary.json"
 CURVES = "curves.png"
 
@@ -49,12 +53,34 @@ def run_train(run: Run) -> StageSummary:
 
 def train_spec(run: Run) -> TrainSpec:
     store, t = run.store, run.config.train
-    shards = shard_uris(run)  # refuses unless the export is complete
+    shard_uris(run)  # refuses unless the export is complete
     sizes = json.loads(store.read_bytes("shards", SIZES))
-    inputs = [input_ref(store, "shards", o) for o in sorted(sizes)]
-    base = lineage(run.fingerprints["train"], inputs, time.time(), 0, arch=t.model)
-    return TrainSpec(ref=run.ref.as_dict(), shards=[(uri, sizes[o]) for uri, o in zip(shards, sorted(sizes))],
+    skipped = damaged_shards(store, sorted(sizes))
+    for name, reason in skipped.items():
+        log.warning("training skips shard %s (%d samples): %s", store.uri("shards", name), sizes[name], reason)
+    names = [o for o in sorted(sizes) if o not in skipped]
+    inputs = [input_ref(store, "shards", o) for o in names]
+    base = lineage(run.fingerprints["train"], inputs, time.time(), 0, arch=t.model, skipped_shards=skipped,
+                   skipped_samples=sum(sizes[o] for o in skipped))
+    return TrainSpec(ref=run.ref.as_dict(), shards=[(store.uri("shards", o), sizes[o]) for o in names],
                      train=t.model_dump(), seed=run.config.seed, model_cfg=model_config(t.model), lineage=base)
+
+
+def damaged_shards(store: RunStore, names: list[str]) -> dict[str, str]:
+    """Shards whose file no longer matches its commit record in size (truncated, replaced or gone
+    since the export), found from one listing; the rest of the data still trains."""
+    records = store.records("shards", names)
+    try:
+        listing = {posixpath.basename(e["name"]): e["size"] for e in store.fs.ls(store.path("shards"), detail=True)}
+    except FileNotFoundError:
+        listing = {}
+    damaged = {}
+    for name in names:
+        if name not in listing:
+            damaged[name] = "the file is missing"
+        elif listing[name] != records[name]["bytes"]:
+            damaged[name] = f"{listing[name]} bytes on storage, {records[name]['bytes']} committed (truncated or replaced)"
+    return damaged
 
 
 def train_in_process(run: Run) -> StageSummary:
@@ -78,9 +104,11 @@ def train_in_process(run: Run) -> StageSummary:
     store.commit("train", SUMMARY, json.dumps({
         "arch": t.model, "epochs": epochs, "checkpoint": final, "steps": rows[-1]["step"] if rows else 0,
         "final": rows[-1] if rows else {}, "per_epoch": metrics.per_epoch(rows),
+        "skipped_shards": base["skipped_shards"], "skipped_samples": base["skipped_samples"],
     }, indent=1).encode(), {**base, "outputs": outputs, "rows": len(epochs)})
     summary.total, summary.computed, summary.skipped = len(epochs), len(set(epochs) - before), len(before)
-    summary.notes = {"final": rows[-1] if rows else {}}
+    summary.notes = {"final": rows[-1] if rows else {}, "skipped_shards": len(base["skipped_shards"]),
+                     "skipped_samples": base["skipped_samples"]}
     summary.pictures = [f"train/{CURVES}"]
     return summary
 
