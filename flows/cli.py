@@ -150,9 +150,11 @@ def resume(
     """Recompute what is missing or failed in RUN_ID, stage by stage."""
     with _handled(debug):
         from synthclip_core.run import RunRef, default_root, load_run
+        from synthclip_core.store import check_root_writable
 
         root = root or default_root()
         load_run(RunRef(root, run_id), verify=True)
+        check_root_writable(root)  # before any flow starts: a store that refuses writes is one line
         from flows.pipeline import resume_run
 
         with _progress_bars():

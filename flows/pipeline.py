@@ -20,6 +20,7 @@ from synthclip_core.run import (
     load_run,
     unfinished_runs,
 )
+from synthclip_core.store import check_root_writable
 
 from .stages import STAGE_FLOWS
 
@@ -64,6 +65,7 @@ def build_dataset(config: str = "configs/offline.yaml", run_id: str | None = Non
 def resume_run(run_id: str, root: str | None = None) -> dict:
     """Continue a run: recompute only outputs that are missing or failed, stage by stage."""
     run = load_run(RunRef(root or default_root(), run_id), verify=True)
+    check_root_writable(run.ref.root)
     return run_all_stages(run.ref)
 
 

@@ -15,6 +15,7 @@ the first record created names it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -159,8 +160,16 @@ class RunStore:
                 return True
             except FileExistsError:
                 return False
+            except OSError as exc:  # a filesystem without hard links (some FUSE mounts): check, then rename
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                if os.path.exists(path):
+                    return False
+                os.rename(tmp, path)  # the window between the check and the rename is the price
+                return True
             finally:
-                os.unlink(tmp)
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
 
     @contextmanager
     def _writing(self, path: str) -> Iterator[None]:
