@@ -19,6 +19,7 @@ import time
 import ahocorasick
 import pyarrow as pa
 
+from benchmarks.results_file import record
 from synthclip_core.balancing import ConceptMatcher, prepare_text
 from synthclip_core.ids import caption_id, concept_id
 
@@ -128,7 +129,14 @@ def main(n_captions: int = 1_000_000, n_concepts: int = 500_000) -> dict:
     for workers, rate in stage.items():
         print(f"  stage, {workers} worker(s), both passes + reduce + report: {rate:,.0f} captions/s "
               f"= {rate / plain:.2f}x (a), {rate / naive:,.0f}x (b)")
-    return {"build_s": build_s, "build_mb": build_mb, "plain": plain, "naive": naive, "stage": stage}
+    result = {"captions": n_captions, "concepts": n_concepts, "automaton_build_s": round(build_s, 2),
+              "automaton_mb": round(build_mb), "plain_pyahocorasick_captions_per_s": round(plain),
+              "naive_captions_per_s": round(naive, 1),
+              "stage_captions_per_s": {f"{w} worker(s)": round(r) for w, r in stage.items()},
+              "ratio_vs_plain": {f"{w} worker(s)": round(r / plain, 3) for w, r in stage.items()},
+              "scaling_1_to_2_workers": round(stage[2] / stage[1], 2)}
+    record("balancing", result)
+    return result
 
 
 if __name__ == "__main__":

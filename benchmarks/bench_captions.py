@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.results_file import record
+
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "presence_penalty": 1.0, "frequency_penalty": 1.0, "max_tokens": 32}
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,6 +64,8 @@ def main(n: int = 256) -> dict:
     for name, r in results.items():
         print(f"  {name:<24} {r['captions_per_s']:>7} captions/s {r['tokens_per_s']:>8} tokens/s "
               f"({r['captions_per_s'] / base:.2f}x batch-1 baseline)")
+    record("caption_backends", {"prompts": n, "baseline": "transformers, batch 1", **results,
+                                "ratios": {k: round(r["captions_per_s"] / base, 2) for k, r in results.items()}})
     return results
 
 

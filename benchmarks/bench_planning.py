@@ -1,7 +1,9 @@
-"""Resume planning: time to learn what is committed, from commit records, at 30k partitions.
+"""Resume planning: time to learn what is committed, from commit records, at 30k partitions,
+on the local filesystem and on an S3-protocol server (moto on 127.0.0.1).
 
-Baseline: a plain ``os.walk`` over the same ``_commits/`` tree (the least any plan must do).
-Reported: both times and their ratio. Usage: ``python -m benchmarks.bench_planning [N]``.
+Baselines: a plain ``os.walk`` over the same ``_commits/`` tree locally, a plain paginated
+``list_objects_v2`` loop (boto3) on S3: the least any plan must do. Reported: both times and their
+ratio. Usage: ``python -m benchmarks.bench_planning [N] [--no-s3]``.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import sys
 import tempfile
 import time
 
+from benchmarks.results_file import record
 from synthclip_core.store import RunStore
 
 
-def main(n: int = 30000) -> dict:
+def local(n: int) -> dict:
     with tempfile.TemporaryDirectory() as root:
         store = RunStore(root, "bench")
         commits = store.path("_commits", "images")
@@ -29,12 +32,53 @@ def main(n: int = 30000) -> dict:
         planned = len(store.committed()["images"])
         plan_s = time.perf_counter() - start
     assert planned == baseline == n
-    result = {"partitions": n, "plan_s": round(plan_s, 3), "os_walk_s": round(base_s, 3),
-              "ratio_vs_os_walk": round(plan_s / base_s, 2)}
-    print(f"resume planning over {n} committed partitions (local): {plan_s:.3f} s; "
-          f"os.walk baseline {base_s:.3f} s; ratio {result['ratio_vs_os_walk']}x")
-    return result
+    return {"partitions": n, "plan_s": round(plan_s, 3), "baseline_s": round(base_s, 3), "baseline": "os.walk",
+            "ratio": round(plan_s / base_s, 2)}
+
+
+def s3(n: int) -> dict:
+    import boto3
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                      AWS_DEFAULT_REGION="us-east-1")
+    try:
+        fs = s3fs.S3FileSystem()
+        fs.mkdir("bench")
+        store = RunStore("s3://bench/runs", "r")
+        prefix = store.path("_commits", "images")
+        fs.pipe({f"{prefix}/part-{i:05d}.parquet.json": b"{}" for i in range(n)}, batch_size=64)
+        client = boto3.client("s3")
+        start = time.perf_counter()
+        keys = 0
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket="bench", Prefix="runs/r/_commits/"):
+            keys += len(page.get("Contents", []))
+        base_s = time.perf_counter() - start
+        start = time.perf_counter()
+        planned = len(store.committed()["images"])
+        plan_s = time.perf_counter() - start
+    finally:
+        server.stop()
+    assert planned == keys == n
+    return {"partitions": n, "plan_s": round(plan_s, 3), "baseline_s": round(base_s, 3),
+            "baseline": "boto3 list_objects_v2 pages", "ratio": round(plan_s / base_s, 2)}
+
+
+def main(n: int = 30000, with_s3: bool = True) -> dict:
+    results = {"local": local(n)}
+    if with_s3:
+        results["s3 (moto on 127.0.0.1)"] = s3(n)
+    for where, r in results.items():
+        print(f"resume planning over {n} committed partitions ({where}): {r['plan_s']:.3f} s; "
+              f"{r['baseline']} {r['baseline_s']:.3f} s; ratio {r['ratio']}x")
+    record("planning", results)
+    return results
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 30000)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(int(args[0]) if args else 30000, "--no-s3" not in sys.argv)

@@ -136,7 +136,8 @@ def load_run(ref: RunRef, verify: bool = False) -> Run:
     """Open a run from its ``run.json``; with ``verify``, refuse if the code changed its fingerprints."""
     store = ref.store()
     if "run.json" not in store.committed("run").get("run", set()):
-        raise RunStateError(f"no run {ref.run_id!r} under {ref.root}")
+        raise RunStateError(f"no run {ref.run_id!r} under {ref.root} (a run stopped before it started has nothing to "
+                            f"resume: run 'synthclip run CONFIG --run-id {ref.run_id}' again)")
     doc = json.loads(store.read_bytes("run", "run.json"))
     cfg = config_from_dict(doc["config"], source=f"{ref.run_id}/run/run.json")
     run = Run(ref, cfg, doc["fingerprints"])

@@ -92,7 +92,10 @@ def run_trial(config: Path, root: Path, run_id: str, fault: Fault, timeout: floa
     before = _committed(store)
     if trial.first_exit != 0 or "report.json" not in before.get("eval", set()):
         started = time.time()
-        resume = synthclip("resume", run_id, "--root", str(root))
+        if "run.json" in before.get("run", set()):
+            resume = synthclip("resume", run_id, "--root", str(root))
+        else:  # killed before the run existed: the same command again is the retry
+            resume = synthclip("run", str(config), "--run-id", run_id, "--root", str(root))
         out, _ = resume.communicate(timeout=timeout)
         _kill_session(resume.pid)
         trial.resumed, trial.resume_seconds = True, round(time.time() - started, 1)
