@@ -37,10 +37,13 @@ def local(n: int) -> dict:
 
 
 def s3(n: int) -> dict:
+    import logging
+
     import boto3
     import s3fs
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -9,6 +9,7 @@ import posixpath
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import fsspec
@@ -58,15 +59,21 @@ class Run:
         return self.ref.store()
 
 
-def code_version() -> dict:
-    version = {"synthclip": __version__, "stages": STAGE_VERSIONS}
+@lru_cache(maxsize=1)
+def _git_commit() -> str | None:
+    """The commit of the code this process imported (asked once: every commit record names it)."""
     try:
         repo = Path(__file__).resolve().parent.parent
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5)
-        if commit.returncode == 0:
-            version["git"] = commit.stdout.strip()
+        return commit.stdout.strip() if commit.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
-        pass
+        return None
+
+
+def code_version() -> dict:
+    version = {"synthclip": __version__, "stages": STAGE_VERSIONS}
+    if commit := _git_commit():
+        version["git"] = commit
     return version
 
 
