@@ -133,6 +133,23 @@ def _transforms():
     return preprocess_train, tokenizer
 
 
+def data_only(samples: int = 2048, batch: int = 32, repeats: int = 3) -> dict:
+    """Only the data pipelines (quick): recorded as the ``data_loading`` section."""
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        shards = make_shards(Path(tmp) / "shards", samples, per_shard=256)
+        ours_rates = [data_ours(shards, batch) for _ in range(repeats)]
+        wds_rates = [data_webdataset(shards, batch) for _ in range(repeats)]
+    result = {"samples": samples, "batch": batch, "ours": _summary(ours_rates), "webdataset": _summary(wds_rates),
+              "ratio": round(statistics.median(ours_rates) / statistics.median(wds_rates), 3)}
+    print(f"data: ours {result['ours']['median']} samples/s, webdataset {result['webdataset']['median']} samples/s, "
+          f"ratio {result['ratio']}")
+    record("data_loading", result)
+    return result
+
+
 def main(samples: int = 2048, batch: int = 32, epochs: int = 2, repeats: int = 3) -> dict:
     import torch
 
@@ -174,5 +191,9 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-only", action="store_true", help="Only the data pipelines (seconds).")
     args = parser.parse_args()
-    main(args.samples, args.batch, args.epochs, args.repeats)
+    if args.data_only:
+        data_only(args.samples, args.batch, args.repeats)
+    else:
+        main(args.samples, args.batch, args.epochs, args.repeats)

@@ -63,7 +63,7 @@ def decode(sample: dict, preprocess: Callable, seed: int):
 
     image = Image.open(io.BytesIO(sample["jpg"])).convert("RGB")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU stream only: torch.manual_seed also queues a CUDA seed with a stack trace
         return preprocess(image)
 
 
