@@ -21,7 +21,9 @@ Usage: ``python -m benchmarks.bench_overhead [--repeats R] [--stages captions,im
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -29,11 +31,13 @@ from pathlib import Path
 from benchmarks.results_file import record
 
 REPO = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 
 # (stage, label, partitions, knobs): knobs size a partition; "large" is about 3 s of compute here.
 CASES = [
     ("captions", "small", 24, {"concepts.per_partition": 8}),
     ("captions", "large", 6, {"concepts.per_partition": 240}),
+    ("captions", "vllm", 6, {"concepts.per_partition": 240, "captions.backend": "vllm", "captions.python": str(VLLM_PYTHON)}),
     ("images", "small", 24, {"render.captions_per_partition": 4}),
     ("images", "large", 6, {"render.captions_per_partition": 288}),
 ]
@@ -140,6 +144,18 @@ def busy_span(run, stage: str) -> float:
     return max(r["committed_at"] for r in records) - min(r["timings"]["started"] for r in records)
 
 
+def plain_in_backend_env(run, stage: str) -> list[float]:
+    """The plain loop in the interpreter the stage's actors use (the vLLM environment for vllm)."""
+    python = getattr(run.config.captions, "python", None) if stage == "captions" else None
+    if not python:
+        return plain_loop(run, stage)
+    out = subprocess.run([python, "-m", "benchmarks.bench_overhead", "--plain", run.ref.root, run.ref.run_id, stage],
+                         cwd=REPO, capture_output=True, text=True, timeout=1800)
+    if out.returncode:
+        raise RuntimeError(f"plain loop in {python} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def measure(stage: str, label: str, partitions: int, knobs: dict, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as root:
         run = prepare(root, stage, partitions, knobs)
@@ -151,7 +167,7 @@ def measure(stage: str, label: str, partitions: int, knobs: dict, repeats: int) 
             forget(run, stage)
             totals.append(platform_seconds(run, stage))
             spans.append(busy_span(run, stage))
-        plain = [plain_loop(run, stage) for _ in range(repeats)]
+        plain = [plain_in_backend_env(run, stage) for _ in range(repeats)]
         scaling = None
         if label == "large":  # growth with workers: the same stage on a pool of two actors
             run2 = prepare(root, stage, partitions, {**knobs, "captions.num_actors": 2, "render.num_actors": 2}, "-2")
@@ -175,20 +191,20 @@ def measure(stage: str, label: str, partitions: int, knobs: dict, repeats: int) 
     }
 
 
-def main(repeats: int = 3, stages: tuple[str, ...] = ("captions", "images")) -> dict:
+def main(repeats: int = 3, stages: tuple[str, ...] = ("captions", "images"), labels: tuple[str, ...] | None = None) -> dict:
     from synthclip_core.ray_runtime import ensure_ray
 
     ensure_ray(num_cpus=2)
     results = {}
     for stage, label, partitions, knobs in CASES:
-        if stage not in stages:
+        if stage not in stages or (labels and label not in labels) or (label == "vllm" and not VLLM_PYTHON.exists()):
             continue
         r = measure(stage, label, partitions, knobs, repeats)
         results[f"{stage}/{label}"] = r
         print(f"{stage:<8} {label:<5} ({r['partitions']} partitions): plain {r['plain_per_partition_s']:.3f} s/partition, platform "
               f"{r['platform_per_partition_s']:.3f} s/partition (+{r['overhead_per_partition_ms']} ms), fixed "
               f"{r['fixed_s']} s; ratio {r['ratio_steady_state']} steady, {r['ratio_whole_stage']} whole stage", flush=True)
-    record("overhead", results)
+    record("overhead" if labels is None else "overhead-" + "-".join(labels), results)
     return results
 
 
@@ -196,5 +212,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--stages", default="captions,images")
+    parser.add_argument("--cases", default=None, help="Only these partition sizes, e.g. small,large,vllm.")
+    parser.add_argument("--plain", nargs=3, metavar=("ROOT", "RUN_ID", "STAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    main(args.repeats, tuple(args.stages.split(",")))
+    if args.plain:  # inside a backend's own environment: print the per-partition seconds
+        from synthclip_core.run import RunRef, load_run
+
+        print(json.dumps(plain_loop(load_run(RunRef(args.plain[0], args.plain[1])), args.plain[2])))
+    else:
+        main(args.repeats, tuple(args.stages.split(",")), tuple(args.cases.split(",")) if args.cases else None)
