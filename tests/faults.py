@@ -22,9 +22,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from synthclip_core.run import RunRef
 from synthclip_core.store import RunStore
-from synthclip_core.training import checkpoints, metrics
+from synthclip_core.training import metrics
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = ("caption-actor", "render-actor", "flow", "training")
@@ -63,7 +62,7 @@ class Trial:
         return asdict(self)
 
 
-def synthclip(*args: str, timeout: float = 600) -> subprocess.Popen:
+def synthclip(*args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     return subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -200,7 +199,7 @@ def compare(reference: RunStore, store: RunStore) -> list[str]:
                 continue
             if hashlib.sha256(data).hexdigest() != record["sha256"]:
                 problems.append(f"{stage}/{output}: file does not match its commit record")
-    if got.get("train", set()) != ref.get("train", set()) and _checkpoints(got) != _checkpoints(ref):
+    if _checkpoints(got) != _checkpoints(ref):
         problems.append(f"train checkpoints {_checkpoints(got)} != reference {_checkpoints(ref)}")
     steps, ref_steps = [r["step"] for r in metrics.history(store)], [r["step"] for r in metrics.history(reference)]
     if steps != ref_steps:
@@ -226,10 +225,3 @@ def _weights_differ(reference: RunStore, store: RunStore, tolerance: float = 1e-
     a, b = (torch.load(io.BytesIO(s.read_bytes("train", last[0])), weights_only=True)["state_dict"] for s in (reference, store))
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     return [f"final weights differ from the reference by {worst:.2e}"] if worst > tolerance else []
-
-
-def run_ref(root: Path, run_id: str) -> RunRef:
-    return RunRef(str(root), run_id)
-
-
-__all__ = ["Fault", "Trial", "TARGETS", "compare", "run_reference", "run_trial", "checkpoints"]

@@ -24,7 +24,6 @@ from .common import (
     input_ref,
     lineage,
     read_table,
-    require_done,
 )
 from .images import render_parts
 
@@ -106,9 +105,3 @@ def _tar_bytes(shard: int, rows: list[dict], per_shard: int) -> bytes:
                          **{k: row[k] for k in META_COLUMNS}},
             })
     return handle.getvalue()
-
-
-def shard_uris(run: Run) -> list[str]:
-    """Full URIs of the committed training shards, in order."""
-    outputs = require_done(run, "shards", SIZES)
-    return [run.store.uri("shards", o) for o in outputs if o.endswith(".tar")]

@@ -21,8 +21,8 @@ from ..training import checkpoints, metrics, ray_jobs
 from ..training.curves import curves_png
 from ..training.fit import TrainingFailed, fit
 from ..training.spec import TrainSpec
-from .common import StageSummary, finished_summary, input_ref, lineage
-from .shards import SIZES, shard_uris
+from .common import StageSummary, finished_summary, input_ref, lineage, require_done
+from .shards import SIZES
 
 log = logging.getLogger("synthclip.train")
 SUMMARY = "summary.json"
@@ -53,33 +53,33 @@ def run_train(run: Run) -> StageSummary:
 
 def train_spec(run: Run) -> TrainSpec:
     store, t = run.store, run.config.train
-    shard_uris(run)  # refuses unless the export is complete
+    require_done(run, "shards", SIZES)  # refuses unless the export is complete
     sizes = json.loads(store.read_bytes("shards", SIZES))
-    skipped = damaged_shards(store, sorted(sizes))
+    records = store.records("shards", sorted(sizes))
+    skipped = damaged_shards(store, records)
     for name, reason in skipped.items():
         log.warning("training skips shard %s (%d samples): %s", store.uri("shards", name), sizes[name], reason)
     names = [o for o in sorted(sizes) if o not in skipped]
-    inputs = [input_ref(store, "shards", o) for o in names]
+    inputs = [input_ref(store, "shards", o, records[o]) for o in names]
     base = lineage(run.fingerprints["train"], inputs, time.time(), 0, arch=t.model, skipped_shards=skipped,
                    skipped_samples=sum(sizes[o] for o in skipped))
     return TrainSpec(ref=run.ref.as_dict(), shards=[(store.uri("shards", o), sizes[o]) for o in names],
                      train=t.model_dump(), seed=run.config.seed, model_cfg=model_config(t.model), lineage=base)
 
 
-def damaged_shards(store: RunStore, names: list[str]) -> dict[str, str]:
+def damaged_shards(store: RunStore, records: dict[str, dict]) -> dict[str, str]:
     """Shards whose file no longer matches its commit record in size (truncated, replaced or gone
     since the export), found from one listing; the rest of the data still trains."""
-    records = store.records("shards", names)
     try:
         listing = {posixpath.basename(e["name"]): e["size"] for e in store.fs.ls(store.path("shards"), detail=True)}
     except FileNotFoundError:
         listing = {}
     damaged = {}
-    for name in names:
+    for name, record in records.items():
         if name not in listing:
             damaged[name] = "the file is missing"
-        elif listing[name] != records[name]["bytes"]:
-            damaged[name] = f"{listing[name]} bytes on storage, {records[name]['bytes']} committed (truncated or replaced)"
+        elif listing[name] != record["bytes"]:
+            damaged[name] = f"{listing[name]} bytes on storage, {record['bytes']} committed (truncated or replaced)"
     return damaged
 
 
