@@ -33,13 +33,15 @@ from benchmarks.results_file import record
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 
-# (stage, label, partitions, knobs): knobs size a partition; "large" is about 3 s of compute here.
+# (stage, label, partitions, knobs): knobs size a partition; "large" is 3-4 s of compute here.
+# The micro preset's bank has 1,000 concepts: 4 x 250 concepts and 5 x 400 captions divide it evenly.
 CASES = [
     ("captions", "small", 24, {"concepts.per_partition": 8}),
-    ("captions", "large", 6, {"concepts.per_partition": 240}),
-    ("captions", "vllm", 6, {"concepts.per_partition": 240, "captions.backend": "vllm", "captions.python": str(VLLM_PYTHON)}),
+    ("captions", "large", 4, {"concepts.per_partition": 250, "captions.per_concept": 3}),
+    ("captions", "vllm", 4, {"concepts.per_partition": 250, "captions.per_concept": 3, "captions.backend": "vllm",
+                             "captions.python": str(VLLM_PYTHON)}),
     ("images", "small", 24, {"render.captions_per_partition": 4}),
-    ("images", "large", 6, {"render.captions_per_partition": 288}),
+    ("images", "large", 5, {"render.captions_per_partition": 400}),
 ]
 
 
@@ -83,12 +85,56 @@ def forget(run, stage: str, keep_parts: int = 0) -> list[str]:
     return deleted
 
 
-def platform_seconds(run, stage: str) -> float:
+def platform_seconds(run, stage: str, cpu: dict | None = None) -> float:
+    """The stage flow's wall time; ``cpu`` (if given) receives the CPU seconds each kind of process used meanwhile."""
     from flows.stages import STAGE_FLOWS
 
+    before = cpu_seconds_by_process()
     start = time.perf_counter()
     STAGE_FLOWS[stage](run_id=run.ref.run_id, root=run.ref.root)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    if cpu is not None:
+        after = cpu_seconds_by_process()
+        for pid, (kind, seconds) in after.items():
+            cpu[kind] = cpu.get(kind, 0.0) + seconds - before.get(pid, (kind, 0.0))[1]
+    return wall
+
+
+def cpu_seconds_by_process() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of every live process, with its kind: the stage's actor, this
+    driver, the Prefect server, Ray's own processes, or other."""
+    import os
+
+    tick, out = os.sysconf("SC_CLK_TCK"), {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        pid = int(entry)
+        kind = ("driver" if pid == os.getpid() else "actor" if "Worker" in cmd and "ray::" in cmd
+                else "prefect server" if "prefect" in cmd or "uvicorn" in cmd
+                else "ray processes" if "ray" in cmd else "other")
+        out[pid] = (kind, seconds)
+    return out
+
+
+def busy_neighbour():
+    """A process that keeps one core busy, as the flow's other processes do during a stage."""
+    import multiprocessing
+
+    def spin():
+        while True:
+            pass
+
+    process = multiprocessing.get_context("fork").Process(target=spin, daemon=True)
+    process.start()
+    return process
 
 
 def plain_loop(run, stage: str) -> list[float]:
@@ -162,12 +208,19 @@ def measure(stage: str, label: str, partitions: int, knobs: dict, repeats: int) 
         forget(run, stage)
         platform_seconds(run, stage)  # warm-up: Prefect's server, imports, caches
         n = len([o for o in run.store.committed(stage)[stage] if o.startswith("part-")])
-        totals, spans = [], []
+        totals, spans, cpu = [], [], {}
         for _ in range(repeats):
             forget(run, stage)
-            totals.append(platform_seconds(run, stage))
+            totals.append(platform_seconds(run, stage, cpu))
             spans.append(busy_span(run, stage))
         plain = [plain_in_backend_env(run, stage) for _ in range(repeats)]
+        crowded = None
+        if label == "large":  # the same plain loop with one other core kept busy: what contention costs it
+            neighbour = busy_neighbour()
+            try:
+                crowded = statistics.mean(plain_in_backend_env(run, stage))
+            finally:
+                neighbour.kill()
         scaling = None
         if label == "large":  # growth with workers: the same stage on a pool of two actors
             run2 = prepare(root, stage, partitions, {**knobs, "captions.num_actors": 2, "render.num_actors": 2}, "-2")
@@ -188,6 +241,9 @@ def measure(stage: str, label: str, partitions: int, knobs: dict, repeats: int) 
         "ratio_steady_state": round(plain_part / per_part, 3),
         "ratio_whole_stage": round(plain_part * n / total, 3),
         "speedup_1_to_2_actors": scaling,
+        "cores_used_during_flow": {k: round(v / sum(totals), 2) for k, v in sorted(cpu.items()) if v > 0},
+        "plain_per_partition_s_one_core_busy": round(crowded, 4) if crowded else None,
+        "ratio_plain_busy_vs_alone": round(plain_part / crowded, 3) if crowded else None,
     }
 
 
@@ -203,8 +259,9 @@ def main(repeats: int = 3, stages: tuple[str, ...] = ("captions", "images"), lab
         results[f"{stage}/{label}"] = r
         print(f"{stage:<8} {label:<5} ({r['partitions']} partitions): plain {r['plain_per_partition_s']:.3f} s/partition, platform "
               f"{r['platform_per_partition_s']:.3f} s/partition (+{r['overhead_per_partition_ms']} ms), fixed "
-              f"{r['fixed_s']} s; ratio {r['ratio_steady_state']} steady, {r['ratio_whole_stage']} whole stage", flush=True)
-    record("overhead" if labels is None else "overhead-" + "-".join(labels), results)
+              f"{r['fixed_s']} s; ratio {r['ratio_steady_state']} steady, {r['ratio_whole_stage']} whole stage; "
+              f"cores used {r['cores_used_during_flow']}; plain loop beside a busy core: {r['ratio_plain_busy_vs_alone']}", flush=True)
+    record("overhead", results, merge=True)
     return results
 
 

@@ -48,14 +48,16 @@ def results_path(info: dict | None = None) -> Path:
     return RESULTS / f"{time.strftime('%Y-%m-%d')}-{machine_name(info)}.json"
 
 
-def record(section: str, figures: dict) -> Path:
-    """Merge ``figures`` under ``section`` into today's results file for this machine."""
+def record(section: str, figures: dict, merge: bool = False) -> Path:
+    """Put ``figures`` under ``section`` of today's results file for this machine (with ``merge``,
+    beside the section's other entries, so one case can be re-measured alone)."""
     info = machine()
     path = results_path(info)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = json.loads(path.read_text()) if path.exists() else {"machine": info, "sections": {}}
     doc["machine"] = info
-    doc["sections"][section] = {**figures, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    kept = doc["sections"].get(section, {}) if merge else {}
+    doc["sections"][section] = {**kept, **figures, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return path
 
