@@ -101,13 +101,13 @@ def open_clip_reference(shards: list, workdir: Path, batch: int, epochs: int, lo
 
 def data_ours(shards: list, batch: int) -> float:
     from synthclip_core.training.data import RankBatches, epoch_loader
-    from synthclip_core.training.layout import epoch_layout
+    from synthclip_core.training.layout import epoch_layout, single_source
 
     preprocess, tokenizer = _transforms()
-    layout = epoch_layout([n for _, n in shards], 1, 1, batch, 0, 0)
-    batches = RankBatches([u for u, _ in shards], layout, 0, 0, 0, batch, 0, 1000, preprocess, tokenizer, None)
+    layout = epoch_layout(single_source([n for _, n in shards]), 1, 1, batch, 0, 0)
+    batches = RankBatches([u for u, _ in shards], layout, 0, 0, 0, batch, 0, 1000, preprocess, tokenizer, [{"name": "data"}])
     start, samples = time.perf_counter(), 0
-    for images, _ in epoch_loader(batches, 0):
+    for images, _, _ in epoch_loader(batches, 0):
         samples += images.shape[0]
     return samples / (time.perf_counter() - start)
 

@@ -4,6 +4,9 @@
     synthclip resume RUN_ID [--root URI]
     synthclip status RUN_ID [--root URI]
     synthclip eval CHECKPOINT --task zeroshot --data PATH [--classes FILE] [--out DIR]
+    synthclip train JOB_CONFIG [--job-id ID]            # real or mixed sources
+    synthclip finetune CHECKPOINT [--config PRESET] [--limit N]
+    synthclip compare LABEL=MODEL ... --datasets FILE [--out DIR]
     synthclip deploy [--kubernetes]
     synthclip models build-tiny
 """
@@ -241,6 +244,104 @@ def eval_checkpoint(
         if skipped:
             console.print(f"[yellow]{skipped} unreadable image(s) skipped[/] (listed in {out}/report.md)")
         console.print(f"report: {out}/report.json, {out}/report.md", soft_wrap=True)
+
+
+def _run_job_cli(cfg, job_id: Optional[str], root: Optional[str], start) -> None:
+    """Check the job in one line, then run its flow and print where its results are."""
+    from synthclip_core.jobs import check_job
+    from synthclip_core.run import RunRef, default_run_id
+
+    ref = RunRef(root or cfg.root, job_id or default_run_id(cfg))
+    check_job(cfg, ref)  # before any flow starts: sources, layout and weights
+    console.print(f"job [bold]{ref.run_id}[/] under {ref.root}")
+    with _progress_bars():
+        start(ref.run_id, ref.root)
+    store = ref.store()
+    console.print(f"[green]job[/] {ref.run_id} is complete: model {store.uri('train', 'model')}", soft_wrap=True)
+    if "report.md" in store.committed("eval").get("eval", set()):
+        console.print(f"  report: {store.uri('eval', 'report.md')}", soft_wrap=True)
+
+
+@app.command("train")
+def train_cmd(
+    config: str = typer.Argument(..., help="A training job config with train.sources, e.g. configs/mixed-synthci-cc12m.yaml."),
+    job_id: Optional[str] = typer.Option(None, "--job-id", help="Job id (default: <config name>-<UTC time>)."),
+    root: Optional[str] = RootOption,
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Train on real or mixed sources (a job beside the runs), then evaluate on eval.datasets."""
+    with _handled(debug):
+        from synthclip_core.config import load_job_config
+
+        cfg = load_job_config(config)
+        from flows.jobs import train_job_flow
+
+        _run_job_cli(cfg, job_id, root, lambda j, r: train_job_flow(config=config, job_id=j, root=r))
+
+
+@app.command()
+def finetune(
+    checkpoint: str = typer.Argument(..., help="Weights to start from: run:RUN_ID, a checkpoint file or URI, or local-dir:DIR."),
+    config: str = typer.Option("configs/finetune-cc12m-5ep.yaml", "--config", help="The fine-tuning preset (5 or 10 epochs)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Fine-tune on a deterministic subset of N samples of each source."),
+    job_id: Optional[str] = typer.Option(None, "--job-id", help="Job id (default: <config name>-<UTC time>)."),
+    root: Optional[str] = RootOption,
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Fine-tune CHECKPOINT on the preset's real data, then evaluate on its eval.datasets."""
+    with _handled(debug):
+        from flows.jobs import finetune as finetune_flow
+        from flows.jobs import finetune_config
+
+        cfg = finetune_config(config, checkpoint, limit)
+        _run_job_cli(cfg, job_id, root, lambda j, r: finetune_flow(checkpoint=checkpoint, config=config, job_id=j, root=r,
+                                                                   limit=limit))
+
+
+@app.command()
+def compare(
+    models: list[str] = typer.Argument(..., help="LABEL=MODEL, MODEL being run:ID (a run or job), a checkpoint, or local-dir:DIR."),
+    datasets: str = typer.Option(..., "--datasets", help="A YAML list of eval datasets (name, task, path, ...), as eval.datasets."),
+    root: Optional[str] = RootOption,
+    out: str = typer.Option("comparison", "--out", help="Where comparison.md and comparison.json go (any fsspec URI)."),
+    templates: str = typer.Option("simple", "--templates", help="openai, simple, or a file of {} templates."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Evaluate several models on the same datasets and print one side-by-side table."""
+    with _handled(debug):
+        import yaml
+
+        from synthclip_core.config import EvalDataset
+        from synthclip_core.errors import ConfigError
+        from synthclip_core.evaluation.benchmarks import check_dataset
+        from synthclip_core.evaluation.compare import resolve_model
+        from synthclip_core.run import default_root
+
+        pairs = [m.split("=", 1) for m in models]
+        if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
+            raise ConfigError(f"models: expected LABEL=MODEL, got {' '.join(models)}")
+        try:
+            specs = [EvalDataset.model_validate(d) for d in yaml.safe_load(open(datasets))]
+        except (OSError, TypeError, ValueError, yaml.YAMLError) as exc:
+            raise ConfigError(f"--datasets {datasets}: {' '.join(str(exc).split())[:300]}") from None
+        for spec in specs:
+            check_dataset(spec)
+        root = root or default_root()
+        for _, ref in pairs:
+            resolve_model(ref, root)
+        from flows.jobs import compare_models
+
+        with _progress_bars():
+            table = compare_models(models=dict(pairs), datasets=[d.model_dump() for d in specs], root=root, out=out,
+                                   templates=templates)
+        view = Table(title="models side by side")
+        for column in ("model", "started from", "trained on", *table["columns"]):
+            view.add_column(column)
+        for row in table["rows"]:
+            view.add_row(row["model"], row["started_from"], row["trained_on"],
+                         *[f"{row[c]:.4f}" if c in row else "" for c in table["columns"]])
+        Console(width=max(160, Console().width)).print(view)
+        console.print(f"comparison: {out}/comparison.md, {out}/comparison.json", soft_wrap=True)
 
 
 @app.command()

@@ -108,6 +108,19 @@ class ExportConfig(_Section):
     samples_per_shard: int = Field(10000, ge=1, description="Samples per webdataset tar shard.")
 
 
+class DataSource(_Section):
+    """One webdataset source of training pairs, sampled by weight (docs/training.md, "Real data")."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Short name, used in lineage and reports.")
+    uri: str = Field(..., description="'run' (this run's shards), 'run:RUN_ID' (another run's shards under the same root), or "
+                     "webdataset tars: a folder, a glob or a brace pattern on any fsspec root (e.g. s3://bucket/cc12m/{00000..01242}.tar).")
+    weight: float = Field(1.0, ge=0, description="Share of each epoch's samples drawn from this source (weights are normalised).")
+    limit: int | None = Field(None, ge=1, description="Use only a deterministic subset of this many samples (e.g. 500000 of CC12M).")
+    image_key: str = Field("jpg", description="The image's extension inside the tars (img2dataset writes jpg).")
+    text_key: str = Field("txt", description="The caption's extension inside the tars.")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for this source (e.g. an S3 endpoint).")
+
+
 class TrainConfig(_Section):
     model: str = Field(..., description="open_clip architecture name (e.g. ViT-B-16, SynthCLIP-Tiny).")
     epochs: int = Field(..., ge=1, description="Training epochs.")
@@ -134,6 +147,22 @@ class TrainConfig(_Section):
     checkpoint_every_steps: int = Field(0, ge=0, description="Also checkpoint every N steps (0: only at epoch ends).")
     log_every_steps: int = Field(10, ge=1, description="Print a metrics line every N steps (shows in the job logs).")
     max_failures: int = Field(2, ge=0, description="Worker-group restarts after a worker dies or fails (each from the latest checkpoint).")
+    sources: list[DataSource] = Field(
+        default_factory=list, description="Training data sources with weights (empty: the run's own shards only).")
+    samples_per_epoch: int | None = Field(
+        None, ge=1, description="Samples per epoch over all sources (default: the sum of the sources' sizes).")
+    init_from: str | None = Field(
+        None, description="Start from these weights (fine-tuning): a checkpoint path or URI (this platform's or open_clip's), "
+                          "'local-dir:PATH' (an open_clip model folder), or 'run:RUN_ID' (that run's final checkpoint, same root).")
+
+    @model_validator(mode="after")
+    def _sources_valid(self) -> "TrainConfig":
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sources: names must be unique, got {names}")
+        if self.sources and not sum(s.weight for s in self.sources) > 0:
+            raise ValueError(f"sources: the weights {[s.weight for s in self.sources]} do not sum to a positive number")
+        return self
 
 
 class EvalDataset(_Section):
@@ -172,23 +201,57 @@ class RunConfig(_Section):
         return value
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a YAML preset; any problem is a ConfigError naming the file and field."""
+class JobConfig(_Section):
+    """A training job outside a synthetic run: fine-tuning, or training on mixed or real sources."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Preset name; the default job id starts with it.")
+    seed: int = Field(0, ge=0, description="Seeds the data order, crops and (without init_from) the initial weights.")
+    root: str = Field("runs", description="Storage root (any fsspec URI); the job lives in ROOT/JOB_ID beside the runs.")
+    train: TrainConfig = Field(..., description="Training; train.sources must name at least one source.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Benchmarks evaluated on the final checkpoint.")
+
+    @model_validator(mode="after")
+    def _has_sources(self) -> "JobConfig":
+        if not self.train.sources:
+            raise ValueError("train.sources: a training job needs at least one source")
+        if any(s.uri == "run" for s in self.train.sources):
+            raise ValueError("train.sources: 'run' means a run's own shards; in a job name the run: run:RUN_ID")
+        return self
+
+
+def _read_yaml(path: str | Path) -> tuple[Any, str]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text()), str(path)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
-    return config_from_dict(data, source=str(path))
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML preset; any problem is a ConfigError naming the file and field."""
+    return config_from_dict(*_read_yaml(path))
+
+
+def load_job_config(path: str | Path) -> JobConfig:
+    """Read and validate a training job's YAML (see configs/finetune-*.yaml)."""
+    return job_config_from_dict(*_read_yaml(path))
 
 
 def config_from_dict(data: Any, source: str = "<config>") -> RunConfig:
+    return _validate(RunConfig, data, source)
+
+
+def job_config_from_dict(data: Any, source: str = "<config>") -> JobConfig:
+    return _validate(JobConfig, data, source)
+
+
+def _validate(model: type[BaseModel], data: Any, source: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level")
     try:
-        return RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

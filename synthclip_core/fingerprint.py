@@ -15,7 +15,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .config import RunConfig
+from .config import RunConfig, TrainConfig
 from .tiny_models import resolve_model
 
 # Bump a stage's version when its code changes what it writes.
@@ -55,6 +55,20 @@ def model_label(name: str, identity: dict) -> str:
     return f"{name}@{identity.get('revision') or identity.get('content_sha256', '')[:12]}"
 
 
+def train_settings(t: TrainConfig) -> dict:
+    """The training settings that change its outputs (the data sources' fsspec options do not).
+    Unset data-source and init options are left out, so runs made before they existed keep
+    their fingerprints."""
+    settings = t.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "ray_resources", "grad_checkpointing",
+                                     "loader_workers", "checkpoint_every_steps", "log_every_steps", "max_failures"})
+    for source in settings["sources"]:
+        source.pop("storage_options")
+    for key, unset in (("sources", []), ("samples_per_epoch", None), ("init_from", None)):
+        if settings[key] == unset:
+            del settings[key]
+    return settings
+
+
 def stage_fingerprints(cfg: RunConfig) -> dict[str, str]:
     c, b, r, t = cfg.captions, cfg.balance, cfg.render, cfg.train
     parts = {
@@ -71,8 +85,7 @@ def stage_fingerprints(cfg: RunConfig) -> dict[str, str]:
             "model": model_identity(r.model, r.revision),
         },
         "shards": cfg.export.model_dump(),
-        "train": t.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "ray_resources", "grad_checkpointing", "loader_workers",
-                                        "checkpoint_every_steps", "log_every_steps", "max_failures"}),
+        "train": train_settings(t),
         "eval": cfg.eval.model_dump(exclude={"batch_size", "num_gpus"}),
     }
     fingerprints: dict[str, str] = {}

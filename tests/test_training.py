@@ -32,7 +32,7 @@ from synthclip_core.stages.runner import run_stage
 from synthclip_core.training import checkpoints, metrics
 from synthclip_core.training.data import RankBatches, epoch_loader
 from synthclip_core.training.fit import fit, preflight
-from synthclip_core.training.layout import batches_before, epoch_layout, steps_per_epoch
+from synthclip_core.training.layout import batches_before, epoch_layout, single_source, steps_per_epoch
 from synthclip_core.training.spec import TrainSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,20 +63,20 @@ def test_layout_reads_each_sample_at_most_once_and_ranks_step_equally(sizes, wor
     slots = world * max(1, loaders)
     if (sum(sizes) // slots) // batch == 0:
         with pytest.raises(ValueError, match="fewer than one batch"):
-            epoch_layout(sizes, world, loaders, batch, seed=3, epoch=epoch)
+            epoch_layout(single_source(sizes), world, loaders, batch, seed=3, epoch=epoch)
         return
-    layout = epoch_layout(sizes, world, loaders, batch, seed=3, epoch=epoch)
-    read = [(p.shard, p.start + i) for slot in layout.slots for p in slot for i in range(p.count)]
+    layout = epoch_layout(single_source(sizes), world, loaders, batch, seed=3, epoch=epoch)
+    read = [(p.shard, p.start + i) for slot in layout.slots for p in slot[0] for i in range(p.count)]
     assert len(read) == len(set(read))  # no sample twice in an epoch
     assert all(0 <= i < sizes[s] for s, i in read)
-    assert {sum(p.count for p in slot) for slot in layout.slots} == {layout.batches_per_slot * batch}
+    assert {sum(p.count for p in slot[0]) for slot in layout.slots} == {layout.batches_per_slot * batch}
     assert layout.steps == steps_per_epoch(sum(sizes), world, loaders, batch)
     assert sum(sizes) - len(read) < slots * (batch + 1)  # only the remainder is left for this epoch
 
 
 def test_fewer_shards_than_slots_is_split_inside_shards():
-    layout = epoch_layout([40], world=2, loader_workers=2, per_worker=5, seed=0, epoch=0)
-    assert [p.start for slot in layout.slots for p in slot] == [0, 10, 20, 30]
+    layout = epoch_layout(single_source([40]), world=2, loader_workers=2, per_worker=5, seed=0, epoch=0)
+    assert [p.start for slot in layout.slots for p in slot[0]] == [0, 10, 20, 30]
     assert layout.steps == 4
 
 
@@ -89,11 +89,11 @@ def test_resumed_epoch_yields_the_rest_of_the_same_batches(tmp_path):
     """Two loader processes: batches k.. of a resumed epoch equal those of an uninterrupted one."""
     shards = shapes.write_shards(shapes.samples(4, seed=5), tmp_path, per_shard=12)  # 48 samples
     _, preprocess, _, tokenizer = create_model(TINY)
-    layout = epoch_layout([n for _, n in shards], world=1, loader_workers=2, per_worker=4, seed=0, epoch=1)
+    layout = epoch_layout(single_source([n for _, n in shards]), world=1, loader_workers=2, per_worker=4, seed=0, epoch=1)
 
     def epoch_from(step: int) -> list:
-        batches = RankBatches([u for u, _ in shards], layout, 0, 1, step, 4, 0, 8, preprocess, tokenizer, None)
-        return [(images, texts) for images, texts in epoch_loader(batches, loader_workers=2)]
+        batches = RankBatches([u for u, _ in shards], layout, 0, 1, step, 4, 0, 8, preprocess, tokenizer, [{"name": "data"}])
+        return [(images, texts) for images, texts, _ in epoch_loader(batches, loader_workers=2)]
 
     full = epoch_from(0)
     assert len(full) == layout.steps == 12

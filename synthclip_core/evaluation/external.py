@@ -17,13 +17,19 @@ from .models import load_eval_model
 from .report import build_report, config_hash, render_markdown
 
 
-def evaluate_checkpoint(checkpoint: str, datasets: list[EvalDataset], out: str, arch: str | None = None,
-                        templates: str = "openai", batch_size: int = 64, device: str | None = None) -> dict:
-    """Every dataset on one checkpoint; ``out/report.json`` and ``out/report.md`` (any fsspec URI)."""
+def evaluation_report(checkpoint: str, datasets: list[EvalDataset], arch: str | None = None, templates: str = "openai",
+                      batch_size: int = 64, device: str | None = None) -> dict:
+    """Every dataset on one checkpoint, as a report (see ``report.build_report``)."""
     model = load_eval_model(checkpoint, arch=arch, device=device)
     results = [evaluate_dataset(model, ds, templates, batch_size) for ds in datasets]
     settings = {"datasets": [ds.model_dump() for ds in datasets], "templates": templates, "arch": model.arch}
-    report = build_report(results, checkpoint, model.sha256, model.arch, config_hash(settings), settings=settings)
+    return build_report(results, checkpoint, model.sha256, model.arch, config_hash(settings), settings=settings)
+
+
+def evaluate_checkpoint(checkpoint: str, datasets: list[EvalDataset], out: str, arch: str | None = None,
+                        templates: str = "openai", batch_size: int = 64, device: str | None = None) -> dict:
+    """Every dataset on one checkpoint; ``out/report.json`` and ``out/report.md`` (any fsspec URI)."""
+    report = evaluation_report(checkpoint, datasets, arch, templates, batch_size, device)
     fs, base = fsspec.core.url_to_fs(out)
     fs.makedirs(base, exist_ok=True)
     fs.pipe_file(posixpath.join(base, "report.json"), json.dumps(report, indent=1).encode())

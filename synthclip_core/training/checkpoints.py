@@ -13,12 +13,13 @@ from __future__ import annotations
 import io
 import re
 
+from ..errors import UserError
 from ..store import RunStore
 
 _NAME = re.compile(r"^checkpoints/(epoch|step)_(\d+)\.pt$")
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointMismatch(UserError, ValueError):
     """A committed checkpoint was made for another model than the one configured."""
 
 

@@ -1,8 +1,8 @@
 """Streaming training batches from webdataset shards on any fsspec root (local or ``s3://``).
 
 Each data-loader worker reads one slot of the epoch's layout (see ``layout.py``): its pieces of
-shards through webdataset's tar iterators over fsspec handles, a seeded shuffle buffer, then
-batches of decoded, augmented images and tokens. Augmentation is seeded per sample (run seed,
+shards through webdataset's tar iterators over fsspec handles, the sources interleaved in
+proportion, a seeded shuffle buffer, then batches of decoded, augmented images and tokens. Augmentation is seeded per sample (run seed,
 epoch, key), so a sample looks the same whichever worker reads it and after a resume; a resumed
 epoch skips the batches already trained on without decoding them.
 """
@@ -57,51 +57,86 @@ def sample_seed(seed: int, epoch: int, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{epoch}:{key}".encode()).digest()[:8], "big") >> 1
 
 
-def decode(sample: dict, preprocess: Callable, seed: int):
-    """The augmented image tensor of a sample, its random crop drawn from ``seed``."""
+def decode(data: bytes, preprocess: Callable, seed: int):
+    """The augmented image tensor of encoded image bytes, its random crop drawn from ``seed``."""
     from PIL import Image
 
-    image = Image.open(io.BytesIO(sample["jpg"])).convert("RGB")
+    image = Image.open(io.BytesIO(data)).convert("RGB")
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)  # the CPU stream only: torch.manual_seed also queues a CUDA seed with a stack trace
         return preprocess(image)
 
 
-def caption(sample: dict) -> str:
-    text = sample["txt"]
+def caption(text: bytes | str) -> str:
     return text.decode("utf-8") if isinstance(text, bytes) else text
 
 
+def interleaved(streams: list[Iterator[dict]], counts: list[int], seed: str) -> Iterator[tuple[int, dict]]:
+    """(source index, sample) from several sources, each next draw picking a source with
+    probability proportional to what it has left, so every stretch of the slot holds the sources
+    in proportion and all of them end together."""
+    rng, left = random.Random(seed), list(counts)
+    remaining = sum(left)
+    while remaining:
+        pick = rng.randrange(remaining)
+        for index, n in enumerate(left):
+            if pick < n:
+                break
+            pick -= n
+        left[index] -= 1
+        remaining -= 1
+        yield index, next(streams[index])
+
+
 class RankBatches(IterableDataset):
-    """The batches one training rank takes in one epoch, from ``start_step`` on.
+    """The batches one training rank takes in one epoch, from ``start_step`` on: (images, tokens,
+    samples per source).
 
     With ``loaders`` data-loader processes, process ``i`` reads slot ``(i + start_step) % loaders``
     so that the DataLoader's round robin (which always starts at process 0) yields the batches in
-    the order an uninterrupted epoch would.
+    the order an uninterrupted epoch would. ``sources`` gives each source's ``image_key``,
+    ``text_key`` and ``storage_options``, in the layout's source order.
     """
 
     def __init__(self, urls: list[str], layout: EpochLayout, rank: int, epoch: int, start_step: int, per_worker: int,
-                 seed: int, shuffle_buffer: int, preprocess: Callable, tokenizer: Callable, storage_options: dict | None):
+                 seed: int, shuffle_buffer: int, preprocess: Callable, tokenizer: Callable, sources: list[dict]):
         self.urls, self.layout, self.rank, self.epoch, self.start_step = urls, layout, rank, epoch, start_step
         self.per_worker, self.seed, self.shuffle_buffer = per_worker, seed, shuffle_buffer
-        self.preprocess, self.tokenizer, self.storage_options = preprocess, tokenizer, storage_options
+        self.preprocess, self.tokenizer, self.sources = preprocess, tokenizer, sources
 
     def __iter__(self) -> Iterator[tuple]:
         info = get_worker_info()
         return self.slot_batches(info.id if info else 0)
 
+    def slot_samples(self, role: int, slot: int) -> Iterator[tuple[int, dict]]:
+        pieces = self.layout.rank_slots(self.rank)[role]
+        streams = [iter_pieces(self.urls, p, s.get("storage_options")) for p, s in zip(pieces, self.sources)]
+        if len(streams) == 1:
+            return ((0, sample) for sample in streams[0])
+        return interleaved(streams, [sum(p.count for p in ps) for ps in pieces], f"{self.seed}:{self.epoch}:{slot}:mix")
+
     def slot_batches(self, process: int) -> Iterator[tuple]:
         loaders = self.layout.loaders
         role = (process + self.start_step) % loaders
         slot = self.rank * loaders + role
-        samples = shuffled(iter_pieces(self.urls, self.layout.rank_slots(self.rank)[role], self.storage_options),
-                           self.shuffle_buffer, seed=f"{self.seed}:{self.epoch}:{slot}")
+        samples = shuffled(self.slot_samples(role, slot), self.shuffle_buffer, seed=f"{self.seed}:{self.epoch}:{slot}")
         done = batches_before(self.start_step, role, loaders)
         samples = islice(samples, done * self.per_worker, None)  # already trained on: not decoded
         for _ in range(self.layout.batches_per_slot - done):
-            chunk = list(islice(samples, self.per_worker))
-            images = torch.stack([decode(s, self.preprocess, sample_seed(self.seed, self.epoch, s["__key__"])) for s in chunk])
-            yield images, self.tokenizer([caption(s) for s in chunk])
+            chunk = [(i, self.fields(i, s)) for i, s in islice(samples, self.per_worker)]
+            images = torch.stack([decode(image, self.preprocess, sample_seed(self.seed, self.epoch, key))
+                                  for _, (key, image, _) in chunk])
+            counts = torch.bincount(torch.tensor([i for i, _ in chunk]), minlength=len(self.sources))
+            yield images, self.tokenizer([caption(text) for _, (_, _, text) in chunk]), counts
+
+    def fields(self, source: int, sample: dict) -> tuple[str, bytes, bytes]:
+        """Key, image bytes and caption of a sample, by its source's keys."""
+        spec = self.sources[source]
+        image_key, text_key = spec.get("image_key", "jpg"), spec.get("text_key", "txt")
+        if image_key not in sample or text_key not in sample:
+            raise ValueError(f"training source {spec.get('name')!r}: sample {sample.get('__key__')} in {sample.get('__url__')} "
+                             f"has {sorted(k for k in sample if not k.startswith('__'))}, not .{image_key} and .{text_key}")
+        return sample["__key__"], sample[image_key], sample[text_key]
 
 
 def epoch_loader(batches: RankBatches, loader_workers: int, pin_memory: bool = False) -> DataLoader:

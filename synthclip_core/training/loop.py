@@ -28,6 +28,7 @@ def train_loop_per_worker(spec_dict: dict) -> None:
     from ..clip_models import create_model
     from . import checkpoints
     from .data import RankBatches, epoch_loader
+    from .init_weights import load_init
     from .layout import epoch_layout, steps_per_epoch
     from .schedule import cosine_lr, param_groups
 
@@ -44,21 +45,28 @@ def train_loop_per_worker(spec_dict: dict) -> None:
     if t.grad_checkpointing:
         model.set_grad_checkpointing(True)
     per_worker = t.global_batch_size // world
-    spe = steps_per_epoch(spec.total_samples, world, t.loader_workers, per_worker)
+    spe = steps_per_epoch(spec.epoch_samples, world, t.loader_workers, per_worker)
     total_steps, warmup_steps = spe * t.epochs, int(t.warmup_epochs * spe)
     layout_key = checkpoints.layout_key(world, t.loader_workers, per_worker)
 
     optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)
     scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "amp_fp16")
     done_steps = 0
+    sources = spec.source_specs()
+    seen = [0] * len(sources)  # samples trained on from each source, all ranks
     if (found := checkpoints.latest(store, spec.model_cfg, layout_key)) is not None:
         state = checkpoints.load(store, found[0])
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         done_steps = state["epoch"] * spe if found[0].startswith("checkpoints/epoch_") else state["step"]
+        seen = list(state.get("seen", seen))
         if rank == 0:
             print(f"resuming from train/{found[0]} at step {done_steps} of {total_steps}", flush=True)
+    elif spec.init:  # fine-tuning: start from the given weights (checked by the driver, loaded strictly)
+        model.load_state_dict(load_init(spec.init, spec.run_ref.storage_options))
+        if rank == 0:
+            print(f"starting from {spec.init['uri']} (sha256 {spec.init['sha256'][:12]})", flush=True)
     model = ray.train.torch.prepare_model(model)
     core = model.module if hasattr(model, "module") else model
     loss_fn = ClipLoss(local_loss=t.local_loss, gather_with_grad=t.gather_with_grad, cache_labels=True,
@@ -66,17 +74,17 @@ def train_loop_per_worker(spec_dict: dict) -> None:
     autocast = (torch.autocast(device.type, dtype=getattr(torch, _AUTOCAST[t.precision]))
                 if t.precision in _AUTOCAST else nullcontext())
     urls = [url for url, _ in spec.shards]
-    sizes = [size for _, size in spec.shards]
     rows: list[dict] = []
 
     def commit(name: str, epoch: int, step: int) -> None:
         """Metrics since the last checkpoint, then the checkpoint (rank 0 only)."""
         if rank != 0:
             return
-        base = {**spec.lineage, "step": step, "epoch": epoch}
+        base = {**spec.lineage, "step": step, "epoch": epoch,
+                "sources": [{**d, "samples_seen": n} for d, n in zip(spec.lineage.get("sources") or sources_lineage(sources), seen)]}
         metrics = "".join(json.dumps(r) + "\n" for r in rows).encode()
         store.commit("train", f"metrics/step_{step:09d}.jsonl", metrics, {**base, "rows": len(rows)})
-        state = {"epoch": epoch, "step": step, "name": t.model, "model_cfg": spec.model_cfg,
+        state = {"epoch": epoch, "step": step, "name": t.model, "model_cfg": spec.model_cfg, "seen": seen,
                  "state_dict": core.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
         store.commit("train", name, checkpoints.to_bytes(state), {
             **base, "model_cfg": spec.model_cfg, "layout": layout_key, "rows": step * t.global_batch_size,
@@ -89,11 +97,11 @@ def train_loop_per_worker(spec_dict: dict) -> None:
     for epoch in range(done_steps // spe, t.epochs):
         first = done_steps - epoch * spe if epoch == done_steps // spe else 0
         model.train()
-        layout = epoch_layout(sizes, world, t.loader_workers, per_worker, spec.seed, epoch)
+        layout = epoch_layout(spec.layout_sources(), world, t.loader_workers, per_worker, spec.seed, epoch, t.samples_per_epoch)
         batches = RankBatches(urls, layout, rank, epoch, first, per_worker, spec.seed, t.shuffle_buffer,
-                              preprocess_train, tokenizer, spec.run_ref.storage_options)
+                              preprocess_train, tokenizer, sources)
         waited_from = time.perf_counter()
-        for step_in_epoch, (images, texts) in enumerate(epoch_loader(batches, t.loader_workers, t.use_gpu), start=first):
+        for step_in_epoch, (images, texts, counts) in enumerate(epoch_loader(batches, t.loader_workers, t.use_gpu), start=first):
             started = time.perf_counter()
             step = epoch * spe + step_in_epoch
             lr = cosine_lr(step, total_steps, warmup_steps, t.lr, t.min_lr)
@@ -108,12 +116,14 @@ def train_loop_per_worker(spec_dict: dict) -> None:
             scaler.update()
             with torch.no_grad():
                 core.logit_scale.clamp_(0, math.log(100))
-            # one collective per step: the global loss (the mean of the ranks' local losses) and timings
-            stats = torch.tensor([loss.item(), started - waited_from, time.perf_counter() - started], device=device)
+            # one collective per step: the global loss (the mean of the ranks' local losses), timings, samples per source
+            stats = torch.tensor([loss.item(), started - waited_from, time.perf_counter() - started, *counts.tolist()],
+                                 device=device)
             if world > 1:
                 torch.distributed.all_reduce(stats)
-                stats /= world
-            mean_loss, data_wait, compute = stats.tolist()
+                stats[:3] /= world
+            mean_loss, data_wait, compute, *step_counts = stats.tolist()
+            seen = [n + round(c) for n, c in zip(seen, step_counts)]
             rows.append({"step": step + 1, "epoch": epoch + 1, "loss": mean_loss, "lr": lr,
                          "logit_scale": core.logit_scale.exp().item(),
                          "samples_per_s_per_worker": per_worker / max(data_wait + compute, 1e-9), "data_wait_s": data_wait})
@@ -127,3 +137,7 @@ def train_loop_per_worker(spec_dict: dict) -> None:
                 commit(checkpoints.step_name(step + 1), epoch, step + 1)
             waited_from = time.perf_counter()
         ray.train.report({"epoch": epoch + 1, "step": (epoch + 1) * spe})
+
+
+def sources_lineage(sources: list[dict]) -> list[dict]:
+    return [{"name": s["name"], "uri": s["uri"], "weight": s["weight"], "limit": s["limit"]} for s in sources]

@@ -41,7 +41,7 @@ def follow_metrics(spec, finished: Callable[[], bool], poll_s: float = 2.0) -> N
 
     store = spec.run_ref.store()
     t = spec.config
-    total = steps_per_epoch(spec.total_samples, t.num_workers, t.loader_workers, spec.per_worker_batch()) * t.epochs
+    total = steps_per_epoch(spec.epoch_samples, t.num_workers, t.loader_workers, spec.per_worker_batch()) * t.epochs
     seen = set(chunks(store))
     while True:
         done = finished()

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..config import TrainConfig
 from ..run import RunRef
+from .layout import SourceShards, epoch_samples
 
 
 @dataclass
@@ -21,6 +22,10 @@ class TrainSpec:
     seed: int
     model_cfg: dict  # the open_clip model config; a checkpoint of another config is refused
     lineage: dict = field(default_factory=dict)  # merged into every commit record
+    # Data sources: name, uri, weight, limit, image_key, text_key, storage_options and the indices
+    # of their shards in ``shards``. Empty: one source, all of ``shards``, on the store's options.
+    sources: list[dict] = field(default_factory=list)
+    init: dict | None = None  # the weights to start from: {"uri", "sha256", "bytes"} (see init_weights.py)
 
     @property
     def config(self) -> TrainConfig:
@@ -30,9 +35,19 @@ class TrainSpec:
     def run_ref(self) -> RunRef:
         return RunRef(**self.ref)
 
+    def source_specs(self) -> list[dict]:
+        if self.sources:
+            return self.sources
+        return [{"name": "data", "uri": self.ref["root"], "weight": 1.0, "limit": None, "image_key": "jpg", "text_key": "txt",
+                 "storage_options": self.ref.get("storage_options") or {}, "shards": list(range(len(self.shards)))}]
+
+    def layout_sources(self) -> list[SourceShards]:
+        return [SourceShards(s["name"], tuple(s["shards"]), tuple(self.shards[i][1] for i in s["shards"]), s["weight"], s["limit"])
+                for s in self.source_specs()]
+
     @property
-    def total_samples(self) -> int:
-        return sum(size for _, size in self.shards)
+    def epoch_samples(self) -> int:
+        return epoch_samples(self.layout_sources(), self.seed, self.config.samples_per_epoch)
 
     def per_worker_batch(self) -> int:
         t = self.config

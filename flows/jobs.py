@@ -1,0 +1,80 @@
+"""Training jobs as flows: fine-tune a checkpoint on real data, train on mixed or real sources,
+and put models side by side on the same benchmarks (see docs/training.md, "Real data")."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+
+from synthclip_core.config import EvalDataset, JobConfig, load_job_config
+from synthclip_core.jobs import create_or_open_job
+from synthclip_core.ray_runtime import ensure_ray
+from synthclip_core.run import RunRef, default_run_id
+from tasks.job_task import job_stage_task
+
+
+def run_job(cfg: JobConfig, job_id: str | None, root: str | None) -> dict:
+    """Create (or continue) the job, train it (sources and weights are checked before any
+    training starts), evaluate it."""
+    ensure_ray()
+    job = create_or_open_job(cfg, RunRef(root or cfg.root, job_id or default_run_id(cfg)))
+    return {stage: job_stage_task(stage, job.ref.as_dict()) for stage in ("train", "eval")} | {"job_id": job.ref.run_id}
+
+
+def finetune_config(config: str, checkpoint: str, limit: int | None = None) -> JobConfig:
+    """The preset with ``init_from`` set to the checkpoint (and each source's ``limit``, if given)."""
+    data = load_job_config(config).model_dump()
+    data["train"]["init_from"] = checkpoint
+    if limit is not None:
+        data["train"]["sources"] = [{**s, "limit": limit} for s in data["train"]["sources"]]
+    return JobConfig.model_validate(data)
+
+
+@flow(name="train-job", flow_run_name="train {config}")
+def train_job_flow(config: str, job_id: str | None = None, root: str | None = None) -> dict:
+    """Train on the config's sources: real data only, or synthetic and real mixed by weight."""
+    return run_job(load_job_config(config), job_id, root)
+
+
+@flow(name="finetune", flow_run_name="finetune {checkpoint}")
+def finetune(checkpoint: str, config: str = "configs/finetune-cc12m-5ep.yaml", job_id: str | None = None,
+             root: str | None = None, limit: int | None = None) -> dict:
+    """Fine-tune CHECKPOINT (run:ID, a checkpoint path or URI, or local-dir:PATH) on the config's real
+    sources (with ``limit``: on a deterministic subset of that many samples of each), then evaluate."""
+    return run_job(finetune_config(config, checkpoint, limit), job_id, root)
+
+
+@task(name="evaluate-model", task_run_name="{label}", cache_policy=NONE)
+def evaluate_model(label: str, checkpoint: str, datasets: list[dict], templates: str, batch_size: int,
+                   device: str | None) -> dict:
+    from synthclip_core.evaluation.external import evaluation_report
+
+    return evaluation_report(checkpoint, [EvalDataset.model_validate(d) for d in datasets], None, templates, batch_size, device)
+
+
+@flow(name="compare-models", flow_run_name="compare {models}")
+def compare_models(models: dict[str, str], datasets: list[dict], root: str | None = None, out: str = "comparison",
+                   templates: str = "simple", batch_size: int = 64, device: str | None = None) -> dict:
+    """Evaluate every model (label: run:ID, a checkpoint, or local-dir:PATH) on the same datasets and
+    write one side-by-side table (``comparison.md`` and ``comparison.json`` under ``out``)."""
+    import fsspec
+
+    from synthclip_core.evaluation.compare import comparison, render_comparison, resolve_model
+    from synthclip_core.run import default_root
+
+    entries = {label: resolve_model(ref, root or default_root()) for label, ref in models.items()}
+    reports = {label: evaluate_model(label, uri, datasets, templates, batch_size, device) for label, (uri, _) in entries.items()}
+    table = comparison(entries, reports)
+    markdown = render_comparison(table)
+    fs, base = fsspec.core.url_to_fs(out)
+    fs.makedirs(base, exist_ok=True)
+    fs.pipe_file(posixpath.join(base, "comparison.json"), json.dumps(table, indent=1).encode())
+    fs.pipe_file(posixpath.join(base, "comparison.md"), markdown.encode())
+    create_table_artifact(table=[{k: v for k, v in row.items() if k not in ("sha256", "checkpoint")} for row in table["rows"]],
+                          description="models side by side")
+    create_markdown_artifact(markdown=markdown, description="comparison")
+    return table

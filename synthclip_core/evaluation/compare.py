@@ -1,0 +1,55 @@
+"""Models side by side on the same benchmarks: the paper's Tables 1, 2 and 7, for your own data.
+
+Each entry is a label and a model: ``run:ID`` (the final checkpoint of a run or a training job under
+the root), a checkpoint file or URI, or ``local-dir:PATH``. Every model is evaluated on the same
+datasets, so the table compares like with like; each row also says what the model was trained on
+(sources and samples seen) and what it started from, read from its training summary.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import ConfigError
+from ..run import RunRef
+
+
+def resolve_model(ref: str, root: str, storage_options: dict | None = None) -> tuple[str, dict]:
+    """(checkpoint URI, provenance) of a comparison entry."""
+    if not ref.startswith("run:"):
+        return ref, {"trained_on": "", "started_from": ""}
+    run_id = ref[4:]
+    store = RunRef(root, run_id, storage_options or {}).store()
+    if "summary.json" not in store.committed("train").get("train", set()):
+        raise ConfigError(f"{ref}: no finished training under {root} (train/summary.json of {run_id!r})")
+    summary = json.loads(store.read_bytes("train", "summary.json"))
+    sources = summary.get("sources") or []
+    trained_on = ", ".join(f"{s['name']} x{s['weight']:g} ({s['samples_seen']} seen)" for s in sources) or "the run's shards"
+    parent = summary.get("parent") or {}
+    started = f"run:{parent['run_id']}" if parent.get("run_id") else parent.get("uri", "random init")
+    return store.uri("train", summary["checkpoint"]), {"trained_on": trained_on, "started_from": started}
+
+
+def comparison(entries: dict[str, tuple[str, dict]], reports: dict[str, dict]) -> dict:
+    """One row per model, one column per dataset/task/metric."""
+    columns: list[str] = []
+    rows = []
+    for label, (checkpoint, provenance) in entries.items():
+        row = {"model": label, **provenance, "checkpoint": checkpoint, "sha256": reports[label]["checkpoint_sha256"]}
+        for r in reports[label]["results"]:
+            column = f"{r['dataset']} {r['task']} {r['metric']}"
+            if column not in columns:
+                columns.append(column)
+            row[column] = r["value"]
+        rows.append(row)
+    return {"columns": columns, "rows": rows, "reports": reports}
+
+
+def render_comparison(table: dict, title: str = "Models side by side") -> str:
+    head = ["model", "started from", "trained on", *table["columns"]]
+    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in table["rows"]:
+        values = [f"{row[c]:.4f}" if isinstance(row.get(c), float) else "" for c in table["columns"]]
+        lines.append("| " + " | ".join([row["model"], row["started_from"] or "", row["trained_on"] or "", *values]) + " |")
+    lines += ["", "Every model evaluated on the same data; checkpoints and their sha256 in `comparison.json`."]
+    return "\n".join(lines) + "\n"
