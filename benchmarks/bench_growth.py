@@ -20,6 +20,7 @@ import argparse
 import json
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 from benchmarks.bench_overhead import REPO, busy_span, forget, platform_seconds, prepare
@@ -49,8 +50,9 @@ def measure(root: str, stage: str, actors: int) -> dict:
     spans, walls = {}, {}
     for count in COUNTS:
         forget(run, stage, keep_parts=total - count)
+        started = time.time()
         walls[count] = platform_seconds(run, stage)
-        spans[count] = busy_span(run, stage)
+        spans[count] = busy_span(run, stage, since=started)
     slope, intercept, r2 = line_fit(list(spans), list(spans.values()))
     return {"busy_s_by_partitions": {str(k): round(v, 2) for k, v in spans.items()},
             "wall_s_by_partitions": {str(k): round(v, 2) for k, v in walls.items()},

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -103,8 +104,6 @@ def platform_seconds(run, stage: str, cpu: dict | None = None) -> float:
 def cpu_seconds_by_process() -> dict[int, tuple[str, float]]:
     """CPU seconds (user + system) of every live process, with its kind: the stage's actor, this
     driver, the Prefect server, Ray's own processes, or other."""
-    import os
-
     tick, out = os.sysconf("SC_CLK_TCK"), {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -184,9 +183,22 @@ def plain_loop(run, stage: str) -> list[float]:
     return seconds
 
 
-def busy_span(run, stage: str) -> float:
-    """From the first partition's start to the last partition's commit, from the commit records."""
-    records = [r for o, r in run.store.records(stage).items() if o.startswith("part-")]
+def produced(run, stage: str) -> tuple[int, int]:
+    """Rows (captions or images) and generated tokens (captions) in the stage's committed partitions."""
+    from synthclip_core.stages.common import read_table
+
+    rows = tokens = 0
+    for output in sorted(o for o in run.store.committed(stage)[stage] if o.startswith("part-")):
+        table = read_table(run.store, stage, output)
+        rows += table.num_rows
+        tokens += sum(table.column("tokens").to_pylist()) if "tokens" in table.column_names else 0
+    return rows, tokens
+
+
+def busy_span(run, stage: str, since: float = 0.0) -> float:
+    """From the first partition's start to the last partition's commit, from the commit records
+    (of the partitions committed after ``since``, a time.time())."""
+    records = [r for o, r in run.store.records(stage).items() if o.startswith("part-") and r["committed_at"] >= since]
     return max(r["committed_at"] for r in records) - min(r["timings"]["started"] for r in records)
 
 
@@ -195,8 +207,10 @@ def plain_in_backend_env(run, stage: str) -> list[float]:
     python = getattr(run.config.captions, "python", None) if stage == "captions" else None
     if not python:
         return plain_loop(run, stage)
+    # Ray sets OMP_NUM_THREADS to a 1-CPU actor's CPUs when it is unset; the plain loop gets the same
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     out = subprocess.run([python, "-m", "benchmarks.bench_overhead", "--plain", run.ref.root, run.ref.run_id, stage],
-                         cwd=REPO, capture_output=True, text=True, timeout=1800)
+                         cwd=REPO, capture_output=True, text=True, timeout=1800, env=env)
     if out.returncode:
         raise RuntimeError(f"plain loop in {python} failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -213,6 +227,7 @@ def measure(stage: str, label: str, partitions: int, knobs: dict, repeats: int) 
             forget(run, stage)
             totals.append(platform_seconds(run, stage, cpu))
             spans.append(busy_span(run, stage))
+        rows, tokens = produced(run, stage)
         plain = [plain_in_backend_env(run, stage) for _ in range(repeats)]
         crowded = None
         if label == "large":  # the same plain loop with one other core kept busy: what contention costs it
@@ -239,6 +254,8 @@ def measure(stage: str, label: str, partitions: int, knobs: dict, repeats: int) 
         "overhead_per_partition_ms": round(1000 * (per_part - plain_part), 1),
         "fixed_s": round(total - span, 2),
         "ratio_steady_state": round(plain_part / per_part, 3),
+        "rows": rows, "per_s_platform": round(rows / span, 1), "per_s_plain": round(rows / (plain_part * n), 1),
+        **({"tokens_per_s_platform": round(tokens / span), "tokens_per_s_plain": round(tokens / (plain_part * n))} if tokens else {}),
         "ratio_whole_stage": round(plain_part * n / total, 3),
         "speedup_1_to_2_actors": scaling,
         "cores_used_during_flow": {k: round(v / sum(totals), 2) for k, v in sorted(cpu.items()) if v > 0},

@@ -114,6 +114,28 @@ def test_batches_hold_the_sources_in_proportion_over_an_epoch(tmp_path):
     assert (counts[:, 0] > 0).float().mean() >= 0.75 and (counts[:, 1] > 0).all()  # mixed inside batches, not in runs
 
 
+def test_a_source_on_the_object_store_is_listed_counted_and_read(bucket, tmp_path):
+    """img2dataset-style tars on S3 (moto on 127.0.0.1): counts from NNNNN_stats.json, a brace
+    pattern, and batches read through fsspec."""
+    import s3fs
+
+    local = write_pairs(tmp_path / "cc", shapes.samples(3, seed=5), per_shard=12)  # 36 pairs in 3 shards
+    fs = s3fs.S3FileSystem()
+    for index in range(3):
+        fs.put_file(str(local / f"{index:05d}.tar"), f"{bucket}/cc/{index:05d}.tar")
+        fs.pipe_file(f"{bucket}/cc/{index:05d}_stats.json", json.dumps({"successes": 12, "failed_to_download": 3}).encode())
+    source = resolve(DataSource(name="cc", uri=f"s3://{bucket}/cc/{{00000..00002}}.tar", limit=30), str(tmp_path), {})
+    assert [n for _, n in source.shards] == [12, 12, 12] and source.shards[0][0].startswith(f"s3://{bucket}/cc/")
+    from synthclip_core.training.sources import to_spec_parts
+
+    shards, specs = to_spec_parts([source])
+    layout = epoch_layout([SourceShards("cc", (0, 1, 2), (12, 12, 12), 1.0, 30)], 1, 0, 10, seed=0, epoch=0)
+    _, preprocess, _, tokenizer = create_model(TINY)
+    counts = [c for _, _, c in epoch_loader(RankBatches([u for u, _ in shards], layout, 0, 0, 0, 10, 0, 8, preprocess,
+                                                        tokenizer, specs), 0)]
+    assert sum(int(c.sum()) for c in counts) == 30  # the deterministic 30-sample subset, once
+
+
 # -- bad input: one clear message before any training ------------------------------------------
 
 def test_weights_that_do_not_sum_to_a_positive_number_are_refused(tmp_path):
@@ -215,6 +237,13 @@ def test_fine_tuning_starts_from_the_given_weights(workflows):
         expected = ClipLoss()(out["image_features"], out["text_features"], out["logit_scale"]).item()
     first = metrics.history(store)[0]
     assert first["step"] == 1 and first["loss"] == pytest.approx(expected, abs=1e-5)
+
+    # the same weights through open_clip's local-dir export of the parent
+    from synthclip_core.training.init_weights import load_init, resolve_init
+
+    exported = resolve_init(f"local-dir:{root}/synthetic/train/model", str(root), {})
+    weights = load_init(exported, {})
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
 
 
 def test_mixed_training_names_every_source_and_its_samples(workflows):
