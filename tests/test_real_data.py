@@ -85,6 +85,12 @@ def test_subset_is_deterministic_and_the_same_every_epoch():
         assert {(p.shard, p.start + i) for slot in layout.slots for p in slot[0] for i in range(p.count)} <= universe
 
 
+def test_an_up_sampled_source_is_read_round_with_a_lap_number():
+    """25 samples an epoch from a 10-sample source: read 2.5 times, each repeat a new lap (its own crops)."""
+    layout = epoch_layout([SourceShards("small", (0,), (10,), 1.0)], 1, 0, 5, seed=0, epoch=0, samples_per_epoch=25)
+    assert [(p.start, p.count, p.lap) for p in layout.slots[0][0]] == [(0, 10, 0), (0, 10, 1), (0, 5, 2)]
+
+
 def write_pairs(directory: Path, rows: list, image_key: str = "jpg", text_key: str = "txt", per_shard: int = 24) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for index, start in enumerate(range(0, len(rows), per_shard)):

@@ -36,6 +36,8 @@ def iter_pieces(urls: list[str], pieces: tuple[Piece, ...], storage_options: dic
         got = 0
         for sample in islice(iter_shard_samples([urls[piece.shard]], storage_options), piece.start, piece.start + piece.count):
             got += 1
+            if piece.lap:
+                sample["__lap__"] = piece.lap
             yield sample
         if got < piece.count:
             raise RuntimeError(f"shard {urls[piece.shard]} ended after {piece.start + got} samples; the export's sizes.json "
@@ -130,13 +132,14 @@ class RankBatches(IterableDataset):
             yield images, self.tokenizer([caption(text) for _, (_, _, text) in chunk]), counts
 
     def fields(self, source: int, sample: dict) -> tuple[str, bytes, bytes]:
-        """Key, image bytes and caption of a sample, by its source's keys."""
+        """Seed key, image bytes and caption of a sample, by its source's keys."""
         spec = self.sources[source]
         image_key, text_key = spec.get("image_key", "jpg"), spec.get("text_key", "txt")
         if image_key not in sample or text_key not in sample:
             raise ValueError(f"training source {spec.get('name')!r}: sample {sample.get('__key__')} in {sample.get('__url__')} "
                              f"has {sorted(k for k in sample if not k.startswith('__'))}, not .{image_key} and .{text_key}")
-        return sample["__key__"], sample[image_key], sample[text_key]
+        lap = sample.get("__lap__")  # a repeat of an up-sampled source: its own crop
+        return sample["__key__"] + (f"#{lap}" if lap else ""), sample[image_key], sample[text_key]
 
 
 def epoch_loader(batches: RankBatches, loader_workers: int, pin_memory: bool = False) -> DataLoader:

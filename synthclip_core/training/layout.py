@@ -23,11 +23,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Piece:
-    """``count`` samples of shard ``shard`` from its ``start``-th sample on."""
+    """``count`` samples of shard ``shard`` from its ``start``-th sample on; ``lap`` counts how many
+    times an up-sampled source was read round before this piece (its crops differ per lap)."""
 
     shard: int
     start: int
     count: int
+    lap: int = 0
 
 
 @dataclass(frozen=True)
@@ -132,17 +134,17 @@ def _cut(ordered: list[Piece], size: int, begin: int, count: int) -> tuple[Piece
     end to end as often as needed."""
     pieces: list[Piece] = []
     while count > 0:
-        begin %= size
+        lap, begin = divmod(begin, size)
         end = min(begin + count, size)
         lo = 0
         for piece in ordered:
             hi = lo + piece.count
             if hi > begin and lo < end and piece.count:
                 first, last = max(lo, begin), min(hi, end)
-                pieces.append(Piece(piece.shard, piece.start + first - lo, last - first))
+                pieces.append(Piece(piece.shard, piece.start + first - lo, last - first, lap))
             lo = hi
         count -= end - begin
-        begin = end
+        begin = lap * size + end
     return tuple(pieces)
 
 
