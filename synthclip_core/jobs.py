@@ -41,13 +41,13 @@ def job_fingerprint(cfg: JobConfig) -> str:
 
 def create_or_open_job(cfg: JobConfig, ref: RunRef) -> Job:
     """Start a job, or continue it when ``job.json`` exists with the same fingerprint."""
-    store, fingerprint = ref.store(), job_fingerprint(cfg)
     if (existing := existing_job(cfg, ref)) is not None:
         return existing
-    doc = {"job_id": ref.run_id, "config": cfg.model_dump(mode="json"), "fingerprint": fingerprint,
+    job = Job(ref, cfg, job_fingerprint(cfg))
+    doc = {"job_id": ref.run_id, "config": cfg.model_dump(mode="json"), "fingerprint": job.fingerprint,
            "code_version": code_version(), "created_at": time.time()}
-    store.commit("job", JOB_FILE, json.dumps(doc, indent=1, sort_keys=True).encode())
-    return Job(ref, cfg, fingerprint)
+    job.store.commit("job", JOB_FILE, json.dumps(doc, indent=1, sort_keys=True).encode())
+    return job
 
 
 def existing_job(cfg: JobConfig, ref: RunRef) -> Job | None:
@@ -79,7 +79,7 @@ def job_spec(job: Job):
 
     t, ref = job.config.train, job.ref
     resolved = [resolve(s, ref.root, ref.storage_options) for s in t.sources]
-    init = resolve_init(t.init_from, ref.root, ref.storage_options) if t.init_from else None
+    init = resolve_init(t.init_from, ref.root, ref.storage_options, t.model) if t.init_from else None
     return build_spec(ref, t, job.config.seed, job.fingerprint, resolved, init)
 
 

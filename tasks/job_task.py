@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from synthclip_core.jobs import evaluate_job, load_job, train_job
 from synthclip_core.run import RunRef
-from tasks.stage_task import _core_logs_to, _inline_pictures, _png
+from tasks.stage_task import _core_logs_to, publish_summary
 
 JOB_STAGES = {"train": train_job, "eval": evaluate_job}
 
@@ -23,11 +22,5 @@ def job_stage_task(stage: str, ref: dict) -> dict:
     with _core_logs_to(logger):
         summary = JOB_STAGES[stage](job)
     logger.info(summary.line())
-    notes = "\n".join(f"- **{k}**: `{v}`" for k, v in summary.notes.items())
-    for picture in summary.pictures:
-        notes += "\n\n" + _png(job.store, *picture.split("/", 1), caption=picture)
-    create_markdown_artifact(markdown=f"## {stage} of job {job.ref.run_id}\n\n{summary.line()}\n\n{notes}",
-                             description=f"{stage} summary")
-    for report in summary.reports:
-        create_markdown_artifact(markdown=_inline_pictures(job.store, report), description=f"{stage} report")
+    publish_summary(job.store, summary, f"job {stage}", f"{stage} of job {job.ref.run_id}")  # "job eval report", apart from runs'
     return asdict(summary)

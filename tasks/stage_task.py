@@ -84,18 +84,7 @@ def run_stage_task(stage: str, ref: dict) -> dict:
     with _prefect_progress(stage), _core_logs_to(logger):
         summary = run_stage(run, stage)
     logger.info(summary.line())
-    rows = "\n".join(f"| `{o}` | {e[:200]} |" for o, e in sorted(summary.failures.items()))
-    notes = "\n".join(f"- **{k}**: `{json.dumps(v, default=str)[:1000]}`" for k, v in summary.notes.items())
-    store = run.store
-    for picture in summary.pictures:  # inline, so the UI shows it without access to the store
-        notes += "\n\n" + _png(store, *picture.split("/", 1), caption=picture)
-    create_markdown_artifact(
-        markdown=f"## {stage}\n\n{summary.line()}, {summary.rows} rows\n\n{notes}\n\n"
-        + (f"| failed output | error |\n| --- | --- |\n{rows}\n" if rows else ""),
-        description=f"{stage} summary",
-    )
-    for report in summary.reports:
-        create_markdown_artifact(markdown=_inline_pictures(store, report), description=f"{stage} report")
+    publish_summary(run.store, summary, stage)
     create_table_artifact(table=partition_table(run, stage), key=_key(f"{run.ref.run_id}-{stage}-partitions"),
                           description=f"{stage} partitions of run {run.ref.run_id}: committed, pending, failed")
     if summary.failures:  # the task run shows Failed, with the first error in its state message
@@ -104,6 +93,22 @@ def run_stage_task(stage: str, ref: dict) -> dict:
             f"{stage}: {len(summary.failures)} output(s) failed, e.g. {first[0]}: {first[1]}; "
             f"fix the cause and run `synthclip resume {run.ref.run_id} --root {run.ref.root}`")
     return asdict(summary)
+
+
+def publish_summary(store, summary, stage: str, heading: str | None = None) -> None:
+    """A stage summary as UI artifacts: its line, notes, pictures (inline, so the UI shows them
+    without access to the store), failed outputs, then each markdown report it wrote."""
+    rows = "\n".join(f"| `{o}` | {e[:200]} |" for o, e in sorted(summary.failures.items()))
+    notes = "\n".join(f"- **{k}**: `{json.dumps(v, default=str)[:1000]}`" for k, v in summary.notes.items())
+    for picture in summary.pictures:
+        notes += "\n\n" + _png(store, *picture.split("/", 1), caption=picture)
+    create_markdown_artifact(
+        markdown=f"## {heading or stage}\n\n{summary.line()}, {summary.rows} rows\n\n{notes}\n\n"
+        + (f"| failed output | error |\n| --- | --- |\n{rows}\n" if rows else ""),
+        description=f"{stage} summary",
+    )
+    for report in summary.reports:
+        create_markdown_artifact(markdown=_inline_pictures(store, report), description=f"{stage} report")
 
 
 def _key(text: str) -> str:

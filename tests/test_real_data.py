@@ -247,7 +247,7 @@ def test_fine_tuning_starts_from_the_given_weights(workflows):
     # the same weights through open_clip's local-dir export of the parent
     from synthclip_core.training.init_weights import load_init, resolve_init
 
-    exported = resolve_init(f"local-dir:{root}/synthetic/train/model", str(root), {})
+    exported = resolve_init(f"local-dir:{root}/synthetic/train/model", str(root), {}, TINY)
     weights = load_init(exported, {})
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
 

@@ -8,10 +8,9 @@ datasets, so the table compares like with like; each row also says what the mode
 
 from __future__ import annotations
 
-import json
-
 from ..errors import ConfigError
 from ..run import RunRef
+from ..training.checkpoints import training_summary
 
 
 def resolve_model(ref: str, root: str, storage_options: dict | None = None) -> tuple[str, dict]:
@@ -20,9 +19,8 @@ def resolve_model(ref: str, root: str, storage_options: dict | None = None) -> t
         return ref, {"trained_on": "", "started_from": ""}
     run_id = ref[4:]
     store = RunRef(root, run_id, storage_options or {}).store()
-    if "summary.json" not in store.committed("train").get("train", set()):
+    if (summary := training_summary(store)) is None:
         raise ConfigError(f"{ref}: no finished training under {root} (train/summary.json of {run_id!r})")
-    summary = json.loads(store.read_bytes("train", "summary.json"))
     sources = summary.get("sources") or []
     trained_on = ", ".join(f"{s['name']} x{s['weight']:g} ({s['samples_seen']} seen)" for s in sources) or "the run's shards"
     parent = summary.get("parent") or {}

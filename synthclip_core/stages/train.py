@@ -57,7 +57,7 @@ def train_spec(run: Run) -> TrainSpec:
     t = run.config.train
     configured = t.sources or [DataSource(name="synthetic", uri="run")]
     resolved = [resolve(s, run.ref.root, run.ref.storage_options, this_run=run) for s in configured]
-    init = resolve_init(t.init_from, run.ref.root, run.ref.storage_options) if t.init_from else None
+    init = resolve_init(t.init_from, run.ref.root, run.ref.storage_options, t.model) if t.init_from else None
     return build_spec(run.ref, t, run.config.seed, run.fingerprints["train"], resolved, init)
 
 

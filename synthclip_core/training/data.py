@@ -2,9 +2,10 @@
 
 Each data-loader worker reads one slot of the epoch's layout (see ``layout.py``): its pieces of
 shards through webdataset's tar iterators over fsspec handles, the sources interleaved in
-proportion, a seeded shuffle buffer, then batches of decoded, augmented images and tokens. Augmentation is seeded per sample (run seed,
-epoch, key), so a sample looks the same whichever worker reads it and after a resume; a resumed
-epoch skips the batches already trained on without decoding them.
+proportion, a seeded shuffle buffer, then batches of decoded, augmented images and tokens.
+Augmentation is seeded per sample (run seed, epoch, key, lap), so a sample looks the same whichever
+worker reads it and after a resume; a resumed epoch skips the batches already trained on without
+decoding them.
 """
 
 from __future__ import annotations

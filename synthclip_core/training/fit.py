@@ -30,18 +30,7 @@ def preflight(spec: TrainSpec) -> None:
         raise ValueError(f"train.global_batch_size {t.global_batch_size} is not divisible by train.num_workers {t.num_workers}")
     epoch_layout(spec.layout_sources(), t.num_workers, t.loader_workers, spec.per_worker_batch(), spec.seed, 0, t.samples_per_epoch)
     layout = checkpoints.layout_key(t.num_workers, t.loader_workers, spec.per_worker_batch())
-    resumable = checkpoints.latest(spec.run_ref.store(), spec.model_cfg, layout)  # raises CheckpointMismatch
-    if spec.init and resumable is None:
-        check_init(spec)
-
-
-def check_init(spec: TrainSpec) -> None:
-    """The weights to start from fit the configured architecture (else CheckpointMismatch)."""
-    from ..clip_models import create_model
-    from .init_weights import check_compatible, load_init
-
-    model = create_model(spec.config.model)[0]
-    check_compatible(load_init(spec.init, spec.run_ref.storage_options), model, spec.config.model, spec.init["uri"])
+    checkpoints.latest(spec.run_ref.store(), spec.model_cfg, layout)  # raises CheckpointMismatch
 
 
 def fit(spec: TrainSpec, name: str, poll_s: float = 2.0) -> None:

@@ -13,29 +13,31 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import posixpath
 
 import fsspec
 
 from ..run import RunRef
 from ..store import fs_options
-from .checkpoints import CheckpointMismatch
+from .checkpoints import CheckpointMismatch, training_summary
 from .sources import SourceError
 
 LOCAL_DIR_WEIGHTS = ("open_clip_pytorch_model.bin", "open_clip_model.safetensors")
 
 
-def resolve_init(init_from: str, root: str, storage_options: dict) -> dict:
-    """``{"uri", "sha256", "bytes"}`` (and ``run_id``, ``checkpoint`` for ``run:``) of the weights."""
+def resolve_init(init_from: str, root: str, storage_options: dict, arch: str) -> dict:
+    """``{"uri", "sha256", "bytes"}`` (and ``run_id``, ``checkpoint`` for ``run:``) of the weights,
+    read once and checked against the ``arch`` model (else CheckpointMismatch)."""
+    from ..clip_models import create_model
+
     extra: dict = {}
     options = storage_options
     if init_from.startswith("run:"):
         store = RunRef(root, init_from[4:], storage_options).store()
-        if "summary.json" not in store.committed("train").get("train", set()):
+        if (summary := training_summary(store)) is None:
             raise SourceError(f"train.init_from {init_from}: run {init_from[4:]!r} under {root} has no finished training "
                               f"(train/summary.json); finish it first")
-        checkpoint = json.loads(store.read_bytes("train", "summary.json"))["checkpoint"]
+        checkpoint = summary["checkpoint"]
         uri, extra = store.uri("train", checkpoint), {"run_id": init_from[4:], "checkpoint": f"train/{checkpoint}"}
     elif init_from.startswith("local-dir:"):
         folder = init_from[len("local-dir:"):]
@@ -51,6 +53,7 @@ def resolve_init(init_from: str, root: str, storage_options: dict) -> dict:
 
             uri = os.path.abspath(uri)  # workers run in other directories
     data = read_bytes(uri, options, init_from)
+    check_compatible(state_dict_of(data, uri), create_model(arch)[0], arch, uri)
     return {"uri": uri, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), **extra}
 
 

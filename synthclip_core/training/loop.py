@@ -53,6 +53,7 @@ def train_loop_per_worker(spec_dict: dict) -> None:
     scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "amp_fp16")
     done_steps = 0
     sources = spec.source_specs()
+    described = spec.lineage.get("sources") or sources_lineage(sources)  # as the lineage names them
     seen = [0] * len(sources)  # samples trained on from each source, all ranks
     if (found := checkpoints.latest(store, spec.model_cfg, layout_key)) is not None:
         state = checkpoints.load(store, found[0])
@@ -81,7 +82,7 @@ def train_loop_per_worker(spec_dict: dict) -> None:
         if rank != 0:
             return
         base = {**spec.lineage, "step": step, "epoch": epoch,
-                "sources": [{**d, "samples_seen": n} for d, n in zip(spec.lineage.get("sources") or sources_lineage(sources), seen)]}
+                "sources": [{**d, "samples_seen": n} for d, n in zip(described, seen)]}
         metrics = "".join(json.dumps(r) + "\n" for r in rows).encode()
         store.commit("train", f"metrics/step_{step:09d}.jsonl", metrics, {**base, "rows": len(rows)})
         state = {"epoch": epoch, "step": step, "name": t.model, "model_cfg": spec.model_cfg, "seen": seen,

@@ -70,23 +70,17 @@ def _run_source(source: DataSource, root: str, storage_options: dict, this_run: 
     from ..stages.common import input_ref, require_done
     from ..stages.shards import SIZES
 
-    if source.uri == "run":
-        if this_run is None:
-            raise SourceError(f"training source {source.name!r}: 'run' means a run's own shards; name the run: run:RUN_ID")
-        run = this_run
-    else:
-        try:
-            run = load_run(RunRef(root, source.uri[4:], storage_options))
-        except Exception as exc:
-            raise SourceError(f"training source {source.name!r} ({source.uri}): {exc}") from None
+    own = source.uri == "run"  # this run's export: an incomplete one is StageBlocked, as for any stage
+    if own and this_run is None:
+        raise SourceError(f"training source {source.name!r}: 'run' means a run's own shards; name the run: run:RUN_ID")
+    try:
+        run = this_run if own else load_run(RunRef(root, source.uri[4:], storage_options))
+        require_done(run, "shards", SIZES)
+    except Exception as exc:
+        if own:
+            raise
+        raise SourceError(f"training source {source.name!r} ({source.uri}): {exc}") from None
     store = run.store
-    if source.uri == "run":
-        require_done(run, "shards", SIZES)  # the run's own export: StageBlocked, as for any stage
-    else:
-        try:
-            require_done(run, "shards", SIZES)
-        except Exception as exc:
-            raise SourceError(f"training source {source.name!r} ({source.uri}): {exc}") from None
     sizes = json.loads(store.read_bytes("shards", SIZES))
     records = store.records("shards", sorted(sizes))
     skipped = damaged_shards(store, records)
@@ -94,11 +88,10 @@ def _run_source(source: DataSource, root: str, storage_options: dict, this_run: 
         log.warning("training skips shard %s (%d samples): %s", store.uri("shards", name), sizes[name], reason)
     names = [o for o in sorted(sizes) if o not in skipped]
     return ResolvedSource(
-        source.name, source.uri if source.uri != "run" else f"run:{run.ref.run_id}", source.weight, source.limit, "jpg", "txt",
+        source.name, f"run:{run.ref.run_id}" if own else source.uri, source.weight, source.limit, "jpg", "txt",
         dict(storage_options), [(store.uri("shards", o), sizes[o]) for o in names],
-        inputs=[{**input_ref(store, "shards", o, records[o]), **({"run_id": run.ref.run_id} if source.uri != "run" else {})}
-                for o in names],
-        skipped={(name if source.uri == "run" else f"{source.name}/{name}"): reason for name, reason in skipped.items()},
+        inputs=[{**input_ref(store, "shards", o, records[o]), **({} if own else {"run_id": run.ref.run_id})} for o in names],
+        skipped={(name if own else f"{source.name}/{name}"): reason for name, reason in skipped.items()},
         skipped_samples=sum(sizes[o] for o in skipped))
 
 
@@ -169,7 +162,8 @@ def _known_counts(urls: list[str], options: dict) -> dict[str, int]:
             counts[url] = int(json.loads(fs.cat_file(path[: -len(".tar")] + "_stats.json"))["successes"])
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             pass
-    return {u: n for u, n in counts.items() if u in set(urls)}
+    wanted = set(urls)
+    return {u: n for u, n in counts.items() if u in wanted}
 
 
 def _count_samples(source: DataSource, url: str) -> int:
