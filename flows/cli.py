@@ -53,7 +53,7 @@ def _fail(message: str, code: int) -> None:
 def _handled(debug: bool):
     """User-fixable errors and stage failures as one line; tracebacks only with --debug."""
     from flows.stages import StageFailed
-    from synthclip_core.stages.common import StageBlocked
+    from synthclip_core.stages.stage import StageBlocked
 
     try:
         yield
@@ -95,7 +95,7 @@ def _progress_bars():
 
 
 def _print_result(run_id: str, root: str, summaries: dict) -> None:
-    from synthclip_core.run import RunRef
+    from synthclip_core.store import RunRef
 
     store = RunRef(root, run_id).store()
     for stage, summary in summaries.items():
@@ -120,28 +120,22 @@ def run(
     """Run the whole pipeline for CONFIG (continuing RUN_ID if it exists with the same config)."""
     with _handled(debug):
         from synthclip_core.config import load_config
-        from synthclip_core.preflight import preflight
-        from synthclip_core.run import RunRef, check_same_config, default_run_id, fork_run
+        from synthclip_core.run import default_run_id, open_run
+        from synthclip_core.store import RunRef
 
         cfg = load_config(config)
-        run_id = run_id or default_run_id(cfg)
-        root = root or cfg.root
-        preflight(cfg, root)  # before any flow starts: one line for what the user can fix
-        if fork:
-            forked = fork_run(cfg, RunRef(root, run_id))
-            if forked.run_id != run_id:
-                reused = sorted(forked.store().committed())
-                console.print(f"run {run_id} has another config: forked as [bold]{forked.run_id}[/], "
-                              f"reusing {', '.join(s for s in reused if s != 'run') or 'no stage'}")
-                run_id = forked.run_id
-        else:
-            check_same_config(cfg, RunRef(root, run_id))
-        console.print(f"run [bold]{run_id}[/] under {root}")
-        from flows.pipeline import build_dataset
+        ref = RunRef(root or cfg.root, run_id or default_run_id(cfg))
+        run = open_run(cfg, ref, fork=fork)  # every check before any flow starts: one line for what the user can fix
+        if run.ref.run_id != ref.run_id:
+            reused = [s for s in run.names if run.completion(s) is not None]
+            console.print(f"run {ref.run_id} has another config: forked as [bold]{run.ref.run_id}[/], "
+                          f"reusing {', '.join(reused) or 'no stage'}")
+        console.print(f"run [bold]{run.ref.run_id}[/] under {run.ref.root}")
+        from flows.pipeline import pipeline
 
         with _progress_bars():
-            summaries = build_dataset(config=config, run_id=run_id, root=root)
-        _print_result(run_id, root, summaries)
+            summaries = pipeline(run_id=run.ref.run_id, root=run.ref.root)
+        _print_result(run.ref.run_id, run.ref.root, summaries)
 
 
 @app.command()
@@ -152,17 +146,16 @@ def resume(
 ) -> None:
     """Recompute what is missing or failed in RUN_ID, stage by stage."""
     with _handled(debug):
-        from synthclip_core.run import RunRef, default_root, load_run
-        from synthclip_core.store import check_root_writable
+        from synthclip_core.run import default_root, load_run
+        from synthclip_core.store import RunRef, check_root_writable
 
-        root = root or default_root()
-        load_run(RunRef(root, run_id), verify=True)
-        check_root_writable(root)  # before any flow starts: a store that refuses writes is one line
-        from flows.pipeline import resume_run
+        run = load_run(RunRef(root or default_root(), run_id), verify=True)
+        check_root_writable(run.ref.root)  # before any flow starts: a store that refuses writes is one line
+        from flows.pipeline import pipeline
 
         with _progress_bars():
-            summaries = resume_run(run_id=run_id, root=root)
-        _print_result(run_id, root, summaries)
+            summaries = pipeline(run_id=run_id, root=run.ref.root)
+        _print_result(run_id, run.ref.root, summaries)
 
 
 @app.command()
@@ -173,8 +166,9 @@ def status(
 ) -> None:
     """Per stage: outputs committed / pending / failed, rows, and lineage."""
     with _handled(debug):
-        from synthclip_core.run import RunRef, default_root, load_run
+        from synthclip_core.run import default_root, load_run
         from synthclip_core.stages.status import run_status
+        from synthclip_core.store import RunRef
 
         run = load_run(RunRef(root or default_root(), run_id))
         table = Table(title=f"run {run_id}")
@@ -246,19 +240,20 @@ def eval_checkpoint(
         console.print(f"report: {out}/report.json, {out}/report.md", soft_wrap=True)
 
 
-def _run_job_cli(cfg, job_id: Optional[str], root: Optional[str], start) -> None:
-    """Check the job in one line, then run its flow and print where its results are."""
-    from synthclip_core.jobs import check_job
-    from synthclip_core.run import RunRef, default_run_id
+def _run_job_cli(cfg, job_id: Optional[str], root: Optional[str]) -> None:
+    """Open the job (its sources, layout and weights checked: one line for what the user can fix),
+    then run its stages and print where its results are."""
+    from flows.pipeline import pipeline
+    from synthclip_core.run import default_run_id, open_run
+    from synthclip_core.store import RunRef
 
-    ref = RunRef(root or cfg.root, job_id or default_run_id(cfg))
-    check_job(cfg, ref)  # before any flow starts: sources, layout and weights
-    console.print(f"job [bold]{ref.run_id}[/] under {ref.root}")
+    job = open_run(cfg, RunRef(root or cfg.root, job_id or default_run_id(cfg)))
+    console.print(f"job [bold]{job.ref.run_id}[/] under {job.ref.root}")
     with _progress_bars():
-        start(ref.run_id, ref.root)
-    store = ref.store()
-    console.print(f"[green]job[/] {ref.run_id} is complete: model {store.uri('train', 'model')}", soft_wrap=True)
-    if "report.md" in store.committed("eval").get("eval", set()):
+        pipeline(run_id=job.ref.run_id, root=job.ref.root)
+    store = job.store
+    console.print(f"[green]job[/] {job.ref.run_id} is complete: model {store.uri('train', 'model')}", soft_wrap=True)
+    if "report.md" in store.committed("eval"):
         console.print(f"  report: {store.uri('eval', 'report.md')}", soft_wrap=True)
 
 
@@ -273,10 +268,7 @@ def train_cmd(
     with _handled(debug):
         from synthclip_core.config import load_job_config
 
-        cfg = load_job_config(config)
-        from flows.jobs import train_job_flow
-
-        _run_job_cli(cfg, job_id, root, lambda j, r: train_job_flow(config=config, job_id=j, root=r))
+        _run_job_cli(load_job_config(config), job_id, root)
 
 
 @app.command()
@@ -290,12 +282,9 @@ def finetune(
 ) -> None:
     """Fine-tune CHECKPOINT on the preset's real data, then evaluate on its eval.datasets."""
     with _handled(debug):
-        from flows.jobs import finetune as finetune_flow
         from flows.jobs import finetune_config
 
-        cfg = finetune_config(config, checkpoint, limit)
-        _run_job_cli(cfg, job_id, root, lambda j, r: finetune_flow(checkpoint=checkpoint, config=config, job_id=j, root=r,
-                                                                   limit=limit))
+        _run_job_cli(finetune_config(config, checkpoint, limit), job_id, root)
 
 
 @app.command()
@@ -311,10 +300,10 @@ def compare(
     with _handled(debug):
         import yaml
 
+        from flows.jobs import resolve_model
         from synthclip_core.config import EvalDataset
         from synthclip_core.errors import ConfigError
         from synthclip_core.evaluation.benchmarks import check_dataset
-        from synthclip_core.evaluation.compare import resolve_model
         from synthclip_core.run import default_root
 
         pairs = [m.split("=", 1) for m in models]
@@ -350,24 +339,30 @@ def deploy(
                                     help="Also the deployments on the Kubernetes pool (create it first: infra/k8s/create-work-pool.sh)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Register the deployments of deployments/prefect.yaml with the Prefect server (PREFECT_API_URL)."""
+    """Register the deployments with the Prefect server (PREFECT_API_URL): deployments/prefect.yaml's
+    and one per stage of the pipeline."""
     import subprocess
+    import tempfile
     from pathlib import Path
 
     import yaml
 
     with _handled(debug):
+        from flows.deploy import deployment_spec
+
         repo = Path(__file__).resolve().parents[1]
-        spec = repo / "deployments" / "prefect.yaml"
-        local_pool = yaml.safe_load(spec.read_text())["definitions"]["work_pools"]["local"]["name"]
+        spec = deployment_spec()
+        local_pool = spec["definitions"]["work_pools"]["local"]["name"]
         _ensure_process_pool(local_pool)
-        names = [d["name"] for d in yaml.safe_load(spec.read_text())["deployments"]
-                 if kubernetes or d["work_pool"]["name"] == local_pool]
-        command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file", str(spec)]
-        for name in names:
-            command += ["--name", name]
-        env = {**os.environ, "SYNTHCLIP_REPO_DIR": str(repo)}
-        result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+        names = [d["name"] for d in spec["deployments"] if kubernetes or d["work_pool"]["name"] == local_pool]
+        with tempfile.TemporaryDirectory() as folder:
+            expanded = Path(folder) / "prefect.yaml"
+            expanded.write_text(yaml.safe_dump(spec, sort_keys=False))
+            command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file", str(expanded)]
+            for name in names:
+                command += ["--name", name]
+            env = {**os.environ, "SYNTHCLIP_REPO_DIR": str(repo)}
+            result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             tail = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.strip()][-3:]
             _fail("prefect deploy failed: " + " | ".join(tail), 1)

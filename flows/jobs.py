@@ -1,5 +1,9 @@
 """Training jobs as flows: fine-tune a checkpoint on real data, train on mixed or real sources,
-and put models side by side on the same benchmarks (see docs/training.md, "Real data")."""
+and put models side by side on the same benchmarks (see docs/training.md, "Real data").
+
+A training job is a run with the ``train`` and ``eval`` stages only, so it runs through the same
+stage flows as a synthetic run.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +15,19 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from synthclip_core.config import EvalDataset, JobConfig, load_job_config
-from synthclip_core.jobs import create_or_open_job
-from synthclip_core.ray_runtime import ensure_ray
-from synthclip_core.run import RunRef, default_run_id
-from tasks.job_task import job_stage_task
+from synthclip_core.errors import ConfigError
+from synthclip_core.evaluation.compare import NO_PROVENANCE, provenance
+from synthclip_core.run import default_run_id, load_run, open_run
+from synthclip_core.stages.train import training_summary
+from synthclip_core.store import RunRef
+
+from .stages import run_stages
 
 
 def run_job(cfg: JobConfig, job_id: str | None, root: str | None) -> dict:
-    """Create (or continue) the job, train it (sources and weights are checked before any
-    training starts), evaluate it."""
-    ensure_ray()
-    job = create_or_open_job(cfg, RunRef(root or cfg.root, job_id or default_run_id(cfg)))
-    return {stage: job_stage_task(stage, job.ref.as_dict()) for stage in ("train", "eval")} | {"job_id": job.ref.run_id}
+    """Create (or continue) the job, its sources and weights checked first; train it, evaluate it."""
+    job = open_run(cfg, RunRef(root or cfg.root, job_id or default_run_id(cfg)))
+    return run_stages(job) | {"job_id": job.ref.run_id}
 
 
 def finetune_config(config: str, checkpoint: str, limit: int | None = None) -> JobConfig:
@@ -48,6 +53,18 @@ def finetune(checkpoint: str, config: str = "configs/finetune-cc12m-5ep.yaml", j
     return run_job(finetune_config(config, checkpoint, limit), job_id, root)
 
 
+def resolve_model(ref: str, root: str) -> tuple[str, dict]:
+    """(checkpoint URI, provenance) of a comparison entry: ``run:ID`` is that run's final model."""
+    if not ref.startswith("run:"):
+        return ref, NO_PROVENANCE
+    try:
+        run = load_run(RunRef(root, ref[4:]))
+        summary = training_summary(run)
+    except Exception:
+        raise ConfigError(f"{ref}: no finished training under {root}") from None
+    return run.store.uri("train", summary["checkpoint"]), provenance(summary)
+
+
 @task(name="evaluate-model", task_run_name="{label}", cache_policy=NONE)
 def evaluate_model(label: str, checkpoint: str, datasets: list[dict], templates: str, batch_size: int,
                    device: str | None) -> dict:
@@ -63,7 +80,7 @@ def compare_models(models: dict[str, str], datasets: list[dict], root: str | Non
     write one side-by-side table (``comparison.md`` and ``comparison.json`` under ``out``)."""
     import fsspec
 
-    from synthclip_core.evaluation.compare import comparison, render_comparison, resolve_model
+    from synthclip_core.evaluation.compare import comparison, render_comparison
     from synthclip_core.run import default_root
 
     entries = {label: resolve_model(ref, root or default_root()) for label, ref in models.items()}

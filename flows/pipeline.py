@@ -1,8 +1,9 @@
-"""The end-to-end flow: every stage of a run, in order, each as a subflow.
+"""The end-to-end flows: every stage of a run, in order, each as a subflow.
 
 ``build_dataset`` starts (or continues) a run from a config; ``resume_run`` continues a run from
-its stored ``run.json``; ``resume_latest`` continues the newest unfinished run under a root. All
-recompute only what is missing or failed.
+its stored ``run.json``; ``resume_latest`` continues the newest unfinished run under a root;
+``pipeline`` runs the stages of a run a command has already opened and checked (the CLI's). All
+recompute only what is missing or failed, and each checks the run once, before any stage.
 """
 
 from __future__ import annotations
@@ -10,23 +11,10 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from synthclip_core.config import load_config
-from synthclip_core.fingerprint import STAGES
-from synthclip_core.preflight import preflight
-from synthclip_core.run import (
-    RunRef,
-    create_or_open,
-    default_root,
-    fork_run,
-    load_run,
-    unfinished_runs,
-)
-from synthclip_core.store import check_root_writable
+from synthclip_core.run import default_root, load_run, open_run, unfinished_runs
+from synthclip_core.store import RunRef, check_root_writable
 
-from .stages import STAGE_FLOWS
-
-
-def run_all_stages(ref: RunRef) -> dict:
-    return {stage: STAGE_FLOWS[stage](ref.run_id, ref.root) for stage in STAGES}
+from .stages import run_stages
 
 
 def _build_run_name() -> str:
@@ -53,12 +41,10 @@ def build_dataset(config: str = "configs/offline.yaml", run_id: str | None = Non
     """
     cfg = load_config(config)
     ref = RunRef(root or cfg.root, run_id or scheduled_run_id(cfg.name))
-    preflight(cfg, ref.root)
-    if fork:
-        ref = fork_run(cfg, ref)
-        get_run_logger().info("running as %s", ref.run_id)
-    create_or_open(cfg, ref)
-    return run_all_stages(ref)
+    run = open_run(cfg, ref, fork=fork)
+    if run.ref.run_id != ref.run_id:
+        get_run_logger().info("running as %s", run.ref.run_id)
+    return run_stages(run)
 
 
 @flow(name="resume", flow_run_name="resume {run_id}")
@@ -66,7 +52,7 @@ def resume_run(run_id: str, root: str | None = None) -> dict:
     """Continue a run: recompute only outputs that are missing or failed, stage by stage."""
     run = load_run(RunRef(root or default_root(), run_id), verify=True)
     check_root_writable(run.ref.root)
-    return run_all_stages(run.ref)
+    return run_stages(run)
 
 
 @flow(name="resume-latest", flow_run_name="resume the latest unfinished run")
@@ -77,3 +63,9 @@ def resume_latest(root: str | None = None) -> dict:
     if not pending:
         return {}
     return resume_run(run_id=pending[-1], root=root)
+
+
+@flow(name="pipeline", flow_run_name="{run_id}")
+def pipeline(run_id: str, root: str) -> dict:
+    """Every stage of a run or training job that its command has opened and checked already."""
+    return run_stages(load_run(RunRef(root, run_id)))

@@ -1,69 +1,39 @@
-"""One Prefect flow per stage. Each takes a run id and its root, and runs only what is pending."""
+"""One Prefect flow per stage of the pipeline, named as the stage is. Each takes a run id and its
+root, and runs only what is pending.
+
+The flows are made from ``synthclip_core.pipeline.PIPELINE``, so a new stage has its flow (and
+its deployment, see ``flows/deploy.py``) without a line here. Each is a module attribute
+``<stage>_flow``, which is what a deployment's entrypoint names (``flows/stages.py:captions_flow``).
+"""
 
 from __future__ import annotations
 
-from prefect import flow, tags
+from prefect import Flow, flow, tags
 
-from synthclip_core.ray_runtime import ensure_ray
-from synthclip_core.run import RunRef, default_root
-from synthclip_core.stages.runner import NEEDS_RAY
+from synthclip_core.pipeline import PIPELINE
+from synthclip_core.run import Run, default_root
+from synthclip_core.stages.stage import Stage
+from synthclip_core.store import RunRef
 from tasks.stage_task import StageFailed, run_stage_task
 
-__all__ = ["STAGE_FLOWS", "StageFailed"]
+__all__ = ["STAGE_FLOWS", "StageFailed", "run_stages"]
 
 
-def run_stage(stage: str, run_id: str, root: str | None) -> dict:
-    """The stage's task, tagged with the run and stage; a failed output fails the task and the flow."""
-    ref = RunRef(root or default_root(), run_id)
-    if stage in NEEDS_RAY:
-        ensure_ray()
-    with tags(f"run:{run_id}", f"stage:{stage}"):
-        return run_stage_task(stage, ref.as_dict())
+def run_stages(run: Run) -> dict:
+    """Every stage of the run, in order, each as its own flow run."""
+    return {stage.name: STAGE_FLOWS[stage.name](run.ref.run_id, run.ref.root) for stage in run.stages}
 
 
-@flow(name="concepts", flow_run_name="{run_id}: concepts")
-def concepts_flow(run_id: str, root: str | None = None) -> dict:
-    """Load, normalise and partition the concept bank."""
-    return run_stage("concepts", run_id, root)
+def stage_flow(stage: Stage) -> Flow:
+    def run_one(run_id: str, root: str | None = None) -> dict:
+        # the stage's task, tagged with the run and stage; a failed output fails the task and the flow
+        with tags(f"run:{run_id}", f"stage:{stage.name}"):
+            return run_stage_task(stage.name, RunRef(root or default_root(), run_id).as_dict())
+
+    run_one.__doc__ = stage.description
+    run_one.__name__ = run_one.__qualname__ = f"{stage.name}_flow"
+    return flow(run_one, name=stage.name, flow_run_name="{run_id}: " + stage.name, description=stage.description)
 
 
-@flow(name="captions", flow_run_name="{run_id}: captions")
-def captions_flow(run_id: str, root: str | None = None) -> dict:
-    """Caption every pending concept partition on the LLM actor pool."""
-    return run_stage("captions", run_id, root)
-
-
-@flow(name="balance", flow_run_name="{run_id}: balance")
-def balance_flow(run_id: str, root: str | None = None) -> dict:
-    """Balance the captions over concepts (MetaCLIP curation) and fix the held-out split."""
-    return run_stage("balanced", run_id, root)
-
-
-@flow(name="render", flow_run_name="{run_id}: render")
-def render_flow(run_id: str, root: str | None = None) -> dict:
-    """Render every pending balanced partition on the diffusion actor pool."""
-    return run_stage("images", run_id, root)
-
-
-@flow(name="export", flow_run_name="{run_id}: export")
-def export_flow(run_id: str, root: str | None = None) -> dict:
-    """Write the training split as webdataset shards."""
-    return run_stage("shards", run_id, root)
-
-
-@flow(name="train", flow_run_name="{run_id}: train")
-def train_flow(run_id: str, root: str | None = None) -> dict:
-    """Train CLIP on the shards with Ray Train, resuming from the latest checkpoint."""
-    return run_stage("train", run_id, root)
-
-
-@flow(name="evaluate", flow_run_name="{run_id}: evaluate")
-def evaluate_flow(run_id: str, root: str | None = None) -> dict:
-    """Evaluate the final checkpoint on the held-out synthetic split."""
-    return run_stage("eval", run_id, root)
-
-
-STAGE_FLOWS = {
-    "concepts": concepts_flow, "captions": captions_flow, "balanced": balance_flow,
-    "images": render_flow, "shards": export_flow, "train": train_flow, "eval": evaluate_flow,
-}
+STAGE_FLOWS: dict[str, Flow] = {stage.name: stage_flow(stage) for stage in PIPELINE}
+globals().update({f"{name}_flow": f for name, f in STAGE_FLOWS.items()})

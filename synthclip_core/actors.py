@@ -1,5 +1,9 @@
 """A fixed pool of Ray actors that streams a stage's pending partitions through one model load each.
 
+A pool is three things, as in Ray Data's LLM stages: the work class, its constructor arguments
+(which name the model), and where and how much to run it (:class:`PoolSpec`). The work class is
+built once per actor and called once per partition with the run's store and the job.
+
 Model start-up is slow, so the pool is fixed-size and each actor keeps two partitions in flight
 (one running, one queued) to hide the round trip. An actor that dies is replaced and its
 partitions are retried; a partition that fails more than ``max_retries`` times is recorded as
@@ -16,37 +20,37 @@ from dataclasses import dataclass, field
 
 from . import progress
 from .errors import BackendError, ConfigError, StorageError
-from .run import RunRef
+from .store import RunRef
 
 
 @dataclass(frozen=True)
 class PoolSpec:
+    """Where and how much: the Ray resources each worker asks for, and how many workers."""
+
     num_actors: int = 1
     num_cpus: float = 1
     num_gpus: float = 0
     max_retries: int = 2
-    runtime_env: dict = field(default_factory=dict)
-    resources: dict = field(default_factory=dict)  # custom Ray resources: which node group may host an actor
+    runtime_env: dict = field(default_factory=dict)  # e.g. another interpreter (the vLLM environment's)
+    resources: dict = field(default_factory=dict)  # custom Ray resources: which node group may host a worker
+    label: str = ""  # what the workers do, for progress bars and messages (default: the stage's name)
 
 
 class PartitionWorker:
-    """Holds one stage processor (and its model); processes one partition per call."""
+    """Holds one work object (and its model); processes one partition per call."""
 
-    def __init__(self, processor: str, ref: dict, settings: dict, threads: int = 1):
+    def __init__(self, work: type, args: tuple, ref: dict, threads: int = 1):
         try:
             import torch
 
             torch.set_num_threads(max(1, threads))
         except ImportError:  # a backend environment without torch
             pass
-        from .stages.registry import make_processor
-
-        self.ref = RunRef(**ref)
-        self.store = self.ref.store()
-        self.processor = make_processor(processor, settings)
+        self.store = RunRef(**ref).store()
+        self.work = work(*args)
 
     def process(self, job: dict) -> dict:
-        return self.processor(self.store, job)
+        return self.work(self.store, job)
 
     def info(self) -> dict:
         return {"host": socket.gethostname(), "pid": os.getpid()}
@@ -59,12 +63,9 @@ class PoolResult:
     actor_restarts: int = 0
 
 
-def run_pool(stage: str, ref: RunRef, settings: dict, jobs: list[dict], spec: PoolSpec,
-             processor: str | None = None, label: str | None = None) -> PoolResult:
-    """Process ``jobs`` (each with an ``output`` key) on a pool of actors; failures are recorded.
-
-    ``processor`` names the actors' work (default: the stage's own), ``label`` the progress bar.
-    """
+def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, jobs: list[dict]) -> PoolResult:
+    """Process ``jobs`` (each with an ``output`` of ``stage``) on actors holding ``work(*args)``;
+    outputs that keep failing are recorded in the store's failures."""
     import ray
 
     result = PoolResult()
@@ -79,7 +80,7 @@ def run_pool(stage: str, ref: RunRef, settings: dict, jobs: list[dict], spec: Po
     threads = max(1, int(spec.num_cpus))
 
     def new_actor():
-        return worker_cls.remote(processor or stage, ref.as_dict(), settings, threads)
+        return worker_cls.remote(work, args, ref.as_dict(), threads)
 
     actors = [new_actor() for _ in range(min(spec.num_actors, len(jobs)))]
     load: Counter = Counter()
@@ -129,7 +130,7 @@ def run_pool(stage: str, ref: RunRef, settings: dict, jobs: list[dict], spec: Po
                 give_up(job, "no live actor left after repeated actor deaths")
             queue.clear()
         fill()
-        progress.report(label or stage, len(result.records) + len(result.failures), total)
+        progress.report(spec.label or stage, len(result.records) + len(result.failures), total)
     for actor in actors:
         ray.kill(actor, no_restart=True)
     return result

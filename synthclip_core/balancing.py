@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 
-import ahocorasick
 import numpy as np
 
 from .ids import unit_draw
@@ -35,6 +34,8 @@ class ConceptMatcher:
     """All concepts of a bank in one automaton; ``match`` returns sorted concept indices."""
 
     def __init__(self, concepts: list[str], case_sensitive: bool = True):
+        import ahocorasick  # here, so the rules above import where only captions are written (the vLLM environment)
+
         self.case_sensitive = case_sensitive
         self.automaton = ahocorasick.Automaton()
         for index, concept in enumerate(concepts):

@@ -1,7 +1,13 @@
 """Run configuration as data: pydantic models with a description on every field.
 
-Presets live in ``configs/*.yaml``. Unknown keys and invalid values fail at load time with a
-message naming the file and the field, before any work starts.
+Presets live in ``configs/*.yaml``; a run's sections are named after its stages. Unknown keys and
+invalid values fail at load time with a message naming the file and the field, before any work
+starts.
+
+Fields that do not change a stage's outputs (where and how fast it runs) are marked
+``operational`` here, on the model; :func:`fingerprinted` leaves them out of the fingerprint.
+Fields added after runs existed are marked ``when_set``: they join the fingerprint only when they
+differ from their default, so the runs made before them keep their fingerprints.
 """
 
 from __future__ import annotations
@@ -13,6 +19,46 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+
+_FINGERPRINT = "fingerprint"
+
+
+def operational(default: Any = ..., **kwargs: Any) -> Any:
+    """A field that changes where or how fast a stage runs, never what it writes."""
+    return Field(default, json_schema_extra={_FINGERPRINT: False}, **kwargs)
+
+
+def model_reference(default: Any = ..., **kwargs: Any) -> Any:
+    """A model's name or revision as written: the stage fingerprints the model's identity instead
+    (name and revision, or a local model's content hash; see ``fingerprint.model_identity``)."""
+    return Field(default, json_schema_extra={_FINGERPRINT: False}, **kwargs)
+
+
+def when_set(default: Any = ..., **kwargs: Any) -> Any:
+    """A field added after runs existed: fingerprinted only when it differs from its default."""
+    return Field(default, json_schema_extra={_FINGERPRINT: "when_set"}, **kwargs)
+
+
+def fingerprinted(section: BaseModel) -> dict[str, Any]:
+    """The settings of a config section that change outputs, as plain data (nested sections too)."""
+    out = {}
+    for name, info in type(section).model_fields.items():
+        mark = info.json_schema_extra.get(_FINGERPRINT, True) if isinstance(info.json_schema_extra, dict) else True
+        value = getattr(section, name)
+        if mark is False or (mark == "when_set" and value == info.get_default(call_default_factory=True)):
+            continue
+        out[name] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return fingerprinted(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 class _Section(BaseModel):
@@ -40,12 +86,12 @@ class ConceptsConfig(_Section):
 class _ModelStage(_Section):
     """What every model stage shares: the model, and the pool of actors that hold it."""
 
-    model: str = Field(..., description="Model on the hub, a local path, or 'tiny/NAME' for a built-in tiny model.")
-    revision: str | None = Field(None, description="Model revision (hub commit or tag); recorded in the lineage.")
-    num_actors: int = Field(1, ge=1, description="Ray actors in the stage's pool (each loads the model once).")
-    num_gpus: float = Field(1, ge=0, description="GPUs per actor (0 on CPU; a fraction packs small models).")
+    model: str = model_reference(..., description="Model on the hub, a local path, or 'tiny/NAME' for a built-in tiny model.")
+    revision: str | None = model_reference(None, description="Model revision (hub commit or tag); recorded in the lineage.")
+    num_actors: int = operational(1, ge=1, description="Ray actors in the stage's pool (each loads the model once).")
+    num_gpus: float = operational(1, ge=0, description="GPUs per actor (0 on CPU; a fraction packs small models).")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weights dtype; auto is fp16 on GPU, fp32 on CPU.")
-    ray_resources: dict[str, float] = Field(
+    ray_resources: dict[str, float] = operational(
         default_factory=dict, description="Extra Ray resources per actor, to land on a node group (e.g. {caption_gpu: 1}).")
 
 
@@ -60,11 +106,11 @@ class CaptionsConfig(_ModelStage):
     frequency_penalty: float = Field(1.0, description="OpenAI-style frequency penalty on generated tokens (paper: 1.0).")
     max_tokens: int = Field(48, ge=1, description="Upper bound on generated tokens per caption.")
     max_words: int = Field(30, ge=1, description="Captions longer than this many words are rejected as overlong (the prompt asks for 15).")
-    batch_size: int = Field(32, ge=1, description="Prompts per generate call (transformers); vLLM takes a whole partition at once.")
-    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism inside one actor (set num_gpus to match).")
-    python: str | None = Field(
+    batch_size: int = operational(32, ge=1, description="Prompts per generate call (transformers); vLLM takes a whole partition at once.")
+    tensor_parallel_size: int = operational(1, ge=1, description="vLLM tensor parallelism inside one actor (set num_gpus to match).")
+    python: str | None = operational(
         None, description="Interpreter of the caption actors, e.g. the vLLM environment's bin/python (default: this one).")
-    engine_options: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for vllm.LLM.")
+    engine_options: dict[str, Any] = operational(default_factory=dict, description="Extra keyword arguments for vllm.LLM.")
 
     def sampling(self) -> dict[str, float]:
         return {
@@ -76,16 +122,16 @@ class CaptionsConfig(_ModelStage):
         }
 
 
-class BalanceConfig(_Section):
+class BalancedConfig(_Section):
     threshold: int = Field(..., ge=1, description="MetaCLIP's t: the cap on captions kept per concept.")
     case_sensitive: bool = Field(True, description="Match concepts case-sensitively, as MetaCLIP does.")
-    num_workers: int = Field(2, ge=1, description="Ray actors matching and sampling caption partitions in parallel (1 CPU each).")
+    num_workers: int = operational(2, ge=1, description="Ray actors matching and sampling caption partitions in parallel (1 CPU each).")
     eval_fraction: float = Field(0.05, ge=0, lt=1, description="Share of samples held out for evaluation (by hash of the sample id).")
     holdout_concepts: int = Field(0, ge=0, description="Concepts kept out of training on purpose (split 'holdout': "
                                   "captions written for or matching them); evaluation measures out-of-bank accuracy on them.")
 
 
-class RenderConfig(_ModelStage):
+class ImagesConfig(_ModelStage):
     backend: str = Field("diffusers", pattern=r"^(diffusers|[\w.]+:\w+)$",
                          description="Render backend: diffusers, or a plug-in class as package.module:ClassName.")
     scheduler: Literal["ddim", "pndm", "euler"] = Field("ddim", description="Sampler (paper: DDIM).")
@@ -97,14 +143,14 @@ class RenderConfig(_ModelStage):
     stored_size: int = Field(256, ge=8, description="Side of the stored JPEG (resized from the rendered image).")
     jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of stored images.")
     images_per_caption: int = Field(1, ge=1, description="Images rendered per balanced caption.")
-    batch_size: int = Field(8, ge=1, description="Prompts rendered per forward pass.")
-    compile: bool = Field(False, description="torch.compile the UNet (worth it on GPUs for long runs).")
+    batch_size: int = operational(8, ge=1, description="Prompts rendered per forward pass.")
+    compile: bool = operational(False, description="torch.compile the UNet (worth it on GPUs for long runs).")
     safety_checker: bool = Field(False, description="Run the model's safety checker and drop flagged images (paper: off).")
-    captions_per_partition: int = Field(
+    captions_per_partition: int = operational(
         256, ge=1, description="Balanced captions per render partition (a slice of one balanced partition).")
 
 
-class ExportConfig(_Section):
+class ShardsConfig(_Section):
     samples_per_shard: int = Field(10000, ge=1, description="Samples per webdataset tar shard.")
 
 
@@ -118,7 +164,7 @@ class DataSource(_Section):
     limit: int | None = Field(None, ge=1, description="Use only a deterministic subset of this many samples (e.g. 500000 of CC12M).")
     image_key: str = Field("jpg", description="The image's extension inside the tars (img2dataset writes jpg).")
     text_key: str = Field("txt", description="The caption's extension inside the tars.")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for this source (e.g. an S3 endpoint).")
+    storage_options: dict[str, Any] = operational(default_factory=dict, description="fsspec options for this source (e.g. an S3 endpoint).")
 
 
 class TrainConfig(_Section):
@@ -132,26 +178,27 @@ class TrainConfig(_Section):
     beta2: float = Field(0.98, description="AdamW beta2.")
     eps: float = Field(1e-6, description="AdamW epsilon.")
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
-    num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel ranks).")
-    use_gpu: bool = Field(False, description="Train on GPUs (NCCL) instead of CPUs (gloo).")
-    cpus_per_worker: float = Field(1, gt=0, description="CPUs reserved per training worker.")
-    ray_resources: dict[str, float] = Field(
+    num_workers: int = operational(1, ge=1, description="Ray Train workers (data-parallel ranks).")
+    use_gpu: bool = operational(False, description="Train on GPUs (NCCL) instead of CPUs (gloo).")
+    cpus_per_worker: float = operational(1, gt=0, description="CPUs reserved per training worker.")
+    ray_resources: dict[str, float] = operational(
         default_factory=dict, description="Extra Ray resources per training worker, to land on a node group (e.g. {train_gpu: 1}).")
     precision: Literal["fp32", "amp_bf16", "amp_fp16"] = Field(
         "fp32", description="fp32, or mixed precision with bf16 / fp16 autocast (fp16 adds a gradient scaler).")
-    grad_checkpointing: bool = Field(False, description="Recompute activations in the backward pass to save memory.")
+    grad_checkpointing: bool = operational(False, description="Recompute activations in the backward pass to save memory.")
     local_loss: bool = Field(True, description="Each rank scores its own rows against all gathered features (open_clip).")
     gather_with_grad: bool = Field(True, description="Gather features with gradients, so local loss equals the global loss.")
-    loader_workers: int = Field(2, ge=0, description="Data-loader processes per training worker (0: decode in the training process).")
+    loader_workers: int = operational(2, ge=0, description="Data-loader processes per training worker (0: decode in the training process).")
     shuffle_buffer: int = Field(1000, ge=1, description="Samples held by each loader's shuffle buffer.")
-    checkpoint_every_steps: int = Field(0, ge=0, description="Also checkpoint every N steps (0: only at epoch ends).")
-    log_every_steps: int = Field(10, ge=1, description="Print a metrics line every N steps (shows in the job logs).")
-    max_failures: int = Field(2, ge=0, description="Worker-group restarts after a worker dies or fails (each from the latest checkpoint).")
-    sources: list[DataSource] = Field(
+    checkpoint_every_steps: int = operational(0, ge=0, description="Also checkpoint every N steps (0: only at epoch ends).")
+    log_every_steps: int = operational(10, ge=1, description="Print a metrics line every N steps (shows in the job logs).")
+    max_failures: int = operational(
+        2, ge=0, description="Worker-group restarts after a worker dies or fails (each from the latest checkpoint).")
+    sources: list[DataSource] = when_set(
         default_factory=list, description="Training data sources with weights (empty: the run's own shards only).")
-    samples_per_epoch: int | None = Field(
+    samples_per_epoch: int | None = when_set(
         None, ge=1, description="Samples per epoch over all sources (default: the sum of the sources' sizes).")
-    init_from: str | None = Field(
+    init_from: str | None = when_set(
         None, description="Start from these weights (fine-tuning): a checkpoint path or URI (this platform's or open_clip's), "
                           "'local-dir:PATH' (an open_clip model folder), or 'run:RUN_ID' (that run's final checkpoint, same root).")
 
@@ -176,22 +223,42 @@ class EvalDataset(_Section):
 
 class EvalConfig(_Section):
     templates: str = Field("simple", description="Zero-shot prompt templates: 'openai', 'simple' (open_clip's) or a file.")
-    batch_size: int = Field(64, ge=1, description="Evaluation batch size.")
-    num_gpus: float = Field(0, ge=0, description="GPUs for the evaluation task (on a cluster; 0 on the CPU).")
+    batch_size: int = operational(64, ge=1, description="Evaluation batch size.")
+    num_gpus: float = operational(0, ge=0, description="GPUs for the evaluation task (on a cluster; 0 on the CPU).")
     datasets: list[EvalDataset] = Field(default_factory=list, description="External benchmarks evaluated after training.")
 
 
+# Section names before sections were named after their stages (runs made then store these).
+LEGACY_SECTIONS = {"balance": "balanced", "render": "images", "export": "shards"}
+
+
 class RunConfig(_Section):
+    """A synthetic run: one section per stage, named as the stage is."""
+
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Preset name; the default run id starts with it.")
     seed: int = Field(0, ge=0, description="The run seed: every id, seed and sampling draw derives from it and the content.")
     root: str = Field("runs", description="Default storage root (any fsspec URI); --root overrides it.")
     concepts: ConceptsConfig = Field(default_factory=ConceptsConfig, description="Concept bank.")
     captions: CaptionsConfig = Field(..., description="Caption generation.")
-    balance: BalanceConfig = Field(..., description="MetaCLIP-style balancing.")
-    render: RenderConfig = Field(..., description="Text-to-image rendering.")
-    export: ExportConfig = Field(default_factory=ExportConfig, description="Webdataset export.")
+    balanced: BalancedConfig = Field(..., description="MetaCLIP-style balancing.")
+    images: ImagesConfig = Field(..., description="Text-to-image rendering.")
+    shards: ShardsConfig = Field(default_factory=ShardsConfig, description="Webdataset export.")
     train: TrainConfig = Field(..., description="CLIP training.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_section_names(cls, data: Any) -> Any:
+        """Configs and run.json files written before the rename keep loading."""
+        if not isinstance(data, dict) or not any(old in data for old in LEGACY_SECTIONS):
+            return data
+        data = dict(data)
+        for old, new in LEGACY_SECTIONS.items():
+            if old in data:
+                if new in data:
+                    raise ValueError(f"sections {old!r} and {new!r} are the same section (its old and new name): keep {new!r}")
+                data[new] = data.pop(old)
+        return data
 
     @field_validator("root")
     @classmethod

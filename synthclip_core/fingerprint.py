@@ -1,10 +1,11 @@
 """Stage fingerprints: what changes a stage's output, and nothing else.
 
-A fingerprint covers the stage's settings that matter, the model's identity (name and revision,
-or a content hash for a local model), the stage's code version and the fingerprint of the stage
-it reads (which pins its inputs, since every output is a deterministic function of them). It never
-covers the run id, root, paths, worker or batch counts, device or credentials, so the same config
-gives the same fingerprints, and the same rows, on any hardware and under any run id.
+A fingerprint covers the stage's settings that matter (the config fields not marked operational),
+the model's identity (name and revision, or a content hash for a local model), the stage's code
+version and the fingerprint of the stage before it (which pins its inputs, since every output is a
+deterministic function of them). It never covers the run id, root, paths, worker or batch counts,
+device or credentials, so the same config gives the same fingerprints, and the same rows, on any
+hardware and under any run id.
 """
 
 from __future__ import annotations
@@ -14,19 +15,28 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
 
-from .config import RunConfig, TrainConfig
 from .tiny_models import resolve_model
 
-# Bump a stage's version when its code changes what it writes.
-STAGE_VERSIONS = {
-    "concepts": 2, "captions": 3, "balanced": 2, "images": 3, "shards": 2, "train": 2, "eval": 2,
-}
-STAGES = tuple(STAGE_VERSIONS)
+if TYPE_CHECKING:
+    from .stages.stage import Stage
 
 
-def _hash(obj: object) -> str:
+def stable_hash(obj: object) -> str:
+    """16 hex digits of the sha256 of ``obj`` as canonical JSON."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def chain(stages: Iterable[Stage], cfg, seed: int) -> dict[str, str]:
+    """Each stage's fingerprint, in pipeline order: its name, version, settings and the one before."""
+    fingerprints: dict[str, str] = {}
+    upstream = ""
+    for stage in stages:
+        upstream = stable_hash({"stage": stage.name, "version": stage.version, "seed": seed,
+                                "settings": stage.settings(cfg), "upstream": upstream})
+        fingerprints[stage.name] = upstream
+    return fingerprints
 
 
 @lru_cache(maxsize=32)
@@ -53,45 +63,3 @@ def model_identity(name: str, revision: str | None) -> dict:
 def model_label(name: str, identity: dict) -> str:
     """``name@revision`` (or ``@`` the first 12 digits of a local model's content hash), for rows."""
     return f"{name}@{identity.get('revision') or identity.get('content_sha256', '')[:12]}"
-
-
-def train_settings(t: TrainConfig) -> dict:
-    """The training settings that change its outputs (the data sources' fsspec options do not).
-    Unset data-source and init options are left out, so runs made before they existed keep
-    their fingerprints."""
-    settings = t.model_dump(exclude={"num_workers", "use_gpu", "cpus_per_worker", "ray_resources", "grad_checkpointing",
-                                     "loader_workers", "checkpoint_every_steps", "log_every_steps", "max_failures"})
-    for source in settings["sources"]:
-        source.pop("storage_options")
-    for key, unset in (("sources", []), ("samples_per_epoch", None), ("init_from", None)):
-        if settings[key] == unset:
-            del settings[key]
-    return settings
-
-
-def stage_fingerprints(cfg: RunConfig) -> dict[str, str]:
-    c, b, r, t = cfg.captions, cfg.balance, cfg.render, cfg.train
-    parts = {
-        "concepts": {**cfg.concepts.model_dump(), "seed": cfg.seed},
-        "captions": {
-            **c.model_dump(exclude={"num_actors", "num_gpus", "ray_resources", "model", "revision", "batch_size", "python",
-                                    "tensor_parallel_size", "engine_options"}),
-            "model": model_identity(c.model, c.revision),
-        },
-        "balanced": b.model_dump(exclude={"num_workers"}),
-        "images": {
-            **r.model_dump(exclude={"num_actors", "num_gpus", "ray_resources", "batch_size", "model", "revision", "compile",
-                                    "captions_per_partition"}),
-            "model": model_identity(r.model, r.revision),
-        },
-        "shards": cfg.export.model_dump(),
-        "train": train_settings(t),
-        "eval": cfg.eval.model_dump(exclude={"batch_size", "num_gpus"}),
-    }
-    fingerprints: dict[str, str] = {}
-    upstream = ""
-    for stage in STAGES:
-        upstream = _hash({"stage": stage, "version": STAGE_VERSIONS[stage], "seed": cfg.seed,
-                          "settings": parts[stage], "upstream": upstream})
-        fingerprints[stage] = upstream
-    return fingerprints

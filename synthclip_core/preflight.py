@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from .concepts import check_bank_source
-from .config import RunConfig
 from .errors import ConfigError
+from .stages import train
 from .store import check_root_writable
 
+if TYPE_CHECKING:
+    from .run import Run
 
-def preflight(cfg: RunConfig, root: str, storage_options: dict | None = None) -> None:
-    check_bank_source(cfg.concepts.source)
-    check_model_path("captions.model", cfg.captions.model)
-    check_model_path("render.model", cfg.render.model)
-    check_root_writable(root, storage_options)
+
+def preflight(run: Run) -> None:
+    """A synthetic run: its concept bank, its models, its storage root, its batch size; a training
+    job: its root, batch size, sources (readable in the expected layout) and starting weights."""
+    cfg = run.config
+    if run.kind == "run":
+        check_bank_source(cfg.concepts.source)
+        check_model_path("captions.model", cfg.captions.model)
+        check_model_path("images.model", cfg.images.model)
+    check_root_writable(run.ref.root, run.ref.storage_options)
     t = cfg.train
     if t.global_batch_size % t.num_workers:
         raise ConfigError(
             f"train.global_batch_size ({t.global_batch_size}) must be divisible by train.num_workers ({t.num_workers})"
         )
+    if run.kind == "job":
+        train.check(run)
 
 
 def check_model_path(field: str, model: str) -> None:

@@ -1,4 +1,12 @@
-"""A run: its id, its storage root, its resolved config and fingerprints (``run.json``)."""
+"""A run: its id and root, its config, its stages and their fingerprints (``run.json``); creating,
+continuing, forking, loading and finding runs.
+
+A synthetic run has every stage of the pipeline; a training job (fine-tuning, or training on real
+or mixed sources) is a run whose config is a ``JobConfig`` and has only ``train`` and ``eval``.
+Both live under ``ROOT/RUN_ID`` with the same store layout and are opened the same way; a run id
+holds one or the other, never both. Any run with finished training is ``run:ID`` to later runs:
+as weights to start from (``train.init_from``) or, for synthetic runs, as a data source.
+"""
 
 from __future__ import annotations
 
@@ -6,133 +14,153 @@ import hashlib
 import json
 import os
 import posixpath
-import subprocess
 import time
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
-from pathlib import Path
+from dataclasses import dataclass
+from functools import cached_property
 
 import fsspec
 
-from . import __version__
-from .config import RunConfig, config_from_dict
-from .errors import RunStateError
-from .fingerprint import STAGE_VERSIONS, STAGES, stage_fingerprints
-from .store import RunStore
+from . import legacy
+from .config import JobConfig, RunConfig, config_from_dict, job_config_from_dict
+from .errors import RunStateError, UserError
+from .pipeline import fingerprints, stages_for, versions
+from .preflight import preflight
+from .stages.common import code_version
+from .stages.stage import Stage, StageBlocked, StageSummary
+from .store import Completion, RunRef, RunStore
 
 DEFAULT_ROOT_ENV = "SYNTHCLIP_ROOT"
+RUN_FILE = "run.json"
+LAYOUT = 2  # 2: stages mark their completion (``_complete/``); 1: runs made before (see legacy.py)
 
 
 def default_root() -> str:
     return os.environ.get(DEFAULT_ROOT_ENV, "runs")
 
 
-@dataclass(frozen=True)
-class RunRef:
-    """Where a run lives; plain data, so it crosses process and actor boundaries."""
-
-    root: str
-    run_id: str
-    storage_options: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # Workers run in other directories (Ray Train changes into its own), so a local root
-        # must be absolute before it crosses a process boundary.
-        if "://" not in self.root:
-            object.__setattr__(self, "root", os.path.abspath(os.path.expanduser(self.root)))
-
-    def store(self) -> RunStore:
-        return RunStore(self.root, self.run_id, self.storage_options)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+def default_run_id(cfg: RunConfig | JobConfig) -> str:
+    return f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
 @dataclass(frozen=True)
 class Run:
     ref: RunRef
-    config: RunConfig
+    config: RunConfig | JobConfig
     fingerprints: dict[str, str]
+    stages: tuple[Stage, ...]
+    kind: str = "run"  # "run" (synthetic) or "job" (training job)
+    layout: int = LAYOUT
 
-    @property
+    @cached_property
     def store(self) -> RunStore:
         return self.ref.store()
 
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise RunStateError(f"{self.kind} {self.ref.run_id} has no stage {name!r} (it has {', '.join(self.names)})")
 
-@lru_cache(maxsize=1)
-def _git_commit() -> str | None:
-    """The commit of the code this process imported (asked once: every commit record names it)."""
-    try:
-        repo = Path(__file__).resolve().parent.parent
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5)
-        return commit.stdout.strip() if commit.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    @property
+    def names(self) -> list[str]:
+        return [stage.name for stage in self.stages]
+
+    def has(self, name: str) -> bool:
+        return name in self.names
+
+    def completion(self, name: str) -> Completion | None:
+        """What a finished stage wrote, or None while it is not finished."""
+        done = self.store.completion(name)
+        if done is None and self.layout < LAYOUT:
+            done = legacy.completion(self, name)
+        return done
+
+    def require(self, name: str) -> Completion:
+        """The completion of a stage another stage reads, or StageBlocked."""
+        if (done := self.completion(name)) is None:
+            raise StageBlocked(f"stage {name!r} of {self.kind} {self.ref.run_id} is not complete; run or resume it first")
+        return done
+
+    def finished(self, name: str) -> StageSummary | None:
+        """The summary of a stage that is already complete (everything skipped), else None."""
+        if (done := self.completion(name)) is None:
+            return None
+        n = len(done.outputs)
+        return StageSummary(name, total=n, skipped=n, rows=done.rows, notes=done.notes, pictures=list(done.pictures),
+                            reports=list(done.reports))
+
+    def complete(self, summary: StageSummary, outputs: list[str]) -> StageSummary:
+        """Mark the stage of ``summary`` finished, with everything it wrote: its last write."""
+        stage = self.stage(summary.stage)
+        self.store.mark_complete(stage.name, Completion(outputs, summary.rows, summary.notes, summary.pictures, summary.reports),
+                                 {"fingerprint": self.fingerprints[stage.name], "code_version": code_version(stage.version)})
+        return summary
+
+    def sibling(self, run_id: str) -> Run:
+        """Another run or job under the same root (``run:ID`` in a config)."""
+        return load_run(RunRef(self.ref.root, run_id, self.ref.storage_options))
 
 
-def code_version() -> dict:
-    version = {"synthclip": __version__, "stages": STAGE_VERSIONS}
-    if commit := _git_commit():
-        version["git"] = commit
-    return version
+def new_run(cfg: RunConfig | JobConfig, ref: RunRef) -> Run:
+    """A run of ``cfg`` at ``ref``, in memory: its stages and fingerprints, nothing written yet."""
+    return Run(ref, cfg, fingerprints(cfg), stages_for(cfg), "job" if isinstance(cfg, JobConfig) else "run")
 
 
-def default_run_id(cfg: RunConfig) -> str:
-    return f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+def open_run(cfg: RunConfig | JobConfig, ref: RunRef, fork: bool = False) -> Run:
+    """Everything a command checks before any work, once: what the user can fix (preflight), then
+    the run itself: created, or continued when ``ref`` holds one of the same config. With
+    ``fork``, a run of another config at ``ref`` is not refused: this one runs as
+    ``<run_id>-fork-<hash>``, starting from copies of the stages the two share."""
+    run = new_run(cfg, ref)
+    preflight(run)
+    return fork_run(run) if fork else create_or_open(run)
 
 
-def check_same_config(cfg: RunConfig, ref: RunRef) -> Run | None:
-    """The run at ``ref`` if it exists with ``cfg``'s fingerprints, None if there is none; refused
-    (naming the changed stages) if it was made with another config or code."""
-    if not ref.store().committed("run").get("run"):
-        return None
-    existing, fingerprints = load_run(ref), stage_fingerprints(cfg)
-    if existing.fingerprints != fingerprints:
-        changed = [s for s in fingerprints if existing.fingerprints.get(s) != fingerprints[s]]
-        raise RunStateError(
-            f"run {ref.run_id} under {ref.root} was made with another config or code (stages changed: "
-            f"{', '.join(changed)}); start a new run (--run-id NEW), or --fork to reuse its unchanged stages"
-        )
-    return existing
-
-
-def create_or_open(cfg: RunConfig, ref: RunRef) -> Run:
-    """Start a run, or continue it when ``run.json`` exists with the same fingerprints."""
-    fingerprints = stage_fingerprints(cfg)
-    if (existing := check_same_config(cfg, ref)) is not None:
+def create_or_open(run: Run) -> Run:
+    """Write ``run.json`` for a new run; continue the stored run when it has the same fingerprints;
+    refuse (naming the changed stages) one made with another config or code, or of another kind."""
+    ref = run.ref
+    existing = _stored(ref)
+    if existing is not None:
+        if existing.kind != run.kind:
+            raise RunStateError(f"{ref.run_id} under {ref.root} is a {_kinds[existing.kind]}, not a {_kinds[run.kind]}: "
+                                f"choose another id")
+        if not _same_config(existing, run):
+            changed = [s for s in run.fingerprints if existing.fingerprints.get(s) != run.fingerprints[s]]
+            raise RunStateError(
+                f"{existing.kind} {ref.run_id} under {ref.root} was made with another config or code (stages changed: "
+                f"{', '.join(changed) or 'all'}); start a new one (--run-id NEW), or --fork to reuse its unchanged stages")
         return existing
-    doc = {
-        "run_id": ref.run_id,
-        "config": cfg.model_dump(mode="json"),
-        "fingerprints": fingerprints,
-        "code_version": code_version(),
-        "created_at": time.time(),
-    }
-    ref.store().commit("run", "run.json", json.dumps(doc, indent=1, sort_keys=True).encode())
-    return Run(ref, cfg, fingerprints)
+    doc = {"kind": run.kind, "run_id": ref.run_id, "config": run.config.model_dump(mode="json"),
+           "fingerprints": run.fingerprints, "layout": LAYOUT, "code_version": {**code_version(), "stages": versions()},
+           "created_at": time.time()}
+    run.store.commit("run", RUN_FILE, json.dumps(doc, indent=1, sort_keys=True).encode())
+    return run
 
 
-def fork_run(cfg: RunConfig, ref: RunRef) -> RunRef:
-    """Where to run ``cfg`` when ``ref`` may hold a run of another config: ``ref`` itself if it is
-    free or has this config, else a new run ``<id>-fork-<hash>`` that starts with copies of the
+_kinds = {"run": "synthetic run", "job": "training job"}
+
+
+def fork_run(run: Run) -> Run:
+    """Where to run a config when ``run.ref`` may hold a run of another one: there, if it is free
+    or has this config; else a new run ``<id>-fork-<hash>`` that starts with copies of the
     committed outputs of every stage whose fingerprint is unchanged (fingerprints chain, so those
     are the leading stages), each record naming the run it came from."""
-    store = ref.store()
-    if "run.json" not in store.committed("run").get("run", set()):
-        return ref
-    existing, fingerprints = load_run(ref), stage_fingerprints(cfg)
-    if existing.fingerprints == fingerprints:
-        return ref
-    digest = hashlib.sha256(json.dumps(fingerprints, sort_keys=True).encode()).hexdigest()[:8]
-    fork = RunRef(ref.root, f"{ref.run_id}-fork-{digest}", ref.storage_options)
-    create_or_open(cfg, fork)
-    target = fork.store()
-    for stage in STAGES:
-        if existing.fingerprints.get(stage) != fingerprints[stage]:
+    existing = _stored(run.ref)
+    if existing is None or existing.fingerprints == run.fingerprints:
+        return create_or_open(run)
+    digest = hashlib.sha256(json.dumps(run.fingerprints, sort_keys=True).encode()).hexdigest()[:8]
+    fork = create_or_open(Run(RunRef(run.ref.root, f"{run.ref.run_id}-fork-{digest}", run.ref.storage_options), run.config,
+                              run.fingerprints, run.stages, run.kind))
+    source = existing.store
+    for stage in fork.stages:
+        if existing.fingerprints.get(stage.name) != fork.fingerprints[stage.name]:
             break
-        for output, record in store.records(stage).items():
+        for output, record in source.records(stage.name).items():
             lineage = {k: v for k, v in record.items() if k not in _OWN_FIELDS}
-            target.commit(stage, output, store.read_bytes(stage, output), {**lineage, "forked_from": ref.run_id})
+            fork.store.commit(stage.name, output, source.read_bytes(stage.name, output), {**lineage, "forked_from": run.ref.run_id})
+        if (done := existing.completion(stage.name)) is not None:
+            fork.store.mark_complete(stage.name, done, {"fingerprint": fork.fingerprints[stage.name], "forked_from": run.ref.run_id})
     return fork
 
 
@@ -140,36 +168,72 @@ _OWN_FIELDS = {"stage", "output", "path", "sha256", "bytes", "committed_at", "ad
 
 
 def load_run(ref: RunRef, verify: bool = False) -> Run:
-    """Open a run from its ``run.json``; with ``verify``, refuse if the code changed its fingerprints."""
-    store = ref.store()
-    if "run.json" not in store.committed("run").get("run", set()):
+    """Open a run or job from what it stored; with ``verify``, refuse if the code changed its fingerprints."""
+    run = _stored(ref)
+    if run is None:
         raise RunStateError(f"no run {ref.run_id!r} under {ref.root} (a run stopped before it started has nothing to "
                             f"resume: run 'synthclip run CONFIG --run-id {ref.run_id}' again)")
-    doc = json.loads(store.read_bytes("run", "run.json"))
-    cfg = config_from_dict(doc["config"], source=f"{ref.run_id}/run/run.json")
-    run = Run(ref, cfg, doc["fingerprints"])
     if verify:
-        current = stage_fingerprints(cfg)
+        current = _current_fingerprints(run)
         changed = [s for s in current if current[s] != run.fingerprints.get(s)]
         if changed:
             raise RunStateError(
-                f"run {ref.run_id}: the code or models changed since it started (stages: "
-                f"{', '.join(changed)}); resuming would mix outputs, start a new run instead"
-            )
+                f"{run.kind} {ref.run_id}: the code or models changed since it started (stages: "
+                f"{', '.join(changed)}); resuming would mix outputs, start a new one instead")
     return run
 
 
+def _stored(ref: RunRef) -> Run | None:
+    """The run at ``ref`` as stored (``run.json``, or a layout-1 job's ``job/job.json``), or None."""
+    store = ref.store()
+    if RUN_FILE in store.committed("run"):
+        doc = json.loads(store.read_bytes("run", RUN_FILE))
+        kind = doc.get("kind", "run")
+        parse = job_config_from_dict if kind == "job" else config_from_dict
+        cfg = parse(doc["config"], source=f"{ref.run_id}/{RUN_FILE}")
+        return Run(ref, cfg, doc["fingerprints"], stages_for(cfg), kind, doc.get("layout", 1))
+    folder, name = legacy.JOB_FILE
+    if name in store.committed(folder):
+        doc = json.loads(store.read_bytes(folder, name))
+        cfg = job_config_from_dict(doc["config"], source=f"{ref.run_id}/{folder}/{name}")
+        stages = stages_for(cfg)
+        return Run(ref, cfg, {s.name: doc["fingerprint"] for s in stages}, stages, "job", layout=1)
+    return None
+
+
+def _legacy_job(run: Run) -> bool:
+    return run.kind == "job" and run.layout < LAYOUT
+
+
+def _current_fingerprints(run: Run) -> dict[str, str]:
+    """What this code computes for the run's stored config, in the form the run stores them."""
+    if _legacy_job(run):
+        fp = legacy.job_fingerprint(run.config, run.stage("train").version)
+        return {s.name: fp for s in run.stages}
+    return fingerprints(run.config)
+
+
+def _same_config(existing: Run, run: Run) -> bool:
+    """Whether the stored run was made with ``run``'s config and this code."""
+    if _legacy_job(existing):
+        return _current_fingerprints(Run(existing.ref, run.config, {}, run.stages, "job", existing.layout)) == existing.fingerprints
+    return existing.fingerprints == run.fingerprints
+
+
 def unfinished_runs(root: str) -> list[str]:
-    """Run ids under ``root`` (oldest first, by ``run.json`` commit time) whose last stage is not done."""
+    """Synthetic run ids under ``root`` (oldest first, by ``run.json`` commit time) whose last
+    stage is not complete."""
     fs, base = fsspec.core.url_to_fs(root)
     if not fs.exists(base):
         return []
     found = []
     for entry in fs.ls(base, detail=False):
-        run_id = posixpath.basename(entry.rstrip("/"))
-        store = RunStore(root, run_id)
-        if "run.json" not in store.committed("run").get("run", set()):
+        ref = RunRef(root, posixpath.basename(entry.rstrip("/")))
+        try:
+            run = _stored(ref)
+        except UserError:  # not a run this code can read: not one to resume
             continue
-        if "report.json" not in store.committed("eval").get("eval", set()):
-            found.append((store.record("run", "run.json").get("committed_at", 0), run_id))
+        if run is None or run.kind != "run" or run.completion(run.stages[-1].name) is not None:
+            continue
+        found.append((run.store.record("run", RUN_FILE).get("committed_at", 0), ref.run_id))
     return [run_id for _, run_id in sorted(found)]

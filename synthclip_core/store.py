@@ -25,6 +25,7 @@ import time
 import traceback
 import uuid
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
 import fsspec
@@ -33,8 +34,42 @@ from fsspec.implementations.local import LocalFileSystem
 from .errors import StorageError
 
 COMMITS = "_commits"
-_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
 FAILURES = "_failures"
+COMPLETE = "_complete"
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """Where a run lives; plain data, so it crosses process and actor boundaries."""
+
+    root: str
+    run_id: str
+    storage_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Workers run in other directories (Ray Train changes into its own), so a local root
+        # must be absolute before it crosses a process boundary.
+        if "://" not in self.root:
+            object.__setattr__(self, "root", os.path.abspath(os.path.expanduser(self.root)))
+
+    def store(self) -> "RunStore":
+        return RunStore(self.root, self.run_id, self.storage_options)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished stage: what it wrote (every output is committed), its rows, and what it told:
+    notes for later stages and people, pictures and reports worth showing ("stage/output")."""
+
+    outputs: list[str]
+    rows: int = 0
+    notes: dict = field(default_factory=dict)
+    pictures: list[str] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)
 
 
 class RunStore:
@@ -193,12 +228,20 @@ class RunStore:
     def read_bytes(self, stage: str, output: str) -> bytes:
         return self.fs.cat_file(self.data_path(stage, output))
 
-    def committed(self, stage: str | None = None) -> dict[str, set[str]]:
-        """Committed outputs per stage, from one listing of ``_commits/`` (or one stage's part)."""
-        return self._listing(COMMITS, stage)
+    def committed(self, stage: str) -> set[str]:
+        """The committed outputs of one stage, from one listing of its ``_commits/`` folder."""
+        return self._listing(COMMITS, stage).get(stage, set())
 
-    def failed(self, stage: str | None = None) -> dict[str, set[str]]:
-        return self._listing(FAILURES, stage)
+    def committed_all(self) -> dict[str, set[str]]:
+        """Committed outputs per stage, from one listing of ``_commits/``."""
+        return self._listing(COMMITS, None)
+
+    def failed(self, stage: str) -> set[str]:
+        """Outputs of one stage whose last attempt failed (a later commit supersedes a failure)."""
+        return self._listing(FAILURES, stage).get(stage, set())
+
+    def failed_all(self) -> dict[str, set[str]]:
+        return self._listing(FAILURES, None)
 
     def _listing(self, kind: str, stage: str | None) -> dict[str, set[str]]:
         top = self.path(kind) if stage is None else self.path(kind, stage)
@@ -216,17 +259,63 @@ class RunStore:
             found.setdefault(stage_name, set()).add(output)
         return found
 
+    # -- completion ----------------------------------------------------------------------------
+    def mark_complete(self, stage: str, done: Completion, lineage: dict[str, Any] | None = None) -> Completion:
+        """Mark a stage finished, after every output it names is committed: the stage's last write.
+
+        Like a commit record it is created only if none exists, so a racing writer's marker wins.
+        """
+        missing = sorted(set(done.outputs) - self.committed(stage))
+        if missing:
+            raise RuntimeError(f"{stage} cannot be marked complete: {len(missing)} outputs are not committed, e.g. {missing[0]}")
+        doc = {**(lineage or {}), **asdict(done), "stage": stage, "completed_at": time.time()}
+        self._create_exclusive(self._marker_path(stage), _dumps(doc))
+        return done
+
+    def completion(self, stage: str) -> Completion | None:
+        """The stage's completion, if it is marked and every output it names is still committed;
+        deleting any one commit record makes the stage incomplete, so exactly that output is redone."""
+        doc = self.completion_marker(stage)
+        if doc is None:
+            return None
+        done = Completion(**{k: doc[k] for k in Completion.__dataclass_fields__ if k in doc})
+        return done if set(done.outputs) <= self.committed(stage) else None
+
+    def completion_marker(self, stage: str) -> dict | None:
+        try:
+            return json.loads(self.fs.cat_file(self._marker_path(stage)))
+        except FileNotFoundError:
+            return None
+
+    def _marker_path(self, stage: str) -> str:
+        return self.path(COMPLETE, stage + ".json")
+
     def record(self, stage: str, output: str) -> dict:
         return json.loads(self.fs.cat_file(self._record_path(COMMITS, stage, output)))
 
     def records(self, stage: str, outputs: list[str] | None = None) -> dict[str, dict]:
         """Commit records of a stage (all committed ones by default), read in one batch."""
-        outputs = sorted(self.committed(stage).get(stage, ())) if outputs is None else outputs
+        outputs = sorted(self.committed(stage)) if outputs is None else outputs
         paths = [self._record_path(COMMITS, stage, o) for o in outputs]
         if not paths:
             return {}
         blobs = self.fs.cat(paths)
         return {o: json.loads(blobs[p]) for o, p in zip(outputs, paths)}
+
+    def size_mismatches(self, stage: str, records: dict[str, dict]) -> dict[str, str]:
+        """Files at the top of a stage's folder (named by their commit ``records``) whose size on
+        storage is not the committed size: truncated, replaced or gone since; from one listing."""
+        try:
+            listing = {posixpath.basename(e["name"]): e["size"] for e in self.fs.ls(self.path(stage), detail=True)}
+        except FileNotFoundError:
+            listing = {}
+        damaged = {}
+        for name, record in records.items():
+            if name not in listing:
+                damaged[name] = "the file is missing"
+            elif listing[name] != record["bytes"]:
+                damaged[name] = f"{listing[name]} bytes on storage, {record['bytes']} committed (truncated or replaced)"
+        return damaged
 
     def failure(self, stage: str, output: str) -> dict | None:
         try:

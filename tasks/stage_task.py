@@ -24,9 +24,10 @@ from prefect.artifacts import (
 from prefect.cache_policies import NONE
 
 from synthclip_core import progress
-from synthclip_core.run import RunRef, load_run
-from synthclip_core.stages.runner import run_stage
+from synthclip_core.ray_runtime import ensure_ray
+from synthclip_core.run import load_run
 from synthclip_core.stages.status import partition_table
+from synthclip_core.store import RunRef
 
 
 class StageFailed(RuntimeError):
@@ -78,15 +79,19 @@ def _core_logs_to(run_logger):
 
 @task(name="run-stage", task_run_name="{stage}", cache_policy=NONE)
 def run_stage_task(stage: str, ref: dict) -> dict:
-    """Run (or finish) one stage; partitions already committed are skipped."""
+    """Run (or finish) one stage of a run or training job; outputs already committed are skipped."""
     logger = get_run_logger()
     run = load_run(RunRef(**ref))
+    if run.stage(stage).uses_ray(run.config):
+        ensure_ray()
     with _prefect_progress(stage), _core_logs_to(logger):
-        summary = run_stage(run, stage)
+        summary = run.stage(stage).run(run)
     logger.info(summary.line())
-    publish_summary(run.store, summary, stage)
+    # a job's artifacts read "job train summary", "job eval report", so they never mix with a run's
+    kind = "" if run.kind == "run" else f"{run.kind} "
+    publish_summary(run.store, summary, f"{kind}{stage}", f"{stage} of {run.kind} {run.ref.run_id}" if kind else None)
     create_table_artifact(table=partition_table(run, stage), key=_key(f"{run.ref.run_id}-{stage}-partitions"),
-                          description=f"{stage} partitions of run {run.ref.run_id}: committed, pending, failed")
+                          description=f"{stage} partitions of {run.kind} {run.ref.run_id}: committed, pending, failed")
     if summary.failures:  # the task run shows Failed, with the first error in its state message
         first = next(iter(sorted(summary.failures.items())))
         raise StageFailed(
@@ -95,7 +100,7 @@ def run_stage_task(stage: str, ref: dict) -> dict:
     return asdict(summary)
 
 
-def publish_summary(store, summary, stage: str, heading: str | None = None) -> None:
+def publish_summary(store, summary, label: str, heading: str | None = None) -> None:
     """A stage summary as UI artifacts: its line, notes, pictures (inline, so the UI shows them
     without access to the store), failed outputs, then each markdown report it wrote."""
     rows = "\n".join(f"| `{o}` | {e[:200]} |" for o, e in sorted(summary.failures.items()))
@@ -103,12 +108,12 @@ def publish_summary(store, summary, stage: str, heading: str | None = None) -> N
     for picture in summary.pictures:
         notes += "\n\n" + _png(store, *picture.split("/", 1), caption=picture)
     create_markdown_artifact(
-        markdown=f"## {heading or stage}\n\n{summary.line()}, {summary.rows} rows\n\n{notes}\n\n"
+        markdown=f"## {heading or label}\n\n{summary.line()}, {summary.rows} rows\n\n{notes}\n\n"
         + (f"| failed output | error |\n| --- | --- |\n{rows}\n" if rows else ""),
-        description=f"{stage} summary",
+        description=f"{label} summary",
     )
     for report in summary.reports:
-        create_markdown_artifact(markdown=_inline_pictures(store, report), description=f"{stage} report")
+        create_markdown_artifact(markdown=_inline_pictures(store, report), description=f"{label} report")
 
 
 def _key(text: str) -> str:

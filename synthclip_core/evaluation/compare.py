@@ -1,31 +1,24 @@
 """Models side by side on the same benchmarks: the paper's Tables 1, 2 and 7, for your own data.
 
 Each entry is a label and a model: ``run:ID`` (the final checkpoint of a run or a training job under
-the root), a checkpoint file or URI, or ``local-dir:PATH``. Every model is evaluated on the same
-datasets, so the table compares like with like; each row also says what the model was trained on
-(sources and samples seen) and what it started from, read from its training summary.
+the root; the flow resolves it), a checkpoint file or URI, or ``local-dir:PATH``. Every model is
+evaluated on the same datasets, so the table compares like with like; each row also says what the
+model was trained on (sources and samples seen) and what it started from, read from its training
+summary.
 """
 
 from __future__ import annotations
 
-from ..errors import ConfigError
-from ..run import RunRef
-from ..training.checkpoints import training_summary
+NO_PROVENANCE = {"trained_on": "", "started_from": ""}  # a checkpoint from elsewhere
 
 
-def resolve_model(ref: str, root: str, storage_options: dict | None = None) -> tuple[str, dict]:
-    """(checkpoint URI, provenance) of a comparison entry."""
-    if not ref.startswith("run:"):
-        return ref, {"trained_on": "", "started_from": ""}
-    run_id = ref[4:]
-    store = RunRef(root, run_id, storage_options or {}).store()
-    if (summary := training_summary(store)) is None:
-        raise ConfigError(f"{ref}: no finished training under {root} (train/summary.json of {run_id!r})")
-    sources = summary.get("sources") or []
+def provenance(training_summary: dict) -> dict:
+    """What a run's model was trained on and started from, from its training summary."""
+    sources = training_summary.get("sources") or []
     trained_on = ", ".join(f"{s['name']} x{s['weight']:g} ({s['samples_seen']} seen)" for s in sources) or "the run's shards"
-    parent = summary.get("parent") or {}
+    parent = training_summary.get("parent") or {}
     started = f"run:{parent['run_id']}" if parent.get("run_id") else parent.get("uri", "random init")
-    return store.uri("train", summary["checkpoint"]), {"trained_on": trained_on, "started_from": started}
+    return {"trained_on": trained_on, "started_from": started}
 
 
 def comparison(entries: dict[str, tuple[str, dict]], reports: dict[str, dict]) -> dict:

@@ -1,14 +1,15 @@
 """Concept coverage: how often training saw a concept against how well the model knows it.
 
 For each concept: the training captions that matched it, the held-out images written for it and
-the zero-shot top-1 on them. Concepts held out of training on purpose (``balance.holdout_concepts``)
+the zero-shot top-1 on them. Concepts held out of training on purpose (``balanced.holdout_concepts``)
 have no training captions at all and measure out-of-bank generalisation.
 """
 
 from __future__ import annotations
 
-import io
 import math
+
+from ..pictures import figure_png, pyplot
 
 
 def concept_rows(concepts: list[tuple[str, str]], train_counts: dict[str, int], image_concepts: list[str],
@@ -41,11 +42,7 @@ def failures(rows: list[dict], limit: int = 20) -> list[dict]:
 
 
 def coverage_png(rows: list[dict], title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for held, colour, label in ((False, "#1f77b4", "in the training bank"), (True, "#d62728", "held out of the bank")):
         chosen = [r for r in rows if r["held_out"] == held]
@@ -59,7 +56,4 @@ def coverage_png(rows: list[dict], title: str) -> bytes:
     ax.legend(frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)

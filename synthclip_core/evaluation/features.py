@@ -69,9 +69,9 @@ def encode_texts(model, tokenizer: Callable, texts: list[str], batch_size: int, 
 
 def zero_shot_classifier(model, tokenizer: Callable, classnames: list[str], templates: list, batch_size: int,
                          device: str = "cpu"):
-    """One normalised text embedding per class (the mean over the prompt templates), as columns."""
-    import torch
+    """One normalised text embedding per class (the mean over the prompt templates), as columns:
+    open_clip's own classifier, about ``batch_size`` prompts per forward pass."""
+    from open_clip import build_zero_shot_classifier
 
-    prompts = [t(name) if callable(t) else t.format(name) for name in classnames for t in templates]
-    feats = encode_texts(model, tokenizer, prompts, batch_size, device).view(len(classnames), len(templates), -1)
-    return torch.nn.functional.normalize(feats.mean(dim=1), dim=-1).T
+    per_batch = max(1, batch_size // len(templates))
+    return build_zero_shot_classifier(model, tokenizer, classnames, templates, per_batch, device).float().cpu()

@@ -1,37 +1,71 @@
 """Captions: an LLM writes ``per_concept`` captions for every concept, one seed each.
 
-Partition ``captions/part-i`` is made from ``concepts/part-i``. A caption's seed comes from
-(run seed, concept id, index) and its id from (concept id, template@version, index, run seed).
-Every row says which concept, template, seed, model and backend produced it; rejected answers stay
-in the partition with their reason, and the commit record counts them.
+Partition ``captions/part-i`` is made from ``concepts/part-i`` by a :class:`CaptionWorker` in an
+actor of the caption pool. A caption's seed comes from (run seed, concept id, index) and its id
+from (concept id, template@version, index, run seed). Every row says which concept, template,
+seed, model and backend produced it; rejected answers stay in the partition with their reason,
+and the commit record counts them. Once every partition is committed, ``coverage.parquet`` says
+per concept how many captions were written, kept, and name their concept.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from ..balancing import prepare_text
 from ..caption_cleaning import clean_caption
 from ..captioners import create_caption_backend
+from ..config import fingerprinted
 from ..fingerprint import model_identity, model_label
 from ..ids import caption_id, derive_seed
 from ..prompts import get_template
-from ..run import Run
 from ..schemas import to_parquet_bytes
 from ..store import RunStore
 from ..tiny_models import resolve_model
-from .common import lineage, plan_mirrored, read_table, worker_info
-from .concepts import MANIFEST as CONCEPTS_MANIFEST
+from .common import data_parts, input_ref, lineage, read_concepts, read_table, worker_info
+from .partitions import committed_rows, mirrored_jobs, model_pool, run_jobs
+from .stage import Stage, StageSummary
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+NAME = "captions"
+VERSION = 3
+COVERAGE = "coverage.parquet"
 
 
-def plan_captions(run: Run) -> tuple[list[dict], int]:
-    """Pending caption jobs and the total number of partitions."""
-    return plan_mirrored(run, "captions", "concepts", CONCEPTS_MANIFEST)
+def plan_captions(run: Run) -> list[str]:
+    """One caption partition per concept partition."""
+    return data_parts(run.require("concepts").outputs)
 
 
-def caption_settings(run: Run) -> dict:
+def run_captions(run: Run) -> StageSummary:
+    if (finished := run.finished(NAME)) is not None:
+        return finished
+    parts = plan_captions(run)
+    jobs = mirrored_jobs(run, NAME, "concepts", parts)
+    summary = run_jobs(run, NAME, workers(run.config)[0], CaptionWorker, (worker_settings(run),), jobs, len(parts))
+    if not summary.ok:
+        return summary
+    summary.rows = committed_rows(run, NAME, parts)
+    summary.notes["coverage"] = write_coverage(run, parts)
+    return run.complete(summary, parts + [COVERAGE])
+
+
+def workers(cfg) -> list:
+    return [model_pool(cfg.captions)]
+
+
+def settings(cfg) -> dict:
+    c = cfg.captions
+    return {**fingerprinted(c), "model": model_identity(c.model, c.revision)}
+
+
+def worker_settings(run: Run) -> dict:
     c = run.config.captions
     identity = model_identity(c.model, c.revision)
     return {
@@ -44,7 +78,7 @@ def caption_settings(run: Run) -> dict:
     }
 
 
-class CaptionProcessor:
+class CaptionWorker:
     """Runs inside a caption actor: loads the backend once, captions one partition per call."""
 
     def __init__(self, settings: dict):
@@ -79,8 +113,8 @@ class CaptionProcessor:
             rejects.update([cleaned.reject] if cleaned.reject else [])
             fixes.update(cleaned.fixes)
         tokens = sum(r["tokens"] for r in rows)
-        return store.commit("captions", job["output"], to_parquet_bytes(pa.Table.from_pylist(rows), "captions"), lineage(
-            job["fingerprint"], job["inputs"], started, len(rows),
+        return store.commit(NAME, job["output"], to_parquet_bytes(pa.Table.from_pylist(rows), NAME), lineage(
+            job["fingerprint"], job["version"], job["inputs"], started, len(rows),
             backend=s["backend"], model=s["model_identity"], template=self.template.key, sampling=s["sampling"],
             seeds={"run_seed": s["seed"], "rule": "derive_seed(run_seed, concept_id, index)"},
             cleaning={"kept": len(rows) - sum(rejects.values()), "rejected": dict(rejects), "fixed": dict(fixes)},
@@ -88,3 +122,51 @@ class CaptionProcessor:
                         "tokens_per_s": round(tokens / generate_s, 1), "generated_tokens": tokens},
             worker=worker_info(self.backend.device),
         ))
+
+
+def write_coverage(run: Run, parts: list[str]) -> dict:
+    """Per concept: captions written, kept by cleaning, and naming their concept (MetaCLIP
+    matching); the summary lists the concepts left with no kept caption, which balancing then
+    cannot represent."""
+    store = run.store
+    if COVERAGE in store.committed(NAME):
+        return store.record(NAME, COVERAGE)["summary"]
+    started = time.time()
+    records = store.records(NAME, parts)
+    concepts = read_concepts(store, parts).to_pylist()
+    counts = {c["concept_id"]: [0, 0, 0] for c in concepts}
+    case_sensitive = run.config.balanced.case_sensitive
+    for part in parts:
+        for row in read_table(store, NAME, part).select(["concept_id", "concept", "caption"]).to_pylist():
+            entry = counts[row["concept_id"]]
+            entry[0] += 1
+            if row["caption"]:
+                entry[1] += 1
+                needle = f" {row['concept'] if case_sensitive else row['concept'].lower()} "
+                entry[2] += needle in prepare_text(row["caption"], case_sensitive)
+    table = pa.table({
+        "concept_id": [c["concept_id"] for c in concepts],
+        "concept": [c["concept"] for c in concepts],
+        "written": [counts[c["concept_id"]][0] for c in concepts],
+        "kept": [counts[c["concept_id"]][1] for c in concepts],
+        "naming": [counts[c["concept_id"]][2] for c in concepts],
+    })
+    zero = [c["concept"] for c in concepts if counts[c["concept_id"]][1] == 0]
+    written = sum(v[0] for v in counts.values())
+    summary = {
+        "concepts": len(concepts), "captions": written,
+        "kept": sum(v[1] for v in counts.values()),
+        "naming_their_concept": sum(v[2] for v in counts.values()),
+        "concepts_without_kept_captions": len(zero), "examples_without_kept_captions": zero[:50],
+    }
+    inputs = [input_ref(store, NAME, o, records[o]) for o in parts]
+    store.commit(NAME, COVERAGE, to_parquet_bytes(table, "caption_coverage"),
+                 lineage(run.fingerprints[NAME], VERSION, inputs, started, table.num_rows, summary=summary))
+    return summary
+
+
+STAGE = Stage(
+    name=NAME, version=VERSION, upstream=("concepts",), run=run_captions, plan=plan_captions,
+    workers=workers, settings=settings,
+    description="Caption every pending concept partition on the LLM actor pool.",
+)

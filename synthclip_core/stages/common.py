@@ -1,15 +1,17 @@
-"""Helpers shared by the stages: partition names, lineage, summaries, input reading."""
+"""Helpers the stages share: partition names, lineage, where an output was made, reading inputs."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
-from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import pyarrow as pa
 
-from ..run import Run, code_version
+from .. import __version__
 from ..schemas import from_parquet_bytes
 from ..store import RunStore
 
@@ -23,31 +25,25 @@ def data_parts(outputs: list[str]) -> list[str]:
     return [o for o in outputs if o.startswith("part-")]
 
 
-@dataclass
-class StageSummary:
-    stage: str
-    total: int = 0
-    skipped: int = 0  # already committed before this call
-    computed: int = 0
-    rows: int = 0
-    failures: dict[str, str] = field(default_factory=dict)
-    notes: dict = field(default_factory=dict)
-    pictures: list[str] = field(default_factory=list)  # "stage/output" of PNGs worth showing
-    reports: list[str] = field(default_factory=list)  # "stage/output" of markdown reports to attach as they are
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    def line(self) -> str:
-        text = f"{self.stage}: {self.computed} computed, {self.skipped} already committed"
-        if self.failures:
-            text += f", {len(self.failures)} failed"
-        return text
+@lru_cache(maxsize=1)
+def _git_commit() -> str | None:
+    """The commit of the code this process imported (asked once: every commit record names it)."""
+    try:
+        repo = Path(__file__).resolve().parents[2]
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5)
+        return commit.stdout.strip() if commit.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
-class StageBlocked(RuntimeError):
-    """A stage cannot run because its inputs are not all committed."""
+def code_version(stage_version: int | None = None) -> dict:
+    """The package version, the git commit and (in a record) the version of the stage that wrote it."""
+    version: dict = {"synthclip": __version__}
+    if stage_version is not None:
+        version["stage"] = stage_version
+    if commit := _git_commit():
+        version["git"] = commit
+    return version
 
 
 def worker_info(device: str = "cpu") -> dict:
@@ -64,12 +60,13 @@ def worker_info(device: str = "cpu") -> dict:
     return info
 
 
-def lineage(run_fingerprint: str, inputs: list[dict], started: float, rows: int, **extra) -> dict:
+def lineage(fingerprint: str, version: int, inputs: list[dict], started: float, rows: int, **extra) -> dict:
+    """The commit record's lineage: the stage's fingerprint and code version, the inputs, rows, timings."""
     return {
-        "fingerprint": run_fingerprint,
+        "fingerprint": fingerprint,
         "inputs": inputs,
         "rows": rows,
-        "code_version": code_version(),
+        "code_version": code_version(version),
         "timings": {"started": started, "seconds": round(time.time() - started, 4)},
         **extra,
     }
@@ -84,42 +81,6 @@ def read_table(store: RunStore, stage: str, output: str, kind: str | None = None
     return from_parquet_bytes(store.read_bytes(stage, output), kind or stage, where=f"{stage}/{output}")
 
 
-def stage_outputs_done(store: RunStore, stage: str, manifest: str) -> list[str] | None:
-    """The outputs a whole-run stage wrote, if its manifest and all of them are committed."""
-    committed = store.committed(stage).get(stage, set())
-    if manifest not in committed:
-        return None
-    outputs = store.record(stage, manifest).get("outputs", [])
-    return outputs if all(o in committed for o in outputs) else None
-
-
 def read_concepts(store: RunStore, parts: list[str], columns: tuple[str, ...] = ("concept_id", "concept")) -> pa.Table:
     """The run's concept table (the global concept index is the row number), in partition order."""
     return pa.concat_tables([read_table(store, "concepts", o).select(list(columns)) for o in parts])
-
-
-def finished_summary(store: RunStore, stage: str, manifest: str) -> StageSummary | None:
-    """The summary of a whole-run stage that is already complete, else None."""
-    outputs = stage_outputs_done(store, stage, manifest)
-    if outputs is None:
-        return None
-    return StageSummary(stage, total=len(outputs), skipped=len(outputs))
-
-
-def plan_mirrored(run: Run, stage: str, source: str, manifest: str) -> tuple[list[dict], int]:
-    """Pending jobs of a stage whose partition i is made from ``source``'s partition i."""
-    store = run.store
-    inputs = data_parts(require_done(run, source, manifest))
-    committed = store.committed(stage).get(stage, set())
-    pending = [o for o in inputs if o not in committed]
-    records = store.records(source, pending)
-    jobs = [{"output": o, "inputs": [input_ref(store, source, o, records[o])],
-             "fingerprint": run.fingerprints[stage]} for o in pending]
-    return jobs, len(inputs)
-
-
-def require_done(run: Run, stage: str, manifest: str) -> list[str]:
-    outputs = stage_outputs_done(run.store, stage, manifest)
-    if outputs is None:
-        raise StageBlocked(f"stage {stage!r} of run {run.ref.run_id} is not complete; run or resume it first")
-    return outputs

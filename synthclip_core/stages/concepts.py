@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 from ..concepts import load_bank
-from ..run import Run
+from ..config import fingerprinted
 from ..schemas import to_parquet_bytes
-from .common import StageSummary, finished_summary, lineage, part_name
+from .common import lineage, part_name
+from .stage import Stage, StageSummary
 
-MANIFEST = "manifest.json"
+if TYPE_CHECKING:
+    from ..run import Run
+
+NAME = "concepts"
+VERSION = 2
+MANIFEST = "manifest.json"  # the bank's counts, for people: how many concepts, how many dropped and why
 
 
 def run_concepts(run: Run) -> StageSummary:
-    store, cfg = run.store, run.config.concepts
-    if (finished := finished_summary(store, "concepts", MANIFEST)) is not None:
+    if (finished := run.finished(NAME)) is not None:
         return finished
-    summary = StageSummary("concepts")
+    store, cfg = run.store, run.config.concepts
+    summary = StageSummary(NAME)
     started = time.time()
     bank = load_bank(cfg.source, cfg.column, cfg.limit, run.config.seed, cfg.num_shards, cfg.shard_index)
     table = bank.table()
-    committed = store.committed("concepts").get("concepts", set())
+    committed = store.committed(NAME)
     outputs = []
     for index, start in enumerate(range(0, table.num_rows, cfg.per_partition)):
         name = part_name(index)
@@ -30,13 +37,21 @@ def run_concepts(run: Run) -> StageSummary:
             summary.skipped += 1
             continue
         part = table.slice(start, cfg.per_partition)
-        store.commit("concepts", name, to_parquet_bytes(part, "concepts"),
-                     lineage(run.fingerprints["concepts"], [], started, part.num_rows,
-                             source=cfg.source))
+        store.commit(NAME, name, to_parquet_bytes(part, NAME),
+                     lineage(run.fingerprints[NAME], VERSION, [], started, part.num_rows, source=cfg.source))
         summary.computed += 1
     manifest = {"outputs": outputs, "concepts": table.num_rows, "dropped": bank.dropped, "source": cfg.source}
-    store.commit("concepts", MANIFEST, json.dumps(manifest, indent=1).encode(),
-                 lineage(run.fingerprints["concepts"], [], started, table.num_rows, outputs=outputs,
-                         dropped=bank.dropped))
+    store.commit(NAME, MANIFEST, json.dumps(manifest, indent=1).encode(),
+                 lineage(run.fingerprints[NAME], VERSION, [], started, table.num_rows, dropped=bank.dropped))
     summary.total, summary.rows, summary.notes = len(outputs), table.num_rows, {"dropped": bank.dropped}
-    return summary
+    return run.complete(summary, outputs + [MANIFEST])
+
+
+def settings(cfg) -> dict:
+    return {**fingerprinted(cfg.concepts), "seed": cfg.seed}
+
+
+STAGE = Stage(
+    name=NAME, version=VERSION, upstream=(), run=run_concepts, settings=settings,
+    description="Load, normalise and partition the concept bank.",
+)

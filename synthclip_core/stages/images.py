@@ -1,8 +1,10 @@
 """Images: a diffusion model renders ``images_per_caption`` images for every balanced caption.
 
-Partition ``images/part-i-j`` is made from slice j of ``balanced/part-i``. An image's seed comes from
-(run seed, caption id, index), its id from (caption id, index, run seed); every image is rendered
-from its own generator, so batching and resumption never change pixels.
+Partition ``images/part-i-j`` is made from slice j of ``balanced/part-i`` by a
+:class:`RenderWorker` in an actor of the render pool. An image's seed comes from (run seed,
+caption id, index), its id from (caption id, index, run seed); every image is rendered from its
+own generator, so batching and resumption never change pixels. Once every partition is committed,
+``contact_sheet.png`` shows the first images with their captions.
 """
 
 from __future__ import annotations
@@ -11,50 +13,82 @@ import hashlib
 import io
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from ..config import fingerprinted
 from ..errors import BackendError
 from ..fingerprint import model_identity, model_label
 from ..ids import derive_seed, image_id
+from ..pictures import contact_sheet
 from ..renderers import create_render_backend
-from ..run import Run
 from ..schemas import table_from_rows, to_parquet_bytes
 from ..store import RunStore
 from ..tiny_models import resolve_model
-from .balance import STATS as BALANCE_STATS
-from .common import data_parts, input_ref, lineage, read_table, require_done, worker_info
+from .common import data_parts, lineage, read_table, worker_info
+from .partitions import committed_rows, model_pool, pending_jobs, run_jobs
+from .stage import Stage, StageSummary
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+NAME = "images"
+VERSION = 3
+CONTACT_SHEET = "contact_sheet.png"
 
 
-def render_parts(run: Run) -> list[dict]:
+def render_parts(run: Run, records: dict[str, dict]) -> list[tuple[str, str, str, dict]]:
     """Render partitions: slices of ``captions_per_partition`` rows of each balanced partition.
 
     ``images/part-i-j`` holds rows ``[j*R, (j+1)*R)`` of ``balanced/part-i``; sizes come from the
-    balanced commit records, so planning reads no data.
+    balanced partitions' commit ``records``, so planning reads no data. Each is (output, input
+    stage, input, slice).
     """
-    store, size = run.store, run.config.render.captions_per_partition
-    parts = data_parts(require_done(run, "balanced", BALANCE_STATS))
-    records = store.records("balanced", parts)
+    size = run.config.images.captions_per_partition
     plan = []
-    for part in parts:
+    for part, record in records.items():
         stem = part[: -len(".parquet")]
-        for j, start in enumerate(range(0, records[part]["rows"], size)):
-            plan.append({"output": f"{stem}-{j:03d}.parquet", "source": part, "offset": start, "length": size,
-                         "input": input_ref(store, "balanced", part, records[part])})
+        for j, start in enumerate(range(0, record["rows"], size)):
+            plan.append((f"{stem}-{j:03d}.parquet", "balanced", part, {"offset": start, "length": size}))
     return plan
 
 
-def plan_images(run: Run) -> tuple[list[dict], int]:
-    """Pending render jobs and the total number of render partitions."""
-    plan = render_parts(run)
-    committed = run.store.committed("images").get("images", set())
-    jobs = [{"output": p["output"], "inputs": [p["input"]], "offset": p["offset"], "length": p["length"],
-             "fingerprint": run.fingerprints["images"]} for p in plan if p["output"] not in committed]
-    return jobs, len(plan)
+def _balanced_records(run: Run) -> dict[str, dict]:
+    return run.store.records("balanced", data_parts(run.require("balanced").outputs))
 
 
-def render_settings(run: Run) -> dict:
-    r = run.config.render
+def plan_images(run: Run) -> list[str]:
+    return [output for output, *_ in render_parts(run, _balanced_records(run))]
+
+
+def run_images(run: Run) -> StageSummary:
+    if (finished := run.finished(NAME)) is not None:
+        return finished
+    records = _balanced_records(run)
+    plan = render_parts(run, records)
+    parts = [output for output, *_ in plan]
+    jobs = pending_jobs(run, NAME, plan, {"balanced": records})
+    summary = run_jobs(run, NAME, workers(run.config)[0], RenderWorker, (worker_settings(run),), jobs, len(plan))
+    if not summary.ok:
+        return summary
+    summary.rows = committed_rows(run, NAME, parts)
+    write_contact_sheet(run, parts)
+    summary.pictures = [f"{NAME}/{CONTACT_SHEET}"]
+    return run.complete(summary, parts + [CONTACT_SHEET])
+
+
+def workers(cfg) -> list:
+    return [model_pool(cfg.images)]
+
+
+def settings(cfg) -> dict:
+    r = cfg.images
+    return {**fingerprinted(r), "model": model_identity(r.model, r.revision)}
+
+
+def worker_settings(run: Run) -> dict:
+    r = run.config.images
     identity = model_identity(r.model, r.revision)
     return {
         "backend": r.backend, "model": r.model, "revision": r.revision, "dtype": r.dtype, "compile": r.compile,
@@ -68,7 +102,21 @@ def render_settings(run: Run) -> dict:
     }
 
 
-class RenderProcessor:
+def write_contact_sheet(run: Run, parts: list[str], count: int = 24) -> None:
+    """The first ``count`` images of the run (in partition order) in a grid, with their captions."""
+    store = run.store
+    if CONTACT_SHEET in store.committed(NAME):
+        return
+    started = time.time()
+    rows: list[dict] = []
+    for part in parts:
+        rows += read_table(store, NAME, part).select(["jpg", "caption"]).to_pylist()[: count - len(rows)]
+        if len(rows) >= count:
+            break
+    store.commit(NAME, CONTACT_SHEET, contact_sheet(rows), lineage(run.fingerprints[NAME], VERSION, [], started, len(rows)))
+
+
+class RenderWorker:
     """Runs inside a render actor: loads the pipeline once, renders one partition per call.
 
     An image that fails a quality guard (NaN, black, constant, flagged) is rendered once more
@@ -103,8 +151,8 @@ class RenderProcessor:
                        guidance_scale=sampler["guidance_scale"], format="jpeg", width=size, height=size,
                        sha256=hashlib.sha256(row["jpg"]).hexdigest())
         seconds = time.time() - started
-        return store.commit("images", job["output"], to_parquet_bytes(table_from_rows(kept, "images"), "images"), lineage(
-            job["fingerprint"], job["inputs"], started, len(kept), slice=[job["offset"], job["length"]],
+        return store.commit(NAME, job["output"], to_parquet_bytes(table_from_rows(kept, NAME), NAME), lineage(
+            job["fingerprint"], job["version"], job["inputs"], started, len(kept), slice=[job["offset"], job["length"]],
             model=s["model_identity"], scheduler=s["scheduler"], sampler=sampler,
             seeds={"run_seed": s["seed"], "rule": "derive_seed(run_seed, caption_id, index); "
                    "a re-render uses derive_seed(first seed, 're-render')"},
@@ -140,3 +188,9 @@ class RenderProcessor:
             raise BackendError(f"render backend {self.settings['backend']!r} returned a {size[0]}x{size[1]} {kind} "
                                f"image; render.stored_size is {side}, so it must be a {side}x{side} JPEG")
         return None
+
+
+STAGE = Stage(
+    name=NAME, version=VERSION, upstream=("balanced",), run=run_images, plan=plan_images, workers=workers,
+    settings=settings, description="Render every pending balanced partition on the diffusion actor pool.",
+)

@@ -1,10 +1,10 @@
-"""Export: the training split regrouped into webdataset shards that open_clip's trainer reads.
+"""Shards: the training split regrouped into webdataset shards that open_clip's trainer reads.
 
 Each shard ``shards/NNNNN.tar`` holds ``{key}.jpg``, ``{key}.txt`` (the caption) and ``{key}.json``
 (the sample's lineage) per sample, keyed as img2dataset does (shard id, then index in the shard),
-then ``NNNNN_stats.json``; ``sizes.json`` (open_clip's sample counts) is written
-last and its commit record names every output. Samples are ordered by image partition and row,
-and tar headers carry a fixed mtime, so shards are byte-identical across runs.
+then ``NNNNN_stats.json``; ``sizes.json`` (webdataset's and open_clip's sample counts) comes last.
+Samples are ordered by image partition and row, and tar headers carry a fixed mtime, so shards are
+byte-identical across runs.
 """
 
 from __future__ import annotations
@@ -12,21 +12,19 @@ from __future__ import annotations
 import io
 import json
 import time
+from typing import TYPE_CHECKING
 
 import pyarrow.compute as pc
 import webdataset as wds
 
-from ..run import Run
-from .common import (
-    StageBlocked,
-    StageSummary,
-    finished_summary,
-    input_ref,
-    lineage,
-    read_table,
-)
-from .images import render_parts
+from .common import data_parts, input_ref, lineage, read_table
+from .stage import Stage, StageBlocked, StageSummary
 
+if TYPE_CHECKING:
+    from ..run import Run
+
+NAME = "shards"
+VERSION = 2
 SIZES = "sizes.json"
 META_COLUMNS = ("image_id", "caption_id", "concept_id", "matched_concept_ids", "index", "seed", "rerendered", "model",
                 "scheduler", "steps", "guidance_scale", "width", "height", "sha256")
@@ -36,20 +34,16 @@ def shard_name(index: int) -> str:
     return f"{index:05d}.tar"
 
 
-def run_export(run: Run) -> StageSummary:
-    store, per_shard = run.store, run.config.export.samples_per_shard
-    if (finished := finished_summary(store, "shards", SIZES)) is not None:
+def run_shards(run: Run) -> StageSummary:
+    if (finished := run.finished(NAME)) is not None:
         return finished
-    summary = StageSummary("shards")
-    image_parts = [p["output"] for p in render_parts(run)]
-    committed_images = store.committed("images").get("images", set())
-    missing = [o for o in image_parts if o not in committed_images]
-    if missing:
-        raise StageBlocked(f"{len(missing)} image partitions are not committed; resume the images stage first")
+    store, per_shard = run.store, run.config.shards.samples_per_shard
+    summary = StageSummary(NAME)
+    image_parts = data_parts(run.require("images").outputs)
     started = time.time()
     records = store.records("images", image_parts)
     inputs = [input_ref(store, "images", o, records[o]) for o in image_parts]
-    committed = store.committed("shards").get("shards", set())
+    committed = store.committed(NAME)
     sizes: dict[str, int] = {}
     outputs: list[str] = []
     buffer: list[dict] = []
@@ -62,12 +56,12 @@ def run_export(run: Run) -> StageSummary:
         if name in committed and stats_name in committed:
             summary.skipped += 1
         else:
-            base = lineage(run.fingerprints["shards"], inputs, started, len(buffer))
+            base = lineage(run.fingerprints[NAME], VERSION, inputs, started, len(buffer))
             shard = len(sizes) - 1
-            store.commit("shards", name, _tar_bytes(shard, buffer, per_shard), base)
+            store.commit(NAME, name, _tar_bytes(shard, buffer, per_shard), base)
             stats = {"count": len(buffer), "successes": len(buffer), "failed_to_render": 0,
                      "first_key": sample_key(shard, 0, per_shard), "last_key": sample_key(shard, len(buffer) - 1, per_shard)}
-            store.commit("shards", stats_name, json.dumps(stats, indent=1).encode(), base)
+            store.commit(NAME, stats_name, json.dumps(stats, indent=1).encode(), base)
             summary.computed += 1
         buffer.clear()
 
@@ -81,10 +75,10 @@ def run_export(run: Run) -> StageSummary:
         flush()
     if not sizes:
         raise StageBlocked("no training samples to export (every sample is in the eval split or was dropped)")
-    store.commit("shards", SIZES, json.dumps(sizes, indent=1).encode(), lineage(
-        run.fingerprints["shards"], inputs, started, sum(sizes.values()), outputs=outputs))
+    store.commit(NAME, SIZES, json.dumps(sizes, indent=1).encode(), lineage(
+        run.fingerprints[NAME], VERSION, inputs, started, sum(sizes.values())))
     summary.total, summary.rows = len(sizes), sum(sizes.values())
-    return summary
+    return run.complete(summary, outputs + [SIZES])
 
 
 def sample_key(shard: int, index: int, per_shard: int) -> str:
@@ -105,3 +99,9 @@ def _tar_bytes(shard: int, rows: list[dict], per_shard: int) -> bytes:
                          **{k: row[k] for k in META_COLUMNS}},
             })
     return handle.getvalue()
+
+
+STAGE = Stage(
+    name=NAME, version=VERSION, upstream=("images",), run=run_shards,
+    description="Write the training split as webdataset shards.",
+)

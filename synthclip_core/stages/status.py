@@ -1,24 +1,27 @@
-"""What a run holds: per stage, outputs committed / pending / failed, rows and lineage."""
+"""What a run holds: per stage, outputs committed / pending / failed, rows and lineage.
+
+Every stage is read the same way: a finished stage is its completion (what it wrote), an
+unfinished one its plan where the plan is known (its inputs are complete), else only what is
+committed so far.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ..fingerprint import STAGES
-from ..run import Run
-from .common import StageBlocked, data_parts
-from .images import render_parts
+from .common import data_parts
+from .stage import Stage, StageBlocked
 
-MANIFESTS = {"concepts": "manifest.json", "balanced": "stats.parquet", "shards": "sizes.json",
-             "train": "summary.json", "eval": "report.json"}
-# Partitioned stages whose planned outputs are known once another stage is complete.
+if TYPE_CHECKING:
+    from ..run import Run
 
 
 @dataclass
 class StageStatus:
     stage: str
     committed: int = 0
-    planned: int | None = None  # None: not known until the stage's inputs exist
+    planned: int | None = None  # None: not known until the stage's inputs exist (or it has run)
     failed: dict[str, str] = field(default_factory=dict)
     rows: int = 0
     complete: bool = False
@@ -31,26 +34,36 @@ class StageStatus:
 
 def run_status(run: Run) -> list[StageStatus]:
     store = run.store
-    committed = store.committed()
-    failed = store.failed()
+    committed, failed = store.committed_all(), store.failed_all()
     statuses = []
-    for stage in STAGES:
-        outputs = committed.get(stage, set())
-        status = StageStatus(stage)
-        planned = _planned(run, stage, committed)
+    for stage in run.stages:
+        outputs = committed.get(stage.name, set())
+        done = run.completion(stage.name)
+        planned = done.outputs if done else _plan(run, stage)
         data_outputs = outputs if planned is None else outputs & set(planned)
-        status.committed = len(data_outputs)
-        status.planned = None if planned is None else len(planned)
-        status.complete = planned is not None and status.pending == 0
-        if data_outputs:
-            records = store.records(stage, sorted(data_outputs))
-            status.rows = sum(r.get("rows", 0) for o, r in records.items() if _holds_rows(o))
-            status.lineage = _lineage_line(next(iter(records.values())))
-        for output in sorted(failed.get(stage, set()) - outputs):
-            record = store.failure(stage, output) or {}
-            status.failed[output] = record.get("error", "unknown error")
+        status = StageStatus(stage.name, committed=len(data_outputs), planned=None if planned is None else len(planned),
+                             complete=done is not None)
+        parts = data_parts(sorted(data_outputs))
+        if done is not None:
+            status.rows = done.rows
+        elif parts:
+            status.rows = sum(r.get("rows", 0) for r in store.records(stage.name, parts).values())
+        if data_outputs:  # a row partition's lineage says most (model, inputs), else the first output's
+            status.lineage = _lineage_line(store.record(stage.name, (parts or sorted(data_outputs))[0]))
+        for output in sorted(failed.get(stage.name, set()) - outputs):
+            status.failed[output] = (store.failure(stage.name, output) or {}).get("error", "unknown error")
         statuses.append(status)
     return statuses
+
+
+def _plan(run: Run, stage: Stage) -> list[str] | None:
+    """The outputs an unfinished stage will write, if its inputs are complete and it can say."""
+    if stage.plan is None:
+        return None
+    try:
+        return stage.plan(run)
+    except StageBlocked:
+        return None
 
 
 def _lineage_line(record: dict) -> str:
@@ -66,35 +79,13 @@ def _lineage_line(record: dict) -> str:
     return " ".join(parts)
 
 
-def _holds_rows(output: str) -> bool:
-    """Outputs whose ``rows`` count samples (not manifests, stats or exports)."""
-    return output.endswith((".parquet", ".tar", ".pt")) and output != "stats.parquet" or output == "report.json"
-
-
-def _planned(run: Run, stage: str, committed: dict[str, set[str]]) -> list[str] | None:
-    store = run.store
-    if stage == "captions":
-        if MANIFESTS["concepts"] not in committed.get("concepts", set()):
-            return None
-        return data_parts(store.record("concepts", MANIFESTS["concepts"]).get("outputs", []))
-    if stage == "images":
-        try:
-            return [p["output"] for p in render_parts(run)]
-        except StageBlocked:
-            return None
-    manifest = MANIFESTS[stage]
-    if manifest not in committed.get(stage, set()):
-        return None
-    return [manifest] + list(store.record(stage, manifest).get("outputs", []))
-
-
 def partition_table(run: Run, stage: str, limit: int = 500) -> list[dict]:
     """One row per output of a stage (failed first, then pending, then committed), for the UI."""
     store = run.store
-    committed = store.committed(stage)
-    done = committed.get(stage, set())
-    planned = _planned(run, stage, {**store.committed("concepts"), **store.committed("balanced"), **committed}) or sorted(done)
-    failed = store.failed(stage).get(stage, set()) - done
+    done = store.committed(stage)
+    completion = run.completion(stage)
+    planned = completion.outputs if completion else _plan(run, run.stage(stage)) or sorted(done)
+    failed = store.failed(stage) - done
     rows = [{"output": o, "state": "failed", "rows": 0, "throughput": "",
              "error": (store.failure(stage, o) or {}).get("error", "")[:300]} for o in sorted(failed)[:limit]]
     rows += [{"output": o, "state": "pending", "rows": 0, "throughput": "", "error": ""}

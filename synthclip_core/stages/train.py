@@ -1,10 +1,14 @@
-"""Training: a Ray Train job over the run's shards, with checkpoints, metrics and curves committed.
+"""Training: a Ray Train job over the run's sources, with checkpoints, metrics and curves committed.
 
-With the default local Ray the job runs inside the run's own Ray and a killed run resumes from the
-latest committed checkpoint. When ``RAY_ADDRESS`` names a cluster, training is a Ray job that
-outlives the flow (see ``training/ray_jobs.py``) and the flow follows it. Last come
-``curves.png``, an open_clip ``local-dir`` export of the final model in ``model/`` and
-``summary.json`` (the commit that marks the stage done).
+The sources are the run's own shards by default (``train.sources`` may add or replace them: other
+runs' shards as ``run:ID``, or any webdataset tars), and ``train.init_from`` names the weights to
+start from. With the default local Ray the job runs inside the run's own Ray and a killed run
+resumes from the latest committed checkpoint. When ``RAY_ADDRESS`` names a cluster, training is a
+Ray job that outlives the flow (``python -m synthclip_core train --root R --run-id ID``, see
+``training/ray_jobs.py``) and the flow follows it. Last come ``curves.png``, an open_clip
+``local-dir`` export of the final model in ``model/`` and ``summary.json``.
+
+A training job (a run whose config is a ``JobConfig``) has this stage and ``eval`` only.
 """
 
 from __future__ import annotations
@@ -12,107 +16,183 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
+from ..actors import PoolSpec
 from ..clip_models import model_config
-from ..config import DataSource, TrainConfig
-from ..run import Run, RunRef
+from ..config import DataSource
 from ..store import RunStore
 from ..training import checkpoints, metrics, ray_jobs
 from ..training.curves import curves_png
-from ..training.fit import TrainingFailed, fit
+from ..training.fit import TrainingFailed, fit, preflight
 from ..training.init_weights import resolve_init
-from ..training.sources import ResolvedSource, resolve, to_spec_parts
+from ..training.sources import ResolvedSource, SourceError, checked, tar_source, to_spec_parts
 from ..training.spec import TrainSpec
-from .common import StageSummary, finished_summary, lineage
+from .common import input_ref, lineage
+from .stage import Stage, StageSummary
+
+if TYPE_CHECKING:
+    from ..run import Run
 
 log = logging.getLogger("synthclip.train")
+NAME = "train"
+VERSION = 2
 SUMMARY = "summary.json"
 CURVES = "curves.png"
 
 
 def run_train(run: Run) -> StageSummary:
-    if (finished := finished_summary(run.store, "train", SUMMARY)) is not None:
-        finished.pictures = [f"train/{CURVES}"]
+    if (finished := run.finished(NAME)) is not None:
         return finished
     if not ray_jobs.submit_as_job():
         return train_in_process(run)
     spec = train_spec(run)
     client = ray_jobs.job_client()
-    submission_id = ray_jobs.ensure_job(client, run.ref.run_id, run.fingerprints["train"],
-                                        ray_jobs.entrypoint(run.ref.root, run.ref.run_id))
+    command = ray_jobs.python_command("-m", "synthclip_core", NAME, "--root", run.ref.root, "--run-id", run.ref.run_id)
+    submission_id = ray_jobs.ensure_job(client, run.ref.run_id, run.fingerprints[NAME], command)
     follower = ray_jobs.JobFollower(client, submission_id)
     metrics.follow_metrics(spec, follower.done)
     if follower.status != "SUCCEEDED":
         raise TrainingFailed(follower.failure())
-    if (finished := finished_summary(run.store, "train", SUMMARY)) is None:
-        raise TrainingFailed(f"Ray job {submission_id} succeeded but train/{SUMMARY} is not committed")
+    if (finished := run.finished(NAME)) is None:
+        raise TrainingFailed(f"Ray job {submission_id} succeeded but run {run.ref.run_id}'s training is not complete")
     finished.computed, finished.skipped = finished.total, 0
-    finished.notes = {"ray_job": submission_id}
-    finished.pictures = [f"train/{CURVES}"]
+    finished.notes = {**finished.notes, "ray_job": submission_id}
     return finished
 
 
-def train_spec(run: Run) -> TrainSpec:
-    """The run's training job: its configured sources (default: its own shards), resolved and checked."""
-    t = run.config.train
-    configured = t.sources or [DataSource(name="synthetic", uri="run")]
-    resolved = [resolve(s, run.ref.root, run.ref.storage_options, this_run=run) for s in configured]
-    init = resolve_init(t.init_from, run.ref.root, run.ref.storage_options, t.model) if t.init_from else None
-    return build_spec(run.ref, t, run.config.seed, run.fingerprints["train"], resolved, init)
-
-
-def build_spec(ref: RunRef, t: TrainConfig, seed: int, fingerprint: str, resolved: list[ResolvedSource],
-               init: dict | None) -> TrainSpec:
-    """A TrainSpec whose lineage names every source (and the parent weights when fine-tuning)."""
-    shards, sources = to_spec_parts(resolved)
-    skipped = {k: v for r in resolved for k, v in r.skipped.items()}
-    base = lineage(fingerprint, [i for r in resolved for i in r.inputs], time.time(), 0, arch=t.model, skipped_shards=skipped,
-                   skipped_samples=sum(r.skipped_samples for r in resolved), sources=[r.describe() for r in resolved],
-                   **({"parent": init} if init else {}))
-    return TrainSpec(ref=ref.as_dict(), shards=shards, train=t.model_dump(), seed=seed, model_cfg=model_config(t.model),
-                     lineage=base, sources=sources, init=init)
+def workers(cfg) -> list[PoolSpec]:
+    t = cfg.train
+    return [PoolSpec(num_actors=t.num_workers, num_cpus=t.cpus_per_worker, num_gpus=1 if t.use_gpu else 0,
+                     resources=dict(t.ray_resources), label="train")]
 
 
 def train_in_process(run: Run) -> StageSummary:
     """Train (or finish training) in the Ray this process is connected to, then finalise."""
-    if (finished := finished_summary(run.store, "train", SUMMARY)) is not None:
+    if (finished := run.finished(NAME)) is not None:
         return finished
-    return train_and_finish(train_spec(run), f"{run.config.train.model} on run {run.ref.run_id}")
+    spec = train_spec(run)
+    before = set(checkpoints.committed_epochs(run.store))
+    fit(spec, name=f"synthclip-{run.ref.run_id}")
+    return _finish(run, spec, before)
 
 
-def train_and_finish(spec: TrainSpec, title: str) -> StageSummary:
-    """Fit ``spec`` to its last epoch, then commit the curves, the open_clip export and ``summary.json``."""
-    store, t = spec.run_ref.store(), spec.config
-    summary = StageSummary("train")
-    before = set(checkpoints.committed_epochs(store))
-    fit(spec, name=f"synthclip-{spec.run_ref.run_id}")
+def check(run: Run) -> None:
+    """Everything about training that can be known before a flow starts (a job's sources are
+    readable in the expected layout, its starting weights exist and fit the model)."""
+    preflight(train_spec(run))
+
+
+def train_spec(run: Run) -> TrainSpec:
+    """The run's training: its sources (default: its own shards) resolved and checked, and the
+    weights to start from; the lineage names every source and the parent weights."""
+    t = run.config.train
+    configured = t.sources or [DataSource(name="synthetic", uri="run")]
+    resolved = [_run_source(run, s) if s.uri == "run" or s.uri.startswith("run:") else tar_source(s) for s in configured]
+    init = _init_weights(run) if t.init_from else None
+    shards, sources = to_spec_parts(resolved)
+    skipped = {k: v for r in resolved for k, v in r.skipped.items()}
+    base = lineage(run.fingerprints[NAME], VERSION, [i for r in resolved for i in r.inputs], time.time(), 0, arch=t.model,
+                   skipped_shards=skipped, skipped_samples=sum(r.skipped_samples for r in resolved),
+                   sources=[r.describe() for r in resolved], **({"parent": init} if init else {}))
+    return TrainSpec(ref=run.ref.as_dict(), shards=shards, train=t.model_dump(), seed=run.config.seed,
+                     model_cfg=model_config(t.model), lineage=base, sources=sources, init=init)
+
+
+def _run_source(run: Run, source: DataSource) -> ResolvedSource:
+    """A run's exported shards (this run's for ``run``, another under the same root for
+    ``run:ID``), counted from their commit records; shards damaged since are left out."""
+    own = source.uri == "run"
+    if own and run.kind != "run":
+        raise SourceError(f"training source {source.name!r}: 'run' means a run's own shards; name the run: run:RUN_ID")
+    try:
+        other = run if own else run.sibling(source.uri[4:])
+        done = other.require("shards")
+    except Exception as exc:
+        if own:  # this run's export not complete: StageBlocked, as for any stage
+            raise
+        raise SourceError(f"training source {source.name!r} ({source.uri}): {exc}") from None
+    store = other.store
+    tars = [o for o in done.outputs if o.endswith(".tar")]
+    records = store.records("shards", tars)
+    damaged = store.size_mismatches("shards", records)
+    for name, reason in damaged.items():
+        log.warning("training skips shard %s (%d samples): %s", store.uri("shards", name), records[name]["rows"], reason)
+    names = [o for o in tars if o not in damaged]
+    return checked(ResolvedSource(
+        source.name, f"run:{other.ref.run_id}" if own else source.uri, source.weight, source.limit, "jpg", "txt",
+        dict(run.ref.storage_options), [(store.uri("shards", o), records[o]["rows"]) for o in names],
+        inputs=[{**input_ref(store, "shards", o, records[o]), **({} if own else {"run_id": other.ref.run_id})} for o in names],
+        skipped={(name if own else f"{source.name}/{name}"): reason for name, reason in damaged.items()},
+        skipped_samples=sum(records[o]["rows"] for o in damaged)))
+
+
+def _init_weights(run: Run) -> dict:
+    """The weights ``train.init_from`` names, read once and checked against the architecture."""
+    t, options = run.config.train, run.ref.storage_options
+    if not t.init_from.startswith("run:"):
+        return resolve_init(t.init_from, options, t.model)
+    parent = t.init_from[4:]
+    try:
+        other = run.sibling(parent)
+        checkpoint = other.require(NAME).notes["checkpoint"]
+    except Exception:
+        raise SourceError(f"train.init_from {t.init_from}: run {parent!r} under {run.ref.root} has no finished "
+                          f"training; finish it first") from None
+    return resolve_init(other.store.uri(NAME, checkpoint), options, t.model, run_id=parent, checkpoint=f"{NAME}/{checkpoint}")
+
+
+def _title(run: Run) -> str:
+    t = run.config.train
+    if run.kind == "run":
+        return f"{t.model} on run {run.ref.run_id}"
+    start = f" from {t.init_from}" if t.init_from else ""
+    return f"{t.model} on {' + '.join(s.name for s in t.sources)}{start} (job {run.ref.run_id})"
+
+
+def _finish(run: Run, spec: TrainSpec, before: set[int]) -> StageSummary:
+    """The curves, the open_clip export and ``summary.json``, once the last epoch is committed."""
+    store, t = run.store, spec.config
     epochs = checkpoints.committed_epochs(store)
     if not epochs or epochs[-1] != t.epochs:
         raise TrainingFailed(f"training ended but the store holds checkpoints of epochs {epochs}, expected up to {t.epochs}")
     rows = metrics.history(store)
     base = spec.lineage
-    store.commit("train", CURVES, curves_png(rows, title), base)
+    store.commit(NAME, CURVES, curves_png(rows, _title(run)), base)
     final = checkpoints.epoch_name(epochs[-1])
-    final_record = store.record("train", final)
+    final_record = store.record(NAME, final)
     outputs = [checkpoints.epoch_name(e) for e in epochs] + metrics.chunks(store) + [CURVES]
     outputs += _export_local_dir(store, checkpoints.load(store, final)["state_dict"], t.model, base)
-    store.commit("train", SUMMARY, json.dumps({
+    store.commit(NAME, SUMMARY, json.dumps({
         "arch": t.model, "epochs": epochs, "checkpoint": final, "steps": rows[-1]["step"] if rows else 0,
         "final": rows[-1] if rows else {}, "per_epoch": metrics.per_epoch(rows),
         "skipped_shards": base["skipped_shards"], "skipped_samples": base["skipped_samples"],
         "sources": final_record.get("sources", []), "parent": base.get("parent"),
-    }, indent=1).encode(), {**base, "outputs": outputs, "rows": len(epochs)})
-    summary.total, summary.computed, summary.skipped = len(epochs), len(set(epochs) - before), len(before)
-    summary.notes = {"final": rows[-1] if rows else {}, "skipped_shards": len(base["skipped_shards"]),
-                     "skipped_samples": base["skipped_samples"],
+    }, indent=1).encode(), {**base, "rows": len(epochs)})
+    summary = StageSummary(NAME, total=len(epochs), computed=len(set(epochs) - before), skipped=len(before),
+                           rows=final_record.get("rows", 0))  # samples trained on
+    summary.notes = {"checkpoint": final, "arch": t.model, "final": rows[-1] if rows else {},
+                     "skipped_shards": len(base["skipped_shards"]), "skipped_samples": base["skipped_samples"],
                      "samples_seen": {s["name"]: s["samples_seen"] for s in final_record.get("sources", [])}}
-    summary.pictures = [f"train/{CURVES}"]
-    return summary
+    summary.pictures = [f"{NAME}/{CURVES}"]
+    return run.complete(summary, outputs + [SUMMARY])
 
 
 def _export_local_dir(store: RunStore, state_dict: dict, arch: str, base: dict) -> list[str]:
     """The final weights as an open_clip ``local-dir:`` model (config + weights)."""
     cfg = {"model_cfg": model_config(arch), "preprocess_cfg": {}}
-    store.commit("train", "model/open_clip_config.json", json.dumps(cfg, indent=1).encode(), base)
-    store.commit("train", "model/open_clip_pytorch_model.bin", checkpoints.to_bytes(state_dict), base)
+    store.commit(NAME, "model/open_clip_config.json", json.dumps(cfg, indent=1).encode(), base)
+    store.commit(NAME, "model/open_clip_pytorch_model.bin", checkpoints.to_bytes(state_dict), base)
     return ["model/open_clip_config.json", "model/open_clip_pytorch_model.bin"]
+
+
+def training_summary(run: Run) -> dict:
+    """``summary.json`` of a run's finished training: final checkpoint, sources seen, parent weights."""
+    run.require(NAME)
+    return json.loads(run.store.read_bytes(NAME, SUMMARY))
+
+
+STAGE = Stage(
+    name=NAME, version=VERSION, upstream=("shards",), run=run_train, workers=workers,
+    description="Train CLIP on the shards with Ray Train, resuming from the latest checkpoint.",
+)

@@ -11,7 +11,6 @@ pretrained=path)`` loads them. Their commit records carry ``step``, ``model_cfg`
 from __future__ import annotations
 
 import io
-import json
 import re
 
 from ..errors import UserError
@@ -34,20 +33,12 @@ def step_name(step: int) -> str:
 
 def committed(store: RunStore) -> dict[str, dict]:
     """Commit records of the committed checkpoints, by output name."""
-    names = sorted(o for o in store.committed("train").get("train", set()) if _NAME.match(o))
+    names = sorted(o for o in store.committed("train") if _NAME.match(o))
     return store.records("train", names)
 
 
 def committed_epochs(store: RunStore) -> list[int]:
     return sorted(int(m.group(2)) for o in committed(store) if (m := _NAME.match(o)) and m.group(1) == "epoch")
-
-
-def training_summary(store: RunStore) -> dict | None:
-    """``train/summary.json`` of a run or job (its final checkpoint, sources, parent), None until
-    its training is finished."""
-    if "summary.json" not in store.committed("train").get("train", set()):
-        return None
-    return json.loads(store.read_bytes("train", "summary.json"))
 
 
 def layout_key(world_size: int, loader_workers: int, per_worker_batch: int) -> dict:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
+from ..pictures import figure_png, pyplot
 
 
 def curves_png(rows: list[dict], title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     steps = [r["step"] for r in rows]
     panels = (("loss", "contrastive loss"), ("lr", "learning rate"), ("logit_scale", "logit scale (exp)"),
@@ -27,7 +24,4 @@ def curves_png(rows: list[dict], title: str) -> bytes:
         ax.set_xlabel("step")
     fig.suptitle(title)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)

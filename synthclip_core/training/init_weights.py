@@ -2,8 +2,8 @@
 
 Accepted: a checkpoint file on any fsspec root (this platform's ``checkpoints/epoch_N.pt``, or any
 open_clip checkpoint: a state dict, or a dict holding ``state_dict``, DDP's ``module.`` prefixes
-allowed), ``local-dir:PATH`` (an open_clip model folder, as the train stage exports), or
-``run:RUN_ID`` (that run's final checkpoint under the same root). The driver resolves the weights to
+allowed), or ``local-dir:PATH`` (an open_clip model folder, as the train stage exports); the train
+stage turns ``run:RUN_ID`` into that run's final checkpoint. The driver resolves the weights to
 one URI and its sha256, and checks them against the configured architecture before any worker
 starts; the workers load exactly those bytes (refusing them if they changed) and the lineage of
 every checkpoint names them as the parent.
@@ -17,29 +17,20 @@ import posixpath
 
 import fsspec
 
-from ..run import RunRef
 from ..store import fs_options
-from .checkpoints import CheckpointMismatch, training_summary
+from .checkpoints import CheckpointMismatch
 from .sources import SourceError
 
 LOCAL_DIR_WEIGHTS = ("open_clip_pytorch_model.bin", "open_clip_model.safetensors")
 
 
-def resolve_init(init_from: str, root: str, storage_options: dict, arch: str) -> dict:
-    """``{"uri", "sha256", "bytes"}`` (and ``run_id``, ``checkpoint`` for ``run:``) of the weights,
-    read once and checked against the ``arch`` model (else CheckpointMismatch)."""
+def resolve_init(init_from: str, storage_options: dict, arch: str, **extra) -> dict:
+    """``{"uri", "sha256", "bytes", **extra}`` of the weights, read once and checked against the
+    ``arch`` model (else CheckpointMismatch)."""
     from ..clip_models import create_model
 
-    extra: dict = {}
     options = storage_options
-    if init_from.startswith("run:"):
-        store = RunRef(root, init_from[4:], storage_options).store()
-        if (summary := training_summary(store)) is None:
-            raise SourceError(f"train.init_from {init_from}: run {init_from[4:]!r} under {root} has no finished training "
-                              f"(train/summary.json); finish it first")
-        checkpoint = summary["checkpoint"]
-        uri, extra = store.uri("train", checkpoint), {"run_id": init_from[4:], "checkpoint": f"train/{checkpoint}"}
-    elif init_from.startswith("local-dir:"):
+    if init_from.startswith("local-dir:"):
         folder = init_from[len("local-dir:"):]
         fs, path = fsspec.core.url_to_fs(folder, **fs_options(folder, options))
         found = [name for name in LOCAL_DIR_WEIGHTS if fs.exists(posixpath.join(path, name))]

@@ -22,7 +22,7 @@ _CHUNK = re.compile(r"^metrics/step_(\d+)\.jsonl$")
 
 
 def chunks(store: RunStore) -> list[str]:
-    return sorted(o for o in store.committed("train").get("train", set()) if _CHUNK.match(o))
+    return sorted(o for o in store.committed("train") if _CHUNK.match(o))
 
 
 def history(store: RunStore, names: list[str] | None = None) -> list[dict]:

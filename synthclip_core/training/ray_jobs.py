@@ -45,11 +45,11 @@ def submission_prefix(run_id: str, fingerprint: str) -> str:
     return f"synthclip-train-{run_id}-{fingerprint[:12]}"
 
 
-def entrypoint(root: str, run_id: str) -> str:
-    """The job's command: this package's trainer for the run (the cluster runs the same image,
-    so the flow's interpreter path is the cluster's; ``SYNTHCLIP_JOB_PYTHON`` overrides it)."""
+def python_command(*args: str) -> str:
+    """A job's command: this interpreter with ``args`` (the cluster runs the same image, so the
+    flow's interpreter path is the cluster's; ``SYNTHCLIP_JOB_PYTHON`` overrides it)."""
     python = os.environ.get("SYNTHCLIP_JOB_PYTHON") or sys.executable
-    return shlex.join([python, "-m", "synthclip_core.training.entrypoint", "--root", root, "--run-id", run_id])
+    return shlex.join([python, *args])
 
 
 def ensure_job(client, run_id: str, fingerprint: str, command: str, patience_s: float = 120.0) -> str:

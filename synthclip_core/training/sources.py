@@ -1,10 +1,11 @@
-"""Training data sources: a run's exported shards, or external webdataset tars (img2dataset, ...).
+"""Training data sources: webdataset tars (img2dataset's, a run's exported shards, ...), checked.
 
 The driver resolves every source once, before any worker starts: it lists the tars, learns how
 many samples each holds and reads one sample to check the layout, so an empty source, shards of
 another layout or a missing folder is a one-line error naming the source instead of a failed
-worker group. Sample counts come from ``sizes.json`` (webdataset's and this platform's), from
-img2dataset's ``NNNNN_stats.json``, or, when neither is there, from reading the tars once.
+worker group. For tars named by URI, sample counts come from ``sizes.json`` (webdataset's), from
+img2dataset's ``NNNNN_stats.json``, or, when neither is there, from reading the tars once. A run's
+own shards are resolved by the train stage, which knows them from the run's commit records.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from braceexpand import braceexpand
 
 from ..config import DataSource
 from ..errors import ConfigError
-from ..run import Run, RunRef, load_run
-from ..store import RunStore, fs_options
+from ..store import fs_options
 
 log = logging.getLogger("synthclip.train")
 
@@ -53,62 +53,13 @@ class ResolvedSource:
                 "shards": len(self.shards), "samples": self.samples}
 
 
-def resolve(source: DataSource, root: str, storage_options: dict, this_run: Run | None = None) -> ResolvedSource:
-    """List and count a source's shards and check one sample's layout."""
-    if source.uri == "run" or source.uri.startswith("run:"):
-        resolved = _run_source(source, root, storage_options, this_run)
-    else:
-        resolved = _tar_source(source)
+def checked(resolved: ResolvedSource) -> ResolvedSource:
+    """The source, once it is known to hold samples and its first sample has the expected keys."""
     if not resolved.samples:
-        raise SourceError(f"training source {source.name!r} ({source.uri}): no readable samples "
+        raise SourceError(f"training source {resolved.name!r} ({resolved.uri}): no readable samples "
                           f"({len(resolved.shards)} shards, all empty)")
     _check_layout(resolved)
     return resolved
-
-
-def _run_source(source: DataSource, root: str, storage_options: dict, this_run: Run | None) -> ResolvedSource:
-    from ..stages.common import input_ref, require_done
-    from ..stages.shards import SIZES
-
-    own = source.uri == "run"  # this run's export: an incomplete one is StageBlocked, as for any stage
-    if own and this_run is None:
-        raise SourceError(f"training source {source.name!r}: 'run' means a run's own shards; name the run: run:RUN_ID")
-    try:
-        run = this_run if own else load_run(RunRef(root, source.uri[4:], storage_options))
-        require_done(run, "shards", SIZES)
-    except Exception as exc:
-        if own:
-            raise
-        raise SourceError(f"training source {source.name!r} ({source.uri}): {exc}") from None
-    store = run.store
-    sizes = json.loads(store.read_bytes("shards", SIZES))
-    records = store.records("shards", sorted(sizes))
-    skipped = damaged_shards(store, records)
-    for name, reason in skipped.items():
-        log.warning("training skips shard %s (%d samples): %s", store.uri("shards", name), sizes[name], reason)
-    names = [o for o in sorted(sizes) if o not in skipped]
-    return ResolvedSource(
-        source.name, f"run:{run.ref.run_id}" if own else source.uri, source.weight, source.limit, "jpg", "txt",
-        dict(storage_options), [(store.uri("shards", o), sizes[o]) for o in names],
-        inputs=[{**input_ref(store, "shards", o, records[o]), **({} if own else {"run_id": run.ref.run_id})} for o in names],
-        skipped={(name if own else f"{source.name}/{name}"): reason for name, reason in skipped.items()},
-        skipped_samples=sum(sizes[o] for o in skipped))
-
-
-def damaged_shards(store: RunStore, records: dict[str, dict]) -> dict[str, str]:
-    """Shards whose file no longer matches its commit record in size (truncated, replaced or gone
-    since the export), found from one listing; the rest of the data still trains."""
-    try:
-        listing = {posixpath.basename(e["name"]): e["size"] for e in store.fs.ls(store.path("shards"), detail=True)}
-    except FileNotFoundError:
-        listing = {}
-    damaged = {}
-    for name, record in records.items():
-        if name not in listing:
-            damaged[name] = "the file is missing"
-        elif listing[name] != record["bytes"]:
-            damaged[name] = f"{listing[name]} bytes on storage, {record['bytes']} committed (truncated or replaced)"
-    return damaged
 
 
 def list_tars(source: DataSource) -> list[str]:
@@ -129,7 +80,8 @@ def list_tars(source: DataSource) -> list[str]:
     return sorted(set(urls))
 
 
-def _tar_source(source: DataSource) -> ResolvedSource:
+def tar_source(source: DataSource) -> ResolvedSource:
+    """A source of webdataset tars named by URI (a folder, a glob or a brace pattern), checked."""
     urls = list_tars(source)
     if not urls:
         raise SourceError(f"training source {source.name!r}: no .tar files at {source.uri}")
@@ -140,8 +92,8 @@ def _tar_source(source: DataSource) -> ResolvedSource:
                     "them to skip this)", source.name, len(missing))
         for url in missing:
             counts[url] = _count_samples(source, url)
-    return ResolvedSource(source.name, source.uri, source.weight, source.limit, source.image_key, source.text_key,
-                          dict(source.storage_options), [(u, counts[u]) for u in urls])
+    return checked(ResolvedSource(source.name, source.uri, source.weight, source.limit, source.image_key,
+                                  source.text_key, dict(source.storage_options), [(u, counts[u]) for u in urls]))
 
 
 def _known_counts(urls: list[str], options: dict) -> dict[str, int]:

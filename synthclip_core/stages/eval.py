@@ -1,0 +1,157 @@
+"""Evaluation of the trained checkpoint: the run's held-out synthetic split, and the external
+benchmarks listed in ``eval.datasets``.
+
+On the held-out split (``eval`` and ``holdout`` samples, in runs that render images): zero-shot
+over the run's concepts (the label is the concept a caption was written for), image-text
+retrieval, and concept coverage (per concept: training captions that matched it against zero-shot
+accuracy on its images). Runs as a Ray task (on a GPU node of a cluster when ``eval.num_gpus``).
+Writes ``eval/report.json`` and ``eval/report.md``, and with the held-out split
+``eval/coverage.png`` and ``eval/coverage.parquet``. A training job evaluates ``eval.datasets``
+only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..actors import PoolSpec
+from ..balancing import held_out_concepts
+from ..evaluation import coverage
+from ..evaluation.report import build_report, render_markdown
+from ..schemas import table_from_rows, to_parquet_bytes
+from ..store import RunRef
+from .common import data_parts, input_ref, lineage, read_concepts, read_table
+from .stage import Stage, StageSummary
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+NAME = "eval"
+VERSION = 2
+REPORT = "report.json"
+MARKDOWN = "report.md"
+PICTURE = "coverage.png"
+COVERAGE = "coverage.parquet"
+HELDOUT = "synthetic-heldout"
+MAX_PROMPTS = 200_000  # zero-shot over a huge concept bank uses one template per concept beyond this
+
+
+def run_eval(run: Run) -> StageSummary:
+    import ray
+
+    if (finished := run.finished(NAME)) is not None:
+        return finished
+    store, cfg = run.store, run.config.eval
+    held_out_split = run.has("images")
+    if not held_out_split and not cfg.datasets:
+        return run.complete(StageSummary(NAME, notes={"skipped": "eval.datasets is empty: nothing to evaluate"}), [])
+    started = time.time()
+    trained = run.require("train").notes
+    checkpoint, arch = trained["checkpoint"], trained["arch"]
+    parts = {stage: data_parts(run.require(stage).outputs) for stage in ("concepts", "balanced", "images")} \
+        if held_out_split else {}
+    holdout = run.config.balanced.holdout_concepts if held_out_split else 0
+    task = ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate_run)
+    out = ray.get(task.remote(run.ref.as_dict(), cfg.model_dump(), run.config.seed, holdout, arch, checkpoint, parts))
+    ckpt_ref = input_ref(store, "train", checkpoint)
+    rows = out["coverage"]
+    extra = {"coverage": {**coverage.summary(rows), "failures": coverage.failures(rows)}} if held_out_split else {}
+    report = build_report(_results(out["results"]), checkpoint, ckpt_ref["sha256"], arch, run.fingerprints[NAME],
+                          run_id=run.ref.run_id, **extra)
+    base = lineage(run.fingerprints[NAME], VERSION, [ckpt_ref], started, len(report["results"]))
+    title, pictures, notes, outputs = f"Evaluation of {run.kind} `{run.ref.run_id}`", [], [], []
+    if held_out_split:
+        failed = ", ".join(f"{r['concept']} ({r['train_captions']})" for r in report["coverage"]["failures"][:10])
+        notes = [f"Concept coverage: {len(rows)} concepts with held-out images; concepts never recognised "
+                 f"(training captions): {failed or 'none'}."]
+        pictures = [("concept coverage", PICTURE)]
+        store.commit(NAME, PICTURE, coverage.coverage_png(rows, f"Concept coverage, run {run.ref.run_id}"), base)
+        store.commit(NAME, COVERAGE, to_parquet_bytes(table_from_rows(rows, "eval_coverage"), "eval_coverage"), base)
+        outputs = [PICTURE, COVERAGE]
+    store.commit(NAME, MARKDOWN, render_markdown(report, title, pictures, notes).encode(), base)
+    store.commit(NAME, REPORT, json.dumps(report, indent=1).encode(), base)
+    summary = StageSummary(NAME, total=1, computed=1, rows=len(report["results"]), reports=[f"{NAME}/{MARKDOWN}"],
+                           pictures=[f"{NAME}/{PICTURE}"] if held_out_split else [])
+    summary.notes = {f"{r['dataset']}/{r['task']}/{r['metric']}": r["value"] for r in report["results"]}
+    return run.complete(summary, outputs + [MARKDOWN, REPORT])
+
+
+def workers(cfg) -> list[PoolSpec]:
+    return [PoolSpec(num_actors=1, num_cpus=1, num_gpus=cfg.eval.num_gpus, label="eval")]
+
+
+def _results(dicts: list[dict]):
+    from ..evaluation.tasks import TaskResult
+
+    return [TaskResult(**d) for d in dicts]
+
+
+def evaluate_run(ref: dict, eval_config: dict, seed: int, holdout_concepts: int, arch: str, checkpoint: str,
+                 parts: dict[str, list[str]]) -> dict:
+    """Runs in a Ray task: load the checkpoint through open_clip and score the run's held-out data
+    (when ``parts`` names the run's concept, balanced and image partitions) and the benchmarks."""
+    import torch
+
+    from ..config import EvalConfig
+    from ..evaluation.benchmarks import evaluate_dataset
+    from ..evaluation.models import load_eval_model
+
+    torch.set_num_threads(1 if not torch.cuda.is_available() else torch.get_num_threads())
+    cfg = EvalConfig.model_validate(eval_config)
+    store = RunRef(**ref).store()
+    model = load_eval_model(store.uri("train", checkpoint), arch=arch)
+    results, rows = _held_out(model, store, cfg, seed, holdout_concepts, parts) if parts else ([], [])
+    for ds in cfg.datasets:
+        results.append(evaluate_dataset(model, ds, cfg.templates, cfg.batch_size))
+    return {"results": [{**asdict(r), "correct": [], "kept": []} for r in results], "coverage": rows}
+
+
+def _held_out(model, store, cfg, seed: int, holdout_concepts: int, parts: dict[str, list[str]]) -> tuple[list, list[dict]]:
+    """Zero-shot over the run's concepts and retrieval on the held-out split, and concept coverage."""
+    from ..evaluation.datasets import CaptionedImages, LabelledImages
+    from ..evaluation.tasks import retrieval, zeroshot
+    from ..evaluation.templates import load_templates
+
+    concepts = read_concepts(store, parts["concepts"])
+    ids, names = concepts.column("concept_id").to_pylist(), concepts.column("concept").to_pylist()
+    index = {cid: i for i, cid in enumerate(ids)}
+    tables = [read_table(store, "images", o).select(["image_id", "concept_id", "caption", "split", "jpg"])
+              for o in parts["images"]]
+    held = pa.concat_tables([t.filter(pc.is_in(t["split"], pa.array(["eval", "holdout"]))) for t in tables]).to_pylist()
+    if not held:
+        return [], []
+    templates = load_templates(cfg.templates)
+    if len(names) * len(templates) > MAX_PROMPTS:
+        templates = templates[:1]
+    labelled = LabelledImages(HELDOUT, [r["jpg"] for r in held], [index[r["concept_id"]] for r in held], names,
+                              [r["image_id"] for r in held])
+    zs = zeroshot(model, labelled, templates, cfg.batch_size)
+    zs.per_class = {}  # per concept: in coverage.parquet instead
+    captioned = CaptionedImages(HELDOUT, labelled.images, [[r["caption"]] for r in held], labelled.ids)
+    rows = coverage.concept_rows(list(zip(ids, names)), _train_counts(store, parts["balanced"]),
+                                 [held[i]["concept_id"] for i in zs.kept], zs.correct,
+                                 held_out_concepts(seed, ids, holdout_concepts))
+    return [zs, retrieval(model, captioned, cfg.batch_size)], rows
+
+
+def _train_counts(store, parts: list[str]) -> dict[str, int]:
+    """Training captions that matched each concept (after balancing, train split only)."""
+    counts: Counter = Counter()
+    for part in parts:
+        table = read_table(store, "balanced", part).select(["split", "matched_concept_ids"])
+        train = table.filter(pc.equal(table["split"], "train"))
+        counts.update(pc.list_flatten(train["matched_concept_ids"]).to_pylist())
+    return dict(counts)
+
+
+STAGE = Stage(
+    name=NAME, version=VERSION, upstream=("concepts", "balanced", "images", "train"), run=run_eval, workers=workers,
+    description="Evaluate the final checkpoint on the held-out synthetic split and the configured benchmarks.",
+)

@@ -1,0 +1,86 @@
+"""What a stage is: everything the pipeline knows of one step, defined once in the stage's module.
+
+A stage has one name: its module, its config section, its Prefect flow and deployment and its
+folder in the store are all called that. Flows, deployments, status, fingerprints and the CLI read
+the ordered list of stages in :mod:`synthclip_core.pipeline` and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..actors import PoolSpec
+from ..config import fingerprinted
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+
+@dataclass
+class StageSummary:
+    """What one call of a stage did; shown in the CLI and as Prefect artifacts."""
+
+    stage: str
+    total: int = 0
+    skipped: int = 0  # already committed before this call
+    computed: int = 0
+    rows: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)
+    pictures: list[str] = field(default_factory=list)  # "stage/output" of PNGs worth showing
+    reports: list[str] = field(default_factory=list)  # "stage/output" of markdown reports to attach as they are
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def line(self) -> str:
+        text = f"{self.stage}: {self.computed} computed, {self.skipped} already committed"
+        if self.failures:
+            text += f", {len(self.failures)} failed"
+        return text
+
+
+class StageBlocked(RuntimeError):
+    """A stage cannot run because its inputs are not all committed."""
+
+
+def _section_settings(name: str) -> Callable[[Any], dict]:
+    def settings(cfg) -> dict:
+        return fingerprinted(getattr(cfg, name))
+
+    return settings
+
+
+def _no_workers(cfg) -> list[PoolSpec]:
+    return []
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline.
+
+    ``run`` does (or finishes) the stage's work on a run and marks the stage complete in the store
+    once every output it wrote is committed; outputs already committed are skipped. ``plan`` lists
+    the outputs a stage will write, where they are known before it runs (for status and the UI).
+    ``workers`` says what the stage asks of Ray for a config (actor pools, training workers, a
+    task): a stage with none runs where it is called. ``settings`` is what its fingerprint covers
+    (by default its config section, less the fields marked operational).
+    """
+
+    name: str
+    version: int  # bump when the code changes what the stage writes
+    upstream: tuple[str, ...]  # stages whose outputs it reads (those a run has)
+    run: Callable[[Run], StageSummary]
+    description: str
+    plan: Callable[[Run], list[str]] | None = None
+    workers: Callable[[Any], list[PoolSpec]] = _no_workers
+    settings: Callable[[Any], dict] | None = None
+
+    def __post_init__(self) -> None:
+        if self.settings is None:
+            object.__setattr__(self, "settings", _section_settings(self.name))
+
+    def uses_ray(self, cfg) -> bool:
+        return bool(self.workers(cfg))
