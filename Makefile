@@ -10,7 +10,7 @@ VLLM_STAMP := $(VLLM_VENV)/.synthclip-installed
 export RAY_USAGE_STATS_ENABLED ?= 0
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup system vllm-env models demo test test-slow bench clean
+.PHONY: setup system vllm-env models demo test test-fast test-slow bench clean
 
 setup: $(STAMP) $(VLLM_STAMP) system
 
@@ -52,6 +52,10 @@ demo: models
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The pure modules only (no servers, Ray or runs): under two minutes, for development.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "fast and not slow"
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow

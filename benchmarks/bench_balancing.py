@@ -75,12 +75,12 @@ def naive_loop(captions: list[str], bank: list[str]) -> float:
 
 def stage_throughput(captions: list[str], bank: list[str], workers: int, partitions: int) -> float:
     import yaml
+    from synthclip_core.stages.balance import run_balance
 
-    from synthclip_core.config import config_from_dict
+    from synthclip_core.pipeline import config_from_dict
     from synthclip_core.ray_runtime import ensure_ray
     from synthclip_core.run import RunRef, create_or_open
     from synthclip_core.schemas import to_parquet_bytes
-    from synthclip_core.stages.balance import run_balance
     from synthclip_core.stages.concepts import run_concepts
 
     ensure_ray()

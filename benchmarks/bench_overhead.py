@@ -47,7 +47,7 @@ CASES = [
 
 
 def make_config(stage: str, partitions: int, knobs: dict):
-    from synthclip_core.config import config_from_dict, load_config
+    from synthclip_core.pipeline import config_from_dict, load_config
 
     data = load_config(REPO / "configs" / "micro.yaml").model_dump(mode="json")
     data["captions"].update(per_concept=2, batch_size=32, num_actors=1)
@@ -65,8 +65,9 @@ def make_config(stage: str, partitions: int, knobs: dict):
 
 
 def prepare(root: str, stage: str, partitions: int, knobs: dict, suffix: str = ""):
-    from synthclip_core.run import RunRef, create_or_open
     from synthclip_core.stages.runner import run_stage
+
+    from synthclip_core.run import RunRef, create_or_open
 
     run = create_or_open(make_config(stage, partitions, knobs), RunRef(root, f"{stage}-{partitions}{suffix}"))
     for upstream in ("concepts", "captions", "balanced")[: 1 if stage == "captions" else 3]:

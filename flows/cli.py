@@ -119,7 +119,7 @@ def run(
 ) -> None:
     """Run the whole pipeline for CONFIG (continuing RUN_ID if it exists with the same config)."""
     with _handled(debug):
-        from synthclip_core.config import load_config
+        from synthclip_core.pipeline import load_config
         from synthclip_core.run import default_run_id, open_run
         from synthclip_core.store import RunRef
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from synthclip_core.config import load_config
+from synthclip_core.pipeline import load_config
 from synthclip_core.run import default_root, load_run, open_run, unfinished_runs
 from synthclip_core.store import RunRef, check_root_writable
 

@@ -1,8 +1,8 @@
 """Run configuration as data: pydantic models with a description on every field.
 
-Presets live in ``configs/*.yaml``; a run's sections are named after its stages. Unknown keys and
-invalid values fail at load time with a message naming the file and the field, before any work
-starts.
+Presets live in ``configs/*.yaml``; a run's sections are named after its stages (each stage names
+its section's model; ``pipeline.RunConfig`` puts them together). Unknown keys and invalid values
+fail at load time with a message naming the file and the field, before any work starts.
 
 Fields that do not change a stage's outputs (where and how fast it runs) are marked
 ``operational`` here, on the model; :func:`fingerprinted` leaves them out of the fingerprint.
@@ -13,7 +13,7 @@ differ from their default, so the runs made before them keep their fingerprints.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -61,11 +61,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A config section: unknown keys refused, values frozen. A stage's section is named as the stage."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ConceptsConfig(_Section):
+class ConceptsConfig(Section):
+    """Concept bank."""
+
     source: str = Field(
         "builtin:imagenet-1k",
         description="Concept bank: 'builtin:imagenet-1k' or an fsspec URI of a .txt/.json/.csv/.parquet file.",
@@ -83,7 +87,7 @@ class ConceptsConfig(_Section):
         return self
 
 
-class _ModelStage(_Section):
+class _ModelStage(Section):
     """What every model stage shares: the model, and the pool of actors that hold it."""
 
     model: str = model_reference(..., description="Model on the hub, a local path, or 'tiny/NAME' for a built-in tiny model.")
@@ -96,6 +100,8 @@ class _ModelStage(_Section):
 
 
 class CaptionsConfig(_ModelStage):
+    """Caption generation."""
+
     backend: Literal["vllm", "transformers"] = Field(
         "vllm", description="Caption backend by name: vllm (production) or transformers (CPU, fallback).")
     template: str = Field("synthclip", description="Prompt template name (see synthclip_core.prompts).")
@@ -122,7 +128,9 @@ class CaptionsConfig(_ModelStage):
         }
 
 
-class BalancedConfig(_Section):
+class BalancedConfig(Section):
+    """MetaCLIP-style balancing."""
+
     threshold: int = Field(..., ge=1, description="MetaCLIP's t: the cap on captions kept per concept.")
     case_sensitive: bool = Field(True, description="Match concepts case-sensitively, as MetaCLIP does.")
     num_workers: int = operational(2, ge=1, description="Ray actors matching and sampling caption partitions in parallel (1 CPU each).")
@@ -132,6 +140,8 @@ class BalancedConfig(_Section):
 
 
 class ImagesConfig(_ModelStage):
+    """Text-to-image rendering."""
+
     backend: str = Field("diffusers", pattern=r"^(diffusers|[\w.]+:\w+)$",
                          description="Render backend: diffusers, or a plug-in class as package.module:ClassName.")
     scheduler: Literal["ddim", "pndm", "euler"] = Field("ddim", description="Sampler (paper: DDIM).")
@@ -150,11 +160,13 @@ class ImagesConfig(_ModelStage):
         256, ge=1, description="Balanced captions per render partition (a slice of one balanced partition).")
 
 
-class ShardsConfig(_Section):
+class ShardsConfig(Section):
+    """Webdataset export."""
+
     samples_per_shard: int = Field(10000, ge=1, description="Samples per webdataset tar shard.")
 
 
-class DataSource(_Section):
+class DataSource(Section):
     """One webdataset source of training pairs, sampled by weight (docs/training.md, "Real data")."""
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Short name, used in lineage and reports.")
@@ -167,7 +179,9 @@ class DataSource(_Section):
     storage_options: dict[str, Any] = operational(default_factory=dict, description="fsspec options for this source (e.g. an S3 endpoint).")
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
+    """CLIP training."""
+
     model: str = Field(..., description="open_clip architecture name (e.g. ViT-B-16, SynthCLIP-Tiny).")
     epochs: int = Field(..., ge=1, description="Training epochs.")
     global_batch_size: int = Field(..., ge=1, description="Batch size summed over all workers.")
@@ -212,7 +226,7 @@ class TrainConfig(_Section):
         return self
 
 
-class EvalDataset(_Section):
+class EvalDataset(Section):
     name: str = Field(..., description="The dataset's name in the report (e.g. imagenet-val, coco-5k).")
     task: Literal["zeroshot", "retrieval", "linear_probe"] = Field(..., description="What to measure on it.")
     path: str = Field(..., description="Test data: a class-folder tree, Parquet or webdataset tars (docs/evaluation.md).")
@@ -221,7 +235,9 @@ class EvalDataset(_Section):
     templates: str | None = Field(None, description="Zero-shot templates for this dataset (default: eval.templates).")
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
+    """Evaluation."""
+
     templates: str = Field("simple", description="Zero-shot prompt templates: 'openai', 'simple' (open_clip's) or a file.")
     batch_size: int = operational(64, ge=1, description="Evaluation batch size.")
     num_gpus: float = operational(0, ge=0, description="GPUs for the evaluation task (on a cluster; 0 on the CPU).")
@@ -232,19 +248,13 @@ class EvalConfig(_Section):
 LEGACY_SECTIONS = {"balance": "balanced", "render": "images", "export": "shards"}
 
 
-class RunConfig(_Section):
-    """A synthetic run: one section per stage, named as the stage is."""
+class RunSettings(Section):
+    """What a synthetic run has besides its stages' sections; ``pipeline.RunConfig`` adds one
+    section per stage, named as the stage is, from the stage's own definition."""
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Preset name; the default run id starts with it.")
     seed: int = Field(0, ge=0, description="The run seed: every id, seed and sampling draw derives from it and the content.")
     root: str = Field("runs", description="Default storage root (any fsspec URI); --root overrides it.")
-    concepts: ConceptsConfig = Field(default_factory=ConceptsConfig, description="Concept bank.")
-    captions: CaptionsConfig = Field(..., description="Caption generation.")
-    balanced: BalancedConfig = Field(..., description="MetaCLIP-style balancing.")
-    images: ImagesConfig = Field(..., description="Text-to-image rendering.")
-    shards: ShardsConfig = Field(default_factory=ShardsConfig, description="Webdataset export.")
-    train: TrainConfig = Field(..., description="CLIP training.")
-    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
 
     @model_validator(mode="before")
     @classmethod
@@ -268,8 +278,10 @@ class RunConfig(_Section):
         return value
 
 
-class JobConfig(_Section):
+class JobConfig(Section):
     """A training job outside a synthetic run: fine-tuning, or training on mixed or real sources."""
+
+    stages: ClassVar[tuple[str, ...]] = ("train", "eval")  # a job has these stages of the pipeline only
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Preset name; the default job id starts with it.")
     seed: int = Field(0, ge=0, description="Seeds the data order, crops and (without init_from) the initial weights.")
@@ -286,7 +298,7 @@ class JobConfig(_Section):
         return self
 
 
-def _read_yaml(path: str | Path) -> tuple[Any, str]:
+def read_yaml(path: str | Path) -> tuple[Any, str]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -296,25 +308,17 @@ def _read_yaml(path: str | Path) -> tuple[Any, str]:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a YAML preset; any problem is a ConfigError naming the file and field."""
-    return config_from_dict(*_read_yaml(path))
-
-
 def load_job_config(path: str | Path) -> JobConfig:
     """Read and validate a training job's YAML (see configs/finetune-*.yaml)."""
-    return job_config_from_dict(*_read_yaml(path))
-
-
-def config_from_dict(data: Any, source: str = "<config>") -> RunConfig:
-    return _validate(RunConfig, data, source)
+    return job_config_from_dict(*read_yaml(path))
 
 
 def job_config_from_dict(data: Any, source: str = "<config>") -> JobConfig:
-    return _validate(JobConfig, data, source)
+    return validate(JobConfig, data, source)
 
 
-def _validate(model: type[BaseModel], data: Any, source: str):
+def validate(model: type[BaseModel], data: Any, source: str):
+    """``data`` as ``model``; any problem is one ConfigError naming the source and every field."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level")
     try:

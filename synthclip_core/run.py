@@ -21,9 +21,9 @@ from functools import cached_property
 import fsspec
 
 from . import legacy
-from .config import JobConfig, RunConfig, config_from_dict, job_config_from_dict
+from .config import JobConfig, job_config_from_dict
 from .errors import RunStateError, UserError
-from .pipeline import fingerprints, stages_for, versions
+from .pipeline import RunConfig, config_from_dict, fingerprints, stages_for, versions
 from .preflight import preflight
 from .stages.common import code_version
 from .stages.stage import Stage, StageBlocked, StageSummary

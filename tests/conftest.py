@@ -113,5 +113,19 @@ def micro_reference(engine, tmp_path_factory):
     return RunStore(str(root), "reference"), seconds
 
 
+# What the fast tier (`make test-fast`) leaves out: tests that need a server, a Ray, the tiny
+# models or a run, and modules whose tests start the CLI or other processes themselves.
+HEAVY_FIXTURES = {"s3_server", "bucket", "ray_local", "prefect_server", "tiny_models", "engine", "offline_run",
+                  "micro_reference", "layout_1"}
+HEAVY_MODULES = {"test_cli", "test_ui", "test_deployments", "test_prefect_postgres", "test_ray_job", "test_kill_anywhere",
+                 "test_concurrent_resume", "test_object_store_faults", "test_real_data", "test_training"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not HEAVY_FIXTURES & set(item.fixturenames) and item.module.__name__.rpartition(".")[2] not in HEAVY_MODULES:
+            item.add_marker(pytest.mark.fast)
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_STATE, ignore_errors=True)

@@ -132,20 +132,21 @@ def _inject(proc: subprocess.Popen, store: RunStore, fault: Fault, trial: Trial,
 
 
 def _running_stage(store: RunStore) -> str:
-    """The stage in progress, from the completion markers committed so far (captions and images
-    have none of their own: they run until the next stage's marker)."""
-    done = _committed(store)
-    markers = [("concepts", "concepts", "manifest.json"), ("captions", "balanced", "stats.parquet"),
-               ("images", "shards", "sizes.json"), ("train", "train", "summary.json"), ("eval", "eval", "report.json")]
-    for name, stage, marker in markers:
-        if marker not in done.get(stage, set()):
-            return name
+    """The stage in progress: the first one without its completion marker."""
+    from synthclip_core.pipeline import PIPELINE
+
+    for stage in PIPELINE:
+        try:
+            if store.completion_marker(stage.name) is None:
+                return stage.name
+        except json.JSONDecodeError:  # being written
+            return stage.name
     return "done"
 
 
 def _committed(store: RunStore) -> dict[str, set[str]]:
     try:
-        return store.committed()
+        return store.committed_all()
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
 

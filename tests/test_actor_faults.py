@@ -11,18 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from synthclip_core.config import load_config
-from synthclip_core.run import RunRef, create_or_open
-from synthclip_core.stages.concepts import run_concepts
-from synthclip_core.stages.model_stage import run_model_stage
+from synthclip_core.pipeline import load_config
+from synthclip_core.run import open_run
+from synthclip_core.store import RunRef
 
 MICRO = Path(__file__).resolve().parents[1] / "configs" / "micro.yaml"
 
 
 def _new_run(root: Path, run_id: str):
-    run = create_or_open(load_config(MICRO), RunRef(str(root), run_id))
-    run_concepts(run)
+    run = open_run(load_config(MICRO), RunRef(str(root), run_id))
+    run.stage("concepts").run(run)
     return run
+
+
+def captions(run):
+    return run.stage("captions").run(run)
 
 
 def _kill_first_busy_worker(stop: threading.Event, killed: list) -> None:
@@ -42,13 +45,13 @@ def _kill_first_busy_worker(stop: threading.Event, killed: list) -> None:
 
 def test_killed_actor_is_replaced_and_partition_retried(engine, tmp_path):
     reference = _new_run(tmp_path, "reference")
-    assert run_model_stage(reference, "captions").computed == 2
+    assert captions(reference).computed == 2
 
     run = _new_run(tmp_path, "faulty")
     stop, killed = threading.Event(), []
     killer = threading.Thread(target=_kill_first_busy_worker, args=(stop, killed), daemon=True)
     killer.start()
-    summary = run_model_stage(run, "captions")
+    summary = captions(run)
     stop.set()
     killer.join()
     assert killed, "no busy worker was seen"
@@ -66,7 +69,7 @@ def test_a_partition_that_keeps_failing_is_recorded_and_the_rest_committed(engin
     run.store.fs.pipe_file(run.store.path("concepts", "part-00001.parquet"), b"not parquet")
     with pytest.raises(StageFailed, match="1 output\\(s\\) failed.*part-00001.parquet"):
         captions_flow(run_id=run.ref.run_id, root=run.ref.root)
-    assert run.store.committed("captions")["captions"] == {"part-00000.parquet"}
+    assert run.store.committed("captions") == {"part-00000.parquet"}
     failure = run.store.failure("captions", "part-00001.parquet")
     assert failure["attempts"] == 3
     assert "concepts/part-00001.parquet: not a readable Parquet file" in failure["error"]
@@ -76,13 +79,13 @@ def test_a_partition_that_keeps_failing_is_recorded_and_the_rest_committed(engin
 @pytest.mark.parametrize("trial", range(5))
 def test_repeated_kills_never_lose_or_change_a_partition(engine, tmp_path, trial):
     reference = _new_run(tmp_path, "reference")
-    run_model_stage(reference, "captions")
+    captions(reference)
     run = _new_run(tmp_path, f"faulty-{trial}")
     stop, killed = threading.Event(), []
     time.sleep(0.05 * trial)
     killer = threading.Thread(target=_kill_first_busy_worker, args=(stop, killed), daemon=True)
     killer.start()
-    summary = run_model_stage(run, "captions")
+    summary = captions(run)
     stop.set()
     killer.join()
     assert summary.ok

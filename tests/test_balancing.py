@@ -107,31 +107,32 @@ def _caption_rows(concept_rows: list[dict], texts: list[str], start: int) -> lis
 @pytest.mark.parametrize("trial", range(2))
 def test_the_stage_equals_the_direct_implementation(engine, tmp_path, trial):
     """Random captions through the real stage (Ray actors, store, reduce) vs the direct version."""
-    from synthclip_core.config import config_from_dict
-    from synthclip_core.run import RunRef, create_or_open
+    from synthclip_core.pipeline import config_from_dict
+    from synthclip_core.run import open_run
     from synthclip_core.schemas import to_parquet_bytes
-    from synthclip_core.stages.balance import run_balance
     from synthclip_core.stages.common import read_table
-    from synthclip_core.stages.concepts import run_concepts
+    from synthclip_core.stages.stage import StageSummary
+    from synthclip_core.store import RunRef
 
     rng = random.Random(trial)
     concepts = rng.sample(VOCAB, 12)
     (tmp_path / "bank.txt").write_text("\n".join(concepts))
     data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
     data["concepts"] = {"source": str(tmp_path / "bank.txt"), "per_partition": 4}
-    data["balance"] = {"threshold": 3, "eval_fraction": 0.25, "num_workers": 2}
-    run = create_or_open(config_from_dict(data), RunRef(str(tmp_path), f"balance-{trial}"))
-    run_concepts(run)
-    all_rows = []
-    for index, part in enumerate(sorted(run.store.committed("concepts")["concepts"] - {"manifest.json"})):
+    data["balanced"] = {"threshold": 3, "eval_fraction": 0.25, "num_workers": 2}
+    run = open_run(config_from_dict(data), RunRef(str(tmp_path), f"balance-{trial}"))
+    run.stage("concepts").run(run)
+    all_rows, parts = [], sorted(run.store.committed("concepts") - {"manifest.json"})
+    for index, part in enumerate(parts):
         concept_rows = read_table(run.store, "concepts", part).to_pylist() * 40
         texts = [" ".join(rng.choice(VOCAB + MARKS + [""]) for _ in range(rng.randint(0, 5))) for _ in concept_rows]
         rows = _caption_rows(concept_rows, texts, index * 1000)
         all_rows += rows
         run.store.commit("captions", part, to_parquet_bytes(pa.Table.from_pylist(rows), "captions"))
-    summary = run_balance(run)
+    run.complete(StageSummary("captions"), parts)  # the captions stage's inputs to balancing, written here
+    summary = run.stage("balanced").run(run)
     kept_ids, before, after = naive_balance(all_rows, concepts, 3, run.config.seed)
-    parts = [o for o in run.store.committed("balanced")["balanced"] if o.startswith("part-")]
+    parts = [o for o in run.store.committed("balanced") if o.startswith("part-")]
     balanced = pa.concat_tables([read_table(run.store, "balanced", o) for o in parts])
     assert set(balanced.column("caption_id").to_pylist()) == kept_ids and balanced.num_rows == len(kept_ids)
     stats = read_table(run.store, "balanced", "stats.parquet", "balance_stats").to_pylist()

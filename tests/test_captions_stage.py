@@ -8,11 +8,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from synthclip_core.config import config_from_dict
-from synthclip_core.run import RunRef, create_or_open
-from synthclip_core.stages.caption_coverage import COVERAGE, write_coverage
-from synthclip_core.stages.concepts import run_concepts
-from synthclip_core.stages.model_stage import run_model_stage
+from synthclip_core.pipeline import config_from_dict
+from synthclip_core.run import open_run
+from synthclip_core.stages.captions import COVERAGE
+from synthclip_core.store import RunRef
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -21,19 +20,23 @@ VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 def _run(root: Path, run_id: str, **captions):
     data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
     data["captions"].update(captions)
-    run = create_or_open(config_from_dict(data), RunRef(str(root), run_id))
-    run_concepts(run)
+    run = open_run(config_from_dict(data), RunRef(str(root), run_id))
+    run.stage("concepts").run(run)
     return run
 
 
+def captions(run):
+    return run.stage("captions").run(run)
+
+
 def _captions(run) -> pd.DataFrame:
-    parts = sorted(o for o in run.store.committed("captions")["captions"] if o.startswith("part-"))
+    parts = sorted(o for o in run.store.committed("captions") if o.startswith("part-"))
     return pd.concat([pd.read_parquet(run.store.uri("captions", o)) for o in parts], ignore_index=True)
 
 
 def test_partition_says_row_by_row_what_produced_it(engine, tmp_path):
     run = _run(tmp_path, "rows")
-    assert run_model_stage(run, "captions").computed == 2
+    assert captions(run).computed == 2
     frame = _captions(run)
     assert list(frame.columns[:8]) == ["caption_id", "concept_id", "concept", "template", "index", "seed", "model", "backend"]
     assert set(frame["template"]) == {"synthclip@v1"} and set(frame["backend"]) == {"transformers"}
@@ -46,11 +49,11 @@ def test_partition_says_row_by_row_what_produced_it(engine, tmp_path):
 
 def test_resume_of_a_partially_captioned_run(engine, tmp_path):
     reference = _run(tmp_path, "whole")
-    run_model_stage(reference, "captions")
+    captions(reference)
     run = _run(tmp_path, "partial")
     run.store.commit("captions", "part-00000.parquet", reference.store.read_bytes("captions", "part-00000.parquet"),
                      reference.store.record("captions", "part-00000.parquet"))
-    summary = run_model_stage(run, "captions")
+    summary = captions(run)
     assert (summary.computed, summary.skipped) == (1, 1)
     assert (run.store.record("captions", "part-00001.parquet")["sha256"]
             == reference.store.record("captions", "part-00001.parquet")["sha256"])
@@ -58,8 +61,8 @@ def test_resume_of_a_partially_captioned_run(engine, tmp_path):
 
 def test_coverage_report(engine, tmp_path):
     run = _run(tmp_path, "coverage", max_words=6)  # a tight bound rejects some captions
-    run_model_stage(run, "captions")
-    summary = write_coverage(run)
+    assert captions(run).notes["coverage"] == run.store.record("captions", COVERAGE)["summary"]
+    summary = run.store.record("captions", COVERAGE)["summary"]
     coverage = pd.read_parquet(run.store.uri("captions", COVERAGE))
     assert len(coverage) == 12 and (coverage["written"] == 2).all()
     assert (coverage["kept"] <= coverage["written"]).all() and (coverage["naming"] <= coverage["kept"]).all()
@@ -78,8 +81,8 @@ def test_vllm_backend_in_its_own_environment(engine, tmp_path):
     options = {"backend": "vllm", "python": str(VLLM_PYTHON), "per_concept": 24}
     first = _run(tmp_path, "vllm-a", **options)
     second = _run(tmp_path, "vllm-b", **options)
-    assert run_model_stage(first, "captions").computed == 2
-    assert run_model_stage(second, "captions").computed == 2
+    assert captions(first).computed == 2
+    assert captions(second).computed == 2
     a, b = _captions(first), _captions(second)
     assert set(a["backend"]) == {"vllm"} and a["raw"].tolist() == b["raw"].tolist()
     naming = sum(f" {c} " in f" {t} " for c, t in zip(a["concept"], a["caption"])) / len(a)
@@ -90,7 +93,7 @@ def test_vllm_backend_in_its_own_environment(engine, tmp_path):
 
 def test_gpu_actors_are_pinned_to_distinct_gpus_and_fall_back_to_cpu(engine, tmp_path):
     run = _run(tmp_path, "gpus", num_actors=2, num_gpus=1)
-    assert run_model_stage(run, "captions").computed == 2
+    assert captions(run).computed == 2
     workers = [r["worker"] for r in run.store.records("captions", ["part-00000.parquet", "part-00001.parquet"]).values()]
     assert sorted(w["gpu_ids"][0] for w in workers) == ["0", "1"]
     assert all(w["cuda_visible_devices"] == w["gpu_ids"][0] and w["device"] == "cpu" for w in workers)
@@ -101,4 +104,4 @@ def test_more_gpus_than_ray_has_is_a_clear_error(engine, tmp_path):
 
     run = _run(tmp_path, "too-many", num_gpus=4)
     with pytest.raises(ConfigError, match="num_gpus=4 but this Ray has 2 GPU"):
-        run_model_stage(run, "captions")
+        captions(run)

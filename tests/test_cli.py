@@ -85,7 +85,7 @@ def _variant(tmp_path: Path, name: str, old: str, new: str, base: str = "micro.y
 
 @pytest.mark.parametrize("old,new,words", [
     ("per_concept: 2", "per_concept: -2", ("captions.per_concept", "greater than or equal to 1")),
-    ("model: tiny/sd", "model: /no/such/sd-model", ("render.model", "'/no/such/sd-model' does not exist")),
+    ("model: tiny/sd", "model: /no/such/sd-model", ("images.model", "'/no/such/sd-model' does not exist")),
     ("model: tiny/llm", "model: ./missing-llm", ("captions.model", "does not exist")),
     ("backend: transformers", "backend: hugging", ("captions.backend",)),
 ])
@@ -119,8 +119,9 @@ def test_a_root_without_permission_is_one_line(tmp_path):
 
 
 def test_a_run_id_with_another_config_is_refused_unless_forked(committed_root, tmp_path):
-    from synthclip_core.config import load_config
-    from synthclip_core.run import RunRef, fork_run
+    from synthclip_core.pipeline import load_config
+    from synthclip_core.run import fork_run, new_run
+    from synthclip_core.store import RunRef
 
     root, run_id = committed_root
     before = _snapshot(root)
@@ -129,13 +130,13 @@ def test_a_run_id_with_another_config_is_refused_unless_forked(committed_root, t
     _one_line_error(result, f"run {run_id}", "stages changed: eval", "--fork")
     assert _snapshot(root) == before
 
-    fork = fork_run(load_config(other), RunRef(str(root), run_id))
+    fork = fork_run(new_run(load_config(other), RunRef(str(root), run_id))).ref
     assert fork.run_id.startswith(f"{run_id}-fork-")
     source, copy = RunRef(str(root), run_id).store(), fork.store()
     for stage in ("concepts", "captions", "balanced", "images", "shards", "train"):
         assert ({o: r["sha256"] for o, r in copy.records(stage).items()}
                 == {o: r["sha256"] for o, r in source.records(stage).items()}), stage
         assert all(r["forked_from"] == run_id for r in copy.records(stage).values())
-    assert "eval" not in copy.committed()
+    assert "eval" not in copy.committed_all()
     assert {p: h for p, h in _snapshot(root).items() if fork.run_id not in str(p)} == before
-    assert fork_run(load_config(other), fork) == fork  # the fork has this config: continue it
+    assert fork_run(new_run(load_config(other), fork)).ref == fork  # the fork has this config: continue it

@@ -16,15 +16,15 @@ def test_two_concurrent_resumes_end_with_the_reference_outputs(micro_reference, 
     reference, _ = micro_reference
     shutil.copytree(reference.base, tmp_path / "reference")
     store = RunStore(str(tmp_path), "reference")
-    for stage, output in [("captions", "part-00001.parquet"), *((s, o) for s in REDO for o in store.committed(s).get(s, ()))]:
+    for stage, output in [("captions", "part-00001.parquet"), *((s, o) for s in REDO for o in store.committed(s))]:
         store.fs.rm_file(store.path("_commits", stage, output + ".json"))
         store.fs.rm_file(store.data_path(stage, output))
-    assert set(store.committed()) == {"run", "concepts", "captions", "balanced"}
+    assert set(store.committed_all()) == {"run", "concepts", "captions", "balanced"}
 
     resumes = [synthclip("resume", "reference", "--root", str(tmp_path)) for _ in range(2)]
     outputs = [proc.communicate(timeout=900)[0] for proc in resumes]
     for proc, out in zip(resumes, outputs):
         assert proc.returncode == 0, out[-3000:]
     assert compare(reference, store) == []
-    adopted = [(s, o) for s in store.committed() for o, r in store.records(s).items() if r.get("adopted")]
+    adopted = [(s, o) for s in store.committed_all() for o, r in store.records(s).items() if r.get("adopted")]
     assert all(s in ("train", "eval") for s, _ in adopted), adopted  # only timings and metrics may differ

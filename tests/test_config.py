@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from synthclip_core.config import load_config
 from synthclip_core.errors import ConfigError
+from synthclip_core.pipeline import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -18,15 +18,15 @@ def test_paper_preset_holds_the_paper_recipe():
     cfg = load_config(CONFIGS / "synthci-30m.yaml")
     assert (cfg.captions.temperature, cfg.captions.top_p) == (0.7, 0.95)
     assert (cfg.captions.presence_penalty, cfg.captions.frequency_penalty) == (1.0, 1.0)
-    assert (cfg.render.scheduler, cfg.render.steps, cfg.render.guidance_scale) == ("ddim", 50, 2.0)
-    assert (cfg.render.height, cfg.render.stored_size) == (512, 256)
+    assert (cfg.images.scheduler, cfg.images.steps, cfg.images.guidance_scale) == ("ddim", 50, 2.0)
+    assert (cfg.images.height, cfg.images.stored_size) == (512, 256)
     t = cfg.train
     assert (t.model, t.global_batch_size, t.lr, t.weight_decay, t.epochs) == ("ViT-B-16", 4096, 5e-4, 0.5, 40)
     assert (t.beta1, t.beta2, t.min_lr, t.warmup_epochs) == (0.9, 0.98, 1e-5, 1)
 
 
 def test_every_field_has_a_description():
-    from synthclip_core.config import RunConfig
+    from synthclip_core.pipeline import RunConfig
 
     def walk(model):
         for name, field in model.model_fields.items():
@@ -51,7 +51,7 @@ def test_invalid_value_names_the_field(tmp_path):
     text = (CONFIGS / "micro.yaml").read_text().replace("threshold: 1", "threshold: -3")
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=r"balance\.threshold"):
+    with pytest.raises(ConfigError, match=r"balanced\.threshold"):
         load_config(path)
 
 

@@ -3,7 +3,8 @@
 `synthclip deploy` registers the deployments; the build is triggered through the API with
 parameters (what the UI's "Run" button does); a worker runs it to completion on the offline
 profile. Then one caption partition is broken (its commit record deleted), `resume` is
-triggered, and exactly that partition is recomputed.
+triggered, and exactly that partition is recomputed. Every stage's own deployment also runs
+alone, in order, on a new run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from synthclip_core.run import RunRef
+from synthclip_core.pipeline import PIPELINE, load_config
+from synthclip_core.run import load_run, open_run
+from synthclip_core.store import RunRef
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,13 +79,13 @@ def test_deploy_trigger_build_then_resume_one_broken_partition(worker, tmp_path)
     run = _trigger_and_wait("build-dataset/build-offline", {"run_id": "deployed", "root": root}, worker)
     assert run.name == "deployed"
     store = RunRef(root, "deployed").store()
-    assert "report.json" in store.committed("eval")["eval"]
+    assert "report.json" in store.committed("eval")
 
-    records = {(stage, o): r for stage, outs in store.committed().items() for o, r in store.records(stage, sorted(outs)).items()}
+    records = {(stage, o): r for stage, outs in store.committed_all().items() for o, r in store.records(stage, sorted(outs)).items()}
     broken = ("captions", "part-00001.parquet")
     os.remove(store.path("_commits", "captions", "part-00001.parquet.json"))
     _trigger_and_wait("resume/resume", {"run_id": "deployed", "root": root}, worker)
-    after = {(stage, o): r for stage, outs in store.committed().items() for o, r in store.records(stage, sorted(outs)).items()}
+    after = {(stage, o): r for stage, outs in store.committed_all().items() for o, r in store.records(stage, sorted(outs)).items()}
     assert set(after) == set(records)
     changed = {key for key in records if after[key]["committed_at"] != records[key]["committed_at"]}
     assert changed == {broken}  # exactly that partition was recomputed
@@ -110,3 +113,16 @@ def test_scheduled_build_takes_its_run_id_from_the_scheduled_time(worker, tmp_pa
     assert (tmp_path / "runs" / "micro-20260102-030405" / "eval" / "report.json").is_file()
     run = _trigger_and_wait("resume-latest/resume-latest", {"root": root}, worker)
     assert run.state.is_completed()
+
+
+def test_every_stage_deployment_runs_alone(worker, tmp_path):
+    """Each stage's deployment, triggered on its own (a process of its own, as the worker starts
+    it) on a run whose earlier stages are committed: every stage that needs Ray starts it."""
+    root = str(tmp_path / "runs")
+    run = open_run(load_config(REPO / "configs" / "micro.yaml"), RunRef(root, "stage-by-stage"))
+    for stage in PIPELINE:
+        assert run.completion(stage.name) is None
+        flow_run = _trigger_and_wait(f"{stage.name}/{stage.name}", {"run_id": "stage-by-stage", "root": root}, worker)
+        assert flow_run.name == f"stage-by-stage: {stage.name}"
+        assert run.completion(stage.name) is not None, stage.name
+    assert load_run(run.ref, verify=True).completion("eval").notes  # the report's numbers

@@ -40,12 +40,12 @@ class Oracle(torch.nn.Module):
 
     palette = torch.tensor(PALETTE, dtype=torch.float32)
 
-    def encode_image(self, x):
+    def encode_image(self, x, normalize: bool = False):  # open_clip's model interface
         mean = x.mean(dim=(2, 3)) * 255
         nearest = ((mean[:, None, :] - self.palette[None]) ** 2).sum(-1).argmin(dim=1)
         return torch.nn.functional.one_hot(nearest, len(NAMES)).float()
 
-    def encode_text(self, tokens):
+    def encode_text(self, tokens, normalize: bool = False):
         return torch.nn.functional.one_hot(tokens, len(NAMES)).float()
 
 
@@ -221,10 +221,9 @@ def test_run_evaluates_heldout_coverage_and_configured_benchmarks(engine, tmp_pa
     """A micro run with two concepts held out of training and three external benchmarks."""
     import yaml
 
-    from synthclip_core.config import config_from_dict
-    from synthclip_core.fingerprint import STAGES
-    from synthclip_core.run import RunRef, create_or_open
-    from synthclip_core.stages.runner import run_stage
+    from synthclip_core.pipeline import config_from_dict
+    from synthclip_core.run import open_run
+    from synthclip_core.store import RunRef
 
     colours = class_folders(tmp_path / "colours", 2)
     class_folders(tmp_path / "probe" / "train", 3)
@@ -236,15 +235,15 @@ def test_run_evaluates_heldout_coverage_and_configured_benchmarks(engine, tmp_pa
     for name, colour in zip(NAMES, PALETTE):
         (pairs / f"{name}.jpg").write_bytes(jpeg(colour))
     data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
-    data["balance"]["holdout_concepts"] = 2
+    data["balanced"]["holdout_concepts"] = 2
     data["eval"]["datasets"] = [
         {"name": "colours", "task": "zeroshot", "path": str(colours)},
         {"name": "pairs", "task": "retrieval", "path": str(pairs)},
         {"name": "probe", "task": "linear_probe", "path": str(tmp_path / "probe")},
     ]
-    run = create_or_open(config_from_dict(data), RunRef(str(tmp_path / "runs"), "evaluated"))
-    for stage in STAGES:
-        summary = run_stage(run, stage)
+    run = open_run(config_from_dict(data), RunRef(str(tmp_path / "runs"), "evaluated"))
+    for stage in run.stages:
+        summary = stage.run(run)
         assert summary.ok, stage
     assert summary.pictures == ["eval/coverage.png"]
     report = json.loads(run.store.read_bytes("eval", "report.json"))

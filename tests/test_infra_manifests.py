@@ -2,7 +2,8 @@
 
 Pure and fast: YAML parsing, validation of the KubeRay manifests against the v1 CRD
 schemas kept in ../shared/kuberay, and an `ast` reading of the flow entrypoints (the
-flows are not imported: that would pull in the whole stack). No server or cluster.
+flows are not imported: that would pull in the whole stack). The deployments are those
+`synthclip deploy` registers: prefect.yaml's and one per stage. No server or cluster.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def test_cluster_has_one_gpu_group_per_kind_of_gpu_work():
 
     groups = {g["groupName"]: g for g in load_one(RAYCLUSTER)["spec"]["workerGroupSpecs"]}
     preset = yaml.safe_load((REPO / "configs" / "synthci-30m.yaml").read_text())
-    for kind, section in (("caption", "captions"), ("render", "render"), ("train", "train")):
+    for kind, section in (("caption", "captions"), ("render", "images"), ("train", "train")):
         group = groups[f"{kind}-gpu"]
         offered = json.loads(json.loads(group["rayStartParams"]["resources"]))
         assert preset[section]["ray_resources"] == offered == {f"{kind}_gpu": 1}
@@ -279,8 +280,11 @@ def k8s_pool() -> dict:
     return defined_pools()[K8S_POOL]
 
 
+@functools.lru_cache(maxsize=1)
 def deployments() -> list[dict]:
-    return prefect_config()["deployments"]
+    from flows.deploy import deployment_spec
+
+    return deployment_spec()["deployments"]
 
 
 def by_name(name: str) -> dict:
@@ -292,15 +296,23 @@ DEPLOYMENT_NAMES = [d["name"] for d in deployments()]
 
 
 def flow_signature(path: Path, func: str) -> ast.arguments | None:
-    for node in ast.parse(path.read_text(), filename=str(path)).body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == func:
+    """A top-level flow function's arguments; for a stage's flow (``<stage>_flow`` in
+    flows/stages.py, made by ``stage_flow``) those of the function ``stage_flow`` wraps."""
+    from synthclip_core.pipeline import STAGES
+
+    body, name = ast.parse(path.read_text(), filename=str(path)).body, func
+    if path.name == "stages.py" and func.removesuffix("_flow") in STAGES:
+        (maker,) = [n for n in body if isinstance(n, ast.FunctionDef) and n.name == "stage_flow"]
+        body, name = maker.body, "run_one"
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
             return node.args
     return None
 
 
 def test_the_expected_deployments_exist():
-    expected = {"build-offline", "build-paper-scale", "resume", "resume-latest", "evaluate", "evaluate-checkpoint"}
-    expected |= {"concepts", "captions", "balance", "render", "export", "train"}
+    expected = {"build-offline", "build-paper-scale", "resume", "resume-latest", "evaluate-checkpoint"}
+    expected |= {"concepts", "captions", "balanced", "images", "shards", "train", "eval"}
     assert expected <= set(DEPLOYMENT_NAMES)
     assert len(DEPLOYMENT_NAMES) == len(set(DEPLOYMENT_NAMES)), "duplicate deployment names"
     assert by_name("build-offline")["parameters"]["config"] == "configs/offline.yaml"

@@ -14,12 +14,10 @@ import pytest
 import s3fs
 from s3_proxy import FaultyS3Proxy
 
-from synthclip_core.config import load_config
 from synthclip_core.errors import StorageError
-from synthclip_core.run import RunRef, create_or_open, load_run
-from synthclip_core.stages.concepts import run_concepts
-from synthclip_core.stages.model_stage import run_model_stage
-from synthclip_core.store import RunStore
+from synthclip_core.pipeline import load_config
+from synthclip_core.run import load_run, open_run
+from synthclip_core.store import RunRef, RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO = REPO / "configs" / "micro.yaml"
@@ -62,15 +60,15 @@ def test_a_run_through_a_flaky_store_completes_with_the_reference_bytes(micro_re
     for stage in DATA_STAGES:
         assert ({o: r["sha256"] for o, r in store.records(stage).items()}
                 == {o: r["sha256"] for o, r in reference.records(stage).items()}), stage
-    assert "report.json" in store.committed("eval")["eval"]
+    assert "report.json" in store.committed("eval")
 
 
 def test_access_denied_fails_fast_and_keeps_what_is_committed(engine, s3_server, bucket):
     """A half-done run, then the store starts refusing writes: the resume stops at once, in one line."""
     ref = RunRef(f"s3://{bucket}/runs", "denied")
-    run = create_or_open(load_config(MICRO), ref)
-    run_concepts(run)
-    assert run_model_stage(run, "captions").computed == 2
+    run = open_run(load_config(MICRO), ref)
+    run.stage("concepts").run(run)
+    assert run.stage("captions").run(run).computed == 2
     store = ref.store()
     store.fs.rm_file(store.path("_commits", "captions", "part-00001.parquet.json"))  # one partition to redo
     before = snapshot(bucket)
@@ -85,7 +83,7 @@ def test_access_denied_fails_fast_and_keeps_what_is_committed(engine, s3_server,
         # Past the pre-flight check (access revoked mid-run): the stage stops at its first write.
         run = load_run(RunRef(ref.root, ref.run_id, {"endpoint_url": proxy.url}))
         with pytest.raises(StorageError, match=r"cannot write s3://.*captions/part-00001.parquet: permission denied"):
-            run_model_stage(run, "captions")
+            run.stage("captions").run(run)
     assert cli_requests < 10 and proxy.counts["denied"] <= 3, proxy.counts  # no retry storm
     assert snapshot(bucket) == before
 

@@ -11,14 +11,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
-from synthclip_core.fingerprint import STAGES
+from synthclip_core.pipeline import STAGES
 from synthclip_core.stages.common import read_table
 from synthclip_core.stages.status import run_status
 
 
 def _table(run, stage):
     store = run.store
-    outputs = sorted(o for o in store.committed(stage)[stage] if o.startswith("part-"))
+    outputs = sorted(o for o in store.committed(stage) if o.startswith("part-"))
     return pa.concat_tables([read_table(store, stage, o) for o in outputs])
 
 
@@ -28,6 +28,13 @@ def test_every_stage_is_complete(offline_run):
     statuses = {s.stage: s for s in run_status(run)}
     for stage in STAGES:
         assert statuses[stage].complete and not statuses[stage].failed, stage
+    # each stage's outputs under its own name, and its completion marked last, for every stage alike
+    assert set(run.store.committed_all()) == {"run", *STAGES}
+    for stage in STAGES:
+        marker = run.store.completion_marker(stage)
+        assert marker["fingerprint"] == run.fingerprints[stage] and marker["code_version"]["stage"] == STAGES[stage].version
+        records = run.store.records(stage, marker["outputs"])
+        assert all(r["committed_at"] <= marker["completed_at"] for r in records.values()), stage
 
 
 def test_captions_mostly_name_their_concept(offline_run):
@@ -50,7 +57,7 @@ def test_balancing_caps_concepts_and_records_stats(offline_run):
     assert run.store.read_bytes("balanced", "histogram.png")[:4] == b"\x89PNG"
     assert set(balanced.column("split").to_pylist()) == {"train", "eval", "holdout"}
     held = [r for r in balanced.to_pylist() if r["split"] == "holdout"]
-    assert len({r["concept_id"] for r in held}) <= 5  # balance.holdout_concepts in the preset
+    assert len({r["concept_id"] for r in held}) <= 5  # balanced.holdout_concepts in the preset
 
 
 def test_images_are_jpegs_with_lineage(offline_run):
@@ -136,7 +143,7 @@ def test_report_has_every_number_with_its_context(offline_run):
 def test_commit_records_match_their_files(offline_run):
     run, _ = offline_run
     store = run.store
-    for stage, outputs in store.committed().items():
+    for stage, outputs in store.committed_all().items():
         for output, record in store.records(stage, sorted(outputs)).items():
             assert hashlib.sha256(store.read_bytes(stage, output)).hexdigest() == record["sha256"], (stage, output)
     assert not store.temporaries()

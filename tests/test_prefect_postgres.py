@@ -59,11 +59,12 @@ def test_prefect_server_on_postgres_runs_a_flow(postgres, tmp_path):
     with prefect_server(env) as api:
         script = (
             "import yaml\n"
-            "from synthclip_core.config import config_from_dict\n"
-            "from synthclip_core.run import RunRef, create_or_open\n"
+            "from synthclip_core.pipeline import config_from_dict\n"
+            "from synthclip_core.run import open_run\n"
+            "from synthclip_core.store import RunRef\n"
             "from flows.stages import concepts_flow\n"
             f"cfg = config_from_dict(yaml.safe_load(open('configs/micro.yaml')))\n"
-            f"create_or_open(cfg, RunRef({str(tmp_path / 'runs')!r}, 'on-postgres'))\n"
+            f"open_run(cfg, RunRef({str(tmp_path / 'runs')!r}, 'on-postgres'))\n"
             f"print(concepts_flow('on-postgres', {str(tmp_path / 'runs')!r}))\n"
         )
         result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env={**env, "PREFECT_API_URL": api},

@@ -22,13 +22,15 @@ from hypothesis import strategies as st
 from synthclip_core.clip_models import create_model, model_config
 from synthclip_core.config import DataSource, job_config_from_dict
 from synthclip_core.errors import ConfigError
-from synthclip_core.jobs import check_job, job_spec, load_job
-from synthclip_core.run import RunRef
+from synthclip_core.preflight import preflight
+from synthclip_core.run import load_run, new_run
+from synthclip_core.stages.train import train_spec
+from synthclip_core.store import RunRef
 from synthclip_core.training import checkpoints, metrics
 from synthclip_core.training.checkpoints import CheckpointMismatch
 from synthclip_core.training.data import RankBatches, epoch_loader
 from synthclip_core.training.layout import SourceShards, epoch_layout, subset
-from synthclip_core.training.sources import SourceError, resolve
+from synthclip_core.training.sources import SourceError, tar_source
 
 TINY = "SynthCLIP-Tiny"
 
@@ -105,8 +107,8 @@ def test_batches_hold_the_sources_in_proportion_over_an_epoch(tmp_path):
     counts per source are exactly 16 and 48 (b read twice over), and every batch holds both."""
     a = write_pairs(tmp_path / "a", shapes.samples(4, seed=1))
     b = write_pairs(tmp_path / "b", shapes.samples(2, seed=2), image_key="png", text_key="caption")
-    resolved = [resolve(DataSource(name="a", uri=str(a), weight=1), str(tmp_path), {}),
-                resolve(DataSource(name="b", uri=str(b), weight=3, image_key="png", text_key="caption"), str(tmp_path), {})]
+    resolved = [tar_source(DataSource(name="a", uri=str(a), weight=1)),
+                tar_source(DataSource(name="b", uri=str(b), weight=3, image_key="png", text_key="caption"))]
     from synthclip_core.training.sources import to_spec_parts
 
     shards, specs = to_spec_parts(resolved)
@@ -130,7 +132,7 @@ def test_a_source_on_the_object_store_is_listed_counted_and_read(bucket, tmp_pat
     for index in range(3):
         fs.put_file(str(local / f"{index:05d}.tar"), f"{bucket}/cc/{index:05d}.tar")
         fs.pipe_file(f"{bucket}/cc/{index:05d}_stats.json", json.dumps({"successes": 12, "failed_to_download": 3}).encode())
-    source = resolve(DataSource(name="cc", uri=f"s3://{bucket}/cc/{{00000..00002}}.tar", limit=30), str(tmp_path), {})
+    source = tar_source(DataSource(name="cc", uri=f"s3://{bucket}/cc/{{00000..00002}}.tar", limit=30))
     assert [n for _, n in source.shards] == [12, 12, 12] and source.shards[0][0].startswith(f"s3://{bucket}/cc/")
     from synthclip_core.training.sources import to_spec_parts
 
@@ -166,7 +168,7 @@ def test_unreadable_sources_are_named_before_training(tmp_path):
     for uri, message in cases:
         cfg = job_config_from_dict(job_dict(tmp_path, [{"name": "real", "uri": uri}]))
         with pytest.raises(SourceError, match=message):
-            check_job(cfg, RunRef(str(tmp_path), "job"))
+            preflight(new_run(cfg, RunRef(str(tmp_path), "job")))
         assert not (tmp_path / "job").exists()  # nothing written
 
 
@@ -179,10 +181,10 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     torch.save({"state_dict": other.state_dict()}, tmp_path / "other.pt")
     job = job_config_from_dict(job_dict(tmp_path, [{"name": "real", "uri": str(real)}], init_from=str(tmp_path / "other.pt")))
     with pytest.raises(CheckpointMismatch, match="another architecture than SynthCLIP-Tiny: .*of another shape"):
-        check_job(job, RunRef(str(tmp_path), "job"))
+        preflight(new_run(job, RunRef(str(tmp_path), "job")))
     job = job_config_from_dict(job_dict(tmp_path, [{"name": "real", "uri": str(real)}], init_from=str(tmp_path / "missing.pt")))
     with pytest.raises(SourceError, match="no file at"):
-        check_job(job, RunRef(str(tmp_path), "job"))
+        preflight(new_run(job, RunRef(str(tmp_path), "job")))
 
 
 # -- the workflows end to end -------------------------------------------------------------------
@@ -230,7 +232,7 @@ def test_fine_tuning_starts_from_the_given_weights(workflows):
     record = store.record("train", checkpoints.epoch_name(1))
     assert record["parent"]["run_id"] == "synthetic" and record["parent"]["sha256"] == parent.record("train", parent_ckpt)["sha256"]
 
-    spec = job_spec(load_job(ref))
+    spec = train_spec(load_run(ref))
     model, preprocess, _, tokenizer = create_model(TINY)
     model.load_state_dict(checkpoints.load(parent, parent_ckpt)["state_dict"])
     model.train()
@@ -247,7 +249,7 @@ def test_fine_tuning_starts_from_the_given_weights(workflows):
     # the same weights through open_clip's local-dir export of the parent
     from synthclip_core.training.init_weights import load_init, resolve_init
 
-    exported = resolve_init(f"local-dir:{root}/synthetic/train/model", str(root), {}, TINY)
+    exported = resolve_init(f"local-dir:{root}/synthetic/train/model", {}, TINY)
     weights = load_init(exported, {})
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
 

@@ -44,7 +44,7 @@ def test_quality_guards_rerender_then_drop(tiny_models, tmp_path, how):
 def _render_partition(tmp_path: Path, settings: dict) -> dict:
     """One partition of three captions through the render processor, as an actor runs it."""
     from synthclip_core.schemas import to_parquet_bytes
-    from synthclip_core.stages.images import RenderProcessor
+    from synthclip_core.stages.images import RenderWorker
 
     store = RunStore(str(tmp_path / "root"), "guards")
     rows = [{"caption_id": f"c{i}", "concept_id": "x", "caption": "a cat", "matched_concept_ids": ["x"], "split": "train"}
@@ -53,9 +53,9 @@ def _render_partition(tmp_path: Path, settings: dict) -> dict:
     settings = {"backend": "diffusers", "model": "unused", "revision": None, "dtype": "float32", "compile": False,
                 "safety_checker": False, "scheduler": "ddim", "batch_size": 2, "images_per_caption": 1,
                 "sampler": SETTINGS, "seed": 0, "model_identity": {"name": "broken"}, "model_label": "broken@x", **settings}
-    job = {"output": "part-00000-000.parquet", "offset": 0, "length": 3, "fingerprint": "f",
+    job = {"output": "part-00000-000.parquet", "offset": 0, "length": 3, "fingerprint": "f", "version": 3,
            "inputs": [{"stage": "balanced", "output": "part-00000.parquet", "sha256": record["sha256"]}]}
-    return RenderProcessor(settings)(store, job)
+    return RenderWorker(settings)(store, job)
 
 
 def test_a_plugin_backend_s_unreadable_images_are_dropped_and_counted(tmp_path):
@@ -114,13 +114,13 @@ def test_open_clip_trainer_trains_on_the_shards_unchanged(offline_run, tmp_path)
 
 
 def test_shards_re_export_identically_from_parquet(offline_run):
-    from synthclip_core.stages.shards import run_export
+    from synthclip_core.stages.shards import run_shards
 
     run, _ = offline_run
     store = run.store
     before = store.records("shards")
     for output in before:
         store.fs.rm_file(store.path("_commits", "shards", output + ".json"))
-    summary = run_export(run)
+    summary = run_shards(run)
     assert summary.computed == len([o for o in before if o.endswith(".tar")])
     assert {o: r["sha256"] for o, r in store.records("shards").items()} == {o: r["sha256"] for o, r in before.items()}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from synthclip_core.errors import RunStateError
-from synthclip_core.run import RunRef
+from synthclip_core.store import RunRef
 
 MICRO = str(Path(__file__).resolve().parents[1] / "configs" / "micro.yaml")
 DATA_STAGES = ("concepts", "captions", "balanced", "images", "shards")
@@ -57,12 +57,12 @@ def _assert_no_credentials_anywhere(store) -> None:
 
 
 def test_resuming_with_another_config_is_refused(engine, tmp_path):
-    from synthclip_core.config import load_config
-    from synthclip_core.run import create_or_open
+    from synthclip_core.pipeline import load_config
+    from synthclip_core.run import open_run
 
     ref = RunRef(str(tmp_path), "refuse")
     cfg = load_config(MICRO)
-    create_or_open(cfg, ref)
+    open_run(cfg, ref)
     changed = cfg.model_copy(update={"captions": cfg.captions.model_copy(update={"temperature": 0.9})})
     with pytest.raises(RunStateError, match="stages changed: captions"):
-        create_or_open(changed, ref)
+        open_run(changed, ref)

@@ -21,7 +21,7 @@ def store(request, tmp_path):
 def test_commit_writes_data_then_record(store):
     record = store.commit("captions", "part-00000.parquet", b"abc", {"rows": 3})
     assert store.read_bytes("captions", "part-00000.parquet") == b"abc"
-    assert store.committed() == {"captions": {"part-00000.parquet"}}
+    assert store.committed_all() == {"captions": {"part-00000.parquet"}}
     assert store.record("captions", "part-00000.parquet")["sha256"] == record["sha256"]
     assert record["rows"] == 3 and record["bytes"] == 3
     leftovers = store.temporaries()
@@ -36,17 +36,17 @@ def test_second_writer_keeps_the_first_record(store):
 
 def test_failure_is_recorded_then_superseded(store):
     store.fail("captions", "part-00002.parquet", RuntimeError("boom"))
-    assert store.failed() == {"captions": {"part-00002.parquet"}}
+    assert store.failed_all() == {"captions": {"part-00002.parquet"}}
     assert "boom" in store.failure("captions", "part-00002.parquet")["error"]
     store.commit("captions", "part-00002.parquet", b"x")
-    assert store.failed() == {}
+    assert store.failed_all() == {}
 
 
 def test_uncommitted_data_is_invisible(store):
     if store.local:
         store.fs.makedirs(store.path("captions"), exist_ok=True)
     store.fs.pipe_file(store.path("captions", "part-00009.parquet"), b"orphan")
-    assert store.committed() == {}
+    assert store.committed_all() == {}
     store.commit("captions", "part-00000.parquet", b"ok")
     assert store.records("captions") .keys() == {"part-00000.parquet"}
 
@@ -102,4 +102,4 @@ def test_temporaries_are_hidden_from_readers_and_globs(tmp_path):
     (tmp_path / "r1" / "shards" / f".00001.tar.{'ab' * 16}.tmp").write_bytes(b"half")
     assert [Path(p).name for p in store.temporaries()] == [f".00001.tar.{'ab' * 16}.tmp"]
     assert sorted(p.name for p in (tmp_path / "r1" / "shards").glob("*.tar")) == ["00000.tar"]
-    assert store.committed("shards") == {"shards": {"00000.tar"}}
+    assert store.committed("shards") == {"00000.tar"}

@@ -23,12 +23,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synthclip_core.clip_models import create_model, model_config
-from synthclip_core.config import TrainConfig, config_from_dict
+from synthclip_core.config import TrainConfig
 from synthclip_core.evaluation.features import encode_images, zero_shot_classifier
 from synthclip_core.evaluation.metrics import topk_accuracy
-from synthclip_core.fingerprint import STAGES
-from synthclip_core.run import RunRef, create_or_open
-from synthclip_core.stages.runner import run_stage
+from synthclip_core.pipeline import config_from_dict
+from synthclip_core.run import open_run
+from synthclip_core.stages.stage import StageSummary
+from synthclip_core.store import RunRef
 from synthclip_core.training import checkpoints, metrics
 from synthclip_core.training.data import RankBatches, epoch_loader
 from synthclip_core.training.fit import fit, preflight
@@ -199,9 +200,9 @@ def test_two_workers_train_the_micro_run_with_amp_and_checkpointing(engine, tmp_
     data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
     data["train"].update(num_workers=2, cpus_per_worker=0.5, global_batch_size=4, precision="amp_bf16",
                          grad_checkpointing=True)
-    run = create_or_open(config_from_dict(data), RunRef(str(tmp_path), "ddp"))
-    for stage in STAGES[: STAGES.index("train") + 1]:
-        summary = run_stage(run, stage)
+    run = open_run(config_from_dict(data), RunRef(str(tmp_path), "ddp"))
+    for stage in run.stages[: run.names.index("train") + 1]:
+        summary = stage.run(run)
         assert summary.ok
     assert summary.pictures == ["train/curves.png"]
     record = run.store.record("train", "checkpoints/epoch_1.pt")
@@ -217,22 +218,23 @@ def test_a_truncated_shard_is_skipped_with_a_warning_and_counted(ray_local, tmp_
     with a warning and its samples counted in the summary; the rest trains."""
     import logging
 
-    from synthclip_core.config import load_config
+    from synthclip_core.pipeline import load_config
 
     cfg = load_config(REPO / "configs" / "micro.yaml")
-    run = create_or_open(cfg, RunRef(str(tmp_path), "truncated"))
+    run = open_run(cfg, RunRef(str(tmp_path), "truncated"))
     store = run.store
     written = shapes.write_shards(shapes.samples(2, seed=9), tmp_path / "tars", per_shard=8)  # 3 shards of 8
     sizes = {Path(path).name: count for path, count in written}
     for name in sizes:
         store.commit("shards", name, (tmp_path / "tars" / name).read_bytes(), {"rows": sizes[name]})
-    store.commit("shards", "sizes.json", json.dumps(sizes).encode(), {"outputs": sorted(sizes)})
+    store.commit("shards", "sizes.json", json.dumps(sizes).encode())
+    run.complete(StageSummary("shards", rows=sum(sizes.values())), [*sorted(sizes), "sizes.json"])
     damaged = store.data_path("shards", "00001.tar")
     with open(damaged, "r+b") as handle:  # behind the store's back
         handle.truncate(os.path.getsize(damaged) // 2)
 
     with caplog.at_level(logging.WARNING, logger="synthclip.train"):
-        summary = run_stage(run, "train")
+        summary = run.stage("train").run(run)
     assert summary.ok and summary.notes["skipped_shards"] == 1 and summary.notes["skipped_samples"] == 8
     assert any("skips shard" in r.message and "00001.tar" in r.message and "truncated" in r.message for r in caplog.records)
     done = json.loads(store.read_bytes("train", "summary.json"))

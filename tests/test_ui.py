@@ -41,7 +41,7 @@ def test_ui_shows_the_completed_run_and_its_report(ui_server, tiny_models, tmp_p
 
     with SyncPrefectClient(env["PREFECT_API_URL"]) as client:
         runs = {r.name: r for r in client.read_flow_runs()}
-    build, evaluate = runs["in-the-ui"], runs["in-the-ui: evaluate"]
+    build, evaluate = runs["in-the-ui"], runs["in-the-ui: eval"]
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])

@@ -33,6 +33,7 @@ from ..balancing import (
     split_of,
     text_hash,
 )
+from ..config import BalancedConfig
 from ..pictures import concept_histogram
 from ..schemas import SCHEMAS, table_from_rows, to_parquet_bytes
 from ..store import RunStore
@@ -265,6 +266,12 @@ class SampleWorker:
 
 
 STAGE = Stage(
-    name=NAME, version=VERSION, upstream=("captions",), run=run_balanced, plan=plan_balanced, workers=workers,
+    name=NAME,
+    version=VERSION,
+    section=BalancedConfig,
+    upstream=("captions",),
+    run=run_balanced,
+    plan=plan_balanced,
+    workers=workers,
     description="Balance the captions over concepts (MetaCLIP curation) and fix the held-out split.",
 )

@@ -19,7 +19,7 @@ import pyarrow as pa
 from ..balancing import prepare_text
 from ..caption_cleaning import clean_caption
 from ..captioners import create_caption_backend
-from ..config import fingerprinted
+from ..config import CaptionsConfig, fingerprinted
 from ..fingerprint import model_identity, model_label
 from ..ids import caption_id, derive_seed
 from ..prompts import get_template
@@ -166,7 +166,13 @@ def write_coverage(run: Run, parts: list[str]) -> dict:
 
 
 STAGE = Stage(
-    name=NAME, version=VERSION, upstream=("concepts",), run=run_captions, plan=plan_captions,
-    workers=workers, settings=settings,
+    name=NAME,
+    version=VERSION,
+    section=CaptionsConfig,
+    upstream=("concepts",),
+    run=run_captions,
+    plan=plan_captions,
+    workers=workers,
+    settings=settings,
     description="Caption every pending concept partition on the LLM actor pool.",
 )

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..concepts import load_bank
-from ..config import fingerprinted
+from ..config import ConceptsConfig, fingerprinted
 from ..schemas import to_parquet_bytes
 from .common import lineage, part_name
 from .stage import Stage, StageSummary
@@ -52,6 +52,11 @@ def settings(cfg) -> dict:
 
 
 STAGE = Stage(
-    name=NAME, version=VERSION, upstream=(), run=run_concepts, settings=settings,
+    name=NAME,
+    version=VERSION,
+    section=ConceptsConfig,
+    upstream=(),
+    run=run_concepts,
+    settings=settings,
     description="Load, normalise and partition the concept bank.",
 )

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from ..actors import PoolSpec
 from ..balancing import held_out_concepts
+from ..config import EvalConfig
 from ..evaluation import coverage
 from ..evaluation.report import build_report, render_markdown
 from ..schemas import table_from_rows, to_parquet_bytes
@@ -99,7 +100,6 @@ def evaluate_run(ref: dict, eval_config: dict, seed: int, holdout_concepts: int,
     (when ``parts`` names the run's concept, balanced and image partitions) and the benchmarks."""
     import torch
 
-    from ..config import EvalConfig
     from ..evaluation.benchmarks import evaluate_dataset
     from ..evaluation.models import load_eval_model
 
@@ -152,6 +152,11 @@ def _train_counts(store, parts: list[str]) -> dict[str, int]:
 
 
 STAGE = Stage(
-    name=NAME, version=VERSION, upstream=("concepts", "balanced", "images", "train"), run=run_eval, workers=workers,
+    name=NAME,
+    version=VERSION,
+    section=EvalConfig,
+    upstream=("concepts", "balanced", "images", "train"),
+    run=run_eval,
+    workers=workers,
     description="Evaluate the final checkpoint on the held-out synthetic split and the configured benchmarks.",
 )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from ..config import fingerprinted
+from ..config import ImagesConfig, fingerprinted
 from ..errors import BackendError
 from ..fingerprint import model_identity, model_label
 from ..ids import derive_seed, image_id
@@ -191,6 +191,13 @@ class RenderWorker:
 
 
 STAGE = Stage(
-    name=NAME, version=VERSION, upstream=("balanced",), run=run_images, plan=plan_images, workers=workers,
-    settings=settings, description="Render every pending balanced partition on the diffusion actor pool.",
+    name=NAME,
+    version=VERSION,
+    section=ImagesConfig,
+    upstream=("balanced",),
+    run=run_images,
+    plan=plan_images,
+    workers=workers,
+    settings=settings,
+    description="Render every pending balanced partition on the diffusion actor pool.",
 )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pyarrow.compute as pc
 import webdataset as wds
 
+from ..config import ShardsConfig
 from .common import data_parts, input_ref, lineage, read_table
 from .stage import Stage, StageBlocked, StageSummary
 
@@ -102,6 +103,10 @@ def _tar_bytes(shard: int, rows: list[dict], per_shard: int) -> bytes:
 
 
 STAGE = Stage(
-    name=NAME, version=VERSION, upstream=("images",), run=run_shards,
+    name=NAME,
+    version=VERSION,
+    section=ShardsConfig,
+    upstream=("images",),
+    run=run_shards,
     description="Write the training split as webdataset shards.",
 )

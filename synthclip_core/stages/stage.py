@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from pydantic import BaseModel
+
 from ..actors import PoolSpec
 from ..config import fingerprinted
 
@@ -48,7 +50,8 @@ class StageBlocked(RuntimeError):
 
 def _section_settings(name: str) -> Callable[[Any], dict]:
     def settings(cfg) -> dict:
-        return fingerprinted(getattr(cfg, name))
+        section = getattr(cfg, name, None)
+        return fingerprinted(section) if section is not None else {}
 
     return settings
 
@@ -65,8 +68,9 @@ class Stage:
     once every output it wrote is committed; outputs already committed are skipped. ``plan`` lists
     the outputs a stage will write, where they are known before it runs (for status and the UI).
     ``workers`` says what the stage asks of Ray for a config (actor pools, training workers, a
-    task): a stage with none runs where it is called. ``settings`` is what its fingerprint covers
-    (by default its config section, less the fields marked operational).
+    task): a stage with none runs where it is called. ``section`` is the model of its config
+    section (``cfg.<name>``; None: the stage has no settings), and ``settings`` what its
+    fingerprint covers (by default its section, less the fields marked operational).
     """
 
     name: str
@@ -74,6 +78,7 @@ class Stage:
     upstream: tuple[str, ...]  # stages whose outputs it reads (those a run has)
     run: Callable[[Run], StageSummary]
     description: str
+    section: type[BaseModel] | None = None
     plan: Callable[[Run], list[str]] | None = None
     workers: Callable[[Any], list[PoolSpec]] = _no_workers
     settings: Callable[[Any], dict] | None = None

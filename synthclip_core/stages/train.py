@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..actors import PoolSpec
 from ..clip_models import model_config
-from ..config import DataSource
+from ..config import DataSource, TrainConfig
 from ..store import RunStore
 from ..training import checkpoints, metrics, ray_jobs
 from ..training.curves import curves_png
@@ -193,6 +193,11 @@ def training_summary(run: Run) -> dict:
 
 
 STAGE = Stage(
-    name=NAME, version=VERSION, upstream=("shards",), run=run_train, workers=workers,
+    name=NAME,
+    version=VERSION,
+    section=TrainConfig,
+    upstream=("shards",),
+    run=run_train,
+    workers=workers,
     description="Train CLIP on the shards with Ray Train, resuming from the latest checkpoint.",
 )

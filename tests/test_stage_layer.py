@@ -1,0 +1,257 @@
+"""The stage layer: one definition per stage that everything reads, imports that point one way,
+fingerprints exactly as before, the entry path checking once, and runs made before stages marked
+their completion (store layout 1) still loading, showing their status and continuing."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+import pytest
+
+from synthclip_core.pipeline import PIPELINE, STAGES, RunConfig, fingerprints, load_config
+from synthclip_core.store import RunRef
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("synthclip_core", "tasks", "flows")
+LAYOUT_1 = Path(__file__).parent / "fixtures" / "layout-1"
+
+
+# -- imports -------------------------------------------------------------------------------------
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path, module: str) -> set[str]:
+    """Modules of the project that ``path`` imports when it runs (anywhere in it, functions too),
+    leaving out imports for type checkers only (``if TYPE_CHECKING:``)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+               for child in node.body for n in ast.walk(child)}
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for package in PACKAGES for p in (REPO / package).rglob("*.py")}
+    return {module: {m for m in _runtime_imports(path, module) if m in files and m != module} for module, path in files.items()}
+
+
+def test_no_import_cycle_inside_the_package():
+    graph = import_graph()
+    index, low, stack, on_stack, cycles, counter = {}, {}, [], set(), [], [0]
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    assert not cycles, f"import cycles: {cycles}"
+    assert len(graph) > 50  # the walk saw the package
+
+
+def test_stages_import_no_other_stage_and_libraries_import_no_stage():
+    graph = import_graph()
+    stage_modules = {f"synthclip_core.stages.{name}" for name in STAGES}
+    for module in stage_modules:
+        assert not (graph[module] & stage_modules), f"{module} imports {graph[module] & stage_modules}"
+    above = {m for m in graph if m.startswith("synthclip_core.stages")} | {"synthclip_core.run", "synthclip_core.pipeline"}
+    for module, imported in graph.items():
+        if module.startswith(("synthclip_core.training", "synthclip_core.evaluation")):
+            assert not (imported & above), f"the library module {module} imports {imported & above}"
+    assert "synthclip_core.stages.registry" not in graph  # the pool takes the work class itself
+
+
+# -- one definition per stage ----------------------------------------------------------------------
+
+def test_every_stage_has_one_name():
+    """Module, config section, flow and deployment are named as the stage is (the store folder:
+    test_pipeline_offline)."""
+    import importlib
+
+    from flows.deploy import deployment_spec
+    from flows.stages import STAGE_FLOWS
+
+    deployments = {d["name"]: d for d in deployment_spec()["deployments"]}
+    assert [s.name for s in PIPELINE] == ["concepts", "captions", "balanced", "images", "shards", "train", "eval"]
+    for stage in PIPELINE:
+        assert importlib.import_module(f"synthclip_core.stages.{stage.name}").STAGE is stage
+        assert RunConfig.model_fields[stage.name].annotation is stage.section
+        assert STAGE_FLOWS[stage.name].name == stage.name
+        assert deployments[stage.name]["entrypoint"] == f"flows/stages.py:{stage.name}_flow"
+        assert set(stage.upstream) <= set(STAGES) and stage.description
+
+
+# Computed by the code before the stage layer was redesigned (commit 7b789dc); hub models only,
+# so they do not depend on the tiny models built on this machine.
+PAPER_SCALE = {"concepts": "81c337da631c70eb", "captions": "7241ca2da184843c", "balanced": "7961fbed31aa898b",
+               "images": "20fb88d1c479efca", "shards": "0b9128669fbcb7ca", "train": "6ea69aee6e1b5cdf",
+               "eval": "e347f29c7cdbff41"}
+LAYOUT_1_JOBS = {"finetune-cc12m-5ep": "efdd41ed07957ba8", "finetune-cc12m-10ep": "85d6bc515cb69e8b",
+                 "mixed-synthci-cc12m": "4ce013d08ae6bde9"}
+
+
+def test_fingerprints_are_those_of_the_code_before():
+    from synthclip_core import legacy
+    from synthclip_core.config import load_job_config
+
+    assert fingerprints(load_config(REPO / "configs" / "synthci-30m.yaml")) == PAPER_SCALE
+    for name, fingerprint in LAYOUT_1_JOBS.items():
+        assert legacy.job_fingerprint(load_job_config(REPO / "configs" / f"{name}.yaml"), STAGES["train"].version) == fingerprint
+
+
+def test_operational_fields_are_marked_on_the_models_and_leave_fingerprints_alone():
+    cfg = load_config(REPO / "configs" / "synthci-30m.yaml")
+
+    def changed(section: str, **update) -> set[str]:
+        other = cfg.model_copy(update={section: getattr(cfg, section).model_copy(update=update)})
+        before, after = fingerprints(cfg), fingerprints(other)
+        return {s for s in before if before[s] != after[s]}
+
+    assert changed("captions", num_actors=64, batch_size=7, python="/opt/vllm/bin/python") == set()
+    assert changed("images", num_gpus=0.5, captions_per_partition=64, compile=True) == set()
+    assert changed("train", num_workers=8, max_failures=5) == set()
+    assert changed("eval", batch_size=3) == set()
+    assert changed("captions", temperature=0.5) == {"captions", "balanced", "images", "shards", "train", "eval"}
+    assert changed("images", steps=25) == {"images", "shards", "train", "eval"}
+
+
+def test_old_section_names_still_load(tmp_path):
+    from synthclip_core.errors import ConfigError
+
+    text = (REPO / "configs" / "micro.yaml").read_text()
+    old = tmp_path / "old.yaml"
+    old.write_text(text.replace("balanced:", "balance:").replace("images:", "render:").replace("shards:", "export:"))
+    assert load_config(old) == load_config(REPO / "configs" / "micro.yaml")
+    both = tmp_path / "both.yaml"
+    both.write_text(text + "render:\n  model: tiny/sd\n")
+    with pytest.raises(ConfigError, match="'render' and 'images' are the same section"):
+        load_config(both)
+
+
+# -- the entry path checks once ------------------------------------------------------------------
+
+def _count_calls(monkeypatch, module, name: str) -> list:
+    """Count the calls of a real function (it still runs)."""
+    calls, real = [], getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_a_command_checks_the_run_once(offline_run, monkeypatch):
+    """Config read, pre-flight, the same-config check and the fingerprints: once per command, in
+    the CLI and in the deployment's flow alike (the run is complete, so no stage recomputes)."""
+    from typer.testing import CliRunner
+
+    import synthclip_core.pipeline as pipeline_module
+    import synthclip_core.run as run_module
+    from flows.cli import app
+    from flows.pipeline import build_dataset
+
+    run, _ = offline_run
+    read_yaml, preflight, create_or_open, computed = (
+        _count_calls(monkeypatch, module, name) for module, name in (
+            (pipeline_module, "read_yaml"), (run_module, "preflight"), (run_module, "create_or_open"),
+            (run_module, "fingerprints")))
+    root = ["--root", run.ref.root]
+    result = CliRunner().invoke(app, ["run", str(REPO / "configs" / "offline.yaml"), "--run-id", run.ref.run_id, *root])
+    assert result.exit_code == 0, result.output
+    assert (len(read_yaml), len(preflight), len(create_or_open), len(computed)) == (1, 1, 1, 1)
+    result = CliRunner().invoke(app, ["resume", run.ref.run_id, *root])
+    assert result.exit_code == 0, result.output
+    assert (len(read_yaml), len(preflight), len(create_or_open), len(computed)) == (1, 1, 1, 2)  # resume verifies once
+    build_dataset(config=str(REPO / "configs" / "offline.yaml"), run_id=run.ref.run_id, root=run.ref.root)
+    assert (len(read_yaml), len(preflight), len(create_or_open), len(computed)) == (2, 2, 2, 3)
+    assert run.store is run.store  # built once per run
+
+
+# -- runs made before stages marked their completion ---------------------------------------------
+
+@pytest.fixture
+def layout_1(tmp_path) -> str:
+    root = tmp_path / "runs"
+    shutil.copytree(LAYOUT_1, root, ignore=shutil.ignore_patterns("README.md"))
+    return str(root)
+
+
+def test_a_layout_1_run_shows_its_status_and_continues(engine, layout_1):
+    from flows.pipeline import pipeline
+    from flows.stages import STAGE_FLOWS
+    from synthclip_core.run import load_run
+    from synthclip_core.stages.status import run_status
+
+    run = load_run(RunRef(layout_1, "legacy-micro"))
+    assert (run.kind, run.layout, run.config.balanced.threshold, run.config.images.model) == ("run", 1, 1, "tiny/sd")
+    status = {s.stage: s for s in run_status(run)}
+    assert all(status[s].complete and status[s].pending == 0 for s in ("concepts", "captions", "balanced", "images", "shards"))
+    assert not status["train"].complete and not status["eval"].complete
+    assert status["captions"].rows == 24 and status["images"].committed == 5
+    before = {s: run.store.records(s) for s in ("concepts", "captions", "balanced", "images", "shards")}
+
+    assert STAGE_FLOWS["images"](run.ref.run_id, layout_1)["computed"] == 0  # one stage alone, on layout-1 inputs
+    summaries = pipeline(run_id=run.ref.run_id, root=layout_1)
+    assert [s for s, summary in summaries.items() if summary["computed"]] == ["train", "eval"]
+    assert {s: run.store.records(s) for s in before} == before  # nothing made before was touched
+    assert all(s.complete for s in run_status(run))
+    assert sorted(p.name for p in (Path(layout_1) / "legacy-micro" / "_complete").iterdir()) == ["eval.json", "train.json"]
+
+
+def test_a_layout_1_job_loads_verifies_and_trains(engine, layout_1):
+    from flows.pipeline import pipeline
+    from synthclip_core.errors import RunStateError
+    from synthclip_core.run import load_run, open_run
+
+    ref = RunRef(layout_1, "legacy-job")
+    job = load_run(ref, verify=True)  # its one layout-1 fingerprint, recomputed by this code
+    assert (job.kind, job.layout, job.names) == ("job", 1, ["train", "eval"])
+    assert open_run(job.config, ref).fingerprints == job.fingerprints  # the same config continues it
+    other = job.config.model_copy(update={"train": job.config.train.model_copy(update={"epochs": 2})})
+    with pytest.raises(RunStateError, match="legacy-job .* was made with another config"):
+        open_run(other, ref)
+    with pytest.raises(RunStateError, match="is a training job, not a synthetic run"):
+        open_run(load_config(REPO / "configs" / "micro.yaml"), ref)
+    summaries = pipeline(run_id="legacy-job", root=layout_1)
+    assert summaries["train"]["computed"] == 1 and "skipped" in summaries["eval"]["notes"]  # no eval.datasets
+    record = job.store.record("train", "checkpoints/epoch_1.pt")
+    assert {i["run_id"] for i in record["inputs"]} == {"legacy-micro"}  # the layout-1 run's shards, by commit
