@@ -75,13 +75,13 @@ def naive_loop(captions: list[str], bank: list[str]) -> float:
 
 def stage_throughput(captions: list[str], bank: list[str], workers: int, partitions: int) -> float:
     import yaml
-    from synthclip_core.stages.balance import run_balance
 
     from synthclip_core.pipeline import config_from_dict
     from synthclip_core.ray_runtime import ensure_ray
-    from synthclip_core.run import RunRef, create_or_open
+    from synthclip_core.run import open_run
     from synthclip_core.schemas import to_parquet_bytes
-    from synthclip_core.stages.concepts import run_concepts
+    from synthclip_core.stages.stage import StageSummary
+    from synthclip_core.store import RunRef
 
     ensure_ray()
     with tempfile.TemporaryDirectory() as root:
@@ -90,9 +90,9 @@ def stage_throughput(captions: list[str], bank: list[str], workers: int, partiti
             handle.write("\n".join(bank))
         data = yaml.safe_load(open("configs/micro.yaml"))
         data["concepts"] = {"source": bank_path, "per_partition": -(-len(bank) // partitions)}
-        data["balance"] = {"threshold": 20, "num_workers": workers, "eval_fraction": 0.001}
-        run = create_or_open(config_from_dict(data), RunRef(root, f"bench-{workers}"))
-        run_concepts(run)
+        data["balanced"] = {"threshold": 20, "num_workers": workers, "eval_fraction": 0.001}
+        run = open_run(config_from_dict(data), RunRef(root, f"bench-{workers}"))
+        run.stage("concepts").run(run)
         per = -(-len(captions) // partitions)
         cid = concept_id(bank[0])
         for p in range(partitions):
@@ -105,8 +105,9 @@ def stage_throughput(captions: list[str], bank: list[str], workers: int, partiti
                 "reject_reason": [None] * n, "fixes": [[]] * n,
             })
             run.store.commit("captions", f"part-{p:05d}.parquet", to_parquet_bytes(table, "captions"))
+        run.complete(StageSummary("captions"), [f"part-{p:05d}.parquet" for p in range(partitions)])
         start = time.perf_counter()
-        run_balance(run)
+        run.stage("balanced").run(run)
         return len(captions) / (time.perf_counter() - start)
 
 

@@ -41,8 +41,8 @@ CASES = [
     ("captions", "large", 4, {"concepts.per_partition": 250, "captions.per_concept": 3}),
     ("captions", "vllm", 4, {"concepts.per_partition": 250, "captions.per_concept": 3, "captions.backend": "vllm",
                              "captions.python": str(VLLM_PYTHON)}),
-    ("images", "small", 24, {"render.captions_per_partition": 4}),
-    ("images", "large", 5, {"render.captions_per_partition": 400}),
+    ("images", "small", 24, {"images.captions_per_partition": 4}),
+    ("images", "large", 5, {"images.captions_per_partition": 400}),
 ]
 
 
@@ -51,34 +51,34 @@ def make_config(stage: str, partitions: int, knobs: dict):
 
     data = load_config(REPO / "configs" / "micro.yaml").model_dump(mode="json")
     data["captions"].update(per_concept=2, batch_size=32, num_actors=1)
-    data["render"].update(num_actors=1, batch_size=8, steps=2)
-    data["balance"].update(threshold=1000, eval_fraction=0.0, holdout_concepts=0)
+    data["images"].update(num_actors=1, batch_size=8, steps=2)
+    data["balanced"].update(threshold=1000, eval_fraction=0.0, holdout_concepts=0)
     for key, value in knobs.items():
         section, field = key.split(".")
         data[section][field] = value
     if stage == "captions":
         data["concepts"]["limit"] = partitions * data["concepts"]["per_partition"]
     else:  # enough concepts that the balanced captions fill the render partitions
-        per = data["render"]["captions_per_partition"]
+        per = data["images"]["captions_per_partition"]
         data["concepts"].update(per_partition=1000, limit=min(1000, (partitions * per) // 2 + 8))
     return config_from_dict(data, source=f"bench-{stage}")
 
 
 def prepare(root: str, stage: str, partitions: int, knobs: dict, suffix: str = ""):
-    from synthclip_core.stages.runner import run_stage
+    from synthclip_core.run import open_run
+    from synthclip_core.store import RunRef
 
-    from synthclip_core.run import RunRef, create_or_open
-
-    run = create_or_open(make_config(stage, partitions, knobs), RunRef(root, f"{stage}-{partitions}{suffix}"))
+    run = open_run(make_config(stage, partitions, knobs), RunRef(root, f"{stage}-{partitions}{suffix}"))
     for upstream in ("concepts", "captions", "balanced")[: 1 if stage == "captions" else 3]:
-        assert run_stage(run, upstream).ok
+        assert run.stage(upstream).run(run).ok
     return run
 
 
 def forget(run, stage: str, keep_parts: int = 0) -> list[str]:
-    """Delete the stage's outputs but the first ``keep_parts`` partitions; returns the deleted parts."""
+    """Delete the stage's outputs but the first ``keep_parts`` partitions (and so its completion);
+    returns the deleted parts."""
     store = run.store
-    outputs = sorted(store.committed(stage).get(stage, set()))
+    outputs = sorted(store.committed(stage))
     parts = [o for o in outputs if o.startswith("part-")]
     deleted = parts[keep_parts:]
     for output in deleted + [o for o in outputs if not o.startswith("part-")]:
@@ -148,12 +148,12 @@ def plain_loop(run, stage: str) -> list[float]:
     store = run.store
     if stage == "captions":
         from synthclip_core.prompts import get_template
-        from synthclip_core.stages.captions import CaptionProcessor, caption_settings
+        from synthclip_core.stages.captions import CaptionWorker, worker_settings
 
-        settings = caption_settings(run)
-        backend, template = CaptionProcessor(settings).backend, get_template(settings["template"])
+        settings = worker_settings(run)
+        backend, template = CaptionWorker(settings).backend, get_template(settings["template"])
         jobs = []
-        for part in sorted(o for o in store.committed("concepts")["concepts"] if o.startswith("part-")):
+        for part in sorted(o for o in store.committed("concepts") if o.startswith("part-")):
             rows = [(c["concept"], derive_seed(settings["seed"], c["concept_id"], i))
                     for c in read_table(store, "concepts", part).to_pylist() for i in range(settings["per_concept"])]
             jobs.append(([template.messages(c) for c, _ in rows], [s for _, s in rows]))
@@ -161,13 +161,15 @@ def plain_loop(run, stage: str) -> list[float]:
         def work(job):
             backend.generate(job[0], job[1], settings["sampling"])
     else:
-        from synthclip_core.stages.images import RenderProcessor, render_parts, render_settings
+        from synthclip_core.stages.common import data_parts
+        from synthclip_core.stages.images import RenderWorker, render_parts, worker_settings
 
-        settings = render_settings(run)
-        backend = RenderProcessor(settings).backend
+        settings = worker_settings(run)
+        backend = RenderWorker(settings).backend
         jobs = []
-        for part in render_parts(run):
-            rows = read_table(store, "balanced", part["source"]).slice(part["offset"], part["length"]).to_pylist()
+        balanced = store.records("balanced", data_parts(run.require("balanced").outputs))
+        for _, _, source, part in render_parts(run, balanced):
+            rows = read_table(store, "balanced", source).slice(part["offset"], part["length"]).to_pylist()
             jobs.append([(r["caption"], derive_seed(settings["seed"], r["caption_id"], i))
                          for r in rows for i in range(settings["images_per_caption"])])
 
@@ -189,7 +191,7 @@ def produced(run, stage: str) -> tuple[int, int]:
     from synthclip_core.stages.common import read_table
 
     rows = tokens = 0
-    for output in sorted(o for o in run.store.committed(stage)[stage] if o.startswith("part-")):
+    for output in sorted(o for o in run.store.committed(stage) if o.startswith("part-")):
         table = read_table(run.store, stage, output)
         rows += table.num_rows
         tokens += sum(table.column("tokens").to_pylist()) if "tokens" in table.column_names else 0
@@ -222,7 +224,7 @@ def measure(stage: str, label: str, partitions: int, knobs: dict, repeats: int) 
         run = prepare(root, stage, partitions, knobs)
         forget(run, stage)
         platform_seconds(run, stage)  # warm-up: Prefect's server, imports, caches
-        n = len([o for o in run.store.committed(stage)[stage] if o.startswith("part-")])
+        n = len([o for o in run.store.committed(stage) if o.startswith("part-")])
         totals, spans, cpu = [], [], {}
         for _ in range(repeats):
             forget(run, stage)
@@ -291,7 +293,8 @@ if __name__ == "__main__":
     parser.add_argument("--plain", nargs=3, metavar=("ROOT", "RUN_ID", "STAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain:  # inside a backend's own environment: print the per-partition seconds
-        from synthclip_core.run import RunRef, load_run
+        from synthclip_core.run import load_run
+        from synthclip_core.store import RunRef
 
         print(json.dumps(plain_loop(load_run(RunRef(args.plain[0], args.plain[1])), args.plain[2])))
     else:

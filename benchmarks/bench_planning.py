@@ -29,7 +29,7 @@ def local(n: int) -> dict:
         baseline = sum(len(files) for _, _, files in os.walk(store.path("_commits")))
         base_s = time.perf_counter() - start
         start = time.perf_counter()
-        planned = len(store.committed()["images"])
+        planned = len(store.committed_all()["images"])
         plan_s = time.perf_counter() - start
     assert planned == baseline == n
     return {"partitions": n, "plan_s": round(plan_s, 3), "baseline_s": round(base_s, 3), "baseline": "os.walk",
@@ -62,7 +62,7 @@ def s3(n: int) -> dict:
             keys += len(page.get("Contents", []))
         base_s = time.perf_counter() - start
         start = time.perf_counter()
-        planned = len(store.committed()["images"])
+        planned = len(store.committed_all()["images"])
         plan_s = time.perf_counter() - start
     finally:
         server.stop()
