@@ -87,7 +87,7 @@ class ConceptsConfig(Section):
         return self
 
 
-class _ModelStage(Section):
+class ModelSection(Section):
     """What every model stage shares: the model, and the pool of actors that hold it."""
 
     model: str = model_reference(..., description="Model on the hub, a local path, or 'tiny/NAME' for a built-in tiny model.")
@@ -99,7 +99,7 @@ class _ModelStage(Section):
         default_factory=dict, description="Extra Ray resources per actor, to land on a node group (e.g. {caption_gpu: 1}).")
 
 
-class CaptionsConfig(_ModelStage):
+class CaptionsConfig(ModelSection):
     """Caption generation."""
 
     backend: Literal["vllm", "transformers"] = Field(
@@ -139,7 +139,7 @@ class BalancedConfig(Section):
                                   "captions written for or matching them); evaluation measures out-of-bank accuracy on them.")
 
 
-class ImagesConfig(_ModelStage):
+class ImagesConfig(ModelSection):
     """Text-to-image rendering."""
 
     backend: str = Field("diffusers", pattern=r"^(diffusers|[\w.]+:\w+)$",

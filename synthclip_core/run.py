@@ -147,8 +147,8 @@ def fork_run(run: Run) -> Run:
     committed outputs of every stage whose fingerprint is unchanged (fingerprints chain, so those
     are the leading stages), each record naming the run it came from."""
     existing = _stored(run.ref)
-    if existing is None or existing.fingerprints == run.fingerprints:
-        return create_or_open(run)
+    if existing is None or existing.kind != run.kind or _same_config(existing, run):
+        return create_or_open(run)  # a free id, this config's run, or one of another kind (refused)
     digest = hashlib.sha256(json.dumps(run.fingerprints, sort_keys=True).encode()).hexdigest()[:8]
     fork = create_or_open(Run(RunRef(run.ref.root, f"{run.ref.run_id}-fork-{digest}", run.ref.storage_options), run.config,
                               run.fingerprints, run.stages, run.kind))

@@ -1,6 +1,5 @@
-"""The pipeline's stages over a run's store, each independent of how it is orchestrated.
-
-Whole-run steps (concepts, balance, export, train, eval) run where they are called; model stages
-(captions, images) plan their pending partitions here and process them in Ray actors
-(``synthclip_core.actors``). Skipping finished work is decided by commit records only.
+"""The pipeline's stages, one module each, named as the stage is; each ends with its ``STAGE``
+definition (``stage.Stage``), and ``synthclip_core.pipeline`` lists them in order. Shared pieces:
+``stage`` (what a stage is), ``common`` (lineage, reading inputs), ``partitions`` (stages made on
+actor pools), ``status`` (what a run holds). Skipping finished work is decided by the store only.
 """

@@ -19,7 +19,7 @@ import pyarrow as pa
 from ..balancing import prepare_text
 from ..caption_cleaning import clean_caption
 from ..captioners import create_caption_backend
-from ..config import CaptionsConfig, fingerprinted
+from ..config import CaptionsConfig
 from ..fingerprint import model_identity, model_label
 from ..ids import caption_id, derive_seed
 from ..prompts import get_template
@@ -58,11 +58,6 @@ def run_captions(run: Run) -> StageSummary:
 
 def workers(cfg) -> list:
     return [model_pool(cfg.captions)]
-
-
-def settings(cfg) -> dict:
-    c = cfg.captions
-    return {**fingerprinted(c), "model": model_identity(c.model, c.revision)}
 
 
 def worker_settings(run: Run) -> dict:
@@ -173,6 +168,5 @@ STAGE = Stage(
     run=run_captions,
     plan=plan_captions,
     workers=workers,
-    settings=settings,
     description="Caption every pending concept partition on the LLM actor pool.",
 )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from ..config import ImagesConfig, fingerprinted
+from ..config import ImagesConfig
 from ..errors import BackendError
 from ..fingerprint import model_identity, model_label
 from ..ids import derive_seed, image_id
@@ -80,11 +80,6 @@ def run_images(run: Run) -> StageSummary:
 
 def workers(cfg) -> list:
     return [model_pool(cfg.images)]
-
-
-def settings(cfg) -> dict:
-    r = cfg.images
-    return {**fingerprinted(r), "model": model_identity(r.model, r.revision)}
 
 
 def worker_settings(run: Run) -> dict:
@@ -198,6 +193,5 @@ STAGE = Stage(
     run=run_images,
     plan=plan_images,
     workers=workers,
-    settings=settings,
     description="Render every pending balanced partition on the diffusion actor pool.",
 )

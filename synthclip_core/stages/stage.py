@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from pydantic import BaseModel
 
 from ..actors import PoolSpec
-from ..config import fingerprinted
+from ..config import ModelSection, fingerprinted
+from ..fingerprint import model_identity
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -49,9 +50,15 @@ class StageBlocked(RuntimeError):
 
 
 def _section_settings(name: str) -> Callable[[Any], dict]:
+    """A stage's section less its operational fields; a model by its identity (name and revision,
+    or a local model's content hash), not by the strings that name it."""
     def settings(cfg) -> dict:
         section = getattr(cfg, name, None)
-        return fingerprinted(section) if section is not None else {}
+        if section is None:
+            return {}
+        if isinstance(section, ModelSection):
+            return {**fingerprinted(section), "model": model_identity(section.model, section.revision)}
+        return fingerprinted(section)
 
     return settings
 
