@@ -174,7 +174,7 @@ def load_run(ref: RunRef, verify: bool = False) -> Run:
         raise RunStateError(f"no run {ref.run_id!r} under {ref.root} (a run stopped before it started has nothing to "
                             f"resume: run 'synthclip run CONFIG --run-id {ref.run_id}' again)")
     if verify:
-        current = _current_fingerprints(run)
+        current = _fingerprints_as_stored(run, run.config)
         changed = [s for s in current if current[s] != run.fingerprints.get(s)]
         if changed:
             raise RunStateError(
@@ -201,22 +201,23 @@ def _stored(ref: RunRef) -> Run | None:
     return None
 
 
-def _legacy_job(run: Run) -> bool:
+def _layout_1_job(run: Run) -> bool:
     return run.kind == "job" and run.layout < LAYOUT
 
 
-def _current_fingerprints(run: Run) -> dict[str, str]:
-    """What this code computes for the run's stored config, in the form the run stores them."""
-    if _legacy_job(run):
-        fp = legacy.job_fingerprint(run.config, run.stage("train").version)
+def _fingerprints_as_stored(run: Run, cfg: RunConfig | JobConfig) -> dict[str, str]:
+    """What this code computes for ``cfg``, in the form ``run`` stores its fingerprints (a
+    layout-1 job had one fingerprint for both its stages)."""
+    if _layout_1_job(run):
+        fp = legacy.job_fingerprint(cfg, run.stage("train").version)
         return {s.name: fp for s in run.stages}
-    return fingerprints(run.config)
+    return fingerprints(cfg)
 
 
 def _same_config(existing: Run, run: Run) -> bool:
     """Whether the stored run was made with ``run``'s config and this code."""
-    if _legacy_job(existing):
-        return _current_fingerprints(Run(existing.ref, run.config, {}, run.stages, "job", existing.layout)) == existing.fingerprints
+    if _layout_1_job(existing):
+        return _fingerprints_as_stored(existing, run.config) == existing.fingerprints
     return existing.fingerprints == run.fingerprints
 
 
