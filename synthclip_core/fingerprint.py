@@ -1,4 +1,5 @@
-"""Stage fingerprints: what changes a stage's output, and nothing else.
+"""Stage fingerprints: what changes a stage's output, and nothing else (the chain over the
+stages is ``pipeline.fingerprints``; this module hashes and identifies models).
 
 A fingerprint covers the stage's settings that matter (the config fields not marked operational),
 the model's identity (name and revision, or a content hash for a local model), the stage's code
@@ -15,28 +16,13 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
 
 from .tiny_models import resolve_model
-
-if TYPE_CHECKING:
-    from .stages.stage import Stage
 
 
 def stable_hash(obj: object) -> str:
     """16 hex digits of the sha256 of ``obj`` as canonical JSON."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def chain(stages: Iterable[Stage], cfg, seed: int) -> dict[str, str]:
-    """Each stage's fingerprint, in pipeline order: its name, version, settings and the one before."""
-    fingerprints: dict[str, str] = {}
-    upstream = ""
-    for stage in stages:
-        upstream = stable_hash({"stage": stage.name, "version": stage.version, "seed": seed,
-                                "settings": stage.settings(cfg), "upstream": upstream})
-        fingerprints[stage.name] = upstream
-    return fingerprints
 
 
 @lru_cache(maxsize=32)

@@ -11,15 +11,11 @@ as new runs do.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from .config import fingerprinted
 from .fingerprint import stable_hash
-from .stages.stage import StageBlocked
+from .stages.stage import Run, StageBlocked
 from .store import Completion
-
-if TYPE_CHECKING:
-    from .run import Run
 
 MANIFESTS = {"concepts": "manifest.json", "balanced": "stats.parquet", "shards": "sizes.json",
              "train": "summary.json", "eval": "report.json"}

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field, create_model
 
 from .config import RunSettings, read_yaml, validate
-from .fingerprint import chain
+from .fingerprint import stable_hash
 from .stages import balanced, captions, concepts, eval, images, shards, train
 from .stages.stage import Stage
 
@@ -62,8 +62,15 @@ def stages_for(cfg) -> tuple[Stage, ...]:
 
 
 def fingerprints(cfg) -> dict[str, str]:
-    """Each stage's fingerprint for ``cfg``: its settings, model, version and the stage before."""
-    return chain(stages_for(cfg), cfg, cfg.seed)
+    """Each stage's fingerprint for ``cfg``, in order: its name, version, settings (model
+    included) and the fingerprint of the stage before, which pins its inputs."""
+    out: dict[str, str] = {}
+    upstream = ""
+    for stage in stages_for(cfg):
+        upstream = stable_hash({"stage": stage.name, "version": stage.version, "seed": cfg.seed,
+                                "settings": stage.settings(cfg), "upstream": upstream})
+        out[stage.name] = upstream
+    return out
 
 
 def versions() -> dict[str, int]:

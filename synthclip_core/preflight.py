@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from .concepts import check_bank_source
 from .errors import ConfigError
 from .stages import train
+from .stages.stage import Run
 from .store import check_root_writable
-
-if TYPE_CHECKING:
-    from .run import Run
 
 
 def preflight(run: Run) -> None:

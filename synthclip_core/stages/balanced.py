@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import resource
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -39,10 +38,7 @@ from ..schemas import SCHEMAS, table_from_rows, to_parquet_bytes
 from ..store import RunStore
 from .common import data_parts, input_ref, lineage, read_concepts, read_table, worker_info
 from .partitions import pending_jobs, run_jobs
-from .stage import Stage, StageSummary
-
-if TYPE_CHECKING:
-    from ..run import Run
+from .stage import Run, Stage, StageSummary
 
 NAME = "balanced"
 VERSION = 2

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -28,10 +27,7 @@ from ..store import RunStore
 from ..tiny_models import resolve_model
 from .common import data_parts, input_ref, lineage, read_concepts, read_table, worker_info
 from .partitions import committed_rows, mirrored_jobs, model_pool, run_jobs
-from .stage import Stage, StageSummary
-
-if TYPE_CHECKING:
-    from ..run import Run
+from .stage import Run, Stage, StageSummary
 
 NAME = "captions"
 VERSION = 3

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
 
 from ..concepts import load_bank
 from ..config import ConceptsConfig, fingerprinted
 from ..schemas import to_parquet_bytes
 from .common import lineage, part_name
-from .stage import Stage, StageSummary
-
-if TYPE_CHECKING:
-    from ..run import Run
+from .stage import Run, Stage, StageSummary
 
 NAME = "concepts"
 VERSION = 2

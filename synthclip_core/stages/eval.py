@@ -16,7 +16,6 @@ import json
 import time
 from collections import Counter
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,10 +28,7 @@ from ..evaluation.report import build_report, render_markdown
 from ..schemas import table_from_rows, to_parquet_bytes
 from ..store import RunRef
 from .common import data_parts, input_ref, lineage, read_concepts, read_table
-from .stage import Stage, StageSummary
-
-if TYPE_CHECKING:
-    from ..run import Run
+from .stage import Run, Stage, StageSummary
 
 NAME = "eval"
 VERSION = 2

@@ -13,7 +13,6 @@ import hashlib
 import io
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -28,10 +27,7 @@ from ..store import RunStore
 from ..tiny_models import resolve_model
 from .common import data_parts, lineage, read_table, worker_info
 from .partitions import committed_rows, model_pool, pending_jobs, run_jobs
-from .stage import Stage, StageSummary
-
-if TYPE_CHECKING:
-    from ..run import Run
+from .stage import Run, Stage, StageSummary
 
 NAME = "images"
 VERSION = 3

@@ -4,14 +4,10 @@ balancing's two passes): the pending jobs of a plan, and the pool run that makes
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from ..actors import PoolSpec, run_pool
 from .common import input_ref
-from .stage import StageSummary
-
-if TYPE_CHECKING:
-    from ..run import Run
+from .stage import Run, StageSummary
 
 
 def model_pool(section, label: str = "") -> PoolSpec:

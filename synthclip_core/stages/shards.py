@@ -12,17 +12,13 @@ from __future__ import annotations
 import io
 import json
 import time
-from typing import TYPE_CHECKING
 
 import pyarrow.compute as pc
 import webdataset as wds
 
 from ..config import ShardsConfig
 from .common import data_parts, input_ref, lineage, read_table
-from .stage import Stage, StageBlocked, StageSummary
-
-if TYPE_CHECKING:
-    from ..run import Run
+from .stage import Run, Stage, StageBlocked, StageSummary
 
 NAME = "shards"
 VERSION = 2

@@ -8,16 +8,14 @@ the ordered list of stages in :mod:`synthclip_core.pipeline` and nothing else.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from pydantic import BaseModel
 
 from ..actors import PoolSpec
 from ..config import ModelSection, fingerprinted
 from ..fingerprint import model_identity
-
-if TYPE_CHECKING:
-    from ..run import Run
+from ..store import Completion, RunRef, RunStore
 
 
 @dataclass
@@ -47,6 +45,33 @@ class StageSummary:
 
 class StageBlocked(RuntimeError):
     """A stage cannot run because its inputs are not all committed."""
+
+
+class Run(Protocol):
+    """What a stage sees of a run: ``synthclip_core.run.Run`` is one. Stages depend on this, so
+    they never import the module that opens runs (which imports them)."""
+
+    @property
+    def ref(self) -> RunRef: ...
+    @property
+    def config(self) -> Any: ...  # the run's RunConfig, or a training job's JobConfig
+    @property
+    def fingerprints(self) -> dict[str, str]: ...
+    @property
+    def kind(self) -> str: ...  # "run" or "job"
+    @property
+    def stages(self) -> tuple[Stage, ...]: ...
+    @property
+    def names(self) -> list[str]: ...
+    @property
+    def store(self) -> RunStore: ...
+    def stage(self, name: str) -> Stage: ...
+    def has(self, name: str) -> bool: ...
+    def completion(self, name: str) -> Completion | None: ...
+    def require(self, name: str) -> Completion: ...
+    def finished(self, name: str) -> StageSummary | None: ...
+    def complete(self, summary: StageSummary, outputs: list[str]) -> StageSummary: ...
+    def sibling(self, run_id: str) -> Run: ...
 
 
 def _section_settings(name: str) -> Callable[[Any], dict]:

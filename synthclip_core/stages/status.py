@@ -8,13 +8,9 @@ committed so far.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .common import data_parts
-from .stage import Stage, StageBlocked
-
-if TYPE_CHECKING:
-    from ..run import Run
+from .stage import Run, Stage, StageBlocked
 
 
 @dataclass

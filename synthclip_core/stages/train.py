@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from ..actors import PoolSpec
 from ..clip_models import model_config
@@ -29,10 +28,7 @@ from ..training.init_weights import resolve_init
 from ..training.sources import ResolvedSource, SourceError, checked, tar_source, to_spec_parts
 from ..training.spec import TrainSpec
 from .common import input_ref, lineage
-from .stage import Stage, StageSummary
-
-if TYPE_CHECKING:
-    from ..run import Run
+from .stage import Run, Stage, StageSummary
 
 log = logging.getLogger("synthclip.train")
 NAME = "train"
