@@ -17,6 +17,7 @@ from prefect.cache_policies import NONE
 from synthclip_core.config import EvalDataset, JobConfig, load_job_config
 from synthclip_core.errors import ConfigError
 from synthclip_core.evaluation.compare import NO_PROVENANCE, provenance
+from synthclip_core.ids import check_run_id
 from synthclip_core.run import default_run_id, load_run, open_run
 from synthclip_core.stages.train import training_summary
 from synthclip_core.store import RunRef
@@ -57,6 +58,7 @@ def resolve_model(ref: str, root: str) -> tuple[str, dict]:
     """(checkpoint URI, provenance) of a comparison entry: ``run:ID`` is that run's final model."""
     if not ref.startswith("run:"):
         return ref, NO_PROVENANCE
+    check_run_id(ref[4:])
     try:
         run = load_run(RunRef(root, ref[4:]))
         summary = training_summary(run)

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .ids import RUN_ID_RULE, is_run_id
 
 _FINGERPRINT = "fingerprint"
 
@@ -178,6 +179,13 @@ class DataSource(Section):
     text_key: str = Field("txt", description="The caption's extension inside the tars.")
     storage_options: dict[str, Any] = operational(default_factory=dict, description="fsspec options for this source (e.g. an S3 endpoint).")
 
+    @field_validator("uri")
+    @classmethod
+    def _run_id_is_a_name(cls, value: str) -> str:
+        if value.startswith("run:") and not is_run_id(value[4:]):
+            raise ValueError(f"{value!r}: the run id after 'run:' must be {RUN_ID_RULE}")
+        return value
+
 
 class TrainConfig(Section):
     """CLIP training."""
@@ -215,6 +223,13 @@ class TrainConfig(Section):
     init_from: str | None = when_set(
         None, description="Start from these weights (fine-tuning): a checkpoint path or URI (this platform's or open_clip's), "
                           "'local-dir:PATH' (an open_clip model folder), or 'run:RUN_ID' (that run's final checkpoint, same root).")
+
+    @field_validator("init_from")
+    @classmethod
+    def _init_run_id_is_a_name(cls, value: str | None) -> str | None:
+        if value and value.startswith("run:") and not is_run_id(value[4:]):
+            raise ValueError(f"{value!r}: the run id after 'run:' must be {RUN_ID_RULE}")
+        return value
 
     @model_validator(mode="after")
     def _sources_valid(self) -> "TrainConfig":

@@ -7,6 +7,9 @@ run id, on any hardware, with any partitioning) agree on every id, seed and samp
 from __future__ import annotations
 
 import hashlib
+import re
+
+from .errors import ConfigError
 
 _SEP = "\x1f"  # unit separator: cannot occur in normalised text parts
 
@@ -40,3 +43,19 @@ def caption_id(concept_id_: str, template: str, index: int, seed: int) -> str:
 
 def image_id(caption_id_: str, index: int, seed: int) -> str:
     return stable_id("image", caption_id_, index, seed)
+
+
+# One rule for every run and job id, wherever it comes from (the CLI, deployment parameters,
+# ``run:ID`` in a config): one path component under the root, never "..", absolute or hidden.
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+RUN_ID_RULE = "up to 200 letters, digits, '.', '_' and '-', starting with a letter or digit"
+
+
+def is_run_id(value: object) -> bool:
+    return isinstance(value, str) and RUN_ID.fullmatch(value) is not None
+
+
+def check_run_id(run_id: object) -> str:
+    if not is_run_id(run_id):
+        raise ConfigError(f"run id {run_id!r} is not a name under the root: use {RUN_ID_RULE}")
+    return run_id

@@ -229,10 +229,10 @@ def unfinished_runs(root: str) -> list[str]:
         return []
     found = []
     for entry in fs.ls(base, detail=False):
-        ref = RunRef(root, posixpath.basename(entry.rstrip("/")))
         try:
+            ref = RunRef(root, posixpath.basename(entry.rstrip("/")))
             run = _stored(ref)
-        except UserError:  # not a run this code can read: not one to resume
+        except UserError:  # not a run (id) this code can read: not one to resume
             continue
         if run is None or run.kind != "run" or run.completion(run.stages[-1].name) is not None:
             continue

@@ -32,6 +32,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from .errors import StorageError
+from .ids import check_run_id
 
 COMMITS = "_commits"
 FAILURES = "_failures"
@@ -48,6 +49,7 @@ class RunRef:
     storage_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_run_id(self.run_id)
         # Workers run in other directories (Ray Train changes into its own), so a local root
         # must be absolute before it crosses a process boundary.
         if "://" not in self.root:
@@ -76,7 +78,7 @@ class RunStore:
     """The outputs of one run: ``<root>/<run_id>/...``."""
 
     def __init__(self, root: str, run_id: str, storage_options: dict[str, Any] | None = None):
-        self.root, self.run_id = root, run_id
+        self.root, self.run_id = root, check_run_id(run_id)
         self.storage_options = dict(storage_options or {})
         self.fs, base = fsspec.core.url_to_fs(root, **fs_options(root, self.storage_options))
         self.base = posixpath.join(base.rstrip("/"), run_id)

@@ -20,6 +20,7 @@ import time
 from ..actors import PoolSpec
 from ..clip_models import model_config
 from ..config import DataSource, TrainConfig
+from ..ids import check_run_id
 from ..store import RunStore
 from ..training import checkpoints, metrics, ray_jobs
 from ..training.curves import curves_png
@@ -128,7 +129,7 @@ def _init_weights(run: Run) -> dict:
     t, options = run.config.train, run.ref.storage_options
     if not t.init_from.startswith("run:"):
         return resolve_init(t.init_from, options, t.model)
-    parent = t.init_from[4:]
+    parent = check_run_id(t.init_from[4:])
     try:
         other = run.sibling(parent)
         checkpoint = other.require(NAME).notes["checkpoint"]
