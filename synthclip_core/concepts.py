@@ -94,12 +94,15 @@ def _read_raw(source: str, column: str | None) -> list[str]:
     if suffix == "parquet":
         return _parquet(source, data, column)
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark would glue itself to the first concept
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ConceptBankError(f"concept bank {source}: not UTF-8 (line {line}, byte {exc.start})") from None
     if suffix == "txt":
-        return text.splitlines()
+        # one concept per line: split at line feeds only (str.splitlines also splits at \x1c-\x1e,
+        # \x85 and U+2028/9, which may sit inside an entry); a \r before one is white space, and the
+        # last line feed ends the last line
+        return text.removesuffix("\n").split("\n")
     if suffix == "json":
         return _json(source, text)
     return _csv(source, text, column)
@@ -149,18 +152,3 @@ def _builtin(name: str) -> list[str]:
 
         return list(IMAGENET_CLASSNAMES)
     raise ConceptBankError(f"unknown built-in concept bank {name!r} (known: imagenet-1k)")
-
-
-def check_bank_source(source: str) -> None:
-    """Cheap pre-flight check that a bank exists, before any flow starts."""
-    if source.startswith(BUILTIN_PREFIX):
-        if source[len(BUILTIN_PREFIX):] != "imagenet-1k":
-            _builtin(source[len(BUILTIN_PREFIX):])
-        return
-    try:
-        fs, path = fsspec.core.url_to_fs(source)
-        found = fs.isfile(path)
-    except Exception as exc:
-        raise ConceptBankError(f"concept bank {source}: cannot be reached ({exc})") from None
-    if not found:
-        raise ConceptBankError(f"concept bank not found: {source}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .concepts import check_bank_source
+from .concepts import load_bank
 from .errors import ConfigError
 from .stages import train
 from .stages.stage import Run
@@ -12,11 +12,13 @@ from .store import check_root_writable
 
 
 def preflight(run: Run) -> None:
-    """A synthetic run: its concept bank, its models, its storage root, its batch size; a training
-    job: its root, batch size, sources (readable in the expected layout) and starting weights."""
+    """A synthetic run: its concept bank (read whole), its models, its storage root, its batch
+    size; a training job: its root, batch size, sources (readable in the expected layout) and
+    starting weights."""
     cfg = run.config
     if run.kind == "run":
-        check_bank_source(cfg.concepts.source)
+        c = cfg.concepts  # the whole bank, read as the stage will (small next to a run): one line if it is bad
+        load_bank(c.source, c.column, c.limit, cfg.seed, c.num_shards, c.shard_index)
         check_model_path("captions.model", cfg.captions.model)
         check_model_path("images.model", cfg.images.model)
     check_root_writable(run.ref.root, run.ref.storage_options)

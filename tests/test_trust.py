@@ -60,3 +60,34 @@ def test_the_cli_refuses_an_escaping_run_id_before_writing(tmp_path):
         one_line_error(synthclip("run", "configs/micro.yaml", "--run-id", bad, "--root", str(root)), repr(bad), "not a name")
         one_line_error(synthclip("resume", bad, "--root", str(root)), "not a name")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root"] and not any(root.iterdir())
+
+
+# -- 14 and 17. concept banks: lines are lines, a BOM is not a concept, bad banks are one line ------
+
+def test_a_txt_bank_splits_at_line_feeds_only_and_no_bank_keeps_a_bom(tmp_path):
+    from synthclip_core.concepts import load_bank
+
+    txt = tmp_path / "bank.txt"
+    txt.write_bytes("\ufefftench\r\ngold\x1efish\nsea\u2028lion\nnight\x85jar\n".encode("utf-8"))
+    bank = load_bank(str(txt))
+    assert bank.concepts == ["tench", "gold fish", "sea lion", "night jar"]  # inside an entry they are white space
+    assert bank.dropped == {}  # and the last line feed ends the last line
+    (tmp_path / "bank.json").write_bytes('\ufeff["tench", "goldfish"]'.encode("utf-8"))
+    assert load_bank(str(tmp_path / "bank.json")).concepts == ["tench", "goldfish"]
+    (tmp_path / "bank.csv").write_bytes("\ufeffconcept,n\ntench,1\ngoldfish,2\n".encode("utf-8"))
+    assert load_bank(str(tmp_path / "bank.csv")).concepts == ["tench", "goldfish"]
+
+
+@pytest.mark.parametrize("name,content,words", [
+    ("empty.txt", b"", ("no concepts left",)),
+    ("latin1.txt", "caf\xe9\n".encode("latin-1"), ("not UTF-8", "line 1")),
+    ("object.json", b'{"concepts": ["tench"]}', ("expected a JSON list of strings, got dict",)),
+    ("numbers.json", b"[1, 2, 3]", ("entry 0 is int",)),
+])
+def test_a_bad_bank_is_one_line_before_any_flow(tmp_path, name, content, words):
+    bank = tmp_path / name
+    bank.write_bytes(content)
+    config = tmp_path / "bad-bank.yaml"
+    config.write_text((REPO / "configs" / "micro.yaml").read_text().replace("source: builtin:imagenet-1k", f"source: {bank}"))
+    one_line_error(synthclip("run", str(config), "--root", str(tmp_path / "runs")), f"concept bank {bank}", *words)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
