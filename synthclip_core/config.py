@@ -12,6 +12,7 @@ differ from their default, so the runs made before them keep their fingerprints.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -60,6 +61,21 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+_CREDENTIAL = re.compile(r"^(key|secret|token|password|passwd)$|secret|password|token|credential|access_key|account_key|"
+                         r"connection_string", re.IGNORECASE)
+
+
+def credential_keys(options: Any, where: str = "") -> list[str]:
+    """The keys of (nested) fsspec options that hold credentials, as dotted paths."""
+    if not isinstance(options, dict):
+        return []
+    found = []
+    for name, value in options.items():
+        path = f"{where}.{name}" if where else str(name)
+        found += [path] if _CREDENTIAL.search(str(name)) else credential_keys(value, path)
+    return found
 
 
 class Section(BaseModel):
@@ -178,6 +194,15 @@ class DataSource(Section):
     image_key: str = Field("jpg", description="The image's extension inside the tars (img2dataset writes jpg).")
     text_key: str = Field("txt", description="The caption's extension inside the tars.")
     storage_options: dict[str, Any] = operational(default_factory=dict, description="fsspec options for this source (e.g. an S3 endpoint).")
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if found := credential_keys(value):
+            raise ValueError(f"{', '.join(found)}: credentials would be written into run.json and the training job's "
+                             f"arguments; set them in the environment instead (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+                             f"AWS_SESSION_TOKEN for S3, or the filesystem's own variables)")
+        return value
 
     @field_validator("uri")
     @classmethod

@@ -91,3 +91,22 @@ def test_a_bad_bank_is_one_line_before_any_flow(tmp_path, name, content, words):
     config.write_text((REPO / "configs" / "micro.yaml").read_text().replace("source: builtin:imagenet-1k", f"source: {bank}"))
     one_line_error(synthclip("run", str(config), "--root", str(tmp_path / "runs")), f"concept bank {bank}", *words)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# -- 10. credentials are never written into a config the platform stores -------------------------
+
+def test_credentials_in_a_source_are_refused_naming_the_environment_variables():
+    from synthclip_core.config import job_config_from_dict
+
+    def job(options: dict) -> dict:
+        return {"name": "j", "train": {"model": "SynthCLIP-Tiny", "epochs": 1, "global_batch_size": 8,
+                                       "sources": [{"name": "cc", "uri": "s3://b/cc", "storage_options": options}]}}
+
+    for options, named in (({"key": "AKID", "secret": "s"}, "key, secret"),
+                           ({"client_kwargs": {"aws_secret_access_key": "s"}}, "client_kwargs.aws_secret_access_key"),
+                           ({"token": "t"}, "token")):
+        with pytest.raises(ConfigError, match=rf"train.sources.0.storage_options: .*{named}: credentials would be written "
+                                              r"into run.json.*AWS_ACCESS_KEY_ID"):
+            job_config_from_dict(job(options))
+    ok = job_config_from_dict(job({"endpoint_url": "http://127.0.0.1:9000", "config_kwargs": {"retries": {"max_attempts": 3}}}))
+    assert ok.train.sources[0].storage_options["endpoint_url"]
