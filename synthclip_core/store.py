@@ -188,22 +188,20 @@ class RunStore:
                     raise
                 return True
             tmp = self._temporary(path)
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            try:
-                os.link(tmp, path)
-                return True
-            except FileExistsError:
-                return False
-            except OSError as exc:  # a filesystem without hard links (some FUSE mounts): check, then rename
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
-                    raise
-                if os.path.exists(path):
+            try:  # from the first byte: a write that fails (a full disk) leaves no temporary behind
+                with open(tmp, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                try:
+                    os.link(tmp, path)
+                    return True
+                except FileExistsError:
                     return False
-                os.rename(tmp, path)  # the window between the check and the rename is the price
-                return True
+                except OSError as exc:  # a filesystem without hard links (some FUSE mounts)
+                    if exc.errno not in _NO_LINKS:
+                        raise
+                return _move_no_replace(tmp, path, data)
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
@@ -217,6 +215,11 @@ class RunStore:
             raise StorageError(f"cannot write {self._display(path)}: permission denied ({_reason(exc)})") from None
         except FileNotFoundError as exc:
             raise StorageError(f"cannot write {self._display(path)}: {_reason(exc)} (does the bucket or root exist?)") from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise StorageError(f"cannot write {self._display(path)}: the storage root {self.root} is full "
+                               f"({os.strerror(exc.errno).lower()}); free space or choose another --root") from None
 
     def _display(self, path: str) -> str:
         return path if self.local else self.fs.unstrip_protocol(path)
@@ -324,6 +327,38 @@ class RunStore:
             return json.loads(self.fs.cat_file(self._record_path(FAILURES, stage, output)))
         except FileNotFoundError:
             return None
+
+
+_NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)
+_RENAME_NOREPLACE = 1  # linux/fs.h
+
+
+def _move_no_replace(tmp: str, path: str, data: bytes) -> bool:
+    """Where hard links are refused: move ``tmp`` to ``path`` unless a file is there, atomically
+    (Linux ``renameat2(RENAME_NOREPLACE)``); where that is refused too, create ``path``
+    exclusively and write it (exclusive, not atomic: a placed file that a kill cut short is
+    unreadable, and a writer that finds it replaces it, see :meth:`RunStore.commit`)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if hasattr(libc, "renameat2"):
+        at_cwd = -100
+        if libc.renameat2(at_cwd, os.fsencode(tmp), at_cwd, os.fsencode(path), _RENAME_NOREPLACE) == 0:
+            return True
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            return False
+        if code not in (errno.EINVAL, *_NO_LINKS):
+            raise OSError(code, os.strerror(code), path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
 
 
 def fs_options(uri: str, options: dict | None = None) -> dict:

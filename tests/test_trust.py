@@ -110,3 +110,67 @@ def test_credentials_in_a_source_are_refused_naming_the_environment_variables():
             job_config_from_dict(job(options))
     ok = job_config_from_dict(job({"endpoint_url": "http://127.0.0.1:9000", "config_kwargs": {"retries": {"max_attempts": 3}}}))
     assert ok.train.sources[0].storage_options["endpoint_url"]
+
+
+# -- 3 and 7. local placing: exclusive without hard links; a full disk is one line, nothing left ---
+
+def test_without_hard_links_a_placed_file_is_still_never_replaced(tmp_path, monkeypatch):
+    """A filesystem that refuses hard links, and a second writer whose check for the file comes
+    just before the first writer places it (the window the old check-then-rename left open)."""
+    import ctypes
+    import errno
+
+    store = RunStore(str(tmp_path), "nolinks")
+    store.commit("shards", "00000.tar", b"the first writer's bytes")
+    os.remove(store.path("_commits", "shards", "00000.tar.json"))  # killed before its record
+    final = store.data_path("shards", "00000.tar")
+    real_exists = os.path.exists
+
+    def refuse_links(*args):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", refuse_links)
+    monkeypatch.setattr(os.path, "exists", lambda p: False if p == final else real_exists(p))  # checked too early
+    record = store.commit("shards", "00000.tar", b"a second writer's other bytes")
+    assert open(final, "rb").read() == b"the first writer's bytes"
+    assert record["adopted"] and record["bytes"] == len(b"the first writer's bytes")
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: object())  # no renameat2 either: exclusive create
+    os.remove(store.path("_commits", "shards", "00000.tar.json"))
+    assert store.commit("shards", "00000.tar", b"a third writer's")["adopted"]
+    assert open(final, "rb").read() == b"the first writer's bytes" and not store.temporaries()
+    assert store.commit("shards", "00001.tar", b"new")["bytes"] == 3 and open(store.data_path("shards", "00001.tar"), "rb").read() == b"new"
+
+
+@pytest.fixture
+def full_disk(tmp_path, monkeypatch):
+    """A root on a 256 KiB tmpfs (mounted when this process may; else the writes fail with ENOSPC)."""
+    import errno
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True).returncode == 0
+    if not mounted:
+        real_fsync = os.fsync
+
+        def fsync(fd):
+            if os.fstat(fd).st_size > 200_000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+    yield mount
+    if mounted:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_clear_error_and_leaves_nothing_behind(full_disk):
+    from synthclip_core.errors import StorageError
+
+    store = RunStore(str(full_disk), "full")
+    store.commit("captions", "part-00000.parquet", b"small")
+    for attempt in range(3):  # retried writes leak nothing either
+        with pytest.raises(StorageError, match=rf"storage root {full_disk} is full \(no space left on device\)"):
+            store.commit("captions", "part-00001.parquet", os.urandom(400_000))
+    assert store.committed("captions") == {"part-00000.parquet"} and not store.temporaries()
+    assert not os.path.exists(store.data_path("captions", "part-00001.parquet"))
+    assert store.commit("captions", "part-00002.parquet", b"fits")["bytes"] == 4
