@@ -133,10 +133,21 @@ class RunStore:
         return record
 
     def retire(self, stage: str, output: str) -> None:
-        """Remove a committed output that a later one supersedes: the record first, so readers
-        never see a record whose file is gone."""
+        """Remove a committed output that a later one supersedes (a step checkpoint).
+
+        The file is moved aside first (a hidden temporary name nothing reads), then the record
+        goes, then the file: a writer making the same output meanwhile finds no file to adopt and
+        places its own, so no record is ever left naming a file that is gone.
+        """
+        final = self.data_path(stage, output)
+        aside = self._temporary(final)
+        try:
+            self.fs.mv(final, aside)
+        except FileNotFoundError:
+            aside = None
         self.fs.rm_file(self._record_path(COMMITS, stage, output))
-        self.fs.rm_file(self.data_path(stage, output))
+        if aside is not None:
+            self.fs.rm_file(aside)
 
     def fail(self, stage: str, output: str, error: BaseException | str, lineage: dict | None = None) -> dict:
         """Record the last error of an output; a later commit supersedes it."""

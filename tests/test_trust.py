@@ -174,3 +174,26 @@ def test_a_full_disk_is_one_clear_error_and_leaves_nothing_behind(full_disk):
     assert store.committed("captions") == {"part-00000.parquet"} and not store.temporaries()
     assert not os.path.exists(store.data_path("captions", "part-00001.parquet"))
     assert store.commit("captions", "part-00002.parquet", b"fits")["bytes"] == 4
+
+
+# -- 4. retiring an output never leaves a record without its file ---------------------------------
+
+def test_a_writer_racing_a_retire_never_leaves_a_record_without_its_file(tmp_path, monkeypatch):
+    import hashlib
+
+    store, racer = RunStore(str(tmp_path), "retire"), RunStore(str(tmp_path), "retire")
+    store.commit("train", "checkpoints/step_4.pt", b"superseded step checkpoint")
+    real_rm = store.fs.rm_file
+    raced = []
+
+    def remove_then_race(path, *args, **kwargs):  # another writer runs right after the record goes
+        real_rm(path, *args, **kwargs)
+        if path.endswith("step_4.pt.json") and not raced:
+            raced.append(racer.commit("train", "checkpoints/step_4.pt", b"made again by a racing writer"))
+
+    monkeypatch.setattr(store.fs, "rm_file", remove_then_race)
+    store.retire("train", "checkpoints/step_4.pt")
+    assert raced
+    for output, record in store.records("train").items():
+        assert hashlib.sha256(store.read_bytes("train", output)).hexdigest() == record["sha256"]
+    assert not store.temporaries()
