@@ -134,7 +134,13 @@ def create_or_open(run: Run) -> Run:
     doc = {"kind": run.kind, "run_id": ref.run_id, "config": run.config.model_dump(mode="json"),
            "fingerprints": run.fingerprints, "layout": LAYOUT, "code_version": {**code_version(), "stages": versions()},
            "created_at": time.time()}
-    run.store.commit("run", RUN_FILE, json.dumps(doc, indent=1, sort_keys=True).encode())
+    data = json.dumps(doc, indent=1, sort_keys=True).encode()
+    if run.store.commit("run", RUN_FILE, data, deterministic=False)["sha256"] != hashlib.sha256(data).hexdigest():
+        existing = _stored(ref)  # another command created this run at the same moment: the first one wins
+        if existing.kind != run.kind or not _same_config(existing, run):
+            raise RunStateError(f"{ref.run_id} under {ref.root} was just created by another command with another "
+                                f"config; start a new one (--run-id NEW)")
+        return existing
     return run
 
 

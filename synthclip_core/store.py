@@ -6,11 +6,12 @@ put on S3), then the output's commit record is created only if none exists. An o
 exactly when its record exists; readers and resume plans look at records only, so a half-written
 file is never seen.
 
-Because a placed file is never replaced, the record always names the bytes that are there: a
-writer that finds the file already placed (by a racing writer, or by one killed before its record)
-adopts those bytes instead of its own. So two writers racing on one output are harmless even when
-their bytes differ (timings in a manifest, GPU non-determinism): the first file placed wins, and
-the first record created names it.
+Because a live writer's placed file is never replaced, the record always names the bytes that
+are there: a writer that finds the file already placed (by a racing writer, or by one killed before
+its record) adopts those bytes instead of its own, once it knows they are the output (see
+:meth:`RunStore.commit`). So two writers racing on one output are harmless even when their bytes
+differ (timings, GPU non-determinism): the first file placed wins, and the first record created
+names it; a damaged file left where a record was deleted is replaced, never blessed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, Iterator
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from . import validation
 from .errors import StorageError
 from .ids import check_run_id
 
@@ -101,21 +103,42 @@ class RunStore:
         return self.path(kind, stage, output + ".json")
 
     # -- writing -----------------------------------------------------------------------------
-    def commit(self, stage: str, output: str, data: bytes, lineage: dict[str, Any] | None = None) -> dict:
+    def commit(self, stage: str, output: str, data: bytes, lineage: dict[str, Any] | None = None,
+               deterministic: bool = True) -> dict:
         """Place ``<stage>/<output>`` and commit it; returns the commit record.
 
         If the output is already committed (a racing or earlier writer), the existing record is
-        returned and nothing visible changes. If its file is already placed but not committed, that
-        file is committed as it is, and ``data`` is discarded.
+        returned and nothing visible changes. A file already placed but not committed (a racing
+        writer's, a killed one's, or this writer's own retried put) is committed as it is when it is
+        this output: the same bytes; or, for an output whose bytes may differ between writers
+        (``deterministic=False``: model outputs on GPUs, anything holding timings), a whole and
+        readable file of its kind (``validation.problem``), adopted with its own sha256. Anything
+        else there is not the output (a truncated or corrupt file, other bytes of a deterministic
+        output, say a file whose record was deleted to recompute it): it is replaced by ``data``,
+        and ``replaced`` in the record says what was there. A live racing writer's file is never
+        replaced: placing is atomic, so its file is whole, and for a deterministic output it holds
+        the same bytes.
         """
         record_path = self._record_path(COMMITS, stage, output)
         if self.fs.exists(record_path):  # committed before: never overwrite the bytes a record names
             return self.record(stage, output)
         final = self.data_path(stage, output)
-        adopted = False
-        if not self._create_exclusive(final, data):
-            placed = self.fs.cat_file(final)  # a racing writer's, a killed one's, or our own retried put
-            adopted, data = placed != data, placed
+        adopted, replaced = False, None
+        for _ in range(3):
+            if self._create_exclusive(final, data):
+                break
+            placed = self.fs.cat_file(final)
+            if placed == data:
+                break
+            reason = validation.problem(output, placed) if not deterministic else \
+                "other bytes than this writer's, for an output every writer makes the same"
+            if reason is None:
+                adopted, data = True, placed
+                break
+            replaced = {"bytes": len(placed), "sha256": hashlib.sha256(placed).hexdigest(), "reason": reason}
+            self._discard(final)
+        else:
+            raise StorageError(f"cannot place {self._display(final)}: other writers keep placing other bytes there")
         record = {
             **(lineage or {}),
             "stage": stage,
@@ -127,10 +150,20 @@ class RunStore:
         }
         if adopted:
             record["adopted"] = True  # the bytes of an earlier or racing writer of the same output
+        if replaced:
+            record["replaced"] = replaced  # what was placed there, and why it was not the output
         if not self._create_exclusive(record_path, _dumps(record)):
             return self.record(stage, output)
         self._clear_failure(stage, output)
         return record
+
+    def _discard(self, path: str) -> None:
+        """Remove a placed file that no record names (it is not the output)."""
+        with self._writing(path):
+            try:
+                self.fs.rm_file(path)
+            except FileNotFoundError:
+                pass
 
     def retire(self, stage: str, output: str) -> None:
         """Remove a committed output that a later one supersedes (a step checkpoint).

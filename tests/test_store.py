@@ -66,16 +66,18 @@ def test_unwritable_roots_are_one_line_errors(tmp_path, s3_server):
 
 
 def test_racing_writers_with_different_bytes_leave_a_record_naming_the_file(store):
-    """Eight writers commit different bytes to one output at once: one wins, the record names
-    exactly the bytes that are there, and every writer is told that record."""
+    """Eight writers commit different (whole) bytes to one output whose bytes may differ between
+    writers, at once: one wins, the record names exactly the bytes that are there, and every
+    writer is told that record."""
+    import json
     from concurrent.futures import ThreadPoolExecutor
 
     for round_ in range(5):
         output = f"manifest-{round_}.json"
         writers = [RunStore(store.root, store.run_id, store.storage_options) for _ in range(8)]
         with ThreadPoolExecutor(8) as pool:
-            records = list(pool.map(lambda w: w[1].commit("train", output, f"writer {w[0]}".encode(), {"by": w[0]}),
-                                    enumerate(writers)))
+            records = list(pool.map(lambda w: w[1].commit("train", output, json.dumps({"writer": w[0]}).encode(), {"by": w[0]},
+                                                          deterministic=False), enumerate(writers)))
         on_disk = store.read_bytes("train", output)
         record = store.record("train", output)
         assert record["sha256"] == hashlib.sha256(on_disk).hexdigest()
@@ -86,13 +88,18 @@ def test_racing_writers_with_different_bytes_leave_a_record_naming_the_file(stor
 def test_a_file_placed_by_a_killed_writer_is_adopted_not_replaced(store):
     """A writer killed between placing its file and creating its record leaves a complete file;
     the next writer commits those bytes as they are."""
+    from synthclip_core.schemas import table_from_rows, to_parquet_bytes
+
+    def images(seed: int) -> bytes:  # a model output whose bytes may differ between writers (GPUs)
+        return to_parquet_bytes(table_from_rows([{"image_id": f"i{seed}", "jpg": bytes([seed])}], "images"), "images")
+
     if store.local:
         store.fs.makedirs(store.path("images"), exist_ok=True)
-    store.fs.pipe_file(store.path("images", "part-00003.parquet"), b"bytes of the killed writer")
-    record = store.commit("images", "part-00003.parquet", b"bytes of the resume")
+    store.fs.pipe_file(store.path("images", "part-00003.parquet"), images(1))
+    record = store.commit("images", "part-00003.parquet", images(2), deterministic=False)
     assert record["adopted"] is True
-    assert store.read_bytes("images", "part-00003.parquet") == b"bytes of the killed writer"
-    assert record["sha256"] == hashlib.sha256(b"bytes of the killed writer").hexdigest()
+    assert store.read_bytes("images", "part-00003.parquet") == images(1)
+    assert record["sha256"] == hashlib.sha256(images(1)).hexdigest()
 
 
 def test_temporaries_are_hidden_from_readers_and_globs(tmp_path):

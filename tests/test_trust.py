@@ -120,10 +120,10 @@ def test_without_hard_links_a_placed_file_is_still_never_replaced(tmp_path, monk
     import ctypes
     import errno
 
-    store = RunStore(str(tmp_path), "nolinks")
-    store.commit("shards", "00000.tar", b"the first writer's bytes")
-    os.remove(store.path("_commits", "shards", "00000.tar.json"))  # killed before its record
-    final = store.data_path("shards", "00000.tar")
+    store = RunStore(str(tmp_path), "nolinks")  # outputs whose bytes may differ between writers, of no checked kind
+    store.commit("train", "blob.dat", b"the first writer's bytes", deterministic=False)
+    os.remove(store.path("_commits", "train", "blob.dat.json"))  # killed before its record
+    final = store.data_path("train", "blob.dat")
     real_exists = os.path.exists
 
     def refuse_links(*args):
@@ -131,14 +131,14 @@ def test_without_hard_links_a_placed_file_is_still_never_replaced(tmp_path, monk
 
     monkeypatch.setattr(os, "link", refuse_links)
     monkeypatch.setattr(os.path, "exists", lambda p: False if p == final else real_exists(p))  # checked too early
-    record = store.commit("shards", "00000.tar", b"a second writer's other bytes")
+    record = store.commit("train", "blob.dat", b"a second writer's other bytes", deterministic=False)
     assert open(final, "rb").read() == b"the first writer's bytes"
     assert record["adopted"] and record["bytes"] == len(b"the first writer's bytes")
     monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: object())  # no renameat2 either: exclusive create
-    os.remove(store.path("_commits", "shards", "00000.tar.json"))
-    assert store.commit("shards", "00000.tar", b"a third writer's")["adopted"]
+    os.remove(store.path("_commits", "train", "blob.dat.json"))
+    assert store.commit("train", "blob.dat", b"a third writer's", deterministic=False)["adopted"]
     assert open(final, "rb").read() == b"the first writer's bytes" and not store.temporaries()
-    assert store.commit("shards", "00001.tar", b"new")["bytes"] == 3 and open(store.data_path("shards", "00001.tar"), "rb").read() == b"new"
+    assert store.commit("train", "new.dat", b"new")["bytes"] == 3 and open(store.data_path("train", "new.dat"), "rb").read() == b"new"
 
 
 @pytest.fixture
@@ -197,3 +197,63 @@ def test_a_writer_racing_a_retire_never_leaves_a_record_without_its_file(tmp_pat
     for output, record in store.records("train").items():
         assert hashlib.sha256(store.read_bytes("train", output)).hexdigest() == record["sha256"]
     assert not store.temporaries()
+
+
+# -- 1. a placed file is adopted only when it is the output ---------------------------------------
+
+def test_a_truncated_shard_whose_record_was_deleted_is_made_again(engine, tmp_path):
+    """The documented way to recompute an output (delete its record) on a damaged shard: the
+    export replaces the truncated file instead of blessing it again."""
+    import hashlib
+    import shutil
+    import tarfile
+
+    from synthclip_core.run import load_run
+
+    shutil.copytree(REPO / "tests" / "fixtures" / "layout-1" / "legacy-micro", tmp_path / "legacy-micro")
+    run = load_run(RunRef(str(tmp_path), "legacy-micro"))
+    shard = run.store.data_path("shards", "00000.tar")
+    whole = run.store.record("shards", "00000.tar")
+    with open(shard, "r+b") as handle:
+        handle.truncate(whole["bytes"] // 2)
+    os.remove(run.store.path("_commits", "shards", "00000.tar.json"))
+    assert run.stage("shards").run(run).computed >= 1
+    record = run.store.record("shards", "00000.tar")
+    assert record["sha256"] == whole["sha256"] and record["replaced"]["bytes"] == whole["bytes"] // 2
+    assert "other bytes" in record["replaced"]["reason"] and not record.get("adopted")
+    with tarfile.open(shard) as tar:
+        assert len(tar.getnames()) == 3 * run.store.record("shards", "00000.tar")["rows"]
+    assert hashlib.sha256(open(shard, "rb").read()).hexdigest() == whole["sha256"]
+
+
+def test_a_placed_model_output_is_adopted_when_whole_and_replaced_when_damaged(tmp_path):
+    import io
+
+    import torch
+
+    def checkpoint(value: float) -> bytes:
+        buffer = io.BytesIO()
+        torch.save({"state_dict": {"w": torch.full((64, 64), value)}}, buffer)
+        return buffer.getvalue()
+
+    store = RunStore(str(tmp_path), "ckpt")
+    final = store.data_path("train", "checkpoints/epoch_1.pt")
+    os.makedirs(os.path.dirname(final))
+    open(final, "wb").write(checkpoint(1.0))  # a whole checkpoint of a killed attempt
+    record = store.commit("train", "checkpoints/epoch_1.pt", checkpoint(2.0), deterministic=False)
+    assert record["adopted"] and open(final, "rb").read() == checkpoint(1.0)
+    os.remove(store.path("_commits", "train", "checkpoints/epoch_1.pt.json"))
+    open(final, "wb").write(checkpoint(1.0)[:-300])  # cut short: not the output
+    record = store.commit("train", "checkpoints/epoch_1.pt", checkpoint(2.0), deterministic=False)
+    assert not record.get("adopted") and "unreadable pt" in record["replaced"]["reason"]
+    assert open(final, "rb").read() == checkpoint(2.0) and torch.load(final, weights_only=True)["state_dict"]["w"][0, 0] == 2.0
+
+
+@pytest.mark.parametrize("name,damaged", [
+    ("part-00000.parquet", b"PAR1 then nothing"), ("00000.tar", b"\0" * 100), ("sizes.json", b'{"00000.tar": 8'),
+    ("metrics/step_000000008.jsonl", b'{"step": 1}\n{"step"'), ("curves.png", b"\x89PNG\r\n\x1a\n cut"),
+])
+def test_every_checked_kind_refuses_a_damaged_file(name, damaged):
+    from synthclip_core.validation import problem
+
+    assert problem(name, damaged), name

@@ -112,7 +112,7 @@ class CaptionWorker:
             throughput={"prompts_per_s": round(len(rows) / generate_s, 2),
                         "tokens_per_s": round(tokens / generate_s, 1), "generated_tokens": tokens},
             worker=worker_info(self.backend.device),
-        ))
+        ), deterministic=False)  # LLM sampling on a GPU may differ between two writers
 
 
 def write_coverage(run: Run, parts: list[str]) -> dict:

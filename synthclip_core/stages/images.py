@@ -150,7 +150,7 @@ class RenderWorker:
             quality={"rerendered": len(retry), "dropped": dict(dropped)},
             throughput={"images_per_s": round(len(rows) / max(seconds, 1e-9), 3)},
             worker=worker_info(self.backend.device),
-        ))
+        ), deterministic=False)  # diffusion on a GPU may differ between two writers
 
     def _render(self, rows: list[dict]) -> None:
         batch_size = self.settings["batch_size"]

@@ -155,7 +155,7 @@ def _finish(run: Run, spec: TrainSpec, before: set[int]) -> StageSummary:
         raise TrainingFailed(f"training ended but the store holds checkpoints of epochs {epochs}, expected up to {t.epochs}")
     rows = metrics.history(store)
     base = spec.lineage
-    store.commit(NAME, CURVES, curves_png(rows, _title(run)), base)
+    store.commit(NAME, CURVES, curves_png(rows, _title(run)), base, deterministic=False)  # timings, as in the metrics
     final = checkpoints.epoch_name(epochs[-1])
     final_record = store.record(NAME, final)
     outputs = [checkpoints.epoch_name(e) for e in epochs] + metrics.chunks(store) + [CURVES]
@@ -165,7 +165,7 @@ def _finish(run: Run, spec: TrainSpec, before: set[int]) -> StageSummary:
         "final": rows[-1] if rows else {}, "per_epoch": metrics.per_epoch(rows),
         "skipped_shards": base["skipped_shards"], "skipped_samples": base["skipped_samples"],
         "sources": final_record.get("sources", []), "parent": base.get("parent"),
-    }, indent=1).encode(), {**base, "rows": len(epochs)})
+    }, indent=1).encode(), {**base, "rows": len(epochs)}, deterministic=False)
     summary = StageSummary(NAME, total=len(epochs), computed=len(set(epochs) - before), skipped=len(before),
                            rows=final_record.get("rows", 0))  # samples trained on
     summary.notes = {"checkpoint": final, "arch": t.model, "final": rows[-1] if rows else {},
@@ -179,7 +179,7 @@ def _export_local_dir(store: RunStore, state_dict: dict, arch: str, base: dict) 
     """The final weights as an open_clip ``local-dir:`` model (config + weights)."""
     cfg = {"model_cfg": model_config(arch), "preprocess_cfg": {}}
     store.commit(NAME, "model/open_clip_config.json", json.dumps(cfg, indent=1).encode(), base)
-    store.commit(NAME, "model/open_clip_pytorch_model.bin", checkpoints.to_bytes(state_dict), base)
+    store.commit(NAME, "model/open_clip_pytorch_model.bin", checkpoints.to_bytes(state_dict), base, deterministic=False)
     return ["model/open_clip_config.json", "model/open_clip_pytorch_model.bin"]
 
 

@@ -84,13 +84,14 @@ def train_loop_per_worker(spec_dict: dict) -> None:
         base = {**spec.lineage, "step": step, "epoch": epoch,
                 "sources": [{**d, "samples_seen": n} for d, n in zip(described, seen)]}
         metrics = "".join(json.dumps(r) + "\n" for r in rows).encode()
-        store.commit("train", f"metrics/step_{step:09d}.jsonl", metrics, {**base, "rows": len(rows)})
+        # timings in the metrics, GPU arithmetic in the weights: bytes may differ between attempts
+        store.commit("train", f"metrics/step_{step:09d}.jsonl", metrics, {**base, "rows": len(rows)}, deterministic=False)
         state = {"epoch": epoch, "step": step, "name": t.model, "model_cfg": spec.model_cfg, "seen": seen,
                  "state_dict": core.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
         store.commit("train", name, checkpoints.to_bytes(state), {
             **base, "model_cfg": spec.model_cfg, "layout": layout_key, "rows": step * t.global_batch_size,
             "metrics": rows[-1] if rows else {}, "worker": {"device": str(device), "world_size": world},
-        })
+        }, deterministic=False)
         rows.clear()
         if name.startswith("checkpoints/epoch_"):
             checkpoints.prune_steps(store, step)
