@@ -39,6 +39,7 @@ from .ids import check_run_id
 COMMITS = "_commits"
 FAILURES = "_failures"
 COMPLETE = "_complete"
+DAMAGED = "_damaged"
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
 
 
@@ -181,6 +182,22 @@ class RunStore:
         self.fs.rm_file(self._record_path(COMMITS, stage, output))
         if aside is not None:
             self.fs.rm_file(aside)
+
+    def quarantine(self, stage: str, output: str, reason: str) -> str:
+        """Move a damaged committed output aside to ``_damaged/<stage>/<output>`` (committed data is
+        never deleted silently) with a note of why, then retire its record, so the stage makes it
+        again. Returns where it went."""
+        aside = self.path(DAMAGED, stage, output)
+        with self._writing(aside):
+            self._makedirs(posixpath.dirname(aside))
+            try:
+                self.fs.mv(self.data_path(stage, output), aside)
+            except FileNotFoundError:
+                pass
+            self.fs.pipe_file(aside + ".why.json", _dumps({"stage": stage, "output": output, "reason": reason,
+                                                           "record": self.record(stage, output), "at": time.time()}))
+            self.fs.rm_file(self._record_path(COMMITS, stage, output))
+        return aside
 
     def fail(self, stage: str, output: str, error: BaseException | str, lineage: dict | None = None) -> dict:
         """Record the last error of an output; a later commit supersedes it."""

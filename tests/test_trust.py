@@ -257,3 +257,39 @@ def test_every_checked_kind_refuses_a_damaged_file(name, damaged):
     from synthclip_core.validation import problem
 
     assert problem(name, damaged), name
+
+
+# -- 15. a damaged last checkpoint: resume from the one before, say so, train the epoch again -----
+
+def test_a_damaged_last_checkpoint_is_set_aside_and_its_epoch_trained_again(ray_local, tmp_path, caplog):
+    import logging
+
+    import shapes
+
+    from synthclip_core.clip_models import model_config
+    from synthclip_core.config import TrainConfig
+    from synthclip_core.training import checkpoints
+    from synthclip_core.training.fit import fit
+    from synthclip_core.training.spec import TrainSpec
+
+    shards = shapes.write_shards(shapes.samples(2, seed=5), tmp_path / "shards", per_shard=12)  # 24 samples
+
+    def spec(epochs: int) -> TrainSpec:
+        t = TrainConfig(model="SynthCLIP-Tiny", epochs=epochs, global_batch_size=12, lr=1e-3, warmup_epochs=0,
+                        loader_workers=0, cpus_per_worker=1)
+        return TrainSpec(ref=RunRef(str(tmp_path), "damaged").as_dict(), shards=shards, train=t.model_dump(), seed=0,
+                         model_cfg=model_config("SynthCLIP-Tiny"))
+
+    fit(spec(2), "test-damaged-2")
+    store = RunRef(str(tmp_path), "damaged").store()
+    last = store.data_path("train", checkpoints.epoch_name(2))
+    with open(last, "r+b") as handle:  # a bad disk under a committed checkpoint
+        handle.seek(1000)
+        handle.write(b"\0" * 64)
+    with caplog.at_level(logging.WARNING, logger="synthclip.train"):
+        fit(spec(3), "test-damaged-3")
+    assert any("train/checkpoints/epoch_2.pt is damaged" in r.message for r in caplog.records)
+    assert checkpoints.committed_epochs(store) == [1, 2, 3]
+    assert checkpoints.load(store, checkpoints.epoch_name(2))  # made again, readable
+    why = tmp_path / "damaged" / "_damaged" / "train" / "checkpoints" / "epoch_2.pt.why.json"
+    assert why.is_file() and "damaged checkpoint" in why.read_text()  # the bad bytes kept aside, not deleted

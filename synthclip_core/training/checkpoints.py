@@ -10,12 +10,15 @@ pretrained=path)`` loads them. Their commit records carry ``step``, ``model_cfg`
 
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
 import re
 
 from ..errors import UserError
 from ..store import RunStore
 
+log = logging.getLogger("synthclip.train")
 _NAME = re.compile(r"^checkpoints/(epoch|step)_(\d+)\.pt$")
 
 
@@ -52,6 +55,46 @@ def latest(store: RunStore, model_cfg: dict, layout: dict) -> tuple[str, dict] |
     Epoch-end checkpoints always qualify; a mid-epoch one only under the same data layout (workers,
     loader workers, batch), since its position counts batches of that layout.
     """
+    usable = _usable(store, model_cfg, layout)
+    return (usable[0][2], usable[0][3]) if usable else None
+
+
+def set_aside_damaged(store: RunStore, model_cfg: dict, layout: dict) -> list[str]:
+    """Before a job starts (the driver): the furthest usable checkpoints whose bytes are not their
+    committed ones are moved to ``_damaged/`` (their records retired, with a warning), down to the
+    first good one, so training goes on from there and commits those epochs again, instead of
+    failing every resume the same way. Returns what was set aside."""
+    aside = []
+    for *_, name, record in _usable(store, model_cfg, layout):
+        data = _read_or_empty(store, name)
+        if hashlib.sha256(data).hexdigest() == record["sha256"]:
+            break
+        reason = f"{len(data)} bytes with sha256 {hashlib.sha256(data).hexdigest()[:12]}, committed {record['bytes']} bytes"
+        where = store.quarantine("train", name, f"damaged checkpoint: {reason}")
+        log.warning("train/%s is damaged (%s): moved to %s, training goes on from the checkpoint before it", name, reason, where)
+        aside.append(name)
+    return aside
+
+
+def resume_point(store: RunStore, model_cfg: dict, layout: dict) -> tuple[str, dict, dict] | None:
+    """(name, record, state) of the furthest usable checkpoint whose bytes are the committed ones
+    (read once: the sha256 is checked on the bytes that are loaded)."""
+    for *_, name, record in _usable(store, model_cfg, layout):
+        data = _read_or_empty(store, name)
+        if hashlib.sha256(data).hexdigest() == record["sha256"]:
+            return name, record, torch_load(data)
+    return None
+
+
+def _read_or_empty(store: RunStore, name: str) -> bytes:
+    try:
+        return store.read_bytes("train", name)
+    except FileNotFoundError:
+        return b""
+
+
+def _usable(store: RunStore, model_cfg: dict, layout: dict) -> list[tuple]:
+    """Checkpoints this job can continue from, the furthest first."""
     usable = []
     for name, record in committed(store).items():
         if record.get("model_cfg") != model_cfg:
@@ -60,10 +103,7 @@ def latest(store: RunStore, model_cfg: dict, layout: dict) -> tuple[str, dict] |
                 f"not the configured {model_cfg}: use another run id")
         if name.startswith("checkpoints/epoch_") or record.get("layout") == layout:
             usable.append((record["step"], name.startswith("checkpoints/epoch_"), name, record))
-    if not usable:
-        return None
-    *_, name, record = max(usable)
-    return name, record
+    return sorted(usable, reverse=True)
 
 
 def prune_steps(store: RunStore, upto: int) -> None:
@@ -82,6 +122,10 @@ def to_bytes(obj) -> bytes:
 
 
 def load(store: RunStore, name: str) -> dict:
+    return torch_load(store.read_bytes("train", name))
+
+
+def torch_load(data: bytes) -> dict:
     import torch
 
-    return torch.load(io.BytesIO(store.read_bytes("train", name)), map_location="cpu", weights_only=True)
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

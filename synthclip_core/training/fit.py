@@ -42,6 +42,8 @@ def fit(spec: TrainSpec, name: str, poll_s: float = 2.0) -> None:
 
     preflight(spec)
     t = spec.config
+    checkpoints.set_aside_damaged(spec.run_ref.store(), spec.model_cfg,
+                                  checkpoints.layout_key(t.num_workers, t.loader_workers, spec.per_worker_batch()))
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=asdict(spec),

@@ -55,8 +55,8 @@ def train_loop_per_worker(spec_dict: dict) -> None:
     sources = spec.source_specs()
     described = spec.lineage.get("sources") or sources_lineage(sources)  # as the lineage names them
     seen = [0] * len(sources)  # samples trained on from each source, all ranks
-    if (found := checkpoints.latest(store, spec.model_cfg, layout_key)) is not None:
-        state = checkpoints.load(store, found[0])
+    if (found := checkpoints.resume_point(store, spec.model_cfg, layout_key)) is not None:
+        state = found[2]
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
