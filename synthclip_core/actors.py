@@ -8,7 +8,9 @@ Model start-up is slow, so the pool is fixed-size and each actor keeps two parti
 (one running, one queued) to hide the round trip. An actor that dies is replaced and its
 partitions are retried; a partition that fails more than ``max_retries`` times is recorded as
 failed and the rest of the stage goes on. An error no retry can fix (access denied, no such bucket,
-a backend that breaks its contract) stops the stage at once instead: every partition would fail.
+a backend that breaks its contract) stops the stage at once instead: every partition would fail;
+so does one error that the first partitions all meet before any succeeds (a setting every
+partition trips over), said once.
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ class PoolResult:
     actor_restarts: int = 0
 
 
+SAME_ERROR_STOPS = 3  # distinct partitions failing with one error, before any succeeds, stop the stage
+
+
+class RepeatedFailure(BackendError):
+    """The first partitions of a stage all failed with the same error: every one would."""
+
+
 def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, jobs: list[dict]) -> PoolResult:
     """Process ``jobs`` (each with an ``output`` of ``stage``) on actors holding ``work(*args)``;
     outputs that keep failing are recorded in the store's failures."""
@@ -88,6 +97,7 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
     attempts: Counter = Counter()
     in_flight: dict = {}
     replacements_left = max(1, spec.num_actors) * (spec.max_retries + 1)
+    same_error: dict[str, set[str]] = {}  # error -> partitions that met it, while none has succeeded
 
     def fill() -> None:  # round-robin, so every actor starts working before any gets a second job
         for depth in (1, 2):
@@ -97,12 +107,30 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
                     in_flight[actor.process.remote(job)] = (actor, job)
                     load[actor] += 1
 
+    def stop() -> None:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+
+    def stop_if_every_partition_fails(error: str, job: dict) -> None:
+        """One error met by the first partitions, before any succeeds, is met by every one."""
+        if result.records:
+            return
+        met = same_error.setdefault(error, set())
+        met.add(job["output"])
+        if len(met) >= min(SAME_ERROR_STOPS, total):
+            stop()
+            attempts[job["output"]] += 1
+            for output in sorted(met):
+                give_up({"output": output}, error)
+            raise RepeatedFailure(f"{stage}: the first {len(met)} partitions all failed with the same error, so every "
+                                  f"one would; the stage stopped: {error}")
+
     def give_up(job: dict, error: str) -> None:
         result.failures[job["output"]] = error
         store.fail(stage, job["output"], error, {"inputs": job.get("inputs", []), "attempts": attempts[job["output"]]})
 
-    fill()
     total = len(jobs)
+    fill()
     while in_flight:
         ready, _ = ray.wait(list(in_flight), num_returns=1)
         actor, job = in_flight.pop(ready[0])
@@ -110,7 +138,8 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
         try:
             result.records[job["output"]] = ray.get(ready[0])
         except ray.exceptions.RayActorError as exc:
-            error = f"actor died: {_one_line(exc)}"
+            # a constructor that raised (the model or backend cannot be built) says so in its last line
+            error = f"an actor could not start: {_last_line(exc)}" if exc.actor_init_failed else f"actor died: {_one_line(exc)}"
             if actor in actors:  # first failure seen from this actor: replace it
                 actors.remove(actor)
                 ray.kill(actor, no_restart=True)
@@ -118,21 +147,23 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
                     replacements_left -= 1
                     result.actor_restarts += 1
                     actors.append(new_actor())
+            if exc.actor_init_failed:
+                stop_if_every_partition_fails(error, job)
             _retry_or_fail(job, error, attempts, spec.max_retries, queue, give_up)
         except ray.exceptions.RayTaskError as exc:
             if isinstance(exc.cause, (StorageError, BackendError)):  # no retry fixes these, on any partition
-                for actor in actors:
-                    ray.kill(actor, no_restart=True)
+                stop()
                 raise exc.cause from None
-            _retry_or_fail(job, _one_line(exc.cause if exc.cause else exc), attempts, spec.max_retries, queue, give_up)
+            error = _one_line(exc.cause if exc.cause else exc)
+            stop_if_every_partition_fails(error, job)
+            _retry_or_fail(job, error, attempts, spec.max_retries, queue, give_up)
         if not actors:  # no actor can be started any more: fail what is left
             for job in list(queue):
                 give_up(job, "no live actor left after repeated actor deaths")
             queue.clear()
         fill()
         progress.report(spec.label or stage, len(result.records) + len(result.failures), total)
-    for actor in actors:
-        ray.kill(actor, no_restart=True)
+    stop()
     return result
 
 
@@ -149,9 +180,15 @@ def _check_gpus(stage: str, spec: PoolSpec) -> None:
 def _retry_or_fail(job, error, attempts, max_retries, queue, give_up) -> None:
     attempts[job["output"]] += 1
     if attempts[job["output"]] <= max_retries:
-        queue.appendleft(job)
+        queue.append(job)  # at the back: other partitions are tried before this one again
     else:
         give_up(job, error)
+
+
+def _last_line(exc: BaseException) -> str:
+    """The error a remote constructor raised, from the last line of Ray's report of it."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else type(exc).__name__
 
 
 def _one_line(exc: BaseException) -> str:

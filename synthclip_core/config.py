@@ -176,6 +176,15 @@ class ImagesConfig(ModelSection):
     captions_per_partition: int = operational(
         256, ge=1, description="Balanced captions per render partition (a slice of one balanced partition).")
 
+    @model_validator(mode="after")
+    def _latent_sizes(self) -> "ImagesConfig":
+        """Every diffusers text-to-image pipeline downsamples by 8 into its latents: other sizes fail
+        in every partition, so they are refused here."""
+        bad = [f"{side} {value}" for side, value in (("height", self.height), ("width", self.width)) if value % 8]
+        if self.backend == "diffusers" and bad:
+            raise ValueError(f"{' and '.join(bad)}: diffusers pipelines render sizes that are multiples of 8")
+        return self
+
 
 class ShardsConfig(Section):
     """Webdataset export."""

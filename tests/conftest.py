@@ -21,6 +21,9 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2 cores: one thread per process is steadier
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Test plug-ins (tests/custom_renderers.py) load by name in Ray workers too, as a user's own
+# modules would from their PYTHONPATH; set before any Ray starts, so workers inherit it.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p)
 
 
 @pytest.fixture(scope="session")

@@ -35,3 +35,17 @@ class SomeUnreadable(_Base):
 class TooFew(_Base):
     def render(self, prompts, seeds, settings):
         return [{"jpg": _jpeg(settings["stored_size"], settings["stored_size"]), "problem": None}][: len(prompts) - 1]
+
+
+class AlwaysFails(_Base):
+    """A setting every partition trips over (here: a size the model cannot take)."""
+
+    def render(self, prompts, seeds, settings):
+        raise ValueError(f"cannot render {settings['height']}x{settings['width']} with this model")
+
+
+class CannotLoad(_Base):
+    """A model that cannot be built where the actors run."""
+
+    def __init__(self, **kwargs):
+        raise RuntimeError("the model needs 40 GiB of GPU memory, this actor has none")

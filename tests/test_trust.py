@@ -293,3 +293,36 @@ def test_a_damaged_last_checkpoint_is_set_aside_and_its_epoch_trained_again(ray_
     assert checkpoints.load(store, checkpoints.epoch_name(2))  # made again, readable
     why = tmp_path / "damaged" / "_damaged" / "train" / "checkpoints" / "epoch_2.pt.why.json"
     assert why.is_file() and "damaged checkpoint" in why.read_text()  # the bad bytes kept aside, not deleted
+
+
+# -- 13. what fails every partition the same way is refused up front, or stops the stage at once ---
+
+def test_a_size_no_diffusers_pipeline_takes_is_refused_up_front(tmp_path):
+    config = tmp_path / "size.yaml"
+    config.write_text((REPO / "configs" / "micro.yaml").read_text().replace("height: 64", "height: 500"))
+    one_line_error(synthclip("run", str(config), "--root", str(tmp_path / "runs")), "images: Value error, height 500",
+                   "multiples of 8")
+
+
+@pytest.mark.parametrize("plugin,error", [
+    ("AlwaysFails", r"ValueError: cannot render 64x64 with this model"),  # in every call
+    ("CannotLoad", r"an actor could not start: RuntimeError: the model needs 40 GiB"),  # in every actor's constructor
+])
+def test_the_same_error_on_the_first_partitions_stops_the_stage_once(engine, tmp_path, plugin, error):
+    import yaml
+
+    from synthclip_core.actors import RepeatedFailure
+    from synthclip_core.pipeline import config_from_dict
+    from synthclip_core.run import open_run
+
+    data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
+    data["images"]["backend"] = f"custom_renderers:{plugin}"
+    run = open_run(config_from_dict(data), RunRef(str(tmp_path), "same-error"))
+    for stage in ("concepts", "captions", "balanced"):
+        assert run.stage(stage).run(run).ok
+    planned = len(run.stage("images").plan(run))
+    with pytest.raises(RepeatedFailure, match=rf"images: the first 3 partitions all failed with the same error.*{error}"):
+        run.stage("images").run(run)
+    failed = run.store.failed("images")
+    assert planned >= 5 and len(failed) == 3 and not run.store.committed("images")
+    assert all(run.store.failure("images", o)["attempts"] <= 1 for o in failed)  # not every partition, not 3 times each
