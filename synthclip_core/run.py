@@ -27,7 +27,7 @@ from .pipeline import RunConfig, config_from_dict, fingerprints, stages_for, ver
 from .preflight import preflight
 from .stages.common import code_version
 from .stages.stage import Stage, StageBlocked, StageSummary
-from .store import Completion, RunRef, RunStore
+from .store import COMMITS, Completion, RunRef, RunStore
 
 DEFAULT_ROOT_ENV = "SYNTHCLIP_ROOT"
 RUN_FILE = "run.json"
@@ -228,8 +228,11 @@ def _same_config(existing: Run, run: Run) -> bool:
 
 
 def unfinished_runs(root: str) -> list[str]:
-    """Synthetic run ids under ``root`` (oldest first, by ``run.json`` commit time) whose last
-    stage is not complete."""
+    """Synthetic run ids under ``root`` whose last stage is not complete, oldest first.
+
+    Oldest by when the storage says ``run.json`` was committed (its record's modification time:
+    the object store's clock on S3, the file system's locally), not by the time the writer put in
+    the record: a writer whose clock is off cannot reorder runs."""
     fs, base = fsspec.core.url_to_fs(root)
     if not fs.exists(base):
         return []
@@ -242,5 +245,5 @@ def unfinished_runs(root: str) -> list[str]:
             continue
         if run is None or run.kind != "run" or run.completion(run.stages[-1].name) is not None:
             continue
-        found.append((run.store.record("run", RUN_FILE).get("committed_at", 0), ref.run_id))
+        found.append((run.store.fs.modified(run.store.path(COMMITS, "run", RUN_FILE + ".json")), ref.run_id))
     return [run_id for _, run_id in sorted(found)]

@@ -326,3 +326,23 @@ def test_the_same_error_on_the_first_partitions_stops_the_stage_once(engine, tmp
     failed = run.store.failed("images")
     assert planned >= 5 and len(failed) == 3 and not run.store.committed("images")
     assert all(run.store.failure("images", o)["attempts"] <= 1 for o in failed)  # not every partition, not 3 times each
+
+
+# -- 16. resume-latest: the storage's clock orders runs, not the writer's -------------------------
+
+def test_resume_latest_orders_runs_by_when_the_store_committed_them(tmp_path):
+    import json
+    import time
+
+    from synthclip_core.pipeline import load_config
+    from synthclip_core.run import open_run, unfinished_runs
+
+    cfg = load_config(REPO / "configs" / "micro.yaml")
+    older = open_run(cfg, RunRef(str(tmp_path), "older"))
+    time.sleep(0.01)
+    open_run(cfg, RunRef(str(tmp_path), "newer"))
+    record = older.store.path("_commits", "run", "run.json.json")  # its writer's clock ran a day ahead
+    stat, doc = os.stat(record), json.loads(open(record).read())
+    open(record, "w").write(json.dumps({**doc, "committed_at": doc["committed_at"] + 86_400}))
+    os.utime(record, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert unfinished_runs(str(tmp_path)) == ["older", "newer"]
