@@ -346,3 +346,28 @@ def test_resume_latest_orders_runs_by_when_the_store_committed_them(tmp_path):
     open(record, "w").write(json.dumps({**doc, "committed_at": doc["committed_at"] + 86_400}))
     os.utime(record, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert unfinished_runs(str(tmp_path)) == ["older", "newer"]
+
+
+# -- 11. two commands creating one run at once, with different configs ---------------------------
+
+def test_the_command_that_loses_a_race_to_create_a_run_with_another_config_is_refused(tmp_path, monkeypatch):
+    import synthclip_core.run as run_module
+    from synthclip_core.errors import RunStateError
+    from synthclip_core.pipeline import load_config
+    from synthclip_core.run import open_run
+
+    cfg = load_config(REPO / "configs" / "micro.yaml")
+    other = cfg.model_copy(update={"captions": cfg.captions.model_copy(update={"temperature": 0.9})})
+    ref = RunRef(str(tmp_path), "raced")
+    open_run(other, ref)  # the other command's run.json lands first...
+    real, looked = run_module._stored, []
+
+    def looked_too_early(at):  # ...just after this command looked and found no run there
+        looked.append(at)
+        return None if len(looked) == 1 else real(at)
+
+    monkeypatch.setattr(run_module, "_stored", looked_too_early)
+    with pytest.raises(RunStateError, match="raced under .* was just created by another command with another config"):
+        open_run(cfg, ref)
+    monkeypatch.setattr(run_module, "_stored", real)
+    assert run_module.load_run(ref).config == other  # the winner's run, untouched
