@@ -14,6 +14,7 @@ import json
 
 from .config import fingerprinted
 from .fingerprint import stable_hash
+from .stages.partitions import committed_rows
 from .stages.stage import Run, StageBlocked
 from .store import Completion
 
@@ -36,7 +37,7 @@ def completion(run: Run, stage: str) -> Completion | None:
         # later stages read the final checkpoint from the train stage's notes
         notes = json.loads(store.read_bytes(stage, manifest)) if stage == "train" else record.get("summary", {})
         parts = [o for o in outputs if o.startswith("part-")]
-        rows = _rows(run, stage, parts) if parts else record.get("rows", 0)
+        rows = committed_rows(run, stage, parts) if parts else record.get("rows", 0)
         return Completion(outputs, rows, notes)
     try:
         planned = run.stage(stage).plan(run)
@@ -44,11 +45,7 @@ def completion(run: Run, stage: str) -> Completion | None:
         return None
     if not set(planned) <= committed:
         return None
-    return Completion(planned, _rows(run, stage, planned))
-
-
-def _rows(run: Run, stage: str, outputs: list[str]) -> int:
-    return sum(r.get("rows", 0) for r in run.store.records(stage, outputs).values())
+    return Completion(planned, committed_rows(run, stage, planned))
 
 
 def job_fingerprint(cfg, train_version: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .common import data_parts
+from .partitions import committed_rows
 from .stage import Run, Stage, StageBlocked
 
 
@@ -43,7 +44,7 @@ def run_status(run: Run) -> list[StageStatus]:
         if done is not None:
             status.rows = done.rows
         elif parts:
-            status.rows = sum(r.get("rows", 0) for r in store.records(stage.name, parts).values())
+            status.rows = committed_rows(run, stage.name, parts)
         if data_outputs:  # a row partition's lineage says most (model, inputs), else the first output's
             status.lineage = _lineage_line(store.record(stage.name, (parts or sorted(data_outputs))[0]))
         for output in sorted(failed.get(stage.name, set()) - outputs):
