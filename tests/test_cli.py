@@ -9,14 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from commands import one_line_error, synthclip
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def synthclip(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def _snapshot(root: Path) -> dict:
@@ -29,22 +24,13 @@ def committed_root(offline_run, tmp_path):
     return Path(run.ref.root), run.ref.run_id
 
 
-def _one_line_error(result, *words):
-    assert result.returncode != 0
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-
-
 def test_bad_config(committed_root, tmp_path):
     root, run_id = committed_root
     before = _snapshot(root)
     bad = tmp_path / "bad.yaml"
     bad.write_text((REPO / "configs" / "micro.yaml").read_text().replace("epochs: 1", "epochs: zero"))
     result = synthclip("run", str(bad), "--run-id", run_id, "--root", str(root))
-    _one_line_error(result, "bad.yaml", "train.epochs")
+    one_line_error(result, "bad.yaml", "train.epochs")
     assert _snapshot(root) == before
 
 
@@ -55,7 +41,7 @@ def test_missing_concept_file(committed_root, tmp_path):
     cfg.write_text((REPO / "configs" / "micro.yaml").read_text().replace(
         "source: builtin:imagenet-1k", f"source: {tmp_path}/absent.txt"))
     result = synthclip("run", str(cfg), "--run-id", run_id, "--root", str(root))
-    _one_line_error(result, "concept bank not found", "absent.txt")
+    one_line_error(result, "concept bank not found", "absent.txt")
     assert _snapshot(root) == before
 
 
@@ -63,12 +49,12 @@ def test_unreachable_storage_root(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     result = synthclip("run", "configs/micro.yaml", "--root", str(blocker / "runs"))
-    _one_line_error(result, "storage root", "not writable")
+    one_line_error(result, "storage root", "not writable")
 
 
 def test_unknown_run_and_status(committed_root):
     root, run_id = committed_root
-    _one_line_error(synthclip("resume", "no-such-run", "--root", str(root)), "no run 'no-such-run'")
+    one_line_error(synthclip("resume", "no-such-run", "--root", str(root)), "no run 'no-such-run'")
     result = synthclip("status", run_id, "--root", str(root))
     assert result.returncode == 0, result.stderr
     for stage in ("concepts", "captions", "balanced", "images", "shards", "train", "eval"):
@@ -91,7 +77,7 @@ def _variant(tmp_path: Path, name: str, old: str, new: str, base: str = "micro.y
 ])
 def test_bad_config_values_are_one_line_errors(tmp_path, old, new, words):
     result = synthclip("run", str(_variant(tmp_path, "bad.yaml", old, new)), "--root", str(tmp_path / "runs"))
-    _one_line_error(result, *words)
+    one_line_error(result, *words)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
@@ -114,7 +100,7 @@ def test_a_root_without_permission_is_one_line(tmp_path):
     result = subprocess.run([*prefix, sys.executable, "-m", "flows.cli", "run", "configs/micro.yaml",
                              "--root", str(locked / "runs")], cwd=REPO, env={**os.environ, "COLUMNS": "200"},
                             capture_output=True, text=True, timeout=300)
-    _one_line_error(result, "storage root", "not writable", "Permission denied")
+    one_line_error(result, "storage root", "not writable", "Permission denied")
     assert list(locked.iterdir()) == []
 
 
@@ -127,7 +113,7 @@ def test_a_run_id_with_another_config_is_refused_unless_forked(committed_root, t
     before = _snapshot(root)
     other = _variant(tmp_path, "other.yaml", "templates: simple", "templates: openai", base="offline.yaml")
     result = synthclip("run", str(other), "--run-id", run_id, "--root", str(root))
-    _one_line_error(result, f"run {run_id}", "stages changed: eval", "--fork")
+    one_line_error(result, f"run {run_id}", "stages changed: eval", "--fork")
     assert _snapshot(root) == before
 
     fork = fork_run(new_run(load_config(other), RunRef(str(root), run_id))).ref

@@ -5,28 +5,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from commands import one_line_error, synthclip
 
 from synthclip_core.errors import ConfigError
 from synthclip_core.store import RunRef, RunStore
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def synthclip(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env={**os.environ, "COLUMNS": "200"},
-                          capture_output=True, text=True, timeout=300)
-
-
-def one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert result.returncode != 0 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 # -- 9. ids reach storage paths only as one name under the root -----------------------------------
