@@ -1,7 +1,7 @@
 """The artifact store: one run's outputs under any fsspec root, with the commit rule.
 
 Every output goes through :meth:`RunStore.commit`: the bytes are placed at their final name without
-ever replacing a file that is there (a hard link of a hidden temporary file locally, a conditional
+ever replacing a file that is there (`placing`: a hard link of a hidden temporary file locally, a conditional
 put on S3), then the output's commit record is created only if none exists. An output is committed
 exactly when its record exists; readers and resume plans look at records only, so a half-written
 file is never seen.
@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import posixpath
-import re
 import time
 import traceback
 import uuid
@@ -32,7 +31,7 @@ from typing import Any, Iterator
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from . import validation
+from . import placing, validation
 from .errors import StorageError
 from .ids import check_run_id
 
@@ -40,7 +39,6 @@ COMMITS = "_commits"
 FAILURES = "_failures"
 COMPLETE = "_complete"
 DAMAGED = "_damaged"
-_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
 
 
 @dataclass(frozen=True)
@@ -174,7 +172,7 @@ class RunStore:
         places its own, so no record is ever left naming a file that is gone.
         """
         final = self.data_path(stage, output)
-        aside = self._temporary(final)
+        aside = placing.temporary_name(final)
         try:
             self.fs.mv(final, aside)
         except FileNotFoundError:
@@ -207,7 +205,7 @@ class RunStore:
         with self._writing(path):
             self._makedirs(posixpath.dirname(path))
             if self.local:  # replaced whole, so a kill mid-write never leaves half a record
-                tmp = self._temporary(path)
+                tmp = placing.temporary_name(path)
                 self.fs.pipe_file(tmp, _dumps(record))
                 os.replace(tmp, path)
             else:
@@ -216,7 +214,7 @@ class RunStore:
 
     def temporaries(self) -> list[str]:
         """Hidden temporary files under the run (left by killed writers); no reader ever opens one."""
-        return [p for p in self.fs.find(self.base) if _TEMPORARY.fullmatch(posixpath.basename(p))]
+        return [p for p in self.fs.find(self.base) if placing.is_temporary(p)]
 
     def _clear_failure(self, stage: str, output: str) -> None:
         path = self._record_path(FAILURES, stage, output)
@@ -231,41 +229,11 @@ class RunStore:
             self.fs.makedirs(path, exist_ok=True)
 
     def _create_exclusive(self, path: str, data: bytes) -> bool:
-        """Create ``path``, whole, unless a file is there; False (and nothing changed) if one is.
-
-        Locally: a hidden temporary file (no data suffix, so globs skip it) hard-linked into place,
-        which is atomic and never replaces. On S3: a conditional put (``If-None-Match: *``).
-        """
+        """Create ``path``, whole, unless a file is there; False (and nothing changed) if one is
+        (``placing``: a hard-linked temporary locally, a conditional put on S3)."""
         with self._writing(path):
             self._makedirs(posixpath.dirname(path))
-            if not self.local:
-                try:
-                    self.fs.pipe_file(path, data, mode="create")
-                except FileExistsError:
-                    return False
-                except OSError as exc:  # a lost conditional put: 412 PreconditionFailed
-                    if "PreconditionFailed" in str(exc) or "412" in str(exc):
-                        return False
-                    raise
-                return True
-            tmp = self._temporary(path)
-            try:  # from the first byte: a write that fails (a full disk) leaves no temporary behind
-                with open(tmp, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                try:
-                    os.link(tmp, path)
-                    return True
-                except FileExistsError:
-                    return False
-                except OSError as exc:  # a filesystem without hard links (some FUSE mounts)
-                    if exc.errno not in _NO_LINKS:
-                        raise
-                return _move_no_replace(tmp, path, data)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            return placing.place_local(path, data) if self.local else placing.place_remote(self.fs, path, data)
 
     @contextmanager
     def _writing(self, path: str) -> Iterator[None]:
@@ -284,11 +252,6 @@ class RunStore:
 
     def _display(self, path: str) -> str:
         return path if self.local else self.fs.unstrip_protocol(path)
-
-    @staticmethod
-    def _temporary(path: str) -> str:
-        parent, name = posixpath.split(path)
-        return posixpath.join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
 
     # -- reading -----------------------------------------------------------------------------
     def read_bytes(self, stage: str, output: str) -> bytes:
@@ -388,38 +351,6 @@ class RunStore:
             return json.loads(self.fs.cat_file(self._record_path(FAILURES, stage, output)))
         except FileNotFoundError:
             return None
-
-
-_NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)
-_RENAME_NOREPLACE = 1  # linux/fs.h
-
-
-def _move_no_replace(tmp: str, path: str, data: bytes) -> bool:
-    """Where hard links are refused: move ``tmp`` to ``path`` unless a file is there, atomically
-    (Linux ``renameat2(RENAME_NOREPLACE)``); where that is refused too, create ``path``
-    exclusively and write it (exclusive, not atomic: a placed file that a kill cut short is
-    unreadable, and a writer that finds it replaces it, see :meth:`RunStore.commit`)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if hasattr(libc, "renameat2"):
-        at_cwd = -100
-        if libc.renameat2(at_cwd, os.fsencode(tmp), at_cwd, os.fsencode(path), _RENAME_NOREPLACE) == 0:
-            return True
-        code = ctypes.get_errno()
-        if code == errno.EEXIST:
-            return False
-        if code not in (errno.EINVAL, *_NO_LINKS):
-            raise OSError(code, os.strerror(code), path)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return True
 
 
 def fs_options(uri: str, options: dict | None = None) -> dict:
