@@ -65,9 +65,8 @@ def workers(cfg) -> list[PoolSpec]:
 
 
 def train_in_process(run: Run) -> StageSummary:
-    """Train (or finish training) in the Ray this process is connected to, then finalise."""
-    if (finished := run.finished(NAME)) is not None:
-        return finished
+    """Train (or finish training) in the Ray this process is connected to, then finalise (the
+    stage's ``run`` has found it unfinished)."""
     spec = train_spec(run)
     before = set(checkpoints.committed_epochs(run.store))
     fit(spec, name=f"synthclip-{run.ref.run_id}")
