@@ -371,17 +371,26 @@ def fs_options(uri: str, options: dict | None = None) -> dict:
 
 
 def check_root_writable(root: str, storage_options: dict | None = None) -> None:
-    """Fail fast, in one line, when the storage root cannot be reached or written."""
+    """Fail fast, in one line, when the storage root cannot be reached or written, or (on an
+    object store) does not honour the exclusive create that commits rest on."""
     probe = f".synthclip-probe-{uuid.uuid4().hex}"
     try:
         fs, base = fsspec.core.url_to_fs(root, **fs_options(root, storage_options))
         path = posixpath.join(base.rstrip("/"), probe)
         if isinstance(fs, LocalFileSystem):
             fs.makedirs(base, exist_ok=True)
-        fs.pipe_file(path, b"ok")
+            fs.pipe_file(path, b"ok")
+            honoured = True
+        else:  # create the probe twice: the second conditional put (If-None-Match: *) must be refused
+            placing.place_remote(fs, path, b"ok")
+            honoured = not placing.place_remote(fs, path, b"again")
         fs.rm_file(path)
     except Exception as exc:  # any failure here is the user's to fix
         raise StorageError(f"storage root {root!r} is not writable: {_reason(exc)}") from None
+    if not honoured:
+        raise StorageError(
+            f"storage root {root!r} does not honour conditional writes (a second put with If-None-Match: * "
+            "replaced the first); exactly-once commits need them: use a store that supports them, such as AWS S3")
 
 
 def _reason(exc: BaseException) -> str:

@@ -11,9 +11,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def synthclip(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env={**os.environ, "COLUMNS": "200"},
-                          capture_output=True, text=True, timeout=300)
+def synthclip(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None,
+              timeout: float = 300) -> subprocess.CompletedProcess:
+    """``synthclip ARGS`` in a process of its own, with this process's environment less any
+    ``RAY_ADDRESS`` (the command starts its own Ray unless ``env`` names one) plus ``env``."""
+    inherited = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd,
+                          env={**inherited, "COLUMNS": "200", **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:

@@ -4,7 +4,8 @@ Faults are drawn from a seed: a transient 503 SlowDown before the request reache
 after S3 has applied it (the answer is lost, so the client's retry meets its own write), or a
 delay. No request gets more than ``max_in_a_row`` transient faults in a row, as a real store's
 outages are short. ``deny`` answers writes (or everything) with 403 AccessDenied, a permanent
-error.
+error. ``strip_headers`` drops request headers on the way (``if-none-match``: a store that
+ignores conditional writes).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class FaultyS3Proxy:
         self.rng = random.Random(seed)
         self.transient_rate, self.slow_rate, self.slow_s, self.max_in_a_row = transient_rate, slow_rate, slow_s, max_in_a_row
         self.deny: str | None = None  # None, "writes" or "all"
+        self.strip_headers: set[str] = set()  # lower-case names
         self.counts: Counter = Counter()
         self._in_a_row: Counter = Counter()
         self._loop = asyncio.new_event_loop()
@@ -72,7 +74,7 @@ class FaultyS3Proxy:
         if self.rng.random() < self.slow_rate:
             self.counts["slow"] += 1
             await asyncio.sleep(self.slow_s)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP | self.strip_headers}
         async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
                                          data=body) as upstream:
             payload = await upstream.read()

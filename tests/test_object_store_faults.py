@@ -5,11 +5,10 @@ a permanent error (access denied, no bucket) fails fast in one line and changes 
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import sys
 from pathlib import Path
 
+import commands
 import pytest
 import s3fs
 from s3_proxy import FaultyS3Proxy
@@ -25,10 +24,7 @@ DATA_STAGES = ("concepts", "captions", "balanced", "images", "shards")
 
 
 def synthclip(*args: str, endpoint: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(AWS_ENDPOINT_URL=endpoint, COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=900)
+    return commands.synthclip(*args, env={"AWS_ENDPOINT_URL": endpoint}, timeout=900)
 
 
 def snapshot(bucket: str) -> dict[str, str]:

@@ -358,3 +358,25 @@ def test_the_command_that_loses_a_race_to_create_a_run_with_another_config_is_re
         open_run(cfg, ref)
     monkeypatch.setattr(run_module, "_stored", real)
     assert run_module.load_run(ref).config == other  # the winner's run, untouched
+
+
+# -- 2. exclusive create on an object store is proven on the target root, not assumed ------------
+
+def test_a_store_that_ignores_conditional_writes_is_refused_before_any_write(s3_server, bucket):
+    import s3fs
+    from s3_proxy import FaultyS3Proxy
+
+    from synthclip_core.errors import StorageError
+    from synthclip_core.store import check_root_writable
+
+    root = f"s3://{bucket}/runs"
+    with FaultyS3Proxy(s3_server) as proxy:
+        check_root_writable(root, {"endpoint_url": proxy.url})  # the store honours If-None-Match: *
+        proxy.strip_headers = {"if-none-match"}  # a store that ignores it
+        with pytest.raises(StorageError, match=rf"storage root '{root}' does not honour conditional writes"):
+            check_root_writable(root, {"endpoint_url": proxy.url})
+        cli = synthclip("run", "configs/micro.yaml", "--run-id", "r", "--root", root,
+                        env={"AWS_ENDPOINT_URL": proxy.url})
+    one_line_error(cli, root, "does not honour conditional writes")
+    assert s3fs.S3FileSystem(use_listings_cache=False).find(bucket) == []  # probes removed, nothing else written
+
