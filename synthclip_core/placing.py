@@ -12,8 +12,12 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
+import random
 import re
+import time
 import uuid
+
+from .errors import StorageError
 
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
 
@@ -28,18 +32,38 @@ def is_temporary(path: str) -> bool:
     return _TEMPORARY.fullmatch(posixpath.basename(path)) is not None
 
 
-def place_remote(fs, path: str, data: bytes) -> bool:
-    """One conditional put; False if the key exists (also when our own earlier put was applied
-    and its answer lost: the retry gets 412)."""
-    try:
-        fs.pipe_file(path, data, mode="create")
-    except FileExistsError:
-        return False
-    except OSError as exc:  # a lost conditional put: 412 PreconditionFailed
-        if "PreconditionFailed" in str(exc) or "412" in str(exc):
+def place_remote(fs, path: str, data: bytes, attempts: int = 8) -> bool:
+    """One conditional put; False if the key exists (then the caller compares its bytes).
+
+    Three answers need more than s3fs gives: 412 to a retried put whose first try was applied and
+    its answer lost (the key exists: False); 409 ConditionalRequestConflict, another conditional
+    write on the key in flight, which AWS asks clients to retry (retried with backoff); and any
+    other error after which the key exists, which is how a lost answer to a multipart complete
+    (objects of 100 MiB and up) ends: the retried complete gets 412 or NoSuchUpload, and so does
+    s3fs's abort (False).
+    """
+    for attempt in range(attempts):
+        try:
+            fs.pipe_file(path, data, mode="create")
+            return True
+        except FileExistsError:
             return False
-        raise
-    return True
+        except OSError as exc:
+            if "ConditionalRequestConflict" in str(exc):
+                time.sleep(min(0.05 * 2**attempt, 5) * random.uniform(0.5, 1.5))
+                continue
+            if "PreconditionFailed" in str(exc) or "412" in str(exc) or _exists(fs, path):
+                return False
+            raise
+    raise StorageError(f"cannot place {fs.unstrip_protocol(path)}: the store answered 409 ConditionalRequestConflict "
+                       f"{attempts} times (other writers keep writing this key)")
+
+
+def _exists(fs, path: str) -> bool:
+    try:
+        return fs.exists(path)
+    except OSError:
+        return False
 
 
 def place_local(path: str, data: bytes) -> bool:

@@ -5,7 +5,10 @@ after S3 has applied it (the answer is lost, so the client's retry meets its own
 delay. No request gets more than ``max_in_a_row`` transient faults in a row, as a real store's
 outages are short. ``deny`` answers writes (or everything) with 403 AccessDenied, a permanent
 error. ``strip_headers`` drops request headers on the way (``if-none-match``: a store that
-ignores conditional writes).
+ignores conditional writes). ``conflicts`` answers that many conditional puts with 409
+ConditionalRequestConflict (another conditional write on the key in flight); ``lose_completes``
+applies that many multipart completes and loses their answers, then answers the client's retry of
+each as AWS does once the key exists (412 PreconditionFailed on If-None-Match).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from collections import Counter
 from aiohttp import ClientSession, web
 
 _HOP = {"host", "content-length", "transfer-encoding", "connection"}
-_ERROR = "<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+_ERROR = ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message>"
+          "{extra}</Error>")
 
 
 class FaultyS3Proxy:
@@ -29,6 +33,9 @@ class FaultyS3Proxy:
         self.transient_rate, self.slow_rate, self.slow_s, self.max_in_a_row = transient_rate, slow_rate, slow_s, max_in_a_row
         self.deny: str | None = None  # None, "writes" or "all"
         self.strip_headers: set[str] = set()  # lower-case names
+        self.conflicts = 0
+        self.lose_completes = 0
+        self._completed: set[str] = set()
         self.counts: Counter = Counter()
         self._in_a_row: Counter = Counter()
         self._loop = asyncio.new_event_loop()
@@ -64,6 +71,17 @@ class FaultyS3Proxy:
         if self.deny == "all" or (self.deny == "writes" and write):
             self.counts["denied"] += 1
             return _error(403, "AccessDenied", "Access Denied")
+        if self.conflicts and request.method == "PUT" and "if-none-match" in {h.lower() for h in request.headers}:
+            self.conflicts -= 1
+            self.counts["conflict"] += 1
+            return _error(409, "ConditionalRequestConflict",
+                          "A conflicting operation occurred. If using PutObject you can retry the request.")
+        complete = request.method == "POST" and "uploadId" in request.query
+        if complete and request.path_qs in self._completed:
+            self.counts["complete_retried"] += 1
+            return _error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
+                          condition="If-None-Match")
+        lose_complete = self.lose_completes and complete
         key = (request.method, request.path_qs)
         fault = self.rng.random()
         transient = fault < self.transient_rate and self._in_a_row[key] < self.max_in_a_row
@@ -78,6 +96,11 @@ class FaultyS3Proxy:
         async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
                                          data=body) as upstream:
             payload = await upstream.read()
+            if lose_complete:
+                self.lose_completes -= 1
+                self._completed.add(request.path_qs)
+                self.counts["lost_complete"] += 1
+                return _error(500, "InternalError", "We encountered an internal error. Please try again.")
             if transient:  # applied upstream, but the answer never reaches the client
                 self.counts["lost_after"] += 1
                 return _error(500, "InternalError", "We encountered an internal error. Please try again.")
@@ -88,6 +111,7 @@ class FaultyS3Proxy:
             return web.Response(status=upstream.status, headers=out, body=payload)
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.Response(status=status, body=_ERROR.format(code=code, message=message).encode(),
+def _error(status: int, code: str, message: str, condition: str = "") -> web.Response:
+    extra = f"<Condition>{condition}</Condition>" if condition else ""
+    return web.Response(status=status, body=_ERROR.format(code=code, message=message, extra=extra).encode(),
                         content_type="application/xml")
