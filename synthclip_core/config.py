@@ -7,7 +7,9 @@ fail at load time with a message naming the file and the field, before any work 
 Fields that do not change a stage's outputs (where and how fast it runs) are marked
 ``operational`` here, on the model; :func:`fingerprinted` leaves them out of the fingerprint.
 Fields added after runs existed are marked ``when_set``: they join the fingerprint only when they
-differ from their default, so the runs made before them keep their fingerprints.
+differ from their default, so the runs made before them keep their fingerprints; fields that
+joined with a fingerprint scheme are marked ``fingerprinted_since`` (``pins``: a run keeps the
+scheme it began with).
 """
 
 from __future__ import annotations
@@ -41,25 +43,33 @@ def when_set(default: Any = ..., **kwargs: Any) -> Any:
     return Field(default, json_schema_extra={_FINGERPRINT: "when_set"}, **kwargs)
 
 
-def fingerprinted(section: BaseModel) -> dict[str, Any]:
-    """The settings of a config section that change outputs, as plain data (nested sections too)."""
+def fingerprinted_since(scheme: int, default: Any = ..., **kwargs: Any) -> Any:
+    """A field that changes outputs but was left out of fingerprints before ``scheme``."""
+    return Field(default, json_schema_extra={_FINGERPRINT: scheme}, **kwargs)
+
+
+def fingerprinted(section: BaseModel, scheme: int = 1) -> dict[str, Any]:
+    """The settings of a config section that change outputs under fingerprint ``scheme``, as plain
+    data (nested sections too)."""
     out = {}
     for name, info in type(section).model_fields.items():
         mark = info.json_schema_extra.get(_FINGERPRINT, True) if isinstance(info.json_schema_extra, dict) else True
         value = getattr(section, name)
         if mark is False or (mark == "when_set" and value == info.get_default(call_default_factory=True)):
             continue
-        out[name] = _plain(value)
+        if isinstance(mark, int) and not isinstance(mark, bool) and scheme < mark:
+            continue
+        out[name] = _plain(value, scheme)
     return out
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, scheme: int) -> Any:
     if isinstance(value, BaseModel):
-        return fingerprinted(value)
+        return fingerprinted(value, scheme)
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_plain(v, scheme) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, scheme) for k, v in value.items()}
     return value
 
 
@@ -96,6 +106,8 @@ class ConceptsConfig(Section):
     per_partition: int = Field(1000, ge=1, description="Concepts per partition; one partition is one unit of caption work.")
     num_shards: int = Field(1, ge=1, description="Split the bank into this many shards by position (for runs over part of a bank).")
     shard_index: int = Field(0, ge=0, description="Which shard of the bank this run takes (0-based, < num_shards).")
+    sha256: str | None = when_set(None, description="The sha256 of the concepts the run takes, one per line; pinned when a "
+                                  "run begins (set it to insist on one version of the bank).")
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> "ConceptsConfig":
@@ -108,12 +120,19 @@ class ModelSection(Section):
     """What every model stage shares: the model, and the pool of actors that hold it."""
 
     model: str = model_reference(..., description="Model on the hub, a local path, or 'tiny/NAME' for a built-in tiny model.")
-    revision: str | None = model_reference(None, description="Model revision (hub commit or tag); recorded in the lineage.")
+    revision: str | None = model_reference(None, description="Model revision (hub commit, branch or tag; default main).")
+    commit: str | None = model_reference(None, description="The hub commit the revision named when the run began; pinned "
+                                         "then (pins.py), loaded by every actor, recorded in the lineage.")
     num_actors: int = operational(1, ge=1, description="Ray actors in the stage's pool (each loads the model once).")
     num_gpus: float = operational(1, ge=0, description="GPUs per actor (0 on CPU; a fraction packs small models).")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weights dtype; auto is fp16 on GPU, fp32 on CPU.")
     ray_resources: dict[str, float] = operational(
         default_factory=dict, description="Extra Ray resources per actor, to land on a node group (e.g. {caption_gpu: 1}).")
+
+    @property
+    def load_revision(self) -> str | None:
+        """What the actors load: the pinned commit, else the revision as written."""
+        return self.commit or self.revision
 
 
 class CaptionsConfig(ModelSection):
@@ -133,7 +152,8 @@ class CaptionsConfig(ModelSection):
     tensor_parallel_size: int = operational(1, ge=1, description="vLLM tensor parallelism inside one actor (set num_gpus to match).")
     python: str | None = operational(
         None, description="Interpreter of the caption actors, e.g. the vLLM environment's bin/python (default: this one).")
-    engine_options: dict[str, Any] = operational(default_factory=dict, description="Extra keyword arguments for vllm.LLM.")
+    engine_options: dict[str, Any] = operational(default_factory=dict, description="Extra keyword arguments for vllm.LLM "
+                                                 "(those that change outputs, such as dtype or quantization, are fingerprinted).")
 
     def sampling(self) -> dict[str, float]:
         return {
@@ -234,7 +254,8 @@ class TrainConfig(Section):
     beta2: float = Field(0.98, description="AdamW beta2.")
     eps: float = Field(1e-6, description="AdamW epsilon.")
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
-    num_workers: int = operational(1, ge=1, description="Ray Train workers (data-parallel ranks).")
+    num_workers: int = fingerprinted_since(2, 1, ge=1, description="Ray Train workers (data-parallel ranks; they split the "
+                                           "shards, so they define the data order).")
     use_gpu: bool = operational(False, description="Train on GPUs (NCCL) instead of CPUs (gloo).")
     cpus_per_worker: float = operational(1, gt=0, description="CPUs reserved per training worker.")
     ray_resources: dict[str, float] = operational(
@@ -244,7 +265,8 @@ class TrainConfig(Section):
     grad_checkpointing: bool = operational(False, description="Recompute activations in the backward pass to save memory.")
     local_loss: bool = Field(True, description="Each rank scores its own rows against all gathered features (open_clip).")
     gather_with_grad: bool = Field(True, description="Gather features with gradients, so local loss equals the global loss.")
-    loader_workers: int = operational(2, ge=0, description="Data-loader processes per training worker (0: decode in the training process).")
+    loader_workers: int = fingerprinted_since(2, 2, ge=0, description="Data-loader processes per training worker (0: decode in "
+                                              "the training process; they split each rank's shards, so they define the data order).")
     shuffle_buffer: int = Field(1000, ge=1, description="Samples held by each loader's shuffle buffer.")
     checkpoint_every_steps: int = operational(0, ge=0, description="Also checkpoint every N steps (0: only at epoch ends).")
     log_every_steps: int = operational(10, ge=1, description="Print a metrics line every N steps (shows in the job logs).")
@@ -304,6 +326,7 @@ class RunSettings(Section):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Preset name; the default run id starts with it.")
     seed: int = Field(0, ge=0, description="The run seed: every id, seed and sampling draw derives from it and the content.")
     root: str = Field("runs", description="Default storage root (any fsspec URI); --root overrides it.")
+    fingerprint_scheme: int | None = Field(None, description="How this run's fingerprints are computed; pinned when it begins (pins.py).")
 
     @model_validator(mode="before")
     @classmethod
@@ -335,6 +358,7 @@ class JobConfig(Section):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Preset name; the default job id starts with it.")
     seed: int = Field(0, ge=0, description="Seeds the data order, crops and (without init_from) the initial weights.")
     root: str = Field("runs", description="Storage root (any fsspec URI); the job lives in ROOT/JOB_ID beside the runs.")
+    fingerprint_scheme: int | None = Field(None, description="How this job's fingerprints are computed; pinned when it begins (pins.py).")
     train: TrainConfig = Field(..., description="Training; train.sources must name at least one source.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Benchmarks evaluated on the final checkpoint.")
 

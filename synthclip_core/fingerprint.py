@@ -2,7 +2,7 @@
 stages is ``pipeline.fingerprints``; this module hashes and identifies models).
 
 A fingerprint covers the stage's settings that matter (the config fields not marked operational),
-the model's identity (name and revision, or a content hash for a local model), the stage's code
+the model's identity (name and pinned commit, or a content hash for a local model), the stage's code
 version and the fingerprint of the stage before it (which pins its inputs, since every output is a
 deterministic function of them). It never covers the run id, root, paths, worker or batch counts,
 device or credentials, so the same config gives the same fingerprints, and the same rows, on any
@@ -36,14 +36,32 @@ def _dir_digest(path: str, mtime_key: tuple) -> str:
     return digest.hexdigest()
 
 
-def model_identity(name: str, revision: str | None) -> dict:
-    """Name and revision for hub models; a content hash of the files for local directories."""
+def model_identity(name: str, revision: str | None, scheme: int = 1) -> dict:
+    """Name and revision for hub models (the pinned commit, where the run pinned one); a content
+    hash of the files for a local directory, and (from scheme 2) for a local single file."""
     resolved = resolve_model(name)
     if os.path.isdir(resolved):
         files = sorted(Path(resolved).rglob("*"))
         key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.is_file())
         return {"name": name, "content_sha256": _dir_digest(resolved, key)}
+    if scheme >= 2 and os.path.isfile(resolved):
+        stat = os.stat(resolved)
+        return {"name": name, "content_sha256": _file_digest(resolved, (stat.st_mtime_ns, stat.st_size))}
     return {"name": name, "revision": revision or "main"}
+
+
+def model_identity_of(section, scheme: int = 1) -> dict:
+    """The identity of a model section's model (``config.ModelSection``), as the actors load it."""
+    return model_identity(section.model, section.load_revision, scheme)
+
+
+@lru_cache(maxsize=32)
+def _file_digest(path: str, mtime_key: tuple) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def model_label(name: str, identity: dict) -> str:

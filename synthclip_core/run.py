@@ -20,7 +20,7 @@ from functools import cached_property
 
 import fsspec
 
-from . import legacy
+from . import legacy, pins
 from .config import JobConfig, job_config_from_dict
 from .errors import RunStateError, UserError
 from .pipeline import RunConfig, config_from_dict, fingerprints, stages_for, versions
@@ -103,24 +103,38 @@ class Run:
 
 def new_run(cfg: RunConfig | JobConfig, ref: RunRef) -> Run:
     """A run of ``cfg`` at ``ref``, in memory: its stages and fingerprints, nothing written yet."""
-    return Run(ref, cfg, fingerprints(cfg), stages_for(cfg), "job" if isinstance(cfg, JobConfig) else "run")
+    return Run(ref, cfg, fingerprints(cfg), stages_for(cfg), _kind(cfg))
 
 
 def open_run(cfg: RunConfig | JobConfig, ref: RunRef, fork: bool = False) -> Run:
-    """Everything a command checks before any work, once: what the user can fix (preflight), then
-    the run itself: created, or continued when ``ref`` holds one of the same config. With
+    """Everything a command checks before any work, once: the config's inputs pinned (as the run at
+    ``ref`` pinned them, where it continues or forks that run), what the user can fix (preflight),
+    then the run itself: created, or continued when ``ref`` holds one of the same config. With
     ``fork``, a run of another config at ``ref`` is not refused: this one runs as
     ``<run_id>-fork-<hash>``, starting from copies of the stages the two share."""
-    run = new_run(cfg, ref)
-    preflight(run)
-    return fork_run(run) if fork else create_or_open(run)
-
-
-def create_or_open(run: Run) -> Run:
-    """Write ``run.json`` for a new run; continue the stored run when it has the same fingerprints;
-    refuse (naming the changed stages) one made with another config or code, or of another kind."""
-    ref = run.ref
     existing = _stored(ref)
+    like = existing.config if existing is not None and existing.kind == _kind(cfg) else None
+    run = new_run(pins.pin(cfg, like), ref)
+    preflight(run)
+    if like is not None:
+        pins.check(existing)
+    return fork_run(run, existing) if fork else create_or_open(run, existing)
+
+
+def _kind(cfg: RunConfig | JobConfig) -> str:
+    return "job" if isinstance(cfg, JobConfig) else "run"
+
+
+_UNREAD = object()
+
+
+def create_or_open(run: Run, existing: Run | None = _UNREAD) -> Run:  # type: ignore[assignment]
+    """Write ``run.json`` for a new run; continue the stored run (``existing``, read here unless
+    given) when it has the same fingerprints; refuse (naming the changed stages) one made with
+    another config or code, or of another kind."""
+    ref = run.ref
+    if existing is _UNREAD:
+        existing = _stored(ref)
     if existing is not None:
         if existing.kind != run.kind:
             raise RunStateError(f"{ref.run_id} under {ref.root} is a {_kinds[existing.kind]}, not a {_kinds[run.kind]}: "
@@ -147,7 +161,7 @@ def create_or_open(run: Run) -> Run:
 _kinds = {"run": "synthetic run", "job": "training job"}
 
 
-def fork_run(run: Run) -> Run:
+def fork_run(run: Run, existing: Run | None = _UNREAD) -> Run:  # type: ignore[assignment]
     """Where to run a config when ``run.ref`` may hold a run of another one: there, if it is free
     or has this config; else a new run ``<id>-fork-<hash>`` that starts with copies of the
     committed outputs of every stage whose fingerprint is unchanged (fingerprints chain, so those
@@ -180,6 +194,7 @@ def load_run(ref: RunRef, verify: bool = False) -> Run:
         raise RunStateError(f"no run {ref.run_id!r} under {ref.root} (a run stopped before it started has nothing to "
                             f"resume: run 'synthclip run CONFIG --run-id {ref.run_id}' again)")
     if verify:
+        pins.check(run)
         current = _fingerprints_as_stored(run, run.config)
         changed = [s for s in current if current[s] != run.fingerprints.get(s)]
         if changed:

@@ -255,3 +255,23 @@ def test_a_layout_1_job_loads_verifies_and_trains(engine, layout_1):
     assert summaries["train"]["computed"] == 1 and "skipped" in summaries["eval"]["notes"]  # no eval.datasets
     record = job.store.record("train", "checkpoints/epoch_1.pt")
     assert {i["run_id"] for i in record["inputs"]} == {"legacy-micro"}  # the layout-1 run's shards, by commit
+
+
+# -- the code-version rule: a stage that writes other bytes has another version -------------------
+
+def test_a_stage_that_writes_other_bytes_has_bumped_its_version(micro_reference):
+    """Fingerprints cover stage versions, not code: this is what holds the rule (docs/architecture.md,
+    "Fingerprints")."""
+    import json
+
+    from golden import GOLDEN, stage_outputs
+
+    golden, now = json.loads(GOLDEN.read_text()), stage_outputs(micro_reference[0])
+    for stage, expected in golden.items():
+        if now[stage]["version"] == expected["version"]:
+            assert now[stage]["outputs"] == expected["outputs"], (
+                f"stage {stage!r} writes other bytes at version {expected['version']}: bump VERSION in "
+                f"synthclip_core/stages/{stage}.py, then refresh {GOLDEN.name} (python tests/golden.py ROOT RUN_ID)")
+        else:
+            pytest.fail(f"stage {stage!r} is at version {now[stage]['version']}, {GOLDEN.name} at "
+                        f"{expected['version']}: refresh it (python tests/golden.py ROOT RUN_ID on a micro run)")

@@ -10,6 +10,7 @@ per concept how many captions were written, kept, and name their concept.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 
@@ -19,15 +20,16 @@ from ..balancing import prepare_text
 from ..caption_cleaning import clean_caption
 from ..captioners import create_caption_backend
 from ..config import CaptionsConfig
-from ..fingerprint import model_identity, model_label
+from ..fingerprint import model_identity_of, model_label
 from ..ids import caption_id, derive_seed
+from ..pins import scheme_of
 from ..prompts import get_template
 from ..schemas import to_parquet_bytes
 from ..store import RunStore
 from ..tiny_models import resolve_model
 from .common import data_parts, input_ref, lineage, read_concepts, read_table, worker_info
 from .partitions import committed_rows, mirrored_jobs, model_pool, run_jobs
-from .stage import Run, Stage, StageSummary
+from .stage import Run, Stage, StageSummary, section_settings
 
 NAME = "captions"
 VERSION = 3
@@ -58,9 +60,9 @@ def workers(cfg) -> list:
 
 def worker_settings(run: Run) -> dict:
     c = run.config.captions
-    identity = model_identity(c.model, c.revision)
+    identity = model_identity_of(c, scheme_of(run.config))
     return {
-        "backend": c.backend, "model": c.model, "revision": c.revision, "dtype": c.dtype,
+        "backend": c.backend, "model": c.model, "revision": c.load_revision, "dtype": c.dtype,
         "batch_size": c.batch_size, "tensor_parallel_size": c.tensor_parallel_size,
         "engine_options": c.engine_options, "template": c.template, "per_concept": c.per_concept,
         "sampling": c.sampling(), "max_words": c.max_words, "seed": run.config.seed,
@@ -156,6 +158,26 @@ def write_coverage(run: Run, parts: list[str]) -> dict:
     return summary
 
 
+# vLLM engine options that change how fast captions come, not which (the rest, such as dtype,
+# quantization or max_model_len, are fingerprinted from scheme 2).
+OPERATIONAL_ENGINE_OPTIONS = frozenset({
+    "gpu_memory_utilization", "enforce_eager", "swap_space", "cpu_offload_gb", "max_num_seqs",
+    "max_num_batched_tokens", "disable_log_stats", "distributed_executor_backend", "enable_prefix_caching",
+})
+
+
+def settings(cfg) -> dict:
+    """The section's settings; from scheme 2 also the prompt template's version and text and the
+    engine options that change outputs."""
+    out = section_settings(NAME)(cfg)
+    if scheme_of(cfg) >= 2:
+        template = get_template(cfg.captions.template)
+        out["template"] = {"key": template.key, "sha256": hashlib.sha256(template.text.encode()).hexdigest()}
+        out["engine_options"] = {k: v for k, v in sorted(cfg.captions.engine_options.items())
+                                 if k not in OPERATIONAL_ENGINE_OPTIONS}
+    return out
+
+
 STAGE = Stage(
     name=NAME,
     version=VERSION,
@@ -164,5 +186,6 @@ STAGE = Stage(
     run=run_captions,
     plan=plan_captions,
     workers=workers,
+    settings=settings,
     description="Caption every pending concept partition on the LLM actor pool.",
 )

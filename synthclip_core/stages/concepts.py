@@ -7,6 +7,7 @@ import time
 
 from ..concepts import load_bank
 from ..config import ConceptsConfig, fingerprinted
+from ..pins import scheme_of
 from ..schemas import to_parquet_bytes
 from .common import lineage, part_name
 from .stage import Run, Stage, StageSummary
@@ -44,7 +45,7 @@ def run_concepts(run: Run) -> StageSummary:
 
 
 def settings(cfg) -> dict:
-    return {**fingerprinted(cfg.concepts), "seed": cfg.seed}
+    return {**fingerprinted(cfg.concepts, scheme_of(cfg)), "seed": cfg.seed}
 
 
 STAGE = Stage(

@@ -18,9 +18,10 @@ from PIL import Image
 
 from ..config import ImagesConfig
 from ..errors import BackendError
-from ..fingerprint import model_identity, model_label
+from ..fingerprint import model_identity_of, model_label
 from ..ids import derive_seed, image_id
 from ..pictures import contact_sheet
+from ..pins import scheme_of
 from ..renderers import create_render_backend
 from ..schemas import table_from_rows, to_parquet_bytes
 from ..store import RunStore
@@ -80,9 +81,9 @@ def workers(cfg) -> list:
 
 def worker_settings(run: Run) -> dict:
     r = run.config.images
-    identity = model_identity(r.model, r.revision)
+    identity = model_identity_of(r, scheme_of(run.config))
     return {
-        "backend": r.backend, "model": r.model, "revision": r.revision, "dtype": r.dtype, "compile": r.compile,
+        "backend": r.backend, "model": r.model, "revision": r.load_revision, "dtype": r.dtype, "compile": r.compile,
         "safety_checker": r.safety_checker, "scheduler": r.scheduler, "batch_size": r.batch_size,
         "images_per_caption": r.images_per_caption,
         "sampler": {"steps": r.steps, "guidance_scale": r.guidance_scale, "eta": r.eta,

@@ -14,7 +14,8 @@ from pydantic import BaseModel
 
 from ..actors import PoolSpec
 from ..config import ModelSection, fingerprinted
-from ..fingerprint import model_identity
+from ..fingerprint import model_identity_of
+from ..pins import scheme_of
 from ..store import Completion, RunRef, RunStore
 
 
@@ -74,16 +75,16 @@ class Run(Protocol):
     def sibling(self, run_id: str) -> Run: ...
 
 
-def _section_settings(name: str) -> Callable[[Any], dict]:
-    """A stage's section less its operational fields; a model by its identity (name and revision,
-    or a local model's content hash), not by the strings that name it."""
+def section_settings(name: str) -> Callable[[Any], dict]:
+    """A stage's section less its operational fields; a model by its identity (name and pinned
+    commit, or a local model's content hash), not by the strings that name it."""
     def settings(cfg) -> dict:
-        section = getattr(cfg, name, None)
+        section, scheme = getattr(cfg, name, None), scheme_of(cfg)
         if section is None:
             return {}
         if isinstance(section, ModelSection):
-            return {**fingerprinted(section), "model": model_identity(section.model, section.revision)}
-        return fingerprinted(section)
+            return {**fingerprinted(section, scheme), "model": model_identity_of(section, scheme)}
+        return fingerprinted(section, scheme)
 
     return settings
 
@@ -117,7 +118,7 @@ class Stage:
 
     def __post_init__(self) -> None:
         if self.settings is None:
-            object.__setattr__(self, "settings", _section_settings(self.name))
+            object.__setattr__(self, "settings", section_settings(self.name))
 
     def uses_ray(self, cfg) -> bool:
         return bool(self.workers(cfg))
