@@ -131,6 +131,9 @@ def run(
             console.print(f"run {ref.run_id} has another config: forked as [bold]{run.ref.run_id}[/], "
                           f"reusing {', '.join(reused) or 'no stage'}")
         console.print(f"run [bold]{run.ref.run_id}[/] under {run.ref.root}")
+        if run.ignored:
+            console.print(f"[yellow]continuing with the settings the run began with; not taken from {config}[/] "
+                          f"(they change where or how fast it runs, not what): {'; '.join(run.ignored)}", soft_wrap=True)
         from flows.pipeline import pipeline
 
         with _progress_bars():

@@ -21,6 +21,7 @@ from synthclip_core.ids import check_run_id
 from synthclip_core.run import default_run_id, load_run, open_run
 from synthclip_core.stages.train import training_summary
 from synthclip_core.store import RunRef
+from tasks.failures import fails_cleanly
 
 from .stages import run_stages
 
@@ -41,12 +42,14 @@ def finetune_config(config: str, checkpoint: str, limit: int | None = None) -> J
 
 
 @flow(name="train-job", flow_run_name="train {config}")
+@fails_cleanly
 def train_job_flow(config: str, job_id: str | None = None, root: str | None = None) -> dict:
     """Train on the config's sources: real data only, or synthetic and real mixed by weight."""
     return run_job(load_job_config(config), job_id, root)
 
 
 @flow(name="finetune", flow_run_name="finetune {checkpoint}")
+@fails_cleanly
 def finetune(checkpoint: str, config: str = "configs/finetune-cc12m-5ep.yaml", job_id: str | None = None,
              root: str | None = None, limit: int | None = None) -> dict:
     """Fine-tune CHECKPOINT (run:ID, a checkpoint path or URI, or local-dir:PATH) on the config's real
@@ -68,6 +71,7 @@ def resolve_model(ref: str, root: str) -> tuple[str, dict]:
 
 
 @task(name="evaluate-model", task_run_name="{label}", cache_policy=NONE)
+@fails_cleanly
 def evaluate_model(label: str, checkpoint: str, datasets: list[dict], templates: str, batch_size: int,
                    device: str | None) -> dict:
     from synthclip_core.evaluation.external import evaluation_report
@@ -76,6 +80,7 @@ def evaluate_model(label: str, checkpoint: str, datasets: list[dict], templates:
 
 
 @flow(name="compare-models", flow_run_name="compare {models}")
+@fails_cleanly
 def compare_models(models: dict[str, str], datasets: list[dict], root: str | None = None, out: str = "comparison",
                    templates: str = "simple", batch_size: int = 64, device: str | None = None) -> dict:
     """Evaluate every model (label: run:ID, a checkpoint, or local-dir:PATH) on the same datasets and

@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 from synthclip_core.pipeline import load_config
 from synthclip_core.run import default_root, load_run, open_run, unfinished_runs
 from synthclip_core.store import RunRef, check_root_writable
+from tasks.failures import fails_cleanly
 
 from .stages import run_stages
 
@@ -32,6 +33,7 @@ def scheduled_run_id(name: str) -> str:
 
 
 @flow(name="build-dataset", flow_run_name=_build_run_name)
+@fails_cleanly
 def build_dataset(config: str = "configs/offline.yaml", run_id: str | None = None, root: str | None = None,
                   fork: bool = False) -> dict:
     """Run the whole SynthCLIP pipeline for a config: concepts to evaluation report.
@@ -44,10 +46,14 @@ def build_dataset(config: str = "configs/offline.yaml", run_id: str | None = Non
     run = open_run(cfg, ref, fork=fork)
     if run.ref.run_id != ref.run_id:
         get_run_logger().info("running as %s", run.ref.run_id)
+    if run.ignored:
+        get_run_logger().warning("continuing %s with the settings it began with; not taken from %s: %s",
+                                 run.ref.run_id, config, "; ".join(run.ignored))
     return run_stages(run)
 
 
 @flow(name="resume", flow_run_name="resume {run_id}")
+@fails_cleanly
 def resume_run(run_id: str, root: str | None = None) -> dict:
     """Continue a run: recompute only outputs that are missing or failed, stage by stage."""
     run = load_run(RunRef(root or default_root(), run_id), verify=True)
@@ -56,6 +62,7 @@ def resume_run(run_id: str, root: str | None = None) -> dict:
 
 
 @flow(name="resume-latest", flow_run_name="resume the latest unfinished run")
+@fails_cleanly
 def resume_latest(root: str | None = None) -> dict:
     """Continue the newest run under ``root`` whose evaluation report is not committed yet."""
     root = root or default_root()
@@ -66,6 +73,7 @@ def resume_latest(root: str | None = None) -> dict:
 
 
 @flow(name="pipeline", flow_run_name="{run_id}")
+@fails_cleanly
 def pipeline(run_id: str, root: str) -> dict:
     """Every stage of a run or training job that its command has opened and checked already."""
     return run_stages(load_run(RunRef(root, run_id)))

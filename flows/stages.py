@@ -9,12 +9,14 @@ its deployment, see ``flows/deploy.py``) without a line here. Each is a module a
 from __future__ import annotations
 
 from prefect import Flow, flow, tags
+from prefect.runtime import flow_run
 
 from synthclip_core.pipeline import PIPELINE
-from synthclip_core.run import Run, default_root
+from synthclip_core.run import Run, default_root, load_run
 from synthclip_core.stages.stage import Stage
-from synthclip_core.store import RunRef
-from tasks.stage_task import StageFailed, run_stage_task
+from synthclip_core.store import RunRef, check_root_writable
+from tasks.failures import StageFailed, fails_cleanly
+from tasks.stage_task import run_stage_task
 
 __all__ = ["STAGE_FLOWS", "StageFailed", "run_stages"]
 
@@ -26,13 +28,17 @@ def run_stages(run: Run) -> dict:
 
 def stage_flow(stage: Stage) -> Flow:
     def run_one(run_id: str, root: str | None = None) -> dict:
+        ref = RunRef(root or default_root(), run_id)
+        if flow_run.get_parent_flow_run_id() is None:  # on its own (a deployment): checked as `resume` checks
+            check_root_writable(load_run(ref, verify=True).ref.root)
         # the stage's task, tagged with the run and stage; a failed output fails the task and the flow
         with tags(f"run:{run_id}", f"stage:{stage.name}"):
-            return run_stage_task(stage.name, RunRef(root or default_root(), run_id).as_dict())
+            return run_stage_task(stage.name, ref.as_dict())
 
     run_one.__doc__ = stage.description
     run_one.__name__ = run_one.__qualname__ = f"{stage.name}_flow"
-    return flow(run_one, name=stage.name, flow_run_name="{run_id}: " + stage.name, description=stage.description)
+    return flow(fails_cleanly(run_one), name=stage.name, flow_run_name="{run_id}: " + stage.name,
+                description=stage.description)
 
 
 STAGE_FLOWS: dict[str, Flow] = {stage.name: stage_flow(stage) for stage in PIPELINE}

@@ -73,6 +73,18 @@ def _plain(value: Any, scheme: int) -> Any:
     return value
 
 
+def differences(before: BaseModel, after: BaseModel, where: str = "") -> list[str]:
+    """Each field whose value differs between two configs, as ``path: before -> after``."""
+    out = []
+    for name in type(before).model_fields:
+        a, b, path = getattr(before, name), getattr(after, name), f"{where}{name}"
+        if isinstance(a, BaseModel) and isinstance(b, BaseModel):
+            out += differences(a, b, path + ".")
+        elif a != b:
+            out.append(f"{path}: {a!r} -> {b!r}")
+    return out
+
+
 _CREDENTIAL = re.compile(r"^(key|secret|token|password|passwd)$|secret|password|token|credential|access_key|account_key|"
                          r"connection_string", re.IGNORECASE)
 

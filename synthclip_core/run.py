@@ -15,13 +15,13 @@ import json
 import os
 import posixpath
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import fsspec
 
 from . import legacy, pins
-from .config import JobConfig, job_config_from_dict
+from .config import JobConfig, differences, job_config_from_dict
 from .errors import RunStateError, UserError
 from .pipeline import RunConfig, config_from_dict, fingerprints, stages_for, versions
 from .preflight import preflight
@@ -50,6 +50,7 @@ class Run:
     stages: tuple[Stage, ...]
     kind: str = "run"  # "run" (synthetic) or "job" (training job)
     layout: int = LAYOUT
+    ignored: tuple[str, ...] = ()  # settings of the command's config that the stored run it continues does not take
 
     @cached_property
     def store(self) -> RunStore:
@@ -144,7 +145,7 @@ def create_or_open(run: Run, existing: Run | None = _UNREAD) -> Run:  # type: ig
             raise RunStateError(
                 f"{existing.kind} {ref.run_id} under {ref.root} was made with another config or code (stages changed: "
                 f"{', '.join(changed) or 'all'}); start a new one (--run-id NEW), or --fork to reuse its unchanged stages")
-        return existing
+        return replace(existing, ignored=tuple(differences(existing.config, run.config)))
     doc = {"kind": run.kind, "run_id": ref.run_id, "config": run.config.model_dump(mode="json"),
            "fingerprints": run.fingerprints, "layout": LAYOUT, "code_version": {**code_version(), "stages": versions()},
            "created_at": time.time()}

@@ -28,10 +28,7 @@ from synthclip_core.ray_runtime import ensure_ray
 from synthclip_core.run import load_run
 from synthclip_core.stages.status import partition_table
 from synthclip_core.store import RunRef
-
-
-class StageFailed(RuntimeError):
-    """Some outputs of a stage failed after their retries; the rest were committed."""
+from tasks.failures import StageFailed, fails_cleanly
 
 
 @contextmanager
@@ -78,6 +75,7 @@ def _core_logs_to(run_logger):
 
 
 @task(name="run-stage", task_run_name="{stage}", cache_policy=NONE)
+@fails_cleanly
 def run_stage_task(stage: str, ref: dict) -> dict:
     """Run (or finish) one stage of a run or training job; outputs already committed are skipped."""
     logger = get_run_logger()

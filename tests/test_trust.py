@@ -315,6 +315,21 @@ def test_the_same_error_on_the_first_partitions_stops_the_stage_once(engine, tmp
     assert all(run.store.failure("images", o)["attempts"] <= 1 for o in failed)  # not every partition, not 3 times each
 
 
+def test_a_user_error_inside_a_task_fails_the_command_without_tracebacks(engine, tmp_path):
+    """Found in a stage's task, not before: Prefect's task and flow runs fail with the line, and no
+    traceback reaches the user (a bug keeps its traceback: test_cli's --debug)."""
+    import yaml
+
+    data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
+    data["images"]["backend"] = "custom_renderers:AlwaysFails"
+    config = tmp_path / "fails.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = synthclip("run", str(config), "--run-id", "fails", "--root", str(tmp_path / "runs"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "images: the first 3 partitions all failed with the same error" in last, result.stderr[-3000:]
+
+
 # -- 16. resume-latest: the storage's clock orders runs, not the writer's -------------------------
 
 def test_resume_latest_orders_runs_by_when_the_store_committed_them(tmp_path):
@@ -533,7 +548,10 @@ def test_a_continued_run_refuses_settings_that_change_its_outputs(micro_with_ban
                                     ("captions", {"engine_options": {"quantization": "awq"}}, "captions, balanced")):
         with pytest.raises(RunStateError, match=rf"made with another config or code \(stages changed: {stages}"):
             open_run(_with(cfg, section, **update), ref)
-    assert open_run(_with(cfg, "captions", num_actors=3), ref).config.captions.num_actors == 1  # operational: the run's own
+    continued = open_run(_with(cfg, "captions", num_actors=3, batch_size=5), ref)  # operational: reported, not taken
+    assert continued.config.captions.num_actors == 1
+    assert continued.ignored == ("captions.num_actors: 1 -> 3", "captions.batch_size: 32 -> 5")
+    assert open_run(cfg, ref).ignored == ()
 
     register_template(PromptTemplate("trust-test-2", 1, "Draw {concept}."))
     ref2 = RunRef(ref.root, "t")
