@@ -107,7 +107,7 @@ def data_ours(shards: list, batch: int) -> float:
     layout = epoch_layout(single_source([n for _, n in shards]), 1, 1, batch, 0, 0)
     batches = RankBatches([u for u, _ in shards], layout, 0, 0, 0, batch, 0, 1000, preprocess, tokenizer, [{"name": "data"}])
     start, samples = time.perf_counter(), 0
-    for images, _, _ in epoch_loader(batches, 0):
+    for images, _, _, _ in epoch_loader(batches, 0):
         samples += images.shape[0]
     return samples / (time.perf_counter() - start)
 

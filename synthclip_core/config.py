@@ -284,6 +284,9 @@ class TrainConfig(Section):
     log_every_steps: int = operational(10, ge=1, description="Print a metrics line every N steps (shows in the job logs).")
     max_failures: int = operational(
         2, ge=0, description="Worker-group restarts after a worker dies or fails (each from the latest checkpoint).")
+    max_unreadable_share: float = operational(
+        0.01, ge=0, le=1, description="Stop training once a source's unreadable samples (a corrupt image, a caption that is "
+        "not UTF-8) exceed this share of what was read from it, counted over at least 1000 samples; fewer are left out and counted.")
     sources: list[DataSource] = when_set(
         default_factory=list, description="Training data sources with weights (empty: the run's own shards only).")
     samples_per_epoch: int | None = when_set(

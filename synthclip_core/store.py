@@ -153,7 +153,7 @@ class RunStore:
             record["replaced"] = replaced  # what was placed there, and why it was not the output
         if not self._create_exclusive(record_path, _dumps(record)):
             return self.record(stage, output)
-        self._clear_failure(stage, output)
+        self.clear_failure(stage, output)
         return record
 
     def _discard(self, path: str) -> None:
@@ -216,7 +216,7 @@ class RunStore:
         """Hidden temporary files under the run (left by killed writers); no reader ever opens one."""
         return [p for p in self.fs.find(self.base) if placing.is_temporary(p)]
 
-    def _clear_failure(self, stage: str, output: str) -> None:
+    def clear_failure(self, stage: str, output: str) -> None:
         path = self._record_path(FAILURES, stage, output)
         try:
             self.fs.rm_file(path)

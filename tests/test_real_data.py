@@ -117,7 +117,7 @@ def test_batches_hold_the_sources_in_proportion_over_an_epoch(tmp_path):
     layout = epoch_layout(layout_sources, 1, 0, 8, seed=0, epoch=0, samples_per_epoch=64)
     _, preprocess, _, tokenizer = create_model(TINY)
     batches = RankBatches([u for u, _ in shards], layout, 0, 0, 0, 8, 0, 16, preprocess, tokenizer, specs)
-    counts = torch.stack([c for _, _, c in epoch_loader(batches, 0)])
+    counts = torch.stack([c for _, _, c, _ in epoch_loader(batches, 0)])
     assert counts.sum(0).tolist() == [16, 48]
     assert (counts[:, 0] > 0).float().mean() >= 0.75 and (counts[:, 1] > 0).all()  # mixed inside batches, not in runs
 
@@ -139,7 +139,7 @@ def test_a_source_on_the_object_store_is_listed_counted_and_read(bucket, tmp_pat
     shards, specs = to_spec_parts([source])
     layout = epoch_layout([SourceShards("cc", (0, 1, 2), (12, 12, 12), 1.0, 30)], 1, 0, 10, seed=0, epoch=0)
     _, preprocess, _, tokenizer = create_model(TINY)
-    counts = [c for _, _, c in epoch_loader(RankBatches([u for u, _ in shards], layout, 0, 0, 0, 10, 0, 8, preprocess,
+    counts = [c for _, _, c, _ in epoch_loader(RankBatches([u for u, _ in shards], layout, 0, 0, 0, 10, 0, 8, preprocess,
                                                         tokenizer, specs), 0)]
     assert sum(int(c.sum()) for c in counts) == 30  # the deterministic 30-sample subset, once
 
@@ -237,7 +237,7 @@ def test_fine_tuning_starts_from_the_given_weights(workflows):
     model.load_state_dict(checkpoints.load(parent, parent_ckpt)["state_dict"])
     model.train()
     layout = epoch_layout(spec.layout_sources(), 1, 0, 16, spec.seed, 0, None)
-    images, texts, _ = next(iter(epoch_loader(RankBatches([u for u, _ in spec.shards], layout, 0, 0, 0, 16, spec.seed,
+    images, texts, _, _ = next(iter(epoch_loader(RankBatches([u for u, _ in spec.shards], layout, 0, 0, 0, 16, spec.seed,
                                                            spec.config.shuffle_buffer, preprocess, tokenizer,
                                                            spec.source_specs()), 0)))
     with torch.no_grad():

@@ -94,7 +94,7 @@ def test_resumed_epoch_yields_the_rest_of_the_same_batches(tmp_path):
 
     def epoch_from(step: int) -> list:
         batches = RankBatches([u for u, _ in shards], layout, 0, 1, step, 4, 0, 8, preprocess, tokenizer, [{"name": "data"}])
-        return [(images, texts) for images, texts, _ in epoch_loader(batches, loader_workers=2)]
+        return [(images, texts) for images, texts, _, _ in epoch_loader(batches, loader_workers=2)]
 
     full = epoch_from(0)
     assert len(full) == layout.steps == 12

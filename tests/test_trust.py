@@ -282,6 +282,64 @@ def test_a_damaged_last_checkpoint_is_set_aside_and_its_epoch_trained_again(ray_
     assert why.is_file() and "damaged checkpoint" in why.read_text()  # the bad bytes kept aside, not deleted
 
 
+# -- 12. real-data tars: an unreadable sample is left out and counted; too many stop training -------
+
+def _damaged_rows(bad: list[int], seed: int) -> list:
+    import shapes
+
+    rows = shapes.samples(2, seed=seed)  # 24
+    for i in bad:  # a corrupt image, or a caption that is not UTF-8, in turn
+        key, jpg, text, label = rows[i]
+        rows[i] = (key, b"\xff\xd8 not a jpeg", text, label) if i % 2 else (key, jpg, b"\xff\xfe\x00caption", label)
+    return rows
+
+
+def test_unreadable_samples_are_left_out_and_counted_in_full_batches(tmp_path):
+    import shapes
+
+    from synthclip_core.clip_models import create_model
+    from synthclip_core.training.data import RankBatches, epoch_loader
+    from synthclip_core.training.layout import SourceShards, epoch_layout
+
+    shards = shapes.write_shards(_damaged_rows([3, 8], seed=6), tmp_path / "shards", per_shard=12)
+    layout = epoch_layout([SourceShards("data", (0, 1), (12, 12), 1.0, None)], 1, 0, 8, seed=0, epoch=0,
+                          samples_per_epoch=None)
+    _, preprocess, _, tokenizer = create_model("SynthCLIP-Tiny")
+    batches = list(epoch_loader(RankBatches([u for u, _ in shards], layout, 0, 0, 0, 8, 0, 16, preprocess, tokenizer,
+                                            [{"name": "data"}]), 0))
+    assert [len(images) for images, _, _, _ in batches] == [8, 8, 8]  # full batches: every rank takes the same steps
+    assert sum(int(bad.sum()) for _, _, _, bad in batches) == 2
+
+
+def test_too_many_unreadable_samples_stop_training_once_in_one_line(ray_local, tmp_path):
+    import shapes
+
+    from synthclip_core.clip_models import model_config
+    from synthclip_core.config import TrainConfig
+    from synthclip_core.training import checkpoints
+    from synthclip_core.training.fit import fit
+    from synthclip_core.training.sources import SourceError
+    from synthclip_core.training.spec import TrainSpec
+
+    def spec(run_id: str, bad: list[int], share: float) -> TrainSpec:
+        shards = shapes.write_shards(_damaged_rows(bad, seed=7), tmp_path / run_id, per_shard=12)
+        t = TrainConfig(model="SynthCLIP-Tiny", epochs=1, global_batch_size=12, lr=1e-3, warmup_epochs=0,
+                        loader_workers=0, cpus_per_worker=1, max_unreadable_share=share)
+        return TrainSpec(ref=RunRef(str(tmp_path), run_id).as_dict(), shards=shards, train=t.model_dump(), seed=0,
+                         model_cfg=model_config("SynthCLIP-Tiny"))
+
+    fit(spec("one-bad", [5], share=0.01), "test-one-bad")  # 1 of 24: under 1% of (at least) 1000
+    record = RunRef(str(tmp_path), "one-bad").store().record("train", checkpoints.epoch_name(1))
+    assert [(s["samples_seen"], s["unreadable"]) for s in record["sources"]] == [(24, 1)]
+
+    with pytest.raises(SourceError, match=r"training source 'data': 6 of the 12 samples read so far are unreadable "
+                                          r"\(50.0%.*over train.max_unreadable_share 0.1%"):
+        fit(spec("many-bad", list(range(0, 12, 2)) + list(range(13, 24, 2)), share=0.001), "test-many-bad")
+    store = RunRef(str(tmp_path), "many-bad").store()
+    assert not checkpoints.committed_epochs(store)  # stopped at the first step, not retried max_failures times
+    assert "unreadable" in store.failure("train", "unreadable-data")["error"]
+
+
 # -- 13. what fails every partition the same way is refused up front, or stops the stage at once ---
 
 def test_a_size_no_diffusers_pipeline_takes_is_refused_up_front(tmp_path):

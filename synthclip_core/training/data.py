@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import random
 from itertools import islice
 from typing import Callable, Iterator
 
 import fsspec
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from ..store import fs_options
 from .layout import EpochLayout, Piece, batches_before
+from .sources import SourceError
 
 
 def iter_shard_samples(urls: list[str], storage_options: dict | None = None) -> Iterator[dict]:
@@ -60,14 +63,24 @@ def sample_seed(seed: int, epoch: int, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{epoch}:{key}".encode()).digest()[:8], "big") >> 1
 
 
+log = logging.getLogger("synthclip.train")
+
+
 def decode(data: bytes, preprocess: Callable, seed: int):
     """The augmented image tensor of encoded image bytes, its random crop drawn from ``seed``."""
-    from PIL import Image
-
     image = Image.open(io.BytesIO(data)).convert("RGB")
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)  # the CPU stream only: torch.manual_seed also queues a CUDA seed with a stack trace
         return preprocess(image)
+
+
+class MissingKeys(ValueError):
+    """A sample without its source's image or caption key."""
+
+
+# What an unreadable sample raises: PIL's OSError (not an image, truncated) and DecompressionBombError,
+# UnicodeDecodeError for a caption that is not UTF-8, and missing keys.
+UNREADABLE = (OSError, UnicodeDecodeError, MissingKeys, Image.DecompressionBombError, SyntaxError)
 
 
 def caption(text: bytes | str) -> str:
@@ -106,6 +119,7 @@ class RankBatches(IterableDataset):
         self.urls, self.layout, self.rank, self.epoch, self.start_step = urls, layout, rank, epoch, start_step
         self.per_worker, self.seed, self.shuffle_buffer = per_worker, seed, shuffle_buffer
         self.preprocess, self.tokenizer, self.sources = preprocess, tokenizer, sources
+        self.unreadable = 0
 
     def __iter__(self) -> Iterator[tuple]:
         info = get_worker_info()
@@ -126,22 +140,46 @@ class RankBatches(IterableDataset):
         done = batches_before(self.start_step, role, loaders)
         samples = islice(samples, done * self.per_worker, None)  # already trained on: not decoded
         for _ in range(self.layout.batches_per_slot - done):
-            chunk = [(i, self.fields(i, s)) for i, s in islice(samples, self.per_worker)]
-            images = torch.stack([decode(image, self.preprocess, sample_seed(self.seed, self.epoch, key))
-                                  for _, (key, image, _) in chunk])
-            counts = torch.bincount(torch.tensor([i for i, _ in chunk]), minlength=len(self.sources))
-            yield images, self.tokenizer([caption(text) for _, (_, _, text) in chunk]), counts
+            yield self.batch(list(islice(samples, self.per_worker)))
+
+    def batch(self, chunk: list[tuple[int, dict]]) -> tuple:
+        """(images, tokens, samples per source, unreadable samples per source) of one batch.
+
+        A sample whose image does not decode, whose caption is not UTF-8 or that lacks its
+        source's keys is left out and counted; the batch is filled up with the readable samples of
+        the same batch (so every rank takes the same steps, and a resume the same batches), and
+        the training loop stops once a source's share of unreadable samples is too high.
+        """
+        readable, bad = [], [0] * len(self.sources)
+        for source, sample in chunk:
+            try:
+                key, image, text = self.fields(source, sample)
+                readable.append((source, decode(image, self.preprocess, sample_seed(self.seed, self.epoch, key)),
+                                 caption(text)))
+            except UNREADABLE as exc:
+                bad[source] += 1
+                self.unreadable += 1
+                if self.unreadable <= 3:  # the first few of each loader process, by name; the loop counts them all
+                    log.warning("training source %r: sample %s in %s left out: %s", self.sources[source].get("name"),
+                                sample.get("__key__"), sample.get("__url__"), " ".join(str(exc).split())[:200])
+        if not readable:
+            raise SourceError(f"training sources {sorted({self.sources[i].get('name') for i, _ in chunk})}: every sample of "
+                              f"a batch of {len(chunk)} is unreadable (see the warnings above)")
+        filled = readable + [readable[i % len(readable)] for i in range(len(chunk) - len(readable))]
+        counts = torch.bincount(torch.tensor([i for i, _, _ in filled]), minlength=len(self.sources))
+        return (torch.stack([image for _, image, _ in filled]), self.tokenizer([text for _, _, text in filled]), counts,
+                torch.tensor(bad))
 
     def fields(self, source: int, sample: dict) -> tuple[str, bytes, bytes]:
         """Seed key, image bytes and caption of a sample, by its source's keys."""
         spec = self.sources[source]
         image_key, text_key = spec.get("image_key", "jpg"), spec.get("text_key", "txt")
         if image_key not in sample or text_key not in sample:
-            raise ValueError(f"training source {spec.get('name')!r}: sample {sample.get('__key__')} in {sample.get('__url__')} "
-                             f"has {sorted(k for k in sample if not k.startswith('__'))}, not .{image_key} and .{text_key}")
+            raise MissingKeys(f"training source {spec.get('name')!r}: sample {sample.get('__key__')} in "
+                              f"{sample.get('__url__')} has {sorted(k for k in sample if not k.startswith('__'))}, "
+                              f"not .{image_key} and .{text_key}")
         lap = sample.get("__lap__")  # a repeat of an up-sampled source: its own crop
         return sample["__key__"] + (f"#{lap}" if lap else ""), sample[image_key], sample[text_key]
-
 
 def epoch_loader(batches: RankBatches, loader_workers: int, pin_memory: bool = False) -> DataLoader:
     """A DataLoader over one rank's epoch (in-process when ``loader_workers`` is 0)."""

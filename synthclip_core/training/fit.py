@@ -15,6 +15,7 @@ from dataclasses import asdict
 from . import checkpoints
 from .layout import epoch_layout
 from .metrics import follow_metrics
+from .sources import SourceError
 from .spec import TrainSpec
 
 
@@ -38,10 +39,11 @@ def fit(spec: TrainSpec, name: str, poll_s: float = 2.0) -> None:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from .loop import train_loop_per_worker
+    from .loop import UNREADABLE_DATA, train_loop_per_worker
 
     preflight(spec)
     t = spec.config
+    spec.run_ref.store().clear_failure("train", UNREADABLE_DATA)  # a stop of an earlier attempt: try again
     checkpoints.set_aside_damaged(spec.run_ref.store(), spec.model_cfg,
                                   checkpoints.layout_key(t.num_workers, t.loader_workers, spec.per_worker_batch()))
     trainer = TorchTrainer(
@@ -67,6 +69,8 @@ def fit(spec: TrainSpec, name: str, poll_s: float = 2.0) -> None:
     thread.join()
     if error:
         raise TrainingFailed(root_message(error[0])) from error[0]
+    if (stopped := spec.run_ref.store().failure("train", UNREADABLE_DATA)) is not None:
+        raise SourceError(stopped["error"])
 
 
 def root_message(exc: BaseException) -> str:

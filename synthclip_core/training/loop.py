@@ -55,6 +55,7 @@ def train_loop_per_worker(spec_dict: dict) -> None:
     sources = spec.source_specs()
     described = spec.lineage.get("sources") or sources_lineage(sources)  # as the lineage names them
     seen = [0] * len(sources)  # samples trained on from each source, all ranks
+    unreadable = [0] * len(sources)  # samples left out of each source's batches, all ranks
     if (found := checkpoints.resume_point(store, spec.model_cfg, layout_key)) is not None:
         state = found[2]
         model.load_state_dict(state["state_dict"])
@@ -62,6 +63,7 @@ def train_loop_per_worker(spec_dict: dict) -> None:
         scaler.load_state_dict(state["scaler"])
         done_steps = state["epoch"] * spe if found[0].startswith("checkpoints/epoch_") else state["step"]
         seen = list(state.get("seen", seen))
+        unreadable = list(state.get("unreadable", unreadable))
         if rank == 0:
             print(f"resuming from train/{found[0]} at step {done_steps} of {total_steps}", flush=True)
     elif spec.init:  # fine-tuning: start from the given weights (checked by the driver, loaded strictly)
@@ -82,11 +84,12 @@ def train_loop_per_worker(spec_dict: dict) -> None:
         if rank != 0:
             return
         base = {**spec.lineage, "step": step, "epoch": epoch,
-                "sources": [{**d, "samples_seen": n} for d, n in zip(described, seen)]}
+                "sources": [{**d, "samples_seen": n, "unreadable": u} for d, n, u in zip(described, seen, unreadable)]}
         metrics = "".join(json.dumps(r) + "\n" for r in rows).encode()
         # timings in the metrics, GPU arithmetic in the weights: bytes may differ between attempts
         store.commit("train", f"metrics/step_{step:09d}.jsonl", metrics, {**base, "rows": len(rows)}, deterministic=False)
         state = {"epoch": epoch, "step": step, "name": t.model, "model_cfg": spec.model_cfg, "seen": seen,
+                 "unreadable": unreadable,
                  "state_dict": core.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
         store.commit("train", name, checkpoints.to_bytes(state), {
             **base, "model_cfg": spec.model_cfg, "layout": layout_key, "rows": step * t.global_batch_size,
@@ -103,7 +106,8 @@ def train_loop_per_worker(spec_dict: dict) -> None:
         batches = RankBatches(urls, layout, rank, epoch, first, per_worker, spec.seed, t.shuffle_buffer,
                               preprocess_train, tokenizer, sources)
         waited_from = time.perf_counter()
-        for step_in_epoch, (images, texts, counts) in enumerate(epoch_loader(batches, t.loader_workers, t.use_gpu), start=first):
+        for step_in_epoch, (images, texts, counts, bad) in enumerate(epoch_loader(batches, t.loader_workers, t.use_gpu),
+                                                                     start=first):
             started = time.perf_counter()
             step = epoch * spe + step_in_epoch
             lr = cosine_lr(step, total_steps, warmup_steps, t.lr, t.min_lr)
@@ -119,13 +123,18 @@ def train_loop_per_worker(spec_dict: dict) -> None:
             with torch.no_grad():
                 core.logit_scale.clamp_(0, math.log(100))
             # one collective per step: the global loss (the mean of the ranks' local losses), timings, samples per source
-            stats = torch.tensor([loss.item(), started - waited_from, time.perf_counter() - started, *counts.tolist()],
-                                 device=device)
+            stats = torch.tensor([loss.item(), started - waited_from, time.perf_counter() - started, *counts.tolist(),
+                                  *bad.tolist()], device=device)
             if world > 1:
                 torch.distributed.all_reduce(stats)
                 stats[:3] /= world
             mean_loss, data_wait, compute, *step_counts = stats.tolist()
-            seen = [n + round(c) for n, c in zip(seen, step_counts)]
+            seen = [n + round(c) for n, c in zip(seen, step_counts[:len(sources)])]
+            unreadable = [n + round(c) for n, c in zip(unreadable, step_counts[len(sources):])]
+            if (why := too_many_unreadable(described, seen, unreadable, t.max_unreadable_share)) is not None:
+                if rank == 0:  # every rank counts the same totals, so all stop at this step; the driver raises
+                    store.fail("train", UNREADABLE_DATA, why)
+                return
             rows.append({"step": step + 1, "epoch": epoch + 1, "loss": mean_loss, "lr": lr,
                          "logit_scale": core.logit_scale.exp().item(),
                          "samples_per_s_per_worker": per_worker / max(data_wait + compute, 1e-9), "data_wait_s": data_wait})
@@ -139,6 +148,21 @@ def train_loop_per_worker(spec_dict: dict) -> None:
                 commit(checkpoints.step_name(step + 1), epoch, step + 1)
             waited_from = time.perf_counter()
         ray.train.report({"epoch": epoch + 1, "step": (epoch + 1) * spe})
+
+
+UNREADABLE_DATA = "unreadable-data"  # the failure record a stop for unreadable samples leaves
+MIN_SAMPLES_FOR_SHARE = 1000
+
+
+def too_many_unreadable(described: list[dict], seen: list[int], unreadable: list[int], share: float) -> str | None:
+    """Why training must stop (a source whose unreadable share is over ``share``), or None."""
+    for source, read, bad in zip(described, seen, unreadable):  # a batch's unreadable samples are replaced: read = seen
+        if bad and bad > share * max(read, MIN_SAMPLES_FOR_SHARE):
+            return (f"training source {source.get('name')!r}: {bad} of the {read} samples read so far are unreadable "
+                    f"({bad / max(read, 1):.1%}; a corrupt image or a caption that is not UTF-8), over "
+                    f"train.max_unreadable_share {share:.1%} (counted over at least {MIN_SAMPLES_FOR_SHARE} samples): "
+                    f"repair or drop the source, or raise the share")
+    return None
 
 
 def sources_lineage(sources: list[dict]) -> list[dict]:
