@@ -188,6 +188,49 @@ def status(
                 console.print(f"[red]failed[/] {s.stage}/{output}: {error}", highlight=False)
 
 
+@app.command()
+def verify(
+    run_id: str = typer.Argument(..., help="The run or training job to check."),
+    root: Optional[str] = RootOption,
+    repair: bool = typer.Option(False, "--repair", help="Move damaged outputs aside (to _damaged/) and retire their "
+                                "records, so `synthclip resume` recomputes exactly those; remove leftover temporaries."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Re-read every committed output of RUN_ID against its record (size, sha256, readable as its
+    kind); list orphaned files and temporaries. Exits 1 on damage (0 once --repair set it all aside)."""
+    with _handled(debug):
+        from synthclip_core.errors import RunStateError
+        from synthclip_core.run import default_root
+        from synthclip_core.store import RunRef
+        from synthclip_core.verify import verify as verify_run
+
+        ref = RunRef(root or default_root(), run_id)
+        if not ref.store().committed("run") and not ref.store().committed_all():
+            raise RunStateError(f"no run {run_id!r} under {ref.root}: nothing committed to verify")
+        with _progress_bars():
+            found = verify_run(ref.store(), repair=repair)
+        console.print(f"{found.checked} outputs, {found.bytes / (1 << 20):,.1f} MiB read in {found.seconds:.1f} s "
+                      f"({found.mib_per_s:,.0f} MiB/s): {len(found.damaged)} damaged, {len(found.orphans)} orphaned, "
+                      f"{len(found.temporaries)} temporaries", soft_wrap=True, highlight=False)
+        for finding in found.damaged:
+            console.print(f"[red]damaged[/] {finding.stage}/{finding.output}: {finding.problem}", soft_wrap=True,
+                          highlight=False)
+        for orphan in found.orphans:
+            console.print(f"[yellow]orphaned[/] {orphan} (no record names it: a stopped writer's; the next commit of "
+                          f"that output adopts or replaces it)", soft_wrap=True, highlight=False)
+        for temporary in found.temporaries:
+            console.print(f"[yellow]temporary[/] {temporary}{' (removed)' if repair else ''}", soft_wrap=True,
+                          highlight=False)
+        if found.repaired:
+            console.print(f"set aside {len(found.repaired)} damaged output(s) under {ref.store().uri('_damaged')}; "
+                          f"`synthclip resume {run_id} --root {ref.root}` recomputes them", soft_wrap=True, highlight=False)
+        for finding in found.unrepairable:
+            console.print(f"[red]cannot repair[/] {finding.stage}/{finding.output}: it is the run's identity; restore it "
+                          f"from a copy", soft_wrap=True, highlight=False)
+        if found.damaged and (not repair or found.unrepairable):
+            raise typer.Exit(1)
+
+
 @app.command("eval")
 def eval_checkpoint(
     checkpoint: str = typer.Argument(..., help="An open_clip checkpoint: a file (local or s3://) or local-dir:DIR."),

@@ -192,8 +192,12 @@ class RunStore:
                 self.fs.mv(self.data_path(stage, output), aside)
             except FileNotFoundError:
                 pass
+            try:
+                record = self.record(stage, output)
+            except (OSError, ValueError):  # an unreadable record: kept beside the bytes as it was
+                record = None
             self.fs.pipe_file(aside + ".why.json", _dumps({"stage": stage, "output": output, "reason": reason,
-                                                           "record": self.record(stage, output), "at": time.time()}))
+                                                           "record": record, "at": time.time()}))
             self.fs.rm_file(self._record_path(COMMITS, stage, output))
         return aside
 
