@@ -1,10 +1,11 @@
 """Run every benchmark: ``python -m benchmarks`` (or ``make bench``); figures go to
 ``benchmarks/results/<date>-<machine>.json``."""
 
-from benchmarks import bench_balancing, bench_captions, bench_growth, bench_overhead, bench_planning, bench_training
+from benchmarks import bench_balancing, bench_captions, bench_growth, bench_overhead, bench_planning, bench_training, bench_verify
 
 if __name__ == "__main__":
     bench_planning.main()
+    bench_verify.main()
     bench_captions.main()
     bench_overhead.main()
     bench_growth.main()

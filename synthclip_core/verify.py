@@ -85,21 +85,21 @@ def _check(store: RunStore, stage: str, output: str) -> tuple[str, str, int, str
         return stage, output, 0, f"its commit record is unreadable ({type(exc).__name__})"
     path = store.data_path(stage, output)
     try:
-        size = store.fs.size(path)
-        if size != expected_size:
-            return stage, output, 0, f"{size} bytes, its record says {expected_size}"
-        if size > WHOLE_IN_MEMORY:
-            digest = hashlib.sha256()
+        if expected_size > WHOLE_IN_MEMORY:
+            size, digest = 0, hashlib.sha256()
             with store.fs.open(path, "rb", block_size=8 << 20) as handle:
                 for block in iter(lambda: handle.read(8 << 20), b""):
                     digest.update(block)
+                    size += len(block)
             sha, kind_problem = digest.hexdigest(), None
-        else:
+        else:  # one read, no size request first: on an object store each request is a round trip
             data = store.fs.cat_file(path)
-            sha = hashlib.sha256(data).hexdigest()
+            size, sha = len(data), hashlib.sha256(data).hexdigest()
             kind_problem = validation.problem(output, data) if sha == expected_sha else None
     except FileNotFoundError:
         return stage, output, 0, "the file is gone"
+    if size != expected_size:
+        return stage, output, size, f"{size} bytes, its record says {expected_size}"
     if sha != expected_sha:
         return stage, output, size, f"sha256 {sha[:12]}…, its record says {expected_sha[:12]}…"
     return stage, output, size, kind_problem
