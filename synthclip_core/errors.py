@@ -17,6 +17,10 @@ class ConceptBankError(UserError):
     """The concept bank cannot be read or is malformed."""
 
 
+class SourceError(ConfigError):
+    """A training source cannot be read as configured; the message names the source."""
+
+
 class RunStateError(UserError):
     """The run on disk does not fit the request (unknown run, changed fingerprint, ...)."""
 

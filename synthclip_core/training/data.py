@@ -23,9 +23,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from ..errors import SourceError
 from ..store import fs_options
 from .layout import EpochLayout, Piece, batches_before
-from .sources import SourceError
 
 
 def iter_shard_samples(urls: list[str], storage_options: dict | None = None) -> Iterator[dict]:

@@ -19,14 +19,10 @@ import fsspec
 from braceexpand import braceexpand
 
 from ..config import DataSource
-from ..errors import ConfigError
+from ..errors import SourceError
 from ..store import fs_options
 
 log = logging.getLogger("synthclip.train")
-
-
-class SourceError(ConfigError):
-    """A training source cannot be read as configured; the message names the source."""
 
 
 @dataclass
