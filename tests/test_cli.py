@@ -106,7 +106,7 @@ def test_a_root_without_permission_is_one_line(tmp_path):
 
 def test_a_run_id_with_another_config_is_refused_unless_forked(committed_root, tmp_path):
     from synthclip_core.pipeline import load_config
-    from synthclip_core.run import fork_run, new_run
+    from synthclip_core.run import open_run
     from synthclip_core.store import RunRef
 
     root, run_id = committed_root
@@ -116,7 +116,7 @@ def test_a_run_id_with_another_config_is_refused_unless_forked(committed_root, t
     one_line_error(result, f"run {run_id}", "stages changed: eval", "--fork")
     assert _snapshot(root) == before
 
-    fork = fork_run(new_run(load_config(other), RunRef(str(root), run_id))).ref
+    fork = open_run(load_config(other), RunRef(str(root), run_id), fork=True).ref
     assert fork.run_id.startswith(f"{run_id}-fork-")
     source, copy = RunRef(str(root), run_id).store(), fork.store()
     for stage in ("concepts", "captions", "balanced", "images", "shards", "train"):
@@ -125,4 +125,4 @@ def test_a_run_id_with_another_config_is_refused_unless_forked(committed_root, t
         assert all(r["forked_from"] == run_id for r in copy.records(stage).values())
     assert "eval" not in copy.committed_all()
     assert {p: h for p, h in _snapshot(root).items() if fork.run_id not in str(p)} == before
-    assert fork_run(new_run(load_config(other), fork)).ref == fork  # the fork has this config: continue it
+    assert open_run(load_config(other), fork, fork=True).ref == fork  # the fork has this config: continue it
