@@ -116,6 +116,7 @@ def test_scheduled_build_takes_its_run_id_from_the_scheduled_time(worker, tmp_pa
     assert run.state.is_completed()
 
 
+@pytest.mark.slow  # 3.5 minutes; two stage deployments alone are in the default suite (the test below)
 def test_every_stage_deployment_runs_alone(worker, tmp_path):
     """Each stage's deployment, triggered on its own (a process of its own, as the worker starts
     it) on a run whose earlier stages are committed: every stage that needs Ray starts it."""

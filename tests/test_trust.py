@@ -638,7 +638,9 @@ def _damage(base: Path) -> dict[str, bytes]:
     return originals
 
 
-def test_verify_finds_every_damage_and_repair_lets_resume_make_exactly_those_again(micro_reference, tmp_path):
+@pytest.fixture
+def damaged_copy(micro_reference, tmp_path):
+    """A copy of the finished micro run, proven clean by verify, then damaged (see ``_damage``)."""
     import shutil
 
     reference, _ = micro_reference
@@ -646,8 +648,11 @@ def test_verify_finds_every_damage_and_repair_lets_resume_make_exactly_those_aga
     shutil.copytree(reference.base, root / "copy")
     clean = synthclip("verify", "copy", "--root", str(root))
     assert clean.returncode == 0 and "0 damaged, 0 orphaned, 0 temporaries" in clean.stderr, clean.stdout + clean.stderr
-    originals = _damage(root / "copy")
+    return root, _damage(root / "copy")
 
+
+def test_verify_finds_every_damage_and_repair_sets_it_aside(damaged_copy):
+    root, _ = damaged_copy
     found = synthclip("verify", "copy", "--root", str(root))
     assert found.returncode == 1, found.stdout + found.stderr
     out = found.stderr
@@ -661,6 +666,16 @@ def test_verify_finds_every_damage_and_repair_lets_resume_make_exactly_those_aga
     repaired = synthclip("verify", "copy", "--root", str(root), "--repair")
     assert repaired.returncode == 0 and "set aside 4 damaged output(s)" in repaired.stderr, repaired.stdout + repaired.stderr
     assert (root / "copy/_damaged/shards/00000.tar").stat().st_size == 5000  # kept, not deleted
+    assert (root / "copy/_damaged/shards/00000.tar.why.json").is_file()
+    store = RunStore(str(root), "copy")
+    assert "00000.tar" not in store.committed("shards") and "part-00001.parquet" not in store.committed("captions")
+    assert not store.temporaries()
+
+
+@pytest.mark.slow
+def test_after_repair_resume_makes_exactly_the_damaged_outputs_again(damaged_copy):
+    root, originals = damaged_copy
+    assert synthclip("verify", "copy", "--root", str(root), "--repair").returncode == 0
     resumed = synthclip("resume", "copy", "--root", str(root))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for rel in ("shards/00000.tar", "captions/part-00001.parquet", "balanced/part-00000.parquet"):
