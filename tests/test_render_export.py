@@ -124,3 +124,23 @@ def test_shards_re_export_identically_from_parquet(offline_run):
     summary = run_shards(run)
     assert summary.computed == len([o for o in before if o.endswith(".tar")])
     assert {o: r["sha256"] for o, r in store.records("shards").items()} == {o: r["sha256"] for o, r in before.items()}
+
+
+def test_a_shard_record_names_the_image_partitions_of_its_samples_only(offline_run):
+    import io
+    import tarfile
+
+    from synthclip_core.stages.common import read_table
+
+    run, _ = offline_run
+    store = run.store
+    part_of = {}
+    for part in sorted(o for o in store.committed("images") if o.startswith("part-")):
+        for image_id in read_table(store, "images", part).column("image_id").to_pylist():
+            part_of[image_id] = part
+    for name, record in store.records("shards").items():
+        if not name.endswith(".tar"):
+            continue
+        with tarfile.open(fileobj=io.BytesIO(store.read_bytes("shards", name))) as tar:
+            ids = [json.loads(tar.extractfile(m).read())["image_id"] for m in tar.getmembers() if m.name.endswith(".json")]
+        assert [i["output"] for i in record["inputs"]] == list(dict.fromkeys(part_of[i] for i in ids)), name

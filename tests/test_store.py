@@ -110,3 +110,24 @@ def test_temporaries_are_hidden_from_readers_and_globs(tmp_path):
     assert [Path(p).name for p in store.temporaries()] == [f".00001.tar.{'ab' * 16}.tmp"]
     assert sorted(p.name for p in (tmp_path / "r1" / "shards").glob("*.tar")) == ["00000.tar"]
     assert store.committed("shards") == {"00000.tar"}
+
+
+def test_a_commit_record_stays_small_however_many_inputs_it_has(tmp_path):
+    """A whole-run output of a paper-scale run (58,600 render partitions) keeps a record of a few KB:
+    beyond 32 inputs, one summary per upstream that the upstream's records reproduce."""
+    import hashlib
+    import json
+
+    from synthclip_core.stages.common import MAX_LISTED_INPUTS, bounded_inputs, lineage
+
+    refs = [{"stage": "images", "output": f"part-{i:06d}.parquet", "sha256": hashlib.sha256(str(i).encode()).hexdigest()}
+            for i in range(58_600)]
+    store = RunStore(str(tmp_path), "r")
+    record = store.commit("shards", "sizes.json", b"{}", lineage("f" * 16, 2, refs, 0.0, 1))
+    assert len(json.dumps(record)) < 2048 and record["inputs"] == [{
+        "stage": "images", "count": 58_600, "first": "part-000000.parquet", "last": "part-058599.parquet",
+        "sha256": hashlib.sha256("".join(f"{r['output']} {r['sha256']}\n" for r in refs).encode()).hexdigest()}]
+    assert bounded_inputs(refs[:MAX_LISTED_INPUTS]) == refs[:MAX_LISTED_INPUTS]  # a few are each named
+    other_run = [{**r, "run_id": "synthetic"} for r in refs[:40]]
+    summaries = bounded_inputs(other_run + refs[:40])  # another run's shards and this run's, apart
+    assert [(s.get("run_id"), s["count"]) for s in summaries] == [("synthetic", 40), (None, 40)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -60,16 +61,39 @@ def worker_info(device: str = "cpu") -> dict:
     return info
 
 
+MAX_LISTED_INPUTS = 32  # a record names each input up to this many; beyond, one summary per upstream
+
+
 def lineage(fingerprint: str, version: int, inputs: list[dict], started: float, rows: int, **extra) -> dict:
-    """The commit record's lineage: the stage's fingerprint and code version, the inputs, rows, timings."""
+    """The commit record's lineage: the stage's fingerprint and code version, the inputs (bounded:
+    see :func:`bounded_inputs`), rows, timings."""
     return {
         "fingerprint": fingerprint,
-        "inputs": inputs,
+        "inputs": bounded_inputs(inputs),
         "rows": rows,
         "code_version": code_version(version),
         "timings": {"started": started, "seconds": round(time.time() - started, 4)},
         **extra,
     }
+
+
+def bounded_inputs(inputs: list[dict]) -> list[dict]:
+    """Inputs as a record lists them, in a size that does not grow with the run: each input while
+    there are at most ``MAX_LISTED_INPUTS``; beyond, one summary per upstream stage (and run, for
+    another run's outputs): how many, the first and last output, and the sha256 of their
+    ``"OUTPUT SHA256\n"`` lines in order, which the upstream's commit records reproduce."""
+    if len(inputs) <= MAX_LISTED_INPUTS:
+        return inputs
+    groups: dict[tuple, list[dict]] = {}
+    for ref in inputs:
+        groups.setdefault((ref.get("run_id"), ref["stage"]), []).append(ref)
+    out = []
+    for (run_id, stage), refs in groups.items():
+        lines = "".join(f"{r['output']} {r['sha256']}\n" for r in refs).encode()
+        summary = {"stage": stage, "count": len(refs), "first": refs[0]["output"], "last": refs[-1]["output"],
+                   "sha256": hashlib.sha256(lines).hexdigest()}
+        out.append({"run_id": run_id, **summary} if run_id else summary)
+    return out
 
 
 def input_ref(store: RunStore, stage: str, output: str, record: dict | None = None) -> dict:

@@ -39,11 +39,12 @@ def run_shards(run: Run) -> StageSummary:
     image_parts = data_parts(run.require("images").outputs)
     started = time.time()
     records = store.records("images", image_parts)
-    inputs = [input_ref(store, "images", o, records[o]) for o in image_parts]
+    inputs = {o: input_ref(store, "images", o, records[o]) for o in image_parts}
     committed = store.committed(NAME)
     sizes: dict[str, int] = {}
     outputs: list[str] = []
     buffer: list[dict] = []
+    sources: dict[str, None] = {}  # the image partitions of the buffered samples, in order
 
     def flush() -> None:
         name = shard_name(len(sizes))
@@ -52,8 +53,8 @@ def run_shards(run: Run) -> StageSummary:
         outputs.extend([name, stats_name])
         if name in committed and stats_name in committed:
             summary.skipped += 1
-        else:
-            base = lineage(run.fingerprints[NAME], VERSION, inputs, started, len(buffer))
+        else:  # a shard's record names the partitions its samples come from, not all of them
+            base = lineage(run.fingerprints[NAME], VERSION, [inputs[p] for p in sources], started, len(buffer))
             shard = len(sizes) - 1
             store.commit(NAME, name, _tar_bytes(shard, buffer, per_shard), base)
             stats = {"count": len(buffer), "successes": len(buffer), "failed_to_render": 0,
@@ -61,11 +62,13 @@ def run_shards(run: Run) -> StageSummary:
             store.commit(NAME, stats_name, json.dumps(stats, indent=1).encode(), base)
             summary.computed += 1
         buffer.clear()
+        sources.clear()
 
     for part in image_parts:
         table = read_table(store, "images", part)
         for row in table.filter(pc.equal(table["split"], "train")).to_pylist():
             buffer.append(row)
+            sources[part] = None
             if len(buffer) == per_shard:
                 flush()
     if buffer:
@@ -73,7 +76,7 @@ def run_shards(run: Run) -> StageSummary:
     if not sizes:
         raise StageBlocked("no training samples to export (every sample is in the eval split or was dropped)")
     store.commit(NAME, SIZES, json.dumps(sizes, indent=1).encode(), lineage(
-        run.fingerprints[NAME], VERSION, inputs, started, sum(sizes.values())))
+        run.fingerprints[NAME], VERSION, list(inputs.values()), started, sum(sizes.values())))
     summary.total, summary.rows = len(sizes), sum(sizes.values())
     return run.complete(summary, outputs + [SIZES])
 

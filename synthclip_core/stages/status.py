@@ -72,7 +72,7 @@ def _lineage_line(record: dict) -> str:
     if record.get("source"):
         parts.append(f"<- {record['source']}")
     if record.get("inputs"):
-        parts.append(f"<- {record['inputs'][0]['stage']} x{len(record['inputs'])}")
+        parts.append(f"<- {record['inputs'][0]['stage']} x{sum(r.get('count', 1) for r in record['inputs'])}")
     return " ".join(parts)
 
 
