@@ -91,7 +91,7 @@ def resolve_commit(field: str, model: str, revision: str | None) -> str | None:
     if revision and _COMMIT.fullmatch(revision):
         return revision
     ref = revision or "main"
-    if not os.environ.get("HF_HUB_OFFLINE"):
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() not in {"1", "ON", "YES", "TRUE"}:
         try:
             from huggingface_hub import HfApi
 
