@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from benchmarks.results_file import record
+from benchmarks.s3_server import moto_bucket
 from synthclip_core.store import RunStore
 
 
@@ -37,21 +38,11 @@ def local(n: int) -> dict:
 
 
 def s3(n: int) -> dict:
-    import logging
-
     import boto3
     import s3fs
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    os.environ.update(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                      AWS_DEFAULT_REGION="us-east-1")
-    try:
+    with moto_bucket():
         fs = s3fs.S3FileSystem()
-        fs.mkdir("bench")
         store = RunStore("s3://bench/runs", "r")
         prefix = store.path("_commits", "images")
         fs.pipe({f"{prefix}/part-{i:05d}.parquet.json": b"{}" for i in range(n)}, batch_size=64)
@@ -64,8 +55,6 @@ def s3(n: int) -> dict:
         start = time.perf_counter()
         planned = len(store.committed_all()["images"])
         plan_s = time.perf_counter() - start
-    finally:
-        server.stop()
     assert planned == keys == n
     return {"partitions": n, "plan_s": round(plan_s, 3), "baseline_s": round(base_s, 3),
             "baseline": "boto3 list_objects_v2 pages", "ratio": round(plan_s / base_s, 2)}

@@ -147,14 +147,3 @@ def _repair(store: RunStore, result: Verification) -> None:
     for temporary in result.temporaries:
         store.fs.rm_file(temporary)
 
-
-def plain_read_and_hash(store: RunStore) -> tuple[int, float]:
-    """The baseline ``verify`` is measured against: every committed file read and hashed in one
-    loop, nothing else. (bytes, seconds)"""
-    started, total = time.perf_counter(), 0
-    for stage, outputs in store.committed_all().items():
-        for output in outputs:
-            data = store.fs.cat_file(store.data_path(stage, output))
-            hashlib.sha256(data).hexdigest()
-            total += len(data)
-    return total, time.perf_counter() - started
