@@ -5,12 +5,14 @@ a permanent error (access denied, no bucket) fails fast in one line and changes 
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
 import commands
 import pytest
 import s3fs
+from commands import one_line_error
 from s3_proxy import FaultyS3Proxy
 
 from synthclip_core.errors import StorageError
@@ -90,3 +92,53 @@ def test_a_missing_bucket_is_one_line(s3_server):
     lines = [ln for ln in cli.stderr.strip().splitlines() if ln.strip()]
     assert cli.returncode != 0 and len(lines) == 1 and "no-such-bucket-synthclip" in lines[0], cli.stderr
     assert "Traceback" not in cli.stderr
+
+
+# -- 2. exclusive create on an object store is proven on the target root, not assumed ------------
+
+def test_a_store_that_ignores_conditional_writes_is_refused_before_any_write(s3_server, bucket):
+    import s3fs
+    from s3_proxy import FaultyS3Proxy
+
+    from synthclip_core.errors import StorageError
+    from synthclip_core.store import check_root_writable
+
+    root = f"s3://{bucket}/runs"
+    with FaultyS3Proxy(s3_server) as proxy:
+        check_root_writable(root, {"endpoint_url": proxy.url})  # the store honours If-None-Match: *
+        proxy.strip_headers = {"if-none-match"}  # a store that ignores it
+        with pytest.raises(StorageError, match=rf"storage root '{root}' does not honour conditional writes"):
+            check_root_writable(root, {"endpoint_url": proxy.url})
+        cli = synthclip("run", "configs/micro.yaml", "--run-id", "r", "--root", root, endpoint=proxy.url)
+    one_line_error(cli, root, "does not honour conditional writes")
+    assert s3fs.S3FileSystem(use_listings_cache=False).find(bucket) == []  # probes removed, nothing else written
+
+
+
+# -- 5 and 6. answers an object store gives to conditional writes that are not errors of the run ---
+
+def test_a_conditional_request_conflict_is_retried(s3_server, bucket):
+    from s3_proxy import FaultyS3Proxy
+
+    with FaultyS3Proxy(s3_server) as proxy:
+        store = RunStore(f"s3://{bucket}/runs", "r", {"endpoint_url": proxy.url})
+        proxy.conflicts = 3  # another conditional write on the key was in flight, three times running
+        record = store.commit("captions", "part-00000.parquet", b"rows")
+    assert proxy.counts["conflict"] == 3
+    assert RunStore(f"s3://{bucket}/runs", "r").read_bytes("captions", "part-00000.parquet") == b"rows"
+    assert record["bytes"] == 4
+
+
+def test_a_lost_answer_to_a_multipart_complete_is_adopted(s3_server, bucket):
+    import hashlib
+
+    from s3_proxy import FaultyS3Proxy
+
+    data = os.urandom(101 * 2**20)  # s3fs uploads 100 MiB and up in parts
+    with FaultyS3Proxy(s3_server) as proxy:
+        store = RunStore(f"s3://{bucket}/runs", "r", {"endpoint_url": proxy.url})
+        proxy.lose_completes = 1  # the object is assembled, the answer never arrives
+        record = store.commit("train", "checkpoints/epoch_1.pt", data, deterministic=False)
+    assert proxy.counts["lost_complete"] == 1 and proxy.counts["complete_retried"] >= 1, proxy.counts
+    assert record["sha256"] == hashlib.sha256(data).hexdigest() and "replaced" not in record
+    assert RunStore(f"s3://{bucket}/runs", "r").committed("train") == {"checkpoints/epoch_1.pt"}
