@@ -222,6 +222,8 @@ class ShardsConfig(Section):
     """Webdataset export."""
 
     samples_per_shard: int = Field(10000, ge=1, description="Samples per webdataset tar shard.")
+    num_workers: int = operational(1, ge=1, description="Ray tasks writing groups of shards in parallel (1 CPU each; "
+                                   "1: in the flow's own process).")
 
 
 class DataSource(Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from .errors import RunStateError
@@ -89,6 +90,12 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("height", pa.int32()),
         ("sha256", pa.string()),
     ])),
+    "shard_manifest": (1, pa.schema([  # the shards of a run, for training start without reading every record
+        ("shard", pa.string()),
+        ("samples", pa.int64()),
+        ("bytes", pa.int64()),
+        ("sha256", pa.string()),
+    ])),
     "eval_coverage": (1, pa.schema([  # per concept with held-out images: training exposure vs accuracy
         ("concept_id", pa.string()),
         ("concept", pa.string()),
@@ -105,14 +112,54 @@ def table_from_rows(rows: list[dict], kind: str) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SCHEMAS[kind][1])
 
 
-def to_parquet_bytes(table: pa.Table, kind: str) -> bytes:
-    """Serialise ``table`` under the declared schema of ``kind`` (columns cast, order enforced)."""
+def to_parquet_bytes(table: pa.Table, kind: str, group_by: str | None = None) -> bytes:
+    """Serialise ``table`` under the declared schema of ``kind`` (columns cast, order enforced).
+
+    With ``group_by``, each run of equal values of that column is a row group of its own, so a
+    reader that wants some values only (:func:`read_where`) never reads the other rows' bytes.
+    """
     version, schema = SCHEMAS[kind]
     table = table.select(schema.names).cast(schema)
     table = table.replace_schema_metadata({_KEY: f"{kind}/{version}".encode()})
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    if group_by is None:
+        pq.write_table(table, sink, compression="zstd")
+    else:
+        with pq.ParquetWriter(sink, table.schema, compression="zstd") as writer:
+            for start, stop in _runs(table, group_by):
+                writer.write_table(table.slice(start, stop - start), row_group_size=max(stop - start, 1))
     return sink.getvalue().to_pybytes()
+
+
+def _runs(table: pa.Table, column: str) -> list[tuple[int, int]]:
+    """[start, stop) of each run of equal values of ``column``, in row order."""
+    values = table.column(column).to_pylist()
+    starts = [0] + [i for i in range(1, len(values)) if values[i] != values[i - 1]]
+    return list(zip(starts, starts[1:] + [len(values)])) if values else [(0, 0)]
+
+
+def read_where(source, kind: str, column: str, values: set, columns: list[str], where: str = "") -> pa.Table:
+    """The rows of a Parquet file (a file object open for ranged reads) whose ``column`` is one of
+    ``values``, with ``columns`` only: the footer and ``column`` are read for every row group, the
+    other columns only for row groups that hold wanted rows. Files written with ``group_by`` on
+    that column (:func:`to_parquet_bytes`) hold no others in them."""
+    expected = f"{kind}/{SCHEMAS[kind][0]}"
+    try:
+        parquet = pq.ParquetFile(source)
+        found = (parquet.schema_arrow.metadata or {}).get(_KEY, b"").decode()
+        if found != expected:
+            raise RunStateError(f"{where or kind}: schema {found or 'unknown'!r}, expected {expected!r}")
+        wanted = pa.array(sorted(values), pa.string())
+        pieces = []
+        for group in range(parquet.num_row_groups):
+            keys = parquet.read_row_group(group, columns=[column]).column(column)
+            mask = pa.compute.is_in(keys, value_set=wanted)
+            if pa.compute.any(mask).as_py():
+                pieces.append(parquet.read_row_group(group, columns=columns).filter(mask))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RunStateError(f"{where or kind}: not a readable Parquet file ({exc})") from None
+    schema = pa.schema([parquet.schema_arrow.field(c) for c in columns])
+    return pa.concat_tables(pieces).replace_schema_metadata(None) if pieces else schema.empty_table()
 
 
 def from_parquet_bytes(data: bytes, kind: str, where: str = "") -> pa.Table:

@@ -261,6 +261,12 @@ class RunStore:
     def read_bytes(self, stage: str, output: str) -> bytes:
         return self.fs.cat_file(self.data_path(stage, output))
 
+    def open(self, stage: str, output: str):
+        """An output open for ranged reads: on an object store every read is one range request
+        of what was asked (no read-ahead), so reading part of a file fetches that part only."""
+        path = self.data_path(stage, output)
+        return self.fs.open(path, "rb") if self.local else self.fs.open(path, "rb", cache_type="none")
+
     def committed(self, stage: str) -> set[str]:
         """The committed outputs of one stage, from one listing of its ``_commits/`` folder."""
         return self._listing(COMMITS, stage).get(stage, set())

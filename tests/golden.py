@@ -9,11 +9,10 @@ Refresh after bumping a version: ``python tests/golden.py ROOT RUN_ID`` on a fin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
-
-import hashlib
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -258,3 +258,39 @@ def test_run_evaluates_heldout_coverage_and_configured_benchmarks(engine, tmp_pa
     assert held and all(r["train_captions"] == 0 for r in held)  # never in a training caption
     markdown = run.store.read_bytes("eval", "report.md").decode()
     assert "![concept coverage](coverage.png)" in markdown and "| probe | linear_probe | accuracy |" in markdown
+
+
+def test_eval_reads_no_train_rows_image_bytes(micro_reference, tmp_path):
+    """The held-out split is read by row group: spoiling the JPEG bytes of every train row leaves
+    the report as it was."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from synthclip_core.run import RunRef, load_run
+    from synthclip_core.stages.eval import REPORT, run_eval
+
+    reference = micro_reference[0]
+    shutil.copytree(reference.path(), tmp_path / reference.run_id)
+    run = load_run(RunRef(str(tmp_path), reference.run_id))
+    store = run.store
+    expected = json.loads(store.read_bytes("eval", REPORT))["results"]
+    store.fs.rm_file(store.path("_complete", "eval.json"))
+    for output in store.committed("eval"):
+        store.fs.rm_file(store.path("_commits", "eval", output + ".json"))
+    spoiled = 0
+    for part in sorted(o for o in store.committed("images") if o.startswith("part-")):
+        path = store.data_path("images", part)
+        meta = pq.ParquetFile(path).metadata
+        jpg, split = (meta.schema.names.index(c) for c in ("jpg", "split"))
+        with open(path, "r+b") as handle:  # a test-only fault: a train row group's JPEG chunk is garbage
+            for group in range(meta.num_row_groups):
+                if meta.row_group(group).column(split).statistics.max == "train":
+                    chunk = meta.row_group(group).column(jpg)
+                    start = chunk.dictionary_page_offset or chunk.data_page_offset
+                    handle.seek(start)
+                    handle.write(b"\xff" * chunk.total_compressed_size)
+                    spoiled += 1
+    assert spoiled >= 3 and expected  # the micro run's train row groups, and a report on held-out rows
+    run_eval(run)
+    assert json.loads(store.read_bytes("eval", REPORT))["results"] == expected

@@ -144,3 +144,36 @@ def test_a_shard_record_names_the_image_partitions_of_its_samples_only(offline_r
         with tarfile.open(fileobj=io.BytesIO(store.read_bytes("shards", name))) as tar:
             ids = [json.loads(tar.extractfile(m).read())["image_id"] for m in tar.getmembers() if m.name.endswith(".json")]
         assert [i["output"] for i in record["inputs"]] == list(dict.fromkeys(part_of[i] for i in ids)), name
+
+
+def _copy_run(store: RunStore, root: Path):
+    """A finished run copied under ``root``, to spoil without touching the shared one."""
+    import shutil
+
+    from synthclip_core.run import RunRef, load_run
+
+    shutil.copytree(store.path(), root / store.run_id)
+    return load_run(RunRef(str(root), store.run_id))
+
+
+def _unfinish(store: RunStore, stage: str, outputs: list[str]) -> None:
+    """Take back a stage's completion and the commits of ``outputs`` (as a run stopped before them)."""
+    store.fs.rm_file(store.path("_complete", stage + ".json"))
+    for output in outputs:
+        store.fs.rm_file(store.path("_commits", stage, output + ".json"))
+
+
+def test_export_resumed_with_every_shard_committed_reads_no_image_partition(micro_reference, tmp_path):
+    from synthclip_core.stages.shards import MANIFEST, SIZES, run_shards
+
+    run = _copy_run(micro_reference[0], tmp_path)
+    store = run.store
+    before = {o: r["sha256"] for o, r in store.records("shards").items()}
+    _unfinish(store, "shards", [MANIFEST, SIZES])  # stopped after its last shard
+    for part in store.committed("images"):  # a test-only fault: any read of an image partition fails
+        if part.startswith("part-"):
+            path = store.data_path("images", part)
+            store.fs.pipe_file(path, b"\0" * store.fs.size(path))
+    summary = run_shards(run)
+    assert (summary.computed, summary.skipped) == (0, summary.total) and summary.total == 2
+    assert {o: r["sha256"] for o, r in store.records("shards").items()} == before

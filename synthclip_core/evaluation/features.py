@@ -75,3 +75,31 @@ def zero_shot_classifier(model, tokenizer: Callable, classnames: list[str], temp
 
     per_batch = max(1, batch_size // len(templates))
     return build_zero_shot_classifier(model, tokenizer, classnames, templates, per_batch, device).float().cpu()
+
+
+CLASS_CHUNK = 4096  # classes whose text embeddings exist at once in chunked zero-shot
+IMAGE_BLOCK = 4096  # images scored at once against a chunk
+
+
+def top_classes(model, tokenizer: Callable, feats, classnames: list[str], templates: list, batch_size: int,
+                k: int = 5, device: str = "cpu"):
+    """Per image, the indices of its ``k`` best-scoring classes, best first: classifier columns
+    are made ``CLASS_CHUNK`` classes at a time and scored in blocks, so neither the whole
+    classifier nor the images x classes logits exist at once (a 500k-concept bank in bounded memory)."""
+    import torch
+
+    k = min(k, len(classnames))
+    best_scores = torch.full((feats.shape[0], k), float("-inf"))
+    best = torch.zeros((feats.shape[0], k), dtype=torch.long)
+    for first in range(0, len(classnames), CLASS_CHUNK):
+        classifier = zero_shot_classifier(model, tokenizer, classnames[first:first + CLASS_CHUNK], templates,
+                                          batch_size, device)
+        for start in range(0, feats.shape[0], IMAGE_BLOCK):
+            block = slice(start, start + IMAGE_BLOCK)
+            logits = feats[block] @ classifier
+            scores, index = logits.topk(min(k, logits.shape[1]), dim=1)
+            merged_scores = torch.cat([best_scores[block], scores], dim=1)
+            merged = torch.cat([best[block], index + first], dim=1)
+            order = merged_scores.topk(k, dim=1).indices
+            best_scores[block], best[block] = merged_scores.gather(1, order), merged.gather(1, order)
+    return best

@@ -14,9 +14,15 @@ def topk_accuracy(logits, labels, ks=(1, 5)) -> dict[str, float]:
     return result
 
 
+def topk_hits(top, labels, ks=(1, 5)) -> dict[str, float]:
+    """Top-k accuracy from each sample's best classes (``top``: samples x k indices, best first)."""
+    return {f"top{k}": (top[:, :k] == labels[:, None]).any(dim=1).float().mean().item() for k in ks}
+
+
 def per_class_accuracy(logits, labels, n_classes: int) -> list[float | None]:
-    """Top-1 accuracy of each class (None for a class without samples)."""
-    predicted = logits.argmax(dim=1)
+    """Top-1 accuracy of each class (None for a class without samples), from logits or from each
+    sample's predicted class."""
+    predicted = logits.argmax(dim=1) if logits.dim() == 2 else logits
     out: list[float | None] = []
     for c in range(n_classes):
         mask = labels == c

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .datasets import CaptionedImages, DatasetError, LabelledImages
-from .features import encode_images, encode_texts, zero_shot_classifier
-from .metrics import linear_probe, per_class_accuracy, retrieval_recall, topk_accuracy
+from .features import encode_images, encode_texts, top_classes
+from .metrics import linear_probe, per_class_accuracy, retrieval_recall, topk_hits
 from .models import EvalModel
 
 
@@ -36,28 +36,41 @@ def _images(m: EvalModel, images: list, ids: list[str], batch_size: int, name: s
 
 
 def zeroshot(m: EvalModel, data: LabelledImages, templates: list, batch_size: int = 64) -> TaskResult:
+    feats, kept, skipped = _images(m, data.images, data.ids, batch_size, data.name)
+    return zeroshot_on(m, data.name, feats, kept, [data.labels[i] for i in kept], data.classnames, templates,
+                       batch_size, skipped)
+
+
+def zeroshot_on(m: EvalModel, name: str, feats, kept: list[int], labels: list[int], classnames: list[str],
+                templates: list, batch_size: int = 64, skipped: list[dict] = ()) -> TaskResult:
+    """Zero-shot on image features already encoded (``kept``: the samples they belong to, ``labels``
+    theirs), over any number of classes in bounded memory."""
     import torch
 
-    feats, kept, skipped = _images(m, data.images, data.ids, batch_size, data.name)
-    classifier = zero_shot_classifier(m.model, m.tokenizer, data.classnames, templates, batch_size, m.device)
-    labels = torch.tensor([data.labels[i] for i in kept])
-    logits = feats @ classifier
-    metrics = topk_accuracy(logits, labels, ks=(1, 5))
-    metrics["chance_top1"] = 1 / len(data.classnames)
-    per_class = dict(zip(data.classnames, per_class_accuracy(logits, labels, len(data.classnames))))
-    correct = (logits.argmax(dim=1) == labels).tolist()
-    return TaskResult(data.name, "zeroshot", metrics, len(kept), skipped, per_class,
-                      {"classes": len(data.classnames), "templates": len(templates)}, correct, kept)
+    top = top_classes(m.model, m.tokenizer, feats, classnames, templates, batch_size, k=5, device=m.device)
+    labels = torch.tensor(labels)
+    metrics = topk_hits(top, labels, ks=(1, 5))
+    metrics["chance_top1"] = 1 / len(classnames)
+    per_class = dict(zip(classnames, per_class_accuracy(top[:, 0], labels, len(classnames))))
+    correct = (top[:, 0] == labels).tolist()
+    return TaskResult(name, "zeroshot", metrics, len(kept), list(skipped), per_class,
+                      {"classes": len(classnames), "templates": len(templates)}, correct, kept)
 
 
 def retrieval(m: EvalModel, data: CaptionedImages, batch_size: int = 64) -> TaskResult:
     feats, kept, skipped = _images(m, data.images, data.ids, batch_size, data.name)
+    return retrieval_on(m, data.name, feats, kept, [data.captions[i] for i in kept], batch_size, skipped)
+
+
+def retrieval_on(m: EvalModel, name: str, feats, kept: list[int], captions: list[list[str]], batch_size: int = 64,
+                 skipped: list[dict] = ()) -> TaskResult:
+    """Retrieval on image features already encoded, ``captions[i]`` those of the image of ``feats[i]``."""
     texts, owner = [], []
-    for position, index in enumerate(kept):
-        texts += data.captions[index]
-        owner += [position] * len(data.captions[index])
+    for position, own in enumerate(captions):
+        texts += own
+        owner += [position] * len(own)
     text_feats = encode_texts(m.model, m.tokenizer, texts, batch_size, m.device)
-    return TaskResult(data.name, "retrieval", retrieval_recall(feats, text_feats, owner), len(kept), skipped,
+    return TaskResult(name, "retrieval", retrieval_recall(feats, text_feats, owner), len(kept), list(skipped),
                       extra={"captions": len(texts)}, kept=kept)
 
 

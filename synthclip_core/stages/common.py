@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from .. import __version__
-from ..schemas import from_parquet_bytes
+from ..schemas import from_parquet_bytes, read_where
 from ..store import RunStore
 
 
@@ -103,6 +103,13 @@ def input_ref(store: RunStore, stage: str, output: str, record: dict | None = No
 
 def read_table(store: RunStore, stage: str, output: str, kind: str | None = None) -> pa.Table:
     return from_parquet_bytes(store.read_bytes(stage, output), kind or stage, where=f"{stage}/{output}")
+
+
+def read_rows(store: RunStore, stage: str, output: str, column: str, values: set[str], columns: list[str]) -> pa.Table:
+    """The rows of a partition whose ``column`` is one of ``values``, reading the row groups that
+    hold them only (see :func:`synthclip_core.schemas.read_where`)."""
+    with store.open(stage, output) as handle:
+        return read_where(handle, stage, column, values, columns, where=f"{stage}/{output}")
 
 
 def read_concepts(store: RunStore, parts: list[str], columns: tuple[str, ...] = ("concept_id", "concept")) -> pa.Table:

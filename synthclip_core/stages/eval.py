@@ -17,7 +17,6 @@ import time
 from collections import Counter
 from dataclasses import asdict
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..actors import PoolSpec
@@ -27,7 +26,7 @@ from ..evaluation import coverage
 from ..evaluation.report import build_report, render_markdown
 from ..schemas import table_from_rows, to_parquet_bytes
 from ..store import RunRef
-from .common import data_parts, input_ref, lineage, read_concepts, read_table
+from .common import data_parts, input_ref, lineage, read_concepts, read_rows, read_table
 from .stage import Run, Stage, StageSummary
 
 NAME = "eval"
@@ -37,6 +36,7 @@ MARKDOWN = "report.md"
 PICTURE = "coverage.png"
 COVERAGE = "coverage.parquet"
 HELDOUT = "synthetic-heldout"
+HELD_OUT_SPLITS = {"eval", "holdout"}
 MAX_PROMPTS = 200_000  # zero-shot over a huge concept bank uses one template per concept beyond this
 
 
@@ -114,31 +114,50 @@ def evaluate_run(ref: dict, eval_config: dict, seed: int, holdout_concepts: int,
 
 
 def _held_out(model, store, cfg, seed: int, holdout_concepts: int, parts: dict[str, list[str]]) -> tuple[list, list[dict]]:
-    """Zero-shot over the run's concepts and retrieval on the held-out split, and concept coverage."""
-    from ..evaluation.datasets import CaptionedImages, LabelledImages
-    from ..evaluation.tasks import retrieval, zeroshot
+    """Zero-shot over the run's concepts and retrieval on the held-out split, and concept coverage.
+
+    Partition by partition, only the held-out rows' row groups are read and their images encoded
+    at once, so what stays in memory is their features, never the JPEGs of the run."""
+    import torch
+
+    from ..evaluation.datasets import DatasetError
+    from ..evaluation.features import encode_images
+    from ..evaluation.tasks import retrieval_on, zeroshot_on
     from ..evaluation.templates import load_templates
 
     concepts = read_concepts(store, parts["concepts"])
     ids, names = concepts.column("concept_id").to_pylist(), concepts.column("concept").to_pylist()
     index = {cid: i for i, cid in enumerate(ids)}
-    tables = [read_table(store, "images", o).select(["image_id", "concept_id", "caption", "split", "jpg"])
-              for o in parts["images"]]
-    held = pa.concat_tables([t.filter(pc.is_in(t["split"], pa.array(["eval", "holdout"]))) for t in tables]).to_pylist()
-    if not held:
+    feats, kept, skipped, concept_of, captions, seen = [], [], [], [], [], 0
+    for part in parts["images"]:
+        rows = read_rows(store, "images", part, "split", HELD_OUT_SPLITS, ["image_id", "concept_id", "caption", "jpg"])
+        if not rows.num_rows:
+            continue
+        part_feats, part_kept, part_skipped = encode_images(model.model, model.preprocess, rows.column("jpg").to_pylist(),
+                                                            cfg.batch_size, model.device)
+        image_ids = rows.column("image_id").to_pylist()
+        skipped += [{"id": image_ids[i], "reason": reason} for i, reason in part_skipped]
+        if part_kept:
+            feats.append(part_feats)
+            row_concepts, row_captions = rows.column("concept_id").to_pylist(), rows.column("caption").to_pylist()
+            kept += [seen + i for i in part_kept]
+            concept_of += [row_concepts[i] for i in part_kept]
+            captions += [[row_captions[i]] for i in part_kept]
+        seen += rows.num_rows
+    if not seen:
         return [], []
+    if not kept:
+        raise DatasetError(f"{HELDOUT}: none of its {seen} images could be read (e.g. {skipped[0]['id']}: "
+                           f"{skipped[0]['reason']})")
+    feats = torch.cat(feats)
     templates = load_templates(cfg.templates)
     if len(names) * len(templates) > MAX_PROMPTS:
         templates = templates[:1]
-    labelled = LabelledImages(HELDOUT, [r["jpg"] for r in held], [index[r["concept_id"]] for r in held], names,
-                              [r["image_id"] for r in held])
-    zs = zeroshot(model, labelled, templates, cfg.batch_size)
+    zs = zeroshot_on(model, HELDOUT, feats, kept, [index[c] for c in concept_of], names, templates, cfg.batch_size, skipped)
     zs.per_class = {}  # per concept: in coverage.parquet instead
-    captioned = CaptionedImages(HELDOUT, labelled.images, [[r["caption"]] for r in held], labelled.ids)
-    rows = coverage.concept_rows(list(zip(ids, names)), _train_counts(store, parts["balanced"]),
-                                 [held[i]["concept_id"] for i in zs.kept], zs.correct,
+    rows = coverage.concept_rows(list(zip(ids, names)), _train_counts(store, parts["balanced"]), concept_of, zs.correct,
                                  held_out_concepts(seed, ids, holdout_concepts))
-    return [zs, retrieval(model, captioned, cfg.batch_size)], rows
+    return [zs, retrieval_on(model, HELDOUT, feats, kept, captions, cfg.batch_size, skipped)], rows
 
 
 def _train_counts(store, parts: list[str]) -> dict[str, int]:

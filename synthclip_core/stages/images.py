@@ -3,8 +3,10 @@
 Partition ``images/part-i-j`` is made from slice j of ``balanced/part-i`` by a
 :class:`RenderWorker` in an actor of the render pool. An image's seed comes from (run seed,
 caption id, index), its id from (caption id, index, run seed); every image is rendered from its
-own generator, so batching and resumption never change pixels. Once every partition is committed,
-``contact_sheet.png`` shows the first images with their captions.
+own generator, so batching and resumption never change pixels. Each run of rows of one split is a
+row group of its own and the commit record counts the rows per split (``splits``), so export plans
+its shards from records and eval reads held-out rows without a byte of a train row's JPEG. Once
+every partition is committed, ``contact_sheet.png`` shows the first images with their captions.
 """
 
 from __future__ import annotations
@@ -143,8 +145,10 @@ class RenderWorker:
                        guidance_scale=sampler["guidance_scale"], format="jpeg", width=size, height=size,
                        sha256=hashlib.sha256(row["jpg"]).hexdigest())
         seconds = time.time() - started
-        return store.commit(NAME, job["output"], to_parquet_bytes(table_from_rows(kept, NAME), NAME), lineage(
+        table = to_parquet_bytes(table_from_rows(kept, NAME), NAME, group_by="split")  # eval reads held-out rows only
+        return store.commit(NAME, job["output"], table, lineage(
             job["fingerprint"], job["version"], job["inputs"], started, len(kept), slice=[job["offset"], job["length"]],
+            splits=dict(sorted(Counter(r["split"] for r in kept).items())),
             model=s["model_identity"], scheduler=s["scheduler"], sampler=sampler,
             seeds={"run_seed": s["seed"], "rule": "derive_seed(run_seed, caption_id, index); "
                    "a re-render uses derive_seed(first seed, 're-render')"},

@@ -2,9 +2,14 @@
 
 Each shard ``shards/NNNNN.tar`` holds ``{key}.jpg``, ``{key}.txt`` (the caption) and ``{key}.json``
 (the sample's lineage) per sample, keyed as img2dataset does (shard id, then index in the shard),
-then ``NNNNN_stats.json``; ``sizes.json`` (webdataset's and open_clip's sample counts) comes last.
-Samples are ordered by image partition and row, and tar headers carry a fixed mtime, so shards are
-byte-identical across runs.
+then ``NNNNN_stats.json``; ``manifest.parquet`` (per shard: samples, bytes, sha256) and ``sizes.json``
+(webdataset's and open_clip's sample counts) come last. Samples are ordered by image partition and
+row, and tar headers carry a fixed mtime, so shards are byte-identical across runs.
+
+The plan comes from the image partitions' commit records (their train rows per partition), so
+which rows go into which shard is known before any image is read, a committed shard is skipped
+without reading its inputs, and shard groups are written in parallel by Ray tasks
+(``shards.num_workers``), each reading the train row groups of the partitions it needs.
 """
 
 from __future__ import annotations
@@ -12,73 +17,175 @@ from __future__ import annotations
 import io
 import json
 import time
+from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import webdataset as wds
 
+from .. import progress
+from ..actors import PoolSpec
 from ..config import ShardsConfig
-from .common import data_parts, input_ref, lineage, read_table
+from ..schemas import from_parquet_bytes, table_from_rows, to_parquet_bytes
+from ..store import RunRef, RunStore
+from .common import data_parts, input_ref, lineage, read_rows
 from .stage import Run, Stage, StageBlocked, StageSummary
 
 NAME = "shards"
 VERSION = 2
 SIZES = "sizes.json"
+MANIFEST = "manifest.parquet"
+TRAIN = {"train"}
 META_COLUMNS = ("image_id", "caption_id", "concept_id", "matched_concept_ids", "index", "seed", "rerendered", "model",
                 "scheduler", "steps", "guidance_scale", "width", "height", "sha256")
+COLUMNS = ["jpg", "caption", "split", *META_COLUMNS]
+GROUPS_PER_WORKER = 4  # shard groups per export worker, so a slow group does not hold up the others
 
 
 def shard_name(index: int) -> str:
     return f"{index:05d}.tar"
 
 
+def stats_name(index: int) -> str:
+    return f"{index:05d}_stats.json"
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """One shard: its index and its samples as (image partition, first train row, rows) pieces."""
+
+    index: int
+    pieces: tuple[tuple[str, int, int], ...]
+
+    @property
+    def samples(self) -> int:
+        return sum(n for _, _, n in self.pieces)
+
+    @property
+    def partitions(self) -> list[str]:
+        return [p for p, _, _ in self.pieces]
+
+
+def plan_from_counts(train_rows: list[tuple[str, int]], per_shard: int) -> list[ShardPlan]:
+    """Shards of ``per_shard`` samples over the train rows of the partitions, in order; the last
+    shard holds the rest."""
+    plans, pieces, filled = [], [], 0
+    for part, rows in train_rows:
+        first = 0
+        while first < rows:
+            take = min(rows - first, per_shard - filled)
+            pieces.append((part, first, take))
+            first, filled = first + take, filled + take
+            if filled == per_shard:
+                plans.append(ShardPlan(len(plans), tuple(pieces)))
+                pieces, filled = [], 0
+    if pieces:
+        plans.append(ShardPlan(len(plans), tuple(pieces)))
+    return plans
+
+
+def train_rows(store: RunStore, part: str, record: dict) -> int:
+    """A partition's train rows: counted in its commit record (``splits``), or, for partitions
+    committed before records counted them, from its ``split`` column alone."""
+    if "splits" in record:
+        return int(record["splits"].get("train", 0))
+    with store.open("images", part) as handle:
+        split = pq.read_table(handle, columns=["split"]).column("split")
+    return int(pc.sum(pc.equal(split, "train")).as_py() or 0)
+
+
 def run_shards(run: Run) -> StageSummary:
     if (finished := run.finished(NAME)) is not None:
         return finished
-    store, per_shard = run.store, run.config.shards.samples_per_shard
-    summary = StageSummary(NAME)
+    store, cfg = run.store, run.config.shards
     image_parts = data_parts(run.require("images").outputs)
     started = time.time()
     records = store.records("images", image_parts)
     inputs = {o: input_ref(store, "images", o, records[o]) for o in image_parts}
-    committed = store.committed(NAME)
-    sizes: dict[str, int] = {}
-    outputs: list[str] = []
-    buffer: list[dict] = []
-    sources: dict[str, None] = {}  # the image partitions of the buffered samples, in order
-
-    def flush() -> None:
-        name = shard_name(len(sizes))
-        sizes[name] = len(buffer)
-        stats_name = name.replace(".tar", "_stats.json")
-        outputs.extend([name, stats_name])
-        if name in committed and stats_name in committed:
-            summary.skipped += 1
-        else:  # a shard's record names the partitions its samples come from, not all of them
-            base = lineage(run.fingerprints[NAME], VERSION, [inputs[p] for p in sources], started, len(buffer))
-            shard = len(sizes) - 1
-            store.commit(NAME, name, _tar_bytes(shard, buffer, per_shard), base)
-            stats = {"count": len(buffer), "successes": len(buffer), "failed_to_render": 0,
-                     "first_key": sample_key(shard, 0, per_shard), "last_key": sample_key(shard, len(buffer) - 1, per_shard)}
-            store.commit(NAME, stats_name, json.dumps(stats, indent=1).encode(), base)
-            summary.computed += 1
-        buffer.clear()
-        sources.clear()
-
-    for part in image_parts:
-        table = read_table(store, "images", part)
-        for row in table.filter(pc.equal(table["split"], "train")).to_pylist():
-            buffer.append(row)
-            sources[part] = None
-            if len(buffer) == per_shard:
-                flush()
-    if buffer:
-        flush()
-    if not sizes:
+    plans = plan_from_counts([(p, train_rows(store, p, records[p])) for p in image_parts], cfg.samples_per_shard)
+    if not plans:
         raise StageBlocked("no training samples to export (every sample is in the eval split or was dropped)")
-    store.commit(NAME, SIZES, json.dumps(sizes, indent=1).encode(), lineage(
-        run.fingerprints[NAME], VERSION, list(inputs.values()), started, sum(sizes.values())))
-    summary.total, summary.rows = len(sizes), sum(sizes.values())
-    return run.complete(summary, outputs + [SIZES])
+    committed = store.committed(NAME)
+    pending = [p for p in plans if shard_name(p.index) not in committed or stats_name(p.index) not in committed]
+    summary = StageSummary(NAME, total=len(plans), skipped=len(plans) - len(pending), computed=len(pending))
+    work = {"ref": run.ref.as_dict(), "fingerprint": run.fingerprints[NAME], "per_shard": cfg.samples_per_shard,
+            "started": started}
+    groups = [[(p, [inputs[o] for o in dict.fromkeys(p.partitions)]) for p in group]
+              for group in _groups(pending, cfg.num_workers * GROUPS_PER_WORKER)]
+    _write_groups(groups, work, cfg.num_workers)
+    tars = store.records(NAME, [shard_name(p.index) for p in plans])
+    manifest = table_from_rows([{"shard": name, "samples": r["rows"], "bytes": r["bytes"], "sha256": r["sha256"]}
+                                for name, r in tars.items()], "shard_manifest")
+    whole = lineage(run.fingerprints[NAME], VERSION, list(inputs.values()), started, sum(p.samples for p in plans))
+    store.commit(NAME, MANIFEST, to_parquet_bytes(manifest, "shard_manifest"), whole)
+    sizes = {shard_name(p.index): p.samples for p in plans}
+    store.commit(NAME, SIZES, json.dumps(sizes, indent=1).encode(), whole)
+    summary.rows = sum(sizes.values())
+    outputs = [name for p in plans for name in (shard_name(p.index), stats_name(p.index))]
+    return run.complete(summary, outputs + [MANIFEST, SIZES])
+
+
+def _groups(plans: list[ShardPlan], count: int) -> list[list[ShardPlan]]:
+    """``plans`` in at most ``count`` contiguous groups of nearly equal size."""
+    count = max(1, min(count, len(plans)))
+    size, extra = divmod(len(plans), count)
+    groups, start = [], 0
+    for i in range(count):
+        stop = start + size + (i < extra)
+        groups.append(plans[start:stop])
+        start = stop
+    return [g for g in groups if g]
+
+
+def _write_groups(groups: list[list[tuple[ShardPlan, list[dict]]]], work: dict, workers: int) -> None:
+    """Write the shard groups: in this process with one worker, else as Ray tasks of 1 CPU."""
+    total, done = sum(len(g) for g in groups), 0
+    if workers <= 1 or len(groups) <= 1:
+        for group in groups:
+            done += write_group(work, group)
+            progress.report(NAME, done, total)
+        return
+    import ray
+
+    task = ray.remote(num_cpus=1, max_retries=2)(write_group)
+    waiting = [task.remote(work, group) for group in groups]
+    while waiting:
+        ready, waiting = ray.wait(waiting, num_returns=1)
+        done += ray.get(ready[0])
+        progress.report(NAME, done, total)
+
+
+def write_group(work: dict, group: list[tuple[ShardPlan, list[dict]]]) -> int:
+    """Write and commit each shard of a group (with its stats), reading each image partition's
+    train rows once; returns the shards written."""
+    store, per_shard = RunRef(**work["ref"]).store(), work["per_shard"]
+    cached: tuple[str, pa.Table] | None = None
+    for plan, inputs in group:
+        rows: list[dict] = []
+        for part, first, count in plan.pieces:
+            if cached is None or cached[0] != part:
+                cached = (part, read_rows(store, "images", part, "split", TRAIN, COLUMNS))
+            rows += cached[1].slice(first, count).to_pylist()
+        # a shard's record names the partitions its samples come from, not all of them
+        base = lineage(work["fingerprint"], VERSION, inputs, work["started"], len(rows))
+        store.commit(NAME, shard_name(plan.index), _tar_bytes(plan.index, rows, per_shard), base)
+        stats = {"count": len(rows), "successes": len(rows), "failed_to_render": 0,
+                 "first_key": sample_key(plan.index, 0, per_shard), "last_key": sample_key(plan.index, len(rows) - 1, per_shard)}
+        store.commit(NAME, stats_name(plan.index), json.dumps(stats, indent=1).encode(), base)
+    return len(group)
+
+
+def shard_index(store: RunStore, outputs: list[str]) -> dict[str, dict]:
+    """Per tar of a finished export: samples (``rows``), ``bytes`` and ``sha256``, from the one
+    manifest, or from the tars' commit records for exports made before manifests."""
+    tars = [o for o in outputs if o.endswith(".tar")]
+    if MANIFEST not in outputs:
+        return store.records(NAME, tars)
+    with store.open(NAME, MANIFEST) as handle:
+        table = from_parquet_bytes(handle.read(), "shard_manifest", where=f"{NAME}/{MANIFEST}")
+    return {row["shard"]: {"rows": row["samples"], "bytes": row["bytes"], "sha256": row["sha256"]}
+            for row in table.to_pylist()}
 
 
 def sample_key(shard: int, index: int, per_shard: int) -> str:
@@ -101,11 +208,17 @@ def _tar_bytes(shard: int, rows: list[dict], per_shard: int) -> bytes:
     return handle.getvalue()
 
 
+def workers(cfg) -> list[PoolSpec]:
+    n = cfg.shards.num_workers
+    return [PoolSpec(num_actors=n, num_cpus=1, label="export")] if n > 1 else []
+
+
 STAGE = Stage(
     name=NAME,
     version=VERSION,
     section=ShardsConfig,
     upstream=("images",),
     run=run_shards,
+    workers=workers,
     description="Write the training split as webdataset shards.",
 )

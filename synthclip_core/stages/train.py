@@ -29,6 +29,7 @@ from ..training.init_weights import resolve_init
 from ..training.sources import ResolvedSource, SourceError, checked, tar_source, to_spec_parts
 from ..training.spec import TrainSpec
 from .common import input_ref, lineage
+from .shards import shard_index
 from .stage import Run, Stage, StageSummary
 
 log = logging.getLogger("synthclip.train")
@@ -97,7 +98,7 @@ def train_spec(run: Run) -> TrainSpec:
 
 def _run_source(run: Run, source: DataSource) -> ResolvedSource:
     """A run's exported shards (this run's for ``run``, another under the same root for
-    ``run:ID``), counted from their commit records; shards damaged since are left out."""
+    ``run:ID``), counted from the export's manifest; shards damaged since are left out."""
     own = source.uri == "run"
     if own and run.kind != "run":
         raise SourceError(f"training source {source.name!r}: 'run' means a run's own shards; name the run: run:RUN_ID")
@@ -110,7 +111,7 @@ def _run_source(run: Run, source: DataSource) -> ResolvedSource:
         raise SourceError(f"training source {source.name!r} ({source.uri}): {exc}") from None
     store = other.store
     tars = [o for o in done.outputs if o.endswith(".tar")]
-    records = store.records("shards", tars)
+    records = shard_index(store, done.outputs)  # one read, and one listing below: never every record
     damaged = store.size_mismatches("shards", records)
     for name, reason in damaged.items():
         log.warning("training skips shard %s (%d samples): %s", store.uri("shards", name), records[name]["rows"], reason)
