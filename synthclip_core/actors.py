@@ -39,9 +39,10 @@ class PoolSpec:
 
 
 class PartitionWorker:
-    """Holds one work object (and its model); processes one partition per call."""
+    """Holds one work object (and its model); processes one partition per call, telling the
+    pool's :class:`Tally` how far it is within it."""
 
-    def __init__(self, work: type, args: tuple, ref: dict, threads: int = 1):
+    def __init__(self, work: type, args: tuple, ref: dict, threads: int = 1, tally=None):
         try:
             import torch
 
@@ -49,10 +50,29 @@ class PartitionWorker:
         except ImportError:  # a backend environment without torch
             pass
         self.store = RunRef(**ref).store()
+        self.tally, self.output = tally, None
+        progress.send_within_to(self._within if tally is not None else None)
         self.work = work(*args)
 
+    def _within(self, done: int, total: int) -> None:
+        self.tally.set.remote(self.output, done / total)  # fire and forget: never waits on the driver
+
     def process(self, job: dict) -> dict:
+        self.output = job["output"]
         return self.work(self.store, job)
+
+
+class Tally:
+    """A pool's record of how far each partition in flight is (0..1), read by the driver."""
+
+    def __init__(self):
+        self.fractions: dict[str, float] = {}
+
+    def set(self, output: str, fraction: float) -> None:
+        self.fractions[output] = fraction
+
+    def read(self) -> dict[str, float]:
+        return self.fractions
 
     def info(self) -> dict:
         return {"host": socket.gethostname(), "pid": os.getpid()}
@@ -65,6 +85,7 @@ class PoolResult:
     actor_restarts: int = 0
 
 
+WITHIN_POLL_S = 1.0  # how often the driver asks how far the partitions in flight are
 SAME_ERROR_STOPS = 3  # distinct partitions failing with one error, before any succeeds, stop the stage
 
 
@@ -87,16 +108,21 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
         runtime_env=spec.runtime_env or None,
     )
     threads = max(1, int(spec.num_cpus))
+    tally = ray.remote(num_cpus=0)(Tally).remote()
 
     def new_actor():
-        return worker_cls.remote(work, args, ref.as_dict(), threads)
+        return worker_cls.remote(work, args, ref.as_dict(), threads, tally)
 
     actors = [new_actor() for _ in range(min(spec.num_actors, len(jobs)))]
     load: Counter = Counter()
     queue = deque(jobs)
     attempts: Counter = Counter()
     in_flight: dict = {}
-    replacements_left = max(1, spec.num_actors) * (spec.max_retries + 1)
+    # Deaths in a row, with no partition committed in between, before the pool gives up: a pool
+    # that keeps losing actors (pre-emptions over days) goes on while partitions succeed, and each
+    # partition is bounded by its own attempts.
+    deaths_allowed = max(1, spec.num_actors) * (spec.max_retries + 1)
+    deaths_in_a_row = 0
     same_error: dict[str, set[str]] = {}  # error -> partitions that met it, while none has succeeded
 
     def fill() -> None:  # round-robin, so every actor starts working before any gets a second job
@@ -108,7 +134,7 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
                     load[actor] += 1
 
     def stop() -> None:
-        for actor in actors:
+        for actor in [*actors, tally]:
             ray.kill(actor, no_restart=True)
 
     def stop_if_every_partition_fails(error: str, job: dict) -> None:
@@ -129,22 +155,31 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
         result.failures[job["output"]] = error
         store.fail(stage, job["output"], error, {"inputs": job.get("inputs", []), "attempts": attempts[job["output"]]})
 
+    def report_within() -> None:  # finished partitions, and how far those in flight are
+        fractions = ray.get(tally.read.remote())
+        running = sum(fractions.get(j["output"], 0.0) for _, j in in_flight.values())
+        progress.report(spec.label or stage, len(result.records) + len(result.failures) + running, total)
+
     total = len(jobs)
     fill()
     while in_flight:
-        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WITHIN_POLL_S)
+        if not ready:
+            report_within()
+            continue
         actor, job = in_flight.pop(ready[0])
         load[actor] -= 1
         try:
             result.records[job["output"]] = ray.get(ready[0])
+            deaths_in_a_row = 0
         except ray.exceptions.RayActorError as exc:
             # a constructor that raised (the model or backend cannot be built) says so in its last line
             error = f"an actor could not start: {_last_line(exc)}" if exc.actor_init_failed else f"actor died: {_one_line(exc)}"
             if actor in actors:  # first failure seen from this actor: replace it
                 actors.remove(actor)
                 ray.kill(actor, no_restart=True)
-                if replacements_left > 0:
-                    replacements_left -= 1
+                deaths_in_a_row += 1
+                if deaths_in_a_row <= deaths_allowed:
                     result.actor_restarts += 1
                     actors.append(new_actor())
             if exc.actor_init_failed:

@@ -150,8 +150,9 @@ class ModelSection(Section):
 class CaptionsConfig(ModelSection):
     """Caption generation."""
 
-    backend: Literal["vllm", "transformers"] = Field(
-        "vllm", description="Caption backend by name: vllm (production) or transformers (CPU, fallback).")
+    backend: str = Field("vllm", pattern=r"^(vllm|transformers|[\w.]+:\w+)$",
+                         description="Caption backend: vllm (production), transformers (CPU, fallback), or a plug-in "
+                                     "class as package.module:ClassName.")
     template: str = Field("synthclip", description="Prompt template name (see synthclip_core.prompts).")
     per_concept: int = Field(1, ge=1, description="Captions written per concept, each with its own seed.")
     temperature: float = Field(0.7, ge=0, description="Sampling temperature (paper: 0.7).")

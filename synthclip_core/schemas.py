@@ -140,18 +140,22 @@ def _runs(table: pa.Table, column: str) -> list[tuple[int, int]]:
 
 def read_where(source, kind: str, column: str, values: set, columns: list[str], where: str = "") -> pa.Table:
     """The rows of a Parquet file (a file object open for ranged reads) whose ``column`` is one of
-    ``values``, with ``columns`` only: the footer and ``column`` are read for every row group, the
-    other columns only for row groups that hold wanted rows. Files written with ``group_by`` on
-    that column (:func:`to_parquet_bytes`) hold no others in them."""
+    ``values``, with ``columns`` only. A row group whose statistics rule the values out is skipped
+    unread; of the others ``column`` is read, and the rest only where it holds wanted rows. Files
+    written with ``group_by`` on that column (:func:`to_parquet_bytes`) hold no others in them."""
     expected = f"{kind}/{SCHEMAS[kind][0]}"
     try:
         parquet = pq.ParquetFile(source)
         found = (parquet.schema_arrow.metadata or {}).get(_KEY, b"").decode()
         if found != expected:
             raise RunStateError(f"{where or kind}: schema {found or 'unknown'!r}, expected {expected!r}")
-        wanted = pa.array(sorted(values), pa.string())
+        position = parquet.schema_arrow.names.index(column)
+        wanted = pa.array(sorted(values), parquet.schema_arrow.field(column).type)
         pieces = []
         for group in range(parquet.num_row_groups):
+            stats = parquet.metadata.row_group(group).column(position).statistics
+            if stats is not None and stats.has_min_max and not any(stats.min <= v <= stats.max for v in values):
+                continue
             keys = parquet.read_row_group(group, columns=[column]).column(column)
             mask = pa.compute.is_in(keys, value_set=wanted)
             if pa.compute.any(mask).as_py():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import posixpath
 import time
@@ -35,10 +36,12 @@ from . import placing, validation
 from .errors import StorageError
 from .ids import check_run_id
 
+log = logging.getLogger("synthclip.store")
 COMMITS = "_commits"
 FAILURES = "_failures"
 COMPLETE = "_complete"
 DAMAGED = "_damaged"
+LIVE = "_live"  # how far long work is (training's step): overwritten as it goes, never an output
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,22 @@ class RunStore:
             else:
                 self.fs.pipe_file(path, _dumps(record))
         return record
+
+    def heartbeat(self, stage: str, doc: dict) -> None:
+        """Say how far a stage's long work is (``_live/<stage>.json``, overwritten each time): for
+        progress only, so a write that fails is logged and dropped, never an error of the work."""
+        try:
+            self._makedirs(self.path(LIVE))
+            self.fs.pipe_file(self.path(LIVE, stage + ".json"), _dumps(doc))
+        except Exception as exc:  # noqa: BLE001 (progress must never stop training)
+            log.warning("could not write the progress of %s to %s: %s", stage, self._display(self.path(LIVE)), exc)
+
+    def live(self, stage: str) -> dict | None:
+        """The stage's last :meth:`heartbeat`, if any."""
+        try:
+            return json.loads(self.fs.cat_file(self.path(LIVE, stage + ".json")))
+        except (FileNotFoundError, ValueError):
+            return None
 
     def temporaries(self) -> list[str]:
         """Hidden temporary files under the run (left by killed writers); no reader ever opens one."""

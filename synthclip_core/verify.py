@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import placing, progress, validation
-from .store import COMMITS, COMPLETE, DAMAGED, FAILURES, RunStore
+from .store import COMMITS, COMPLETE, DAMAGED, FAILURES, LIVE, RunStore
 
 PROGRESS = "verify"  # the progress events' stage name
 WHOLE_IN_MEMORY = 2 << 30  # larger outputs are hashed in blocks, their kind unchecked
-_BOOKKEEPING = (COMMITS, FAILURES, COMPLETE, DAMAGED)
+_BOOKKEEPING = (COMMITS, FAILURES, COMPLETE, DAMAGED, LIVE)
 
 
 @dataclass(frozen=True)

@@ -226,3 +226,4 @@ def _weights_differ(reference: RunStore, store: RunStore, tolerance: float = 1e-
     a, b = (torch.load(io.BytesIO(s.read_bytes("train", last[0])), weights_only=True)["state_dict"] for s in (reference, store))
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     return [f"final weights differ from the reference by {worst:.2e}"] if worst > tolerance else []
+

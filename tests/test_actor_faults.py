@@ -75,6 +75,45 @@ def test_a_partition_that_keeps_failing_is_recorded_and_the_rest_committed(engin
     assert "concepts/part-00001.parquet: not a readable Parquet file" in failure["error"]
 
 
+def test_a_pool_that_keeps_losing_actors_goes_on_while_partitions_succeed(engine, tmp_path):
+    """Replacements are bounded by deaths in a row, not per stage call: every one of 8 partitions
+    kills its actor once (more deaths than the old budget of actors x tries) and all commit."""
+    from pool_work import DiesOnFirstTry
+
+    from synthclip_core.actors import PoolSpec, run_pool
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    ref = RunRef(str(tmp_path), "pool")
+    jobs = [{"output": f"out-{i}"} for i in range(8)]
+    result = run_pool("pool", ref, PoolSpec(num_actors=1, max_retries=1), DiesOnFirstTry, (str(marks),), jobs)
+    assert not result.failures and sorted(result.records) == [j["output"] for j in jobs]
+    assert result.actor_restarts == 8
+
+
+def test_progress_moves_within_a_partition(engine, tmp_path):
+    """One long partition: the pool reports fractions of it while it runs, not only 0 then 1."""
+    from pool_work import InSteps
+
+    from synthclip_core import progress
+    from synthclip_core.actors import PoolSpec, run_pool
+
+    seen: list[float] = []
+
+    def listener(stage: str, done: float, total: int) -> None:
+        if stage == "long":
+            seen.append(done / total)
+
+    progress.add_listener(listener)
+    try:
+        result = run_pool("long", RunRef(str(tmp_path), "pool"), PoolSpec(num_actors=1, label="long"), InSteps, (6, 0.6),
+                          [{"output": "only"}])
+    finally:
+        progress.remove_listener(listener)
+    assert sorted(result.records) == ["only"]
+    assert any(0 < f < 1 for f in seen) and seen[-1] == 1 and seen == sorted(seen)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("trial", range(5))
 def test_repeated_kills_never_lose_or_change_a_partition(engine, tmp_path, trial):

@@ -8,7 +8,10 @@ package import.
 
 from __future__ import annotations
 
+import importlib
 from typing import Protocol, TypedDict
+
+from ..errors import ConfigError
 
 
 class Completion(TypedDict):
@@ -28,6 +31,8 @@ BACKENDS = ("transformers", "vllm")
 
 
 def create_caption_backend(name: str, **kwargs) -> CaptionBackend:
+    """``transformers``, ``vllm``, or a plug-in named ``package.module:ClassName`` taking the same
+    keyword arguments (as render backends are named)."""
     if name == "transformers":
         from .transformers_backend import TransformersCaptioner
 
@@ -36,4 +41,11 @@ def create_caption_backend(name: str, **kwargs) -> CaptionBackend:
         from .vllm_backend import VLLMCaptioner
 
         return VLLMCaptioner(**kwargs)
-    raise ValueError(f"unknown caption backend {name!r} (known: {', '.join(BACKENDS)})")
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            backend_cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"captions.backend {name!r}: cannot import it ({exc})") from None
+        return backend_cls(**kwargs)
+    raise ValueError(f"unknown caption backend {name!r} (known: {', '.join(BACKENDS)}, or package.module:ClassName)")

@@ -9,7 +9,7 @@
 4. report (here): ``histogram.png`` and ``stats.parquet`` (count before, expected and actual count
    after, p per concept).
 Every output is committed, so a resumed run redoes only what is missing. Memory per actor is the
-automaton (or the keep probabilities) plus one partition.
+automaton (or the keep probabilities) plus one partition and its duplicate rows.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ..balancing import (
 )
 from ..config import BalancedConfig
 from ..pictures import concept_histogram
-from ..schemas import SCHEMAS, table_from_rows, to_parquet_bytes
+from ..schemas import SCHEMAS, read_where, table_from_rows, to_parquet_bytes
 from ..store import RunStore
 from .common import data_parts, input_ref, lineage, read_concepts, read_table, worker_info
 from .partitions import pending_jobs, run_jobs
@@ -133,9 +133,9 @@ def _reduce(run: Run, parts: list[str]) -> dict:
                 "no_match": no_match}
     inputs = [input_ref(store, NAME, f"matches/{o}") for o in parts]
     base = lineage(run.fingerprints[NAME], VERSION, inputs, started, len(concept_ids), counters=counters)
-    store.commit(NAME, DUPLICATES, to_parquet_bytes(pa.table({
+    store.commit(NAME, DUPLICATES, to_parquet_bytes(pa.table({  # a row group per partition: each reads its own
         "partition": pa.array(dup_parts, pa.int32()), "row": pa.array(dup_rows - offsets[dup_parts], pa.int32())}),
-        "balance_duplicates"), {**base, "rows": int(len(dup_rows))})
+        "balance_duplicates", group_by="partition"), {**base, "rows": int(len(dup_rows))})
     store.commit(NAME, COUNTS, to_parquet_bytes(pa.table({
         "concept_id": concept_ids, "count_before": counts, "keep_probability": probs}), "balance_counts"), base)
     return counters
@@ -148,14 +148,13 @@ def _report(run: Run, parts: list[str], counters: dict) -> dict:
     concepts = read_concepts(store, parts)
     counts = read_table(store, NAME, COUNTS, "balance_counts")
     before, probs = counts.column("count_before").to_numpy(), counts.column("keep_probability").to_numpy()
-    dup_by_part = read_duplicates(store)
     expected = np.zeros(len(before))
     after = np.zeros(len(before), dtype=np.int64)
     kept_ids = []
     for index, part in enumerate(parts):
         table = _match_column(store, part, ["empty", "matched"])
         keep = ~table.column("empty").to_numpy(zero_copy_only=False)
-        keep[sorted(dup_by_part.get(index, ()))] = False
+        keep[sorted(read_duplicates(store, index))] = False
         lists = pc.filter(table.column("matched"), pa.array(keep))
         lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
         flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
@@ -180,13 +179,12 @@ def _report(run: Run, parts: list[str], counters: dict) -> dict:
     return notes
 
 
-def read_duplicates(store: RunStore) -> dict[int, set[int]]:
-    """The rows dropped as exact duplicates, by caption partition index."""
-    table = read_table(store, NAME, DUPLICATES, "balance_duplicates")
-    by_part: dict[int, set[int]] = {}
-    for part, row in zip(table.column("partition").to_pylist(), table.column("row").to_pylist()):
-        by_part.setdefault(part, set()).add(row)
-    return by_part
+def read_duplicates(store: RunStore, partition: int) -> set[int]:
+    """The rows of caption partition ``partition`` dropped as exact duplicates, read from its row
+    group of ``duplicates.parquet`` alone."""
+    with store.open(NAME, DUPLICATES) as handle:
+        table = read_where(handle, "balance_duplicates", "partition", {partition}, ["row"], where=f"{NAME}/{DUPLICATES}")
+    return set(table.column("row").to_pylist())
 
 
 class MatchWorker:
@@ -231,19 +229,18 @@ class SampleWorker:
         self.settings = settings
         self.cache: dict = {}
 
-    def _shared(self, store: RunStore) -> tuple[np.ndarray, list[str], dict[int, set[int]]]:
+    def _shared(self, store: RunStore) -> tuple[np.ndarray, list[str]]:
         if not self.cache:
             counts = read_table(store, NAME, COUNTS, "balance_counts")
-            self.cache = {"p": counts.column("keep_probability").to_numpy(),
-                          "ids": counts.column("concept_id").to_pylist(), "dups": read_duplicates(store)}
-        return self.cache["p"], self.cache["ids"], self.cache["dups"]
+            self.cache = {"p": counts.column("keep_probability").to_numpy(), "ids": counts.column("concept_id").to_pylist()}
+        return self.cache["p"], self.cache["ids"]
 
     def __call__(self, store: RunStore, job: dict) -> dict:
-        probs, concept_ids, duplicates = self._shared(store)
+        probs, concept_ids = self._shared(store)
         started = time.time()
         seed, eval_fraction = self.settings["seed"], self.settings["eval_fraction"]
         held_out = set(self.settings.get("held_out", ()))
-        dups = duplicates.get(job["partition"], set())
+        dups = read_duplicates(store, job["partition"])  # this partition's only: no run-wide sets
         matches = read_table(store, NAME, job["inputs"][0]["output"], "balance_matches")
         columns = [matches.column(c).to_pylist() for c in ("caption_id", "concept_id", "caption", "empty", "matched")]
         kept = []

@@ -16,6 +16,7 @@ from collections import Counter
 
 import pyarrow as pa
 
+from .. import progress
 from ..balancing import prepare_text
 from ..caption_cleaning import clean_caption
 from ..captioners import create_caption_backend
@@ -33,6 +34,7 @@ from .stage import Run, Stage, StageSummary, section_settings
 
 NAME = "captions"
 VERSION = 3
+GENERATE_CHUNK = 4096  # prompts per backend call (rounded up to whole batches): progress moves between them
 COVERAGE = "coverage.parquet"
 
 
@@ -95,8 +97,7 @@ class CaptionWorker:
             for c in concepts for index in range(s["per_concept"])
         ]
         generate_started = time.time()
-        completions = self.backend.generate([self.template.messages(r["concept"]) for r in rows],
-                                            [r["seed"] for r in rows], s["sampling"])
+        completions = self._generate(rows)
         generate_s = max(time.time() - generate_started, 1e-9)
         rejects, fixes = Counter(), Counter()
         for row, completion in zip(rows, completions, strict=True):
@@ -115,6 +116,19 @@ class CaptionWorker:
                         "tokens_per_s": round(tokens / generate_s, 1), "generated_tokens": tokens},
             worker=worker_info(self.backend.device),
         ), deterministic=False)  # LLM sampling on a GPU may differ between two writers
+
+
+    def _generate(self, rows: list[dict]) -> list[dict]:
+        """The backend's completions, asked for in chunks of whole batches so that progress moves
+        within a partition; every prompt has its own seed, so chunking changes no caption."""
+        chunk = -(-GENERATE_CHUNK // self.settings["batch_size"]) * self.settings["batch_size"]
+        completions: list[dict] = []
+        for start in range(0, len(rows), chunk):
+            progress.within(start, len(rows))
+            part = rows[start:start + chunk]
+            completions += self.backend.generate([self.template.messages(r["concept"]) for r in part],
+                                                 [r["seed"] for r in part], self.settings["sampling"])
+        return completions
 
 
 def write_coverage(run: Run, parts: list[str]) -> dict:

@@ -18,6 +18,7 @@ from collections import Counter
 
 from PIL import Image
 
+from .. import progress
 from ..config import ImagesConfig
 from ..errors import BackendError
 from ..fingerprint import model_identity_of, model_label
@@ -160,6 +161,7 @@ class RenderWorker:
     def _render(self, rows: list[dict]) -> None:
         batch_size = self.settings["batch_size"]
         for start in range(0, len(rows), batch_size):
+            progress.within(start, len(rows))
             batch = rows[start:start + batch_size]
             images = self.backend.render([r["caption"] for r in batch], [r["seed"] for r in batch], self.settings["sampler"])
             if len(images) != len(batch):

@@ -138,7 +138,9 @@ def train_loop_per_worker(spec_dict: dict) -> None:
             rows.append({"step": step + 1, "epoch": epoch + 1, "loss": mean_loss, "lr": lr,
                          "logit_scale": core.logit_scale.exp().item(),
                          "samples_per_s_per_worker": per_worker / max(data_wait + compute, 1e-9), "data_wait_s": data_wait})
-            if rank == 0 and (step + 1) % t.log_every_steps == 0:
+            if rank == 0 and ((step + 1) % t.log_every_steps == 0 or step + 1 == total_steps):
+                store.heartbeat("train", {"step": step + 1, "total": total_steps, "epoch": epoch + 1, "loss": mean_loss,
+                                          "samples_per_s_per_worker": rows[-1]["samples_per_s_per_worker"]})
                 print(f"step {step + 1}/{total_steps} epoch {epoch + 1} loss {mean_loss:.4f} lr {lr:.2e} "
                       f"logit_scale {rows[-1]['logit_scale']:.2f} {rows[-1]['samples_per_s_per_worker']:.1f} samples/s/worker "
                       f"data wait {data_wait * 1000:.0f} ms", flush=True)

@@ -36,15 +36,20 @@ def history(store: RunStore, names: list[str] | None = None) -> list[dict]:
 
 
 def follow_metrics(spec, finished: Callable[[], bool], poll_s: float = 2.0) -> None:
-    """Log each newly committed chunk's last row and report progress, until ``finished()``."""
+    """Report progress at each logged step (the workers' heartbeat) and log each newly committed
+    chunk's last row, until ``finished()``."""
     from .layout import steps_per_epoch
 
     store = spec.run_ref.store()
     t = spec.config
     total = steps_per_epoch(spec.epoch_samples, t.num_workers, t.loader_workers, spec.per_worker_batch()) * t.epochs
-    seen = set(chunks(store))
+    seen, step = set(chunks(store)), 0
     while True:
         done = finished()
+        live = store.live("train") or {}
+        if live.get("step", 0) > step:
+            step = live["step"]
+            progress.report("train", step, live.get("total") or total)
         fresh = [c for c in chunks(store) if c not in seen]
         for name in fresh:
             rows = history(store, [name])

@@ -9,11 +9,14 @@ are told apart by Ray itself, so the loser follows the winner's job.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shlex
 import sys
+import threading
 import time
+from collections import deque
 
 log = logging.getLogger("synthclip.train")
 ACTIVE = {"PENDING", "RUNNING"}
@@ -85,19 +88,41 @@ def ensure_job(client, run_id: str, fingerprint: str, command: str, patience_s: 
 
 
 class JobFollower:
-    """Streams a job's new log lines to the ``synthclip.train`` logger; ``done()`` says if it ended."""
+    """Streams a job's log lines to the ``synthclip.train`` logger as the cluster sends them (one
+    websocket held by a thread: no download of the whole log, however long the job has run);
+    ``done()`` asks the job's status only."""
 
     def __init__(self, client, submission_id: str):
-        self.client, self.submission_id, self.offset, self.status = client, submission_id, 0, "PENDING"
+        self.client, self.submission_id, self.status = client, submission_id, "PENDING"
+        self.last_lines: deque[str] = deque(maxlen=20)
+        self._tail = threading.Thread(target=self._follow, name=f"logs-{submission_id}", daemon=True)
+        self._tail.start()
+
+    def _follow(self) -> None:
+        async def tail() -> None:
+            rest = ""
+            async for chunk in self.client.tail_job_logs(self.submission_id):
+                *lines, rest = (rest + chunk).split("\n")
+                for line in lines:
+                    self._show(line)
+            self._show(rest)
+
+        try:
+            asyncio.run(tail())
+        except Exception as exc:  # the status is still followed; only the log lines stop
+            log.warning("stopped following the logs of Ray job %s: %s", self.submission_id, exc)
+
+    def _show(self, line: str) -> None:
+        if line.strip():
+            self.last_lines.append(line)
+            log.info("[%s] %s", self.submission_id, line)
 
     def done(self) -> bool:
         self.status = str(self.client.get_job_status(self.submission_id).value)
-        logs = self.client.get_job_logs(self.submission_id)
-        for line in logs[self.offset:].splitlines():
-            if line.strip():
-                log.info("[%s] %s", self.submission_id, line)
-        self.offset = len(logs)
-        return self.status in TERMINAL
+        if self.status in TERMINAL:
+            self._tail.join(timeout=10)  # the server closes the stream once the job has ended
+            return True
+        return False
 
     def wait(self, poll_s: float = 2.0) -> str:
         while not self.done():
@@ -106,5 +131,5 @@ class JobFollower:
 
     def failure(self) -> str:
         info = self.client.get_job_info(self.submission_id)
-        tail = [ln for ln in self.client.get_job_logs(self.submission_id).splitlines() if ln.strip()][-1:]
-        return f"Ray job {self.submission_id} {self.status}: {info.message or ''} {tail[0] if tail else ''}".strip()
+        last = self.last_lines[-1] if self.last_lines else ""
+        return f"Ray job {self.submission_id} {self.status}: {info.message or ''} {last}".strip()

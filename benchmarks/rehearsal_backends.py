@@ -1,0 +1,59 @@
+"""Fast deterministic backends for the scale rehearsal (``bench_scale.py``) only: they stand in for
+the models so that the platform's own work (planning, reading, committing, lineage, whole-run steps)
+is what the rehearsal measures. Loaded through the ``package.module:ClassName`` backend hook, as a
+user's plug-in would be.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+
+from PIL import Image
+
+FILLER = ["a", "the", "on", "in", "with", "near", "bright", "small", "photo", "scene", "under", "sky", "old", "red"]
+_CONCEPT = re.compile(r"concept is (.+?)\. Output")
+
+
+class EchoCaptioner:
+    """A caption of filler words around the concept the prompt names, drawn from the prompt's seed."""
+
+    device = "cpu"
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+    def generate(self, messages: list[list[dict]], seeds: list[int], sampling: dict) -> list[dict]:
+        out = []
+        for conversation, seed in zip(messages, seeds):
+            text = conversation[-1]["content"]
+            found = _CONCEPT.search(text)
+            concept = found.group(1) if found else text[-40:]
+            rng = random.Random(seed)
+            words = [rng.choice(FILLER) for _ in range(6)]
+            words.insert(rng.randrange(7), concept)
+            out.append({"text": " ".join(words) + ".", "tokens": len(words) + 1})
+        return out
+
+
+class PixelRenderer:
+    """A tiny flat JPEG of the stored size per prompt, its colour drawn from the seed."""
+
+    device = "cpu"
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        self.cache: dict[tuple, bytes] = {}
+
+    def render(self, prompts: list[str], seeds: list[int], settings: dict) -> list[dict]:
+        side = settings["stored_size"]
+        return [{"jpg": self._jpeg(side, seed % 64), "problem": None} for seed in seeds]
+
+    def _jpeg(self, side: int, shade: int) -> bytes:
+        key = (side, shade)
+        if key not in self.cache:
+            out = io.BytesIO()
+            Image.new("RGB", (side, side), (shade * 4, 255 - shade * 4, 128)).save(out, format="JPEG", quality=80)
+            self.cache[key] = out.getvalue()
+        return self.cache[key]
