@@ -103,12 +103,15 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
         return result
     _check_gpus(stage, spec)
     store = ref.store()
-    worker_cls = ray.remote(PartitionWorker).options(
+    worker_cls = ray.remote(PartitionWorker).options(  # spread over the nodes, as Ray Data places its pools
         num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=spec.resources or None, max_restarts=0,
-        runtime_env=spec.runtime_env or None,
+        runtime_env=spec.runtime_env or None, scheduling_strategy="SPREAD",
     )
     threads = max(1, int(spec.num_cpus))
-    tally = ray.remote(num_cpus=0)(Tally).remote()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    tally = ray.remote(num_cpus=0)(Tally).options(scheduling_strategy=here).remote()  # lives as long as this driver's node
 
     def new_actor():
         return worker_cls.remote(work, args, ref.as_dict(), threads, tally)
@@ -156,7 +159,10 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
         store.fail(stage, job["output"], error, {"inputs": job.get("inputs", []), "attempts": attempts[job["output"]]})
 
     def report_within() -> None:  # finished partitions, and how far those in flight are
-        fractions = ray.get(tally.read.remote())
+        try:
+            fractions = ray.get(tally.read.remote(), timeout=10)
+        except (ray.exceptions.RayError, TimeoutError):  # progress only: never a reason to stop the stage
+            fractions = {}
         running = sum(fractions.get(j["output"], 0.0) for _, j in in_flight.values())
         progress.report(spec.label or stage, len(result.records) + len(result.failures) + running, total)
 

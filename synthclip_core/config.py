@@ -285,6 +285,9 @@ class TrainConfig(Section):
     shuffle_buffer: int = Field(1000, ge=1, description="Samples held by each loader's shuffle buffer.")
     checkpoint_every_steps: int = operational(0, ge=0, description="Also checkpoint every N steps (0: only at epoch ends).")
     log_every_steps: int = operational(10, ge=1, description="Print a metrics line every N steps (shows in the job logs).")
+    placement: Literal["PACK", "SPREAD"] = operational(
+        "PACK", description="Where Ray places the training workers: PACK fills a node first (fast collectives), SPREAD "
+                            "puts them on as many nodes as it can (a group that survives losing one).")
     max_failures: int = operational(
         2, ge=0, description="Worker-group restarts after a worker dies or fails (each from the latest checkpoint).")
     max_unreadable_share: float = operational(

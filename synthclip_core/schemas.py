@@ -90,9 +90,9 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("height", pa.int32()),
         ("sha256", pa.string()),
     ])),
-    "shard_manifest": (1, pa.schema([  # the shards of a run, for training start without reading every record
-        ("shard", pa.string()),
-        ("samples", pa.int64()),
+    "manifest": (1, pa.schema([  # a stage's outputs as their records say, for readers that need them all
+        ("output", pa.string()),
+        ("rows", pa.int64()),
         ("bytes", pa.int64()),
         ("sha256", pa.string()),
     ])),

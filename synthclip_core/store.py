@@ -360,6 +360,12 @@ class RunStore:
         blobs = self.fs.cat(paths)
         return {o: json.loads(blobs[p]) for o, p in zip(outputs, paths)}
 
+    def iter_records(self, stage: str, outputs: list[str], batch: int = 1000) -> Iterator[tuple[str, dict]]:
+        """(output, commit record) in order, read ``batch`` at a time: a caller that keeps a few
+        fields of each holds those, not tens of thousands of whole records."""
+        for start in range(0, len(outputs), batch):
+            yield from self.records(stage, outputs[start:start + batch]).items()
+
     def size_mismatches(self, stage: str, records: dict[str, dict]) -> dict[str, str]:
         """Files at the top of a stage's folder (named by their commit ``records``) whose size on
         storage is not the committed size: truncated, replaced or gone since; from one listing."""

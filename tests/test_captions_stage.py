@@ -105,3 +105,16 @@ def test_more_gpus_than_ray_has_is_a_clear_error(engine, tmp_path):
     run = _run(tmp_path, "too-many", num_gpus=4)
     with pytest.raises(ConfigError, match="num_gpus=4 but this Ray has 2 GPU"):
         captions(run)
+
+
+def test_a_caption_backend_plug_in_is_loaded_by_name():
+    from synthclip_core.captioners import create_caption_backend
+    from synthclip_core.errors import ConfigError
+    from synthclip_core.prompts import get_template
+
+    backend = create_caption_backend("benchmarks.rehearsal_backends:EchoCaptioner", model="any")
+    messages = [get_template("synthclip").messages(c) for c in ("red fox", "lighthouse")]
+    out = backend.generate(messages, [1, 2], {})
+    assert [("red fox" in o["text"], "lighthouse" in o["text"]) for o in out] == [(True, False), (False, True)]
+    with pytest.raises(ConfigError, match="captions.backend 'no_such_module:Thing': cannot import it"):
+        create_caption_backend("no_such_module:Thing")

@@ -190,3 +190,12 @@ def test_the_flow_run_shows_reports_and_pictures(offline_run):
     assert "| synthetic-heldout | zeroshot | top1 |" in report and "](data:image/png;base64," in report
     assert "](data:image/png;base64," in by_description["train summary"].data  # the training curves
     assert any(a.type == "progress" for a in artifacts)
+
+
+def test_training_said_how_far_it_was_at_its_last_step(offline_run):
+    """Progress at each logged step comes from rank 0's heartbeat, which is never an output."""
+    run, summaries = offline_run
+    live = run.store.live("train")
+    steps = json.loads(run.store.read_bytes("train", "summary.json"))["steps"]
+    assert live["step"] == live["total"] == steps and "loss" in live
+    assert "_live" not in run.store.committed_all()

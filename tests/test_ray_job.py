@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from servers import free_port
+from servers import free_port, ray_cluster_env, start_ray_node
 
 from synthclip_core.training import ray_jobs
 
@@ -31,19 +31,10 @@ def ray_cluster():
     from ray.job_submission import JobSubmissionClient
 
     token, port, dashboard = secrets.token_hex(32), free_port(), free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
-    temp_dir = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
-    head = subprocess.Popen(
-        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={port}",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=2", "--num-gpus=0",
-         f"--temp-dir={temp_dir}", "--disable-usage-stats",
-         # its own agent ports: the session's local Ray already holds the defaults (52365, ...), and a
-         # head whose job agent cannot bind answers every submission "No available agent"
-         *(f"--{flag}={free_port()}" for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                                   "runtime-env-agent-port", "metrics-export-port",
-                                                   "ray-client-server-port"))],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = ray_cluster_env(token)
+    head = start_ray_node(env, f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                          "--num-cpus=2", "--num-gpus=0", f"--temp-dir={tempfile.mkdtemp(prefix='rc-', dir='/tmp')}",
+                          head=True)
     url = f"http://127.0.0.1:{dashboard}"
     client, deadline = None, time.time() + 120
     while client is None:

@@ -177,3 +177,17 @@ def test_export_resumed_with_every_shard_committed_reads_no_image_partition(micr
     summary = run_shards(run)
     assert (summary.computed, summary.skipped) == (0, summary.total) and summary.total == 2
     assert {o: r["sha256"] for o, r in store.records("shards").items()} == before
+
+
+def test_shards_written_by_two_ray_tasks_are_the_same_bytes(offline_run, tmp_path):
+    """``shards.num_workers: 2`` writes shard groups as Ray tasks: the same tars, stats, manifest and sizes."""
+    from synthclip_core.run import Run
+    from synthclip_core.stages.shards import run_shards
+
+    copied = _copy_run(offline_run[0].store, tmp_path)
+    before = {o: r["sha256"] for o, r in copied.store.records("shards").items()}
+    _unfinish(copied.store, "shards", sorted(before))
+    cfg = copied.config.model_copy(update={"shards": copied.config.shards.model_copy(update={"num_workers": 2})})
+    summary = run_shards(Run(copied.ref, cfg, copied.fingerprints, copied.stages, copied.kind, copied.layout))
+    assert summary.computed == summary.total == len([o for o in before if o.endswith(".tar")]) >= 2
+    assert {o: r["sha256"] for o, r in copied.store.records("shards").items()} == before

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from .. import __version__
-from ..schemas import from_parquet_bytes, read_where
+from ..schemas import from_parquet_bytes, read_where, table_from_rows, to_parquet_bytes
 from ..store import RunStore
 
 
@@ -54,6 +54,7 @@ def worker_info(device: str = "cpu") -> dict:
         import ray
 
         if ray.is_initialized():
+            info["node_id"] = ray.get_runtime_context().get_node_id()
             info["gpu_ids"] = [str(i) for i in ray.get_gpu_ids()]
             info["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     except ImportError:
@@ -103,6 +104,28 @@ def input_ref(store: RunStore, stage: str, output: str, record: dict | None = No
 
 def read_table(store: RunStore, stage: str, output: str, kind: str | None = None) -> pa.Table:
     return from_parquet_bytes(store.read_bytes(stage, output), kind or stage, where=f"{stage}/{output}")
+
+
+MANIFEST = "manifest.parquet"
+
+
+def write_manifest(store: RunStore, stage: str, outputs: list[str], base: dict) -> None:
+    """Commit ``<stage>/manifest.parquet``: each output's rows, bytes and sha256 from its commit
+    record, so a reader of thousands of outputs reads one file, not every record."""
+    records = store.records(stage, outputs)
+    rows = [{"output": o, "rows": r.get("rows", 0), "bytes": r["bytes"], "sha256": r["sha256"]} for o, r in records.items()]
+    store.commit(stage, MANIFEST, to_parquet_bytes(table_from_rows(rows, "manifest"), "manifest"), base)
+
+
+def output_index(store: RunStore, stage: str, outputs: list[str], suffix: str = "") -> dict[str, dict]:
+    """Per output of a finished stage ending in ``suffix``: ``rows``, ``bytes`` and ``sha256``, from
+    its manifest when it wrote one, else from the outputs' commit records."""
+    wanted = [o for o in outputs if o.endswith(suffix) and o != MANIFEST]
+    if MANIFEST not in outputs:
+        return store.records(stage, wanted)
+    table = read_table(store, stage, MANIFEST, "manifest")
+    index = {row.pop("output"): row for row in table.to_pylist()}
+    return {o: index[o] for o in wanted}
 
 
 def read_rows(store: RunStore, stage: str, output: str, column: str, values: set[str], columns: list[str]) -> pa.Table:

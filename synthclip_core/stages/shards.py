@@ -27,15 +27,13 @@ import webdataset as wds
 from .. import progress
 from ..actors import PoolSpec
 from ..config import ShardsConfig
-from ..schemas import from_parquet_bytes, table_from_rows, to_parquet_bytes
 from ..store import RunRef, RunStore
-from .common import data_parts, input_ref, lineage, read_rows
+from .common import MANIFEST, data_parts, input_ref, lineage, read_rows, write_manifest
 from .stage import Run, Stage, StageBlocked, StageSummary
 
 NAME = "shards"
 VERSION = 2
 SIZES = "sizes.json"
-MANIFEST = "manifest.parquet"
 TRAIN = {"train"}
 META_COLUMNS = ("image_id", "caption_id", "concept_id", "matched_concept_ids", "index", "seed", "rerendered", "model",
                 "scheduler", "steps", "guidance_scale", "width", "height", "sha256")
@@ -101,9 +99,11 @@ def run_shards(run: Run) -> StageSummary:
     store, cfg = run.store, run.config.shards
     image_parts = data_parts(run.require("images").outputs)
     started = time.time()
-    records = store.records("images", image_parts)
-    inputs = {o: input_ref(store, "images", o, records[o]) for o in image_parts}
-    plans = plan_from_counts([(p, train_rows(store, p, records[p])) for p in image_parts], cfg.samples_per_shard)
+    inputs, counts = {}, []
+    for part, record in store.iter_records("images", image_parts):  # keeps a reference and a count of each
+        inputs[part] = input_ref(store, "images", part, record)
+        counts.append((part, train_rows(store, part, record)))
+    plans = plan_from_counts(counts, cfg.samples_per_shard)
     if not plans:
         raise StageBlocked("no training samples to export (every sample is in the eval split or was dropped)")
     committed = store.committed(NAME)
@@ -114,11 +114,8 @@ def run_shards(run: Run) -> StageSummary:
     groups = [[(p, [inputs[o] for o in dict.fromkeys(p.partitions)]) for p in group]
               for group in _groups(pending, cfg.num_workers * GROUPS_PER_WORKER)]
     _write_groups(groups, work, cfg.num_workers)
-    tars = store.records(NAME, [shard_name(p.index) for p in plans])
-    manifest = table_from_rows([{"shard": name, "samples": r["rows"], "bytes": r["bytes"], "sha256": r["sha256"]}
-                                for name, r in tars.items()], "shard_manifest")
     whole = lineage(run.fingerprints[NAME], VERSION, list(inputs.values()), started, sum(p.samples for p in plans))
-    store.commit(NAME, MANIFEST, to_parquet_bytes(manifest, "shard_manifest"), whole)
+    write_manifest(store, NAME, [shard_name(p.index) for p in plans], whole)
     sizes = {shard_name(p.index): p.samples for p in plans}
     store.commit(NAME, SIZES, json.dumps(sizes, indent=1).encode(), whole)
     summary.rows = sum(sizes.values())
@@ -174,18 +171,6 @@ def write_group(work: dict, group: list[tuple[ShardPlan, list[dict]]]) -> int:
                  "first_key": sample_key(plan.index, 0, per_shard), "last_key": sample_key(plan.index, len(rows) - 1, per_shard)}
         store.commit(NAME, stats_name(plan.index), json.dumps(stats, indent=1).encode(), base)
     return len(group)
-
-
-def shard_index(store: RunStore, outputs: list[str]) -> dict[str, dict]:
-    """Per tar of a finished export: samples (``rows``), ``bytes`` and ``sha256``, from the one
-    manifest, or from the tars' commit records for exports made before manifests."""
-    tars = [o for o in outputs if o.endswith(".tar")]
-    if MANIFEST not in outputs:
-        return store.records(NAME, tars)
-    with store.open(NAME, MANIFEST) as handle:
-        table = from_parquet_bytes(handle.read(), "shard_manifest", where=f"{NAME}/{MANIFEST}")
-    return {row["shard"]: {"rows": row["samples"], "bytes": row["bytes"], "sha256": row["sha256"]}
-            for row in table.to_pylist()}
 
 
 def sample_key(shard: int, index: int, per_shard: int) -> str:

@@ -28,8 +28,7 @@ from ..training.fit import TrainingFailed, fit, preflight
 from ..training.init_weights import resolve_init
 from ..training.sources import ResolvedSource, SourceError, checked, tar_source, to_spec_parts
 from ..training.spec import TrainSpec
-from .common import input_ref, lineage
-from .shards import shard_index
+from .common import input_ref, lineage, output_index
 from .stage import Run, Stage, StageSummary
 
 log = logging.getLogger("synthclip.train")
@@ -110,8 +109,8 @@ def _run_source(run: Run, source: DataSource) -> ResolvedSource:
             raise
         raise SourceError(f"training source {source.name!r} ({source.uri}): {exc}") from None
     store = other.store
-    tars = [o for o in done.outputs if o.endswith(".tar")]
-    records = shard_index(store, done.outputs)  # one read, and one listing below: never every record
+    records = output_index(store, "shards", done.outputs, ".tar")  # one read, one listing below: never every record
+    tars = list(records)
     damaged = store.size_mismatches("shards", records)
     for name, reason in damaged.items():
         log.warning("training skips shard %s (%d samples): %s", store.uri("shards", name), records[name]["rows"], reason)

@@ -51,7 +51,7 @@ def fit(spec: TrainSpec, name: str, poll_s: float = 2.0) -> None:
         train_loop_config=asdict(spec),
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
                                      resources_per_worker={"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {}),
-                                                           **t.ray_resources}),
+                                                           **t.ray_resources}, placement_strategy=t.placement),
         run_config=RunConfig(name=name, storage_path=tempfile.gettempdir() + "/synthclip-ray-train",
                              failure_config=FailureConfig(max_failures=t.max_failures)),
     )

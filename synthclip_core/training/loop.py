@@ -40,6 +40,9 @@ def train_loop_per_worker(spec_dict: dict) -> None:
     torch.manual_seed(spec.seed)  # the same initial weights on every rank and every attempt
     store = spec.run_ref.store()
     device = ray.train.torch.get_device()
+    nodes = [ray.get_runtime_context().get_node_id()] * world  # the Ray node of each rank, for the lineage
+    if world > 1:
+        torch.distributed.all_gather_object(nodes, nodes[0])
 
     model, preprocess_train, _, tokenizer = create_model(t.model, device=str(device))
     if t.grad_checkpointing:
@@ -93,7 +96,7 @@ def train_loop_per_worker(spec_dict: dict) -> None:
                  "state_dict": core.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
         store.commit("train", name, checkpoints.to_bytes(state), {
             **base, "model_cfg": spec.model_cfg, "layout": layout_key, "rows": step * t.global_batch_size,
-            "metrics": rows[-1] if rows else {}, "worker": {"device": str(device), "world_size": world},
+            "metrics": rows[-1] if rows else {}, "worker": {"device": str(device), "world_size": world, "nodes": nodes},
         }, deterministic=False)
         rows.clear()
         if name.startswith("checkpoints/epoch_"):
