@@ -121,11 +121,9 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
     queue = deque(jobs)
     attempts: Counter = Counter()
     in_flight: dict = {}
-    # Deaths in a row, with no partition committed in between, before the pool gives up: a pool
-    # that keeps losing actors (pre-emptions over days) goes on while partitions succeed, and each
-    # partition is bounded by its own attempts.
-    deaths_allowed = max(1, spec.num_actors) * (spec.max_retries + 1)
-    deaths_in_a_row = 0
+    # A dead actor is always replaced: the bound is per partition (a death costs the partitions on
+    # that actor a try each, and a partition out of tries is given up), so a pool that keeps losing
+    # actors over days of pre-emptions goes on while partitions succeed, and still ends.
     same_error: dict[str, set[str]] = {}  # error -> partitions that met it, while none has succeeded
 
     def fill() -> None:  # round-robin, so every actor starts working before any gets a second job
@@ -177,17 +175,14 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
         load[actor] -= 1
         try:
             result.records[job["output"]] = ray.get(ready[0])
-            deaths_in_a_row = 0
         except ray.exceptions.RayActorError as exc:
             # a constructor that raised (the model or backend cannot be built) says so in its last line
             error = f"an actor could not start: {_last_line(exc)}" if exc.actor_init_failed else f"actor died: {_one_line(exc)}"
             if actor in actors:  # first failure seen from this actor: replace it
                 actors.remove(actor)
                 ray.kill(actor, no_restart=True)
-                deaths_in_a_row += 1
-                if deaths_in_a_row <= deaths_allowed:
-                    result.actor_restarts += 1
-                    actors.append(new_actor())
+                result.actor_restarts += 1
+                actors.append(new_actor())
             if exc.actor_init_failed:
                 stop_if_every_partition_fails(error, job)
             _retry_or_fail(job, error, attempts, spec.max_retries, queue, give_up)
@@ -198,10 +193,6 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
             error = _one_line(exc.cause if exc.cause else exc)
             stop_if_every_partition_fails(error, job)
             _retry_or_fail(job, error, attempts, spec.max_retries, queue, give_up)
-        if not actors:  # no actor can be started any more: fail what is left
-            for job in list(queue):
-                give_up(job, "no live actor left after repeated actor deaths")
-            queue.clear()
         fill()
         progress.report(spec.label or stage, len(result.records) + len(result.failures), total)
     stop()
