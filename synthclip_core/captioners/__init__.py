@@ -8,10 +8,9 @@ package import.
 
 from __future__ import annotations
 
-import importlib
 from typing import Protocol, TypedDict
 
-from ..errors import ConfigError
+from ..plugins import is_plugin, plugin_class
 
 
 class Completion(TypedDict):
@@ -41,11 +40,6 @@ def create_caption_backend(name: str, **kwargs) -> CaptionBackend:
         from .vllm_backend import VLLMCaptioner
 
         return VLLMCaptioner(**kwargs)
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            backend_cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"captions.backend {name!r}: cannot import it ({exc})") from None
-        return backend_cls(**kwargs)
+    if is_plugin(name):
+        return plugin_class(name, "captions.backend")(**kwargs)
     raise ValueError(f"unknown caption backend {name!r} (known: {', '.join(BACKENDS)}, or package.module:ClassName)")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Protocol, TypedDict
 
 from ..errors import ConfigError
+from ..plugins import is_plugin, plugin_class
 
 
 class Rendered(TypedDict):
@@ -27,11 +27,6 @@ def create_render_backend(name: str, **kwargs) -> RenderBackend:
         from .diffusers_backend import DiffusersRenderer
 
         return DiffusersRenderer(**kwargs)
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            backend_cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"render.backend {name!r}: cannot import it ({exc})") from None
-        return backend_cls(**kwargs)
+    if is_plugin(name):
+        return plugin_class(name, "render.backend")(**kwargs)
     raise ConfigError(f"unknown render backend {name!r} (known: diffusers, or package.module:ClassName)")
