@@ -61,6 +61,9 @@ class PartitionWorker:
         self.output = job["output"]
         return self.work(self.store, job)
 
+    def info(self) -> dict:
+        return {"host": socket.gethostname(), "pid": os.getpid()}
+
 
 class Tally:
     """A pool's record of how far each partition in flight is (0..1), read by the driver."""
@@ -73,9 +76,6 @@ class Tally:
 
     def read(self) -> dict[str, float]:
         return self.fractions
-
-    def info(self) -> dict:
-        return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
 @dataclass
@@ -97,6 +97,7 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
     """Process ``jobs`` (each with an ``output`` of ``stage``) on actors holding ``work(*args)``;
     outputs that keep failing are recorded in the store's failures."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     result = PoolResult()
     if not jobs:
@@ -108,8 +109,6 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
         runtime_env=spec.runtime_env or None, scheduling_strategy="SPREAD",
     )
     threads = max(1, int(spec.num_cpus))
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     tally = ray.remote(num_cpus=0)(Tally).options(scheduling_strategy=here).remote()  # lives as long as this driver's node
 
