@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import RunStateError
@@ -143,12 +143,9 @@ def read_where(source, kind: str, column: str, values: set, columns: list[str], 
     ``values``, with ``columns`` only. A row group whose statistics rule the values out is skipped
     unread; of the others ``column`` is read, and the rest only where it holds wanted rows. Files
     written with ``group_by`` on that column (:func:`to_parquet_bytes`) hold no others in them."""
-    expected = f"{kind}/{SCHEMAS[kind][0]}"
     try:
         parquet = pq.ParquetFile(source)
-        found = (parquet.schema_arrow.metadata or {}).get(_KEY, b"").decode()
-        if found != expected:
-            raise RunStateError(f"{where or kind}: schema {found or 'unknown'!r}, expected {expected!r}")
+        _check_kind(parquet.schema_arrow, kind, where)
         position = parquet.schema_arrow.names.index(column)
         wanted = pa.array(sorted(values), parquet.schema_arrow.field(column).type)
         pieces = []
@@ -157,8 +154,8 @@ def read_where(source, kind: str, column: str, values: set, columns: list[str], 
             if stats is not None and stats.has_min_max and not any(stats.min <= v <= stats.max for v in values):
                 continue
             keys = parquet.read_row_group(group, columns=[column]).column(column)
-            mask = pa.compute.is_in(keys, value_set=wanted)
-            if pa.compute.any(mask).as_py():
+            mask = pc.is_in(keys, value_set=wanted)
+            if pc.any(mask).as_py():
                 pieces.append(parquet.read_row_group(group, columns=columns).filter(mask))
     except (pa.ArrowInvalid, OSError) as exc:
         raise RunStateError(f"{where or kind}: not a readable Parquet file ({exc})") from None
@@ -168,12 +165,17 @@ def read_where(source, kind: str, column: str, values: set, columns: list[str], 
 
 def from_parquet_bytes(data: bytes, kind: str, where: str = "") -> pa.Table:
     """Read a Parquet file written by :func:`to_parquet_bytes`, refusing any other schema."""
-    version, _ = SCHEMAS[kind]
     try:
         table = pq.read_table(pa.BufferReader(data))
     except pa.ArrowInvalid as exc:
         raise RunStateError(f"{where or kind}: not a readable Parquet file ({exc})") from None
-    found = (table.schema.metadata or {}).get(_KEY, b"").decode()
-    if found != f"{kind}/{version}":
-        raise RunStateError(f"{where or kind}: schema {found or 'unknown'!r}, expected '{kind}/{version}'")
+    _check_kind(table.schema, kind, where)
     return table.replace_schema_metadata(None)
+
+
+def _check_kind(schema: pa.Schema, kind: str, where: str) -> None:
+    """Refuse a file whose metadata names another schema (or version) than ``kind``'s."""
+    expected = f"{kind}/{SCHEMAS[kind][0]}"
+    found = (schema.metadata or {}).get(_KEY, b"").decode()
+    if found != expected:
+        raise RunStateError(f"{where or kind}: schema {found or 'unknown'!r}, expected {expected!r}")

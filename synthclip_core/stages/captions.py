@@ -117,7 +117,6 @@ class CaptionWorker:
             worker=worker_info(self.backend.device),
         ), deterministic=False)  # LLM sampling on a GPU may differ between two writers
 
-
     def _generate(self, rows: list[dict]) -> list[dict]:
         """The backend's completions, asked for in chunks of whole batches so that progress moves
         within a partition; every prompt has its own seed, so chunking changes no caption."""

@@ -62,7 +62,8 @@ class ShardPlan:
 
     @property
     def partitions(self) -> list[str]:
-        return [p for p, _, _ in self.pieces]
+        """The image partitions its samples come from, each once, in order."""
+        return list(dict.fromkeys(p for p, _, _ in self.pieces))
 
 
 def plan_from_counts(train_rows: list[tuple[str, int]], per_shard: int) -> list[ShardPlan]:
@@ -111,7 +112,7 @@ def run_shards(run: Run) -> StageSummary:
     summary = StageSummary(NAME, total=len(plans), skipped=len(plans) - len(pending), computed=len(pending))
     work = {"ref": run.ref.as_dict(), "fingerprint": run.fingerprints[NAME], "per_shard": cfg.samples_per_shard,
             "started": started}
-    groups = [[(p, [inputs[o] for o in dict.fromkeys(p.partitions)]) for p in group]
+    groups = [[(p, [inputs[o] for o in p.partitions]) for p in group]
               for group in _groups(pending, cfg.num_workers * GROUPS_PER_WORKER)]
     _write_groups(groups, work, cfg.num_workers)
     whole = lineage(run.fingerprints[NAME], VERSION, list(inputs.values()), started, sum(p.samples for p in plans))
