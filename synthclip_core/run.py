@@ -69,9 +69,10 @@ class Run:
     def has(self, name: str) -> bool:
         return name in self.names
 
-    def completion(self, name: str) -> Completion | None:
-        """What a finished stage wrote, or None while it is not finished."""
-        done = self.store.completion(name)
+    def completion(self, name: str, committed: set[str] | None = None) -> Completion | None:
+        """What a finished stage wrote, or None while it is not finished (``committed``: the
+        stage's commits, where the caller has listed them already)."""
+        done = self.store.completion(name, committed)
         if done is None and self.layout < LAYOUT:
             done = legacy.completion(self, name)
         return done

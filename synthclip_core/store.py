@@ -330,14 +330,16 @@ class RunStore:
         self._create_exclusive(self._marker_path(stage), _dumps(doc))
         return done
 
-    def completion(self, stage: str) -> Completion | None:
+    def completion(self, stage: str, committed: set[str] | None = None) -> Completion | None:
         """The stage's completion, if it is marked and every output it names is still committed;
-        deleting any one commit record makes the stage incomplete, so exactly that output is redone."""
+        deleting any one commit record makes the stage incomplete, so exactly that output is redone.
+        A caller that has listed the stage's commits already passes them as ``committed``."""
         doc = self.completion_marker(stage)
         if doc is None:
             return None
         done = Completion(**{k: doc[k] for k in Completion.__dataclass_fields__ if k in doc})
-        return done if set(done.outputs) <= self.committed(stage) else None
+        committed = self.committed(stage) if committed is None else committed
+        return done if set(done.outputs) <= committed else None
 
     def completion_marker(self, stage: str) -> dict | None:
         try:

@@ -37,6 +37,16 @@ def test_every_stage_is_complete(offline_run):
         assert all(r["committed_at"] <= marker["completed_at"] for r in records.values()), stage
 
 
+def test_status_lists_the_run_once(offline_run, monkeypatch):
+    """Status costs one listing of the commits and one of the failures, whatever the stage count."""
+    run, _ = offline_run
+    listed = []
+    listing = type(run.store)._listing
+    monkeypatch.setattr(run.store, "_listing", lambda kind, stage: listed.append((kind, stage)) or listing(run.store, kind, stage))
+    run_status(run)
+    assert sorted(listed, key=str) == [("_commits", None), ("_failures", None)], listed
+
+
 def test_captions_mostly_name_their_concept(offline_run):
     run, _ = offline_run
     captions = _table(run, "captions").to_pylist()

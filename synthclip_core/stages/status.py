@@ -35,7 +35,7 @@ def run_status(run: Run) -> list[StageStatus]:
     statuses = []
     for stage in run.stages:
         outputs = committed.get(stage.name, set())
-        done = run.completion(stage.name)
+        done = run.completion(stage.name, outputs)
         planned = done.outputs if done else _plan(run, stage)
         data_outputs = outputs if planned is None else outputs & set(planned)
         status = StageStatus(stage.name, committed=len(data_outputs), planned=None if planned is None else len(planned),
