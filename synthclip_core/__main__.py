@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 
+    from .preflight import check_cluster
     from .ray_runtime import ensure_ray
     from .run import load_run
     from .store import RunRef
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     run = load_run(RunRef(args.root, args.run_id))
     if run.stage(args.stage).uses_ray(run.config):
         ensure_ray()
+        check_cluster(run)
     print(run.stage(args.stage).run(run).line(), flush=True)
     return 0
 

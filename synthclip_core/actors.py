@@ -21,21 +21,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from . import progress
-from .errors import BackendError, ConfigError, StorageError
+from .errors import BackendError, StorageError
+from .resources import PoolSpec, ensure_room
 from .store import RunRef
-
-
-@dataclass(frozen=True)
-class PoolSpec:
-    """Where and how much: the Ray resources each worker asks for, and how many workers."""
-
-    num_actors: int = 1
-    num_cpus: float = 1
-    num_gpus: float = 0
-    max_retries: int = 2
-    runtime_env: dict = field(default_factory=dict)  # e.g. another interpreter (the vLLM environment's)
-    resources: dict = field(default_factory=dict)  # custom Ray resources: which node group may host a worker
-    label: str = ""  # what the workers do, for progress bars and messages (default: the stage's name)
 
 
 class PartitionWorker:
@@ -102,7 +90,7 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
     result = PoolResult()
     if not jobs:
         return result
-    _check_gpus(stage, spec)
+    ensure_room(stage, [spec])
     store = ref.store()
     worker_cls = ray.remote(PartitionWorker).options(  # spread over the nodes, as Ray Data places its pools
         num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=spec.resources or None, max_restarts=0,
@@ -196,16 +184,6 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
         progress.report(spec.label or stage, len(result.records) + len(result.failures), total)
     stop()
     return result
-
-
-def _check_gpus(stage: str, spec: PoolSpec) -> None:
-    """A local Ray without GPUs would queue GPU actors forever: say so instead."""
-    import ray
-
-    available = ray.cluster_resources().get("GPU", 0)
-    if spec.num_gpus > available and not os.environ.get("RAY_ADDRESS"):
-        raise ConfigError(f"{stage}: each actor asks for num_gpus={spec.num_gpus:g} but this Ray has {available:g} GPU(s); "
-                          "set num_gpus: 0 in the config to run on the CPU")
 
 
 def _retry_or_fail(job, error, attempts, max_retries, queue, give_up) -> None:

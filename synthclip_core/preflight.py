@@ -6,6 +6,7 @@ import os
 
 from .concepts import load_bank
 from .errors import ConfigError
+from .resources import ClusterOffer, check
 from .stages import train
 from .stages.stage import Run
 from .store import check_root_writable
@@ -29,6 +30,16 @@ def preflight(run: Run) -> None:
         )
     if run.kind == "job":
         train.check(run)
+
+
+def check_cluster(run: Run, offer: ClusterOffer | None = None) -> None:
+    """Every stage still to do, set against the connected Ray before any of them starts: one that
+    no node can ever host stops the run now, not after days of the stages before it."""
+    offer = offer or ClusterOffer.of_ray()
+    committed = run.store.committed_all()
+    for stage in run.stages:
+        if run.completion(stage.name, committed.get(stage.name, set())) is None:
+            check(stage.name, stage.workers(run.config), offer)
 
 
 def check_model_path(field: str, model: str) -> None:

@@ -24,6 +24,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NONE
 
 from synthclip_core import progress
+from synthclip_core.preflight import check_cluster
 from synthclip_core.ray_runtime import ensure_ray
 from synthclip_core.run import load_run
 from synthclip_core.stages.status import partition_table
@@ -82,6 +83,7 @@ def run_stage_task(stage: str, ref: dict) -> dict:
     run = load_run(RunRef(**ref))
     if run.stage(stage).uses_ray(run.config):
         ensure_ray()
+        check_cluster(run)
     with _prefect_progress(stage), _core_logs_to(logger):
         summary = run.stage(stage).run(run)
     logger.info(summary.line())

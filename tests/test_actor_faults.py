@@ -80,7 +80,8 @@ def test_a_pool_that_keeps_losing_actors_goes_on_while_partitions_succeed(engine
     actor once, between successes (more deaths than a budget of actors x tries), and all commit."""
     from pool_work import DiesOnFirstTry
 
-    from synthclip_core.actors import PoolSpec, run_pool
+    from synthclip_core.actors import run_pool
+    from synthclip_core.resources import PoolSpec
 
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -96,7 +97,8 @@ def test_progress_moves_within_a_partition(engine, tmp_path):
     from pool_work import InSteps
 
     from synthclip_core import progress
-    from synthclip_core.actors import PoolSpec, run_pool
+    from synthclip_core.actors import run_pool
+    from synthclip_core.resources import PoolSpec
 
     seen: list[float] = []
 

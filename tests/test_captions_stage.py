@@ -103,7 +103,8 @@ def test_more_gpus_than_ray_has_is_a_clear_error(engine, tmp_path):
     from synthclip_core.errors import ConfigError
 
     run = _run(tmp_path, "too-many", num_gpus=4)
-    with pytest.raises(ConfigError, match="num_gpus=4 but this Ray has 2 GPU"):
+    with pytest.raises(ConfigError, match=r"each \{CPU: 1, GPU: 4\} \(captions.num_actors, captions.num_gpus\); no node can host even one; "
+                       r"this Ray has 1 node\(s\) with CPU 2, GPU 2"):
         captions(run)
 
 

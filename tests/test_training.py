@@ -32,7 +32,7 @@ from synthclip_core.stages.stage import StageSummary
 from synthclip_core.store import RunRef
 from synthclip_core.training import checkpoints, metrics
 from synthclip_core.training.data import RankBatches, epoch_loader
-from synthclip_core.training.fit import fit, preflight
+from synthclip_core.training.fit import fit, fit_here, preflight
 from synthclip_core.training.layout import batches_before, epoch_layout, single_source, steps_per_epoch
 from synthclip_core.training.spec import TrainSpec
 
@@ -139,6 +139,35 @@ def test_two_workers_match_one_worker(ray_local, tmp_path):
     assert len(losses[0]) == len(losses[1]) == 3
     assert max(abs(a - b) for a, b in zip(*losses)) < 1e-4, losses
     assert max_difference(final_weights(one), final_weights(two)) < 1e-4
+
+
+def test_the_step_loop_runs_without_ray_and_equals_ray_train(ray_local, tmp_path):
+    """The loop is plain torch: in this process alone it takes exactly Ray Train's steps on one
+    worker; two ``torchrun`` ranks (gloo, DDP, local loss) follow the single process, as two Ray
+    Train workers do (``test_two_workers_match_one_worker``)."""
+    shards = shapes.write_shards(shapes.samples(2, seed=2), tmp_path / "shards", per_shard=12)  # 24 samples
+    under_ray = make_spec(tmp_path, "ray", shards, epochs=2, global_batch_size=8)
+    plain = make_spec(tmp_path, "plain", shards, epochs=2, global_batch_size=8)
+    fit(under_ray, "test-under-ray")
+    fit_here(plain)
+    losses = [[r["loss"] for r in metrics.history(s.run_ref.store())] for s in (under_ray, plain)]
+    assert len(losses[0]) == 6 and losses[0] == losses[1], losses
+    assert max_difference(final_weights(under_ray), final_weights(plain)) == 0
+    # the whole set per step, so one process and two ranks see the same samples in each step
+    whole = make_spec(tmp_path, "whole", shards, epochs=3, global_batch_size=24)
+    fit_here(whole)
+    torchrun_two = make_spec(tmp_path, "torchrun-two", shards, epochs=3, global_batch_size=24, num_workers=2)
+    spec_file = tmp_path / "torchrun-two.json"
+    spec_file.write_text(torchrun_two.to_json())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                    "-m", "synthclip_core.training.entrypoint", "--no-ray", "--spec", str(spec_file)],
+                   check=True, env=env, timeout=300, cwd=REPO)
+    losses = [[r["loss"] for r in metrics.history(s.run_ref.store())] for s in (whole, torchrun_two)]
+    assert len(losses[1]) == 3 and max(abs(a - b) for a, b in zip(*losses)) < 1e-4, losses
+    assert max_difference(final_weights(whole), final_weights(torchrun_two)) < 1e-4
+    with pytest.raises(ValueError, match="train.num_workers is 2 but this process is one of 1"):
+        fit_here(make_spec(tmp_path, "mismatch", shards, num_workers=2))
 
 
 def test_killed_job_resumes_where_it_stopped(ray_local, tmp_path):

@@ -21,7 +21,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..actors import PoolSpec
 from ..balancing import (
     ConceptMatcher,
     expected_counts,
@@ -34,6 +33,7 @@ from ..balancing import (
 )
 from ..config import BalancedConfig
 from ..pictures import concept_histogram
+from ..resources import PoolSpec
 from ..schemas import SCHEMAS, read_where, table_from_rows, to_parquet_bytes
 from ..store import RunStore
 from .common import data_parts, input_ref, lineage, read_concepts, read_table, worker_info
@@ -90,7 +90,7 @@ def run_balanced(run: Run) -> StageSummary:
 def workers(cfg) -> list[PoolSpec]:
     """Two passes of CPU actors, one after the other: matching, then sampling."""
     n = cfg.balanced.num_workers
-    return [PoolSpec(num_actors=n, num_cpus=1, label="matching"), PoolSpec(num_actors=n, num_cpus=1, label="sampling")]
+    return [PoolSpec(num_actors=n, num_cpus=1, label=label, section="balanced") for label in ("matching", "sampling")]
 
 
 def _jobs(run: Run, plan: list[tuple[str, str, str, int]]) -> list[dict]:

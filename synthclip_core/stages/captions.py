@@ -57,7 +57,7 @@ def run_captions(run: Run) -> StageSummary:
 
 
 def workers(cfg) -> list:
-    return [model_pool(cfg.captions)]
+    return [model_pool(cfg, "captions")]
 
 
 def worker_settings(run: Run) -> dict:

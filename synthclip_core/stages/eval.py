@@ -19,11 +19,11 @@ from dataclasses import asdict
 
 import pyarrow.compute as pc
 
-from ..actors import PoolSpec
 from ..balancing import held_out_concepts
 from ..config import EvalConfig
 from ..evaluation import coverage
 from ..evaluation.report import build_report, render_markdown
+from ..resources import PoolSpec, ensure_room
 from ..schemas import table_from_rows, to_parquet_bytes
 from ..store import RunRef
 from .common import data_parts, input_ref, lineage, read_concepts, read_rows, read_table
@@ -55,6 +55,7 @@ def run_eval(run: Run) -> StageSummary:
     parts = {stage: data_parts(run.require(stage).outputs) for stage in ("concepts", "balanced", "images")} \
         if held_out_split else {}
     holdout = run.config.balanced.holdout_concepts if held_out_split else 0
+    ensure_room(NAME, workers(run.config))
     task = ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate_run)
     out = ray.get(task.remote(run.ref.as_dict(), cfg.model_dump(), run.config.seed, holdout, arch, checkpoint, parts))
     ckpt_ref = input_ref(store, "train", checkpoint)
@@ -85,7 +86,7 @@ def run_eval(run: Run) -> StageSummary:
 
 
 def workers(cfg) -> list[PoolSpec]:
-    return [PoolSpec(num_actors=1, num_cpus=1, num_gpus=cfg.eval.num_gpus, label="eval")]
+    return [PoolSpec(num_actors=1, num_cpus=1, num_gpus=cfg.eval.num_gpus, label="eval", section="eval")]
 
 
 def _results(dicts: list[dict]):

@@ -79,7 +79,7 @@ def run_images(run: Run) -> StageSummary:
 
 
 def workers(cfg) -> list:
-    return [model_pool(cfg.images)]
+    return [model_pool(cfg, "images")]
 
 
 def worker_settings(run: Run) -> dict:

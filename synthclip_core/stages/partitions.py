@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import os
 
-from ..actors import PoolSpec, run_pool
+from ..actors import run_pool
+from ..resources import PoolSpec
 from .common import input_ref
 from .stage import Run, StageSummary
 
 
-def model_pool(section, label: str = "") -> PoolSpec:
+def model_pool(cfg, name: str, label: str = "") -> PoolSpec:
     """The actor pool of a model stage's config section: actors, GPUs, node-group resources, and
     the interpreter its actors run under (a backend's own environment)."""
+    section = getattr(cfg, name)
     python = getattr(section, "python", None)
     runtime_env = {"py_executable": os.path.abspath(os.path.expanduser(python))} if python else {}
     return PoolSpec(num_actors=section.num_actors, num_gpus=section.num_gpus, runtime_env=runtime_env,
-                    resources=dict(section.ray_resources), label=label)
+                    resources=dict(section.ray_resources), label=label, section=name)
 
 
 def mirrored_jobs(run: Run, stage: str, source: str, outputs: list[str]) -> list[dict]:

@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 import webdataset as wds
 
 from .. import progress
-from ..actors import PoolSpec
 from ..config import ShardsConfig
+from ..resources import PoolSpec
 from ..store import RunRef, RunStore
 from .common import MANIFEST, data_parts, input_ref, lineage, read_rows, write_manifest
 from .stage import Run, Stage, StageBlocked, StageSummary
@@ -196,7 +196,7 @@ def _tar_bytes(shard: int, rows: list[dict], per_shard: int) -> bytes:
 
 def workers(cfg) -> list[PoolSpec]:
     n = cfg.shards.num_workers
-    return [PoolSpec(num_actors=n, num_cpus=1, label="export")] if n > 1 else []
+    return [PoolSpec(num_actors=n, num_cpus=1, label="export", section="shards", together=False)] if n > 1 else []
 
 
 STAGE = Stage(

@@ -12,10 +12,10 @@ from typing import Any, Callable, Protocol
 
 from pydantic import BaseModel
 
-from ..actors import PoolSpec
 from ..config import ModelSection, fingerprinted
 from ..fingerprint import model_identity_of
 from ..pins import scheme_of
+from ..resources import PoolSpec
 from ..store import Completion, RunRef, RunStore
 
 

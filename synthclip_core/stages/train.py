@@ -17,14 +17,14 @@ import json
 import logging
 import time
 
-from ..actors import PoolSpec
 from ..clip_models import model_config
 from ..config import DataSource, TrainConfig
 from ..ids import check_run_id
+from ..resources import PoolSpec
 from ..store import RunStore
 from ..training import checkpoints, metrics, ray_jobs
 from ..training.curves import curves_png
-from ..training.fit import TrainingFailed, fit, preflight
+from ..training.fit import TrainingFailed, fit, preflight, trainer_pool
 from ..training.init_weights import resolve_init
 from ..training.sources import ResolvedSource, SourceError, checked, tar_source, to_spec_parts
 from ..training.spec import TrainSpec
@@ -59,9 +59,7 @@ def run_train(run: Run) -> StageSummary:
 
 
 def workers(cfg) -> list[PoolSpec]:
-    t = cfg.train
-    return [PoolSpec(num_actors=t.num_workers, num_cpus=t.cpus_per_worker, num_gpus=1 if t.use_gpu else 0,
-                     resources=dict(t.ray_resources), label="train")]
+    return [trainer_pool(cfg.train)]
 
 
 def train_in_process(run: Run) -> StageSummary:

@@ -12,8 +12,11 @@ import tempfile
 import threading
 from dataclasses import asdict
 
+from ..config import TrainConfig
+from ..resources import PoolSpec, ensure_room
 from . import checkpoints
 from .layout import epoch_layout
+from .loop import UNREADABLE_DATA
 from .metrics import follow_metrics
 from .sources import SourceError
 from .spec import TrainSpec
@@ -34,18 +37,22 @@ def preflight(spec: TrainSpec) -> None:
     checkpoints.latest(spec.run_ref.store(), spec.model_cfg, layout)  # raises CheckpointMismatch
 
 
+def trainer_pool(t: TrainConfig) -> PoolSpec:
+    """What the trainer asks of Ray: its workers, together (a worker group starts as one)."""
+    return PoolSpec(num_actors=t.num_workers, num_cpus=t.cpus_per_worker, num_gpus=1 if t.use_gpu else 0,
+                    resources=dict(t.ray_resources), label="training", section="train")
+
+
 def fit(spec: TrainSpec, name: str, poll_s: float = 2.0) -> None:
     """Train to the last epoch in the current Ray (local or a cluster), following the metrics."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from .loop import UNREADABLE_DATA, train_loop_per_worker
+    from .loop import train_loop_per_worker
 
-    preflight(spec)
     t = spec.config
-    spec.run_ref.store().clear_failure("train", UNREADABLE_DATA)  # a stop of an earlier attempt: try again
-    checkpoints.set_aside_damaged(spec.run_ref.store(), spec.model_cfg,
-                                  checkpoints.layout_key(t.num_workers, t.loader_workers, spec.per_worker_batch()))
+    _before(spec)
+    ensure_room("train", [trainer_pool(t)])
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=asdict(spec),
@@ -69,6 +76,44 @@ def fit(spec: TrainSpec, name: str, poll_s: float = 2.0) -> None:
     thread.join()
     if error:
         raise TrainingFailed(root_message(error[0])) from error[0]
+    _after(spec)
+
+
+def fit_here(spec: TrainSpec) -> None:
+    """Train in this process without Ray: alone, or as one of ``torchrun``'s ranks (then
+    ``train.num_workers`` must be its WORLD_SIZE). The same steps as :func:`fit`."""
+    import os
+
+    from .loop import plain_rank, train
+
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if spec.config.num_workers != world:
+        raise ValueError(f"train.num_workers is {spec.config.num_workers} but this process is one of {world} "
+                         "(WORLD_SIZE): set train.num_workers to the number of processes")
+    import torch.distributed as dist
+
+    me = plain_rank(spec.config.use_gpu)
+    try:
+        if me.rank == 0:  # the checks and the setting aside of damaged checkpoints, once
+            _before(spec)
+        if me.world > 1:
+            dist.barrier()
+        train(asdict(spec), me)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    _after(spec)
+
+
+def _before(spec: TrainSpec) -> None:
+    t = spec.config
+    preflight(spec)
+    spec.run_ref.store().clear_failure("train", UNREADABLE_DATA)  # a stop of an earlier attempt: try again
+    checkpoints.set_aside_damaged(spec.run_ref.store(), spec.model_cfg,
+                                  checkpoints.layout_key(t.num_workers, t.loader_workers, spec.per_worker_batch()))
+
+
+def _after(spec: TrainSpec) -> None:
     if (stopped := spec.run_ref.store().failure("train", UNREADABLE_DATA)) is not None:
         raise SourceError(stopped["error"])
 

@@ -1,27 +1,69 @@
-"""The per-worker training loop run by Ray Train's TorchTrainer (one process per rank).
+"""The per-worker training loop: plain torch, one process per rank, launched by whoever has ranks.
 
-The same function runs as one worker, several workers on one machine, or many nodes: Ray Train
-sets up the process group (gloo on CPU, NCCL on GPU) and ``prepare_model`` wraps the model in DDP.
-Rank 0 commits the metrics and a checkpoint at every epoch end and every
-``checkpoint_every_steps``; a restarted job continues from the latest checkpoint, at the same
-point of the learning-rate schedule and of the data.
+:func:`train` knows nothing of Ray: it is given a :class:`Rank` (its rank and world, its device,
+how to wrap the model for data parallelism, where its node is). Ray Train's TorchTrainer runs it
+on every worker (:func:`train_loop_per_worker`: gloo on CPU, NCCL on GPU, DDP from
+``prepare_model``), so one process, several workers on one machine or many nodes run the same
+steps; :func:`plain_rank` runs it in this process alone (or under ``torchrun``), so the step loop
+can be measured and tested without Ray. Rank 0 commits the metrics and a checkpoint at every
+epoch end and every ``checkpoint_every_steps``; a restarted job continues from the latest
+checkpoint, at the same point of the learning-rate schedule and of the data.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import os
+import socket
 import time
-from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from .spec import TrainSpec
 
-_AUTOCAST = {"amp_bf16": "bfloat16", "amp_fp16": "float16"}
+
+@dataclass
+class Rank:
+    """One training process: who it is, where it computes, and how its model joins the others."""
+
+    rank: int
+    world: int
+    device: Any  # torch.device
+    node: str  # where it runs (the Ray node id, else the host name), for the lineage
+    wrap: Callable[[Any], Any]  # the model for data-parallel training (DDP), or as it is
+    epoch_done: Callable[[dict], None] = lambda metrics: None
 
 
 def train_loop_per_worker(spec_dict: dict) -> None:
+    """Ray Train's entry on each worker."""
     import ray.train
     import ray.train.torch
+
+    ctx = ray.train.get_context()
+    train(spec_dict, Rank(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(),
+                          ray.get_runtime_context().get_node_id(), ray.train.torch.prepare_model, ray.train.report))
+
+
+def plain_rank(use_gpu: bool = False) -> Rank:
+    """This process as a rank without Ray: alone, or one of ``torchrun``'s (RANK, WORLD_SIZE and
+    LOCAL_RANK set), with a process group and DDP as Ray Train would set them up."""
+    import torch
+
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    cuda = use_gpu and torch.cuda.is_available()
+    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}") if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    wrap: Callable[[Any], Any] = lambda model: model.to(device)  # noqa: E731
+    if world > 1:
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+        wrap = lambda model: torch.nn.parallel.DistributedDataParallel(  # noqa: E731
+            model.to(device), device_ids=[device.index] if cuda else None)
+    return Rank(rank, world, device, socket.gethostname(), wrap)
+
+
+def train(spec_dict: dict, me: Rank) -> None:
+    """Train ``spec_dict``'s model as rank ``me``, from its latest checkpoint, to the last epoch."""
     import torch
     from open_clip.loss import ClipLoss
 
@@ -31,16 +73,15 @@ def train_loop_per_worker(spec_dict: dict) -> None:
     from .init_weights import load_init
     from .layout import epoch_layout, steps_per_epoch
     from .schedule import cosine_lr, param_groups
+    from .step import autocast_for, train_step
 
     spec = TrainSpec.from_dict(spec_dict)
     t = spec.config
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world, device = me.rank, me.world, me.device
     torch.set_num_threads(max(1, int(t.cpus_per_worker)))
     torch.manual_seed(spec.seed)  # the same initial weights on every rank and every attempt
     store = spec.run_ref.store()
-    device = ray.train.torch.get_device()
-    nodes = [ray.get_runtime_context().get_node_id()] * world  # the Ray node of each rank, for the lineage
+    nodes = [me.node] * world  # the node of each rank, for the lineage
     if world > 1:
         torch.distributed.all_gather_object(nodes, nodes[0])
 
@@ -73,12 +114,11 @@ def train_loop_per_worker(spec_dict: dict) -> None:
         model.load_state_dict(load_init(spec.init, spec.run_ref.storage_options))
         if rank == 0:
             print(f"starting from {spec.init['uri']} (sha256 {spec.init['sha256'][:12]})", flush=True)
-    model = ray.train.torch.prepare_model(model)
+    model = me.wrap(model)
     core = model.module if hasattr(model, "module") else model
     loss_fn = ClipLoss(local_loss=t.local_loss, gather_with_grad=t.gather_with_grad, cache_labels=True,
                        rank=rank, world_size=world)
-    autocast = (torch.autocast(device.type, dtype=getattr(torch, _AUTOCAST[t.precision]))
-                if t.precision in _AUTOCAST else nullcontext())
+    autocast = autocast_for(t.precision, device)
     urls = [url for url, _ in spec.shards]
     rows: list[dict] = []
 
@@ -116,15 +156,7 @@ def train_loop_per_worker(spec_dict: dict) -> None:
             lr = cosine_lr(step, total_steps, warmup_steps, t.lr, t.min_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with autocast:
-                out = model(images.to(device, non_blocking=True), texts.to(device, non_blocking=True))
-                loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            with torch.no_grad():
-                core.logit_scale.clamp_(0, math.log(100))
+            loss = train_step(model, core, loss_fn, optimizer, scaler, images, texts, autocast)
             # one collective per step: the global loss (the mean of the ranks' local losses), timings, samples per source
             stats = torch.tensor([loss.item(), started - waited_from, time.perf_counter() - started, *counts.tolist(),
                                   *bad.tolist()], device=device)
@@ -152,7 +184,7 @@ def train_loop_per_worker(spec_dict: dict) -> None:
             elif t.checkpoint_every_steps and (step + 1) % t.checkpoint_every_steps == 0:
                 commit(checkpoints.step_name(step + 1), epoch, step + 1)
             waited_from = time.perf_counter()
-        ray.train.report({"epoch": epoch + 1, "step": (epoch + 1) * spe})
+        me.epoch_done({"epoch": epoch + 1, "step": (epoch + 1) * spe})
 
 
 UNREADABLE_DATA = "unreadable-data"  # the failure record a stop for unreadable samples leaves
