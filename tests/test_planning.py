@@ -1,0 +1,94 @@
+"""Sizing by target pairs and the plan of a run: counts, Ray asks, GPU-hours and bytes before any work."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthclip_core.errors import ConfigError
+from synthclip_core.pipeline import config_from_dict, load_config
+from synthclip_core.planning import plan_run
+from synthclip_core.sizing import counts_for, load_rates, measured_rates, sized
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(name: str, **top):
+    data = yaml.safe_load((REPO / "configs" / name).read_text())
+    data.update(top)
+    return config_from_dict(data)
+
+
+def test_counts_for_a_target_use_the_bank_then_captions_per_concept():
+    assert counts_for(1_000_000, 500_000, 0.72) == (462_963, 3)  # 1.39M captions: 3 per concept over most of the bank
+    assert counts_for(1_000, 500_000, 0.5) == (2_000, 1)  # one caption each is plenty: fewer concepts
+    assert counts_for(30_000_000, 500_000, 0.5, limit=100_000) == (100_000, 600)  # a limit caps the concepts
+    concepts, per_concept = counts_for(123_457, 1_000, 0.7)
+    assert concepts * per_concept * 0.7 >= 123_457 > (concepts * per_concept - concepts) * 0.7
+
+
+def test_a_sized_config_reaches_its_target_and_sizing_is_idempotent():
+    cfg = _config("synthci-1node.yaml")
+    rates = load_rates(cfg.rates)
+    once = sized(cfg, bank_size=500_000)
+    pairs = once.concepts.limit * once.captions.per_concept * rates.pairs_per_caption(cfg)
+    assert cfg.target_pairs <= pairs < cfg.target_pairs * 1.01
+    assert sized(once, bank_size=500_000) == once
+    assert sized(_config("micro.yaml"), bank_size=10) == _config("micro.yaml")  # no target: unchanged
+
+
+def test_unknown_rates_are_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="rates: 'nowhere.json' is neither a built-in"):
+        load_rates("nowhere.json")
+    bad = tmp_path / "rates.json"
+    bad.write_text('{"name": "x"}')
+    with pytest.raises(ConfigError, match=r"rates .*rates.json.*not a rates file"):
+        load_rates(str(bad))
+
+
+def test_the_plan_of_the_paper_preset_states_its_asks_and_costs():
+    cfg = load_config(REPO / "configs" / "synthci-30m.yaml")
+    plan = plan_run(cfg, bank_size=500_000, parameters=149_620_737)
+    stages = {s.stage: s for s in plan.stages}
+    assert list(stages) == ["concepts", "captions", "balanced", "images", "shards", "train", "eval"]
+    assert stages["captions"].rows == 30_000_000 and stages["captions"].outputs == 500
+    assert stages["captions"].pools == ["8 x {CPU: 1, GPU: 1, caption_gpu: 1}"]
+    assert stages["train"].pools == ["32 x {CPU: 8, GPU: 1, train_gpu: 1} (training)"]
+    assert stages["images"].outputs == 500 * math.ceil(stages["balanced"].rows / 500 / 512)
+    # the render's GPU-hours: its images at the paper's 1.1 images/s per A100
+    assert stages["images"].gpu_hours == pytest.approx(stages["images"].rows / 1.1 / 3600)
+    assert stages["balanced"].gpu_hours == 0 and plan.gpu_hours > stages["images"].gpu_hours
+    assert stages["train"].stored_bytes == 41 * 149_620_737 * 12  # 40 epoch checkpoints and one step checkpoint
+
+
+def test_a_plan_with_a_runs_own_rates_predicts_its_counts(offline_run):
+    """Priced by its own measured shares, the plan of the offline config counts what the run made."""
+    run, _ = offline_run
+    rates = measured_rates(run)
+    assert 0 < rates.caption_keep <= 1 and 0 < rates.balance_keep < 1 and rates.bytes_per_image_pixel > 0
+    plan = {s.stage: s for s in plan_run(run.config, bank_size=1000, rates=rates).stages}
+    store = run.store
+    parts = {stage: len([o for o in store.committed(stage) if o.startswith("part-")]) for stage in ("captions", "images")}
+    assert plan["captions"].outputs == parts["captions"]
+    assert abs(plan["images"].outputs - parts["images"]) <= parts["captions"]  # slices of each balanced partition
+    assert plan["balanced"].rows == run.completion("balanced").rows
+    shards = len([o for o in store.committed("shards") if o.endswith(".tar")])
+    assert abs(plan["shards"].outputs - shards) <= 1
+    assert abs(plan["shards"].rows - run.completion("shards").rows) <= 0.02 * plan["shards"].rows  # the split is by hash
+
+
+def test_a_run_sized_by_target_keeps_its_counts_when_it_continues(tiny_models, tmp_path):
+    from synthclip_core.run import load_run, open_run
+    from synthclip_core.store import RunRef
+
+    cfg = _config("micro.yaml", target_pairs=40)
+    run = open_run(cfg, RunRef(str(tmp_path), "sized"))
+    per_concept, limit = run.config.captions.per_concept, run.config.concepts.limit
+    assert per_concept * limit * load_rates("offline").pairs_per_caption(cfg) >= 40
+    stored = load_run(RunRef(str(tmp_path), "sized")).config
+    assert (stored.captions.per_concept, stored.concepts.limit, stored.target_pairs) == (per_concept, limit, 40)
+    again = open_run(cfg, RunRef(str(tmp_path), "sized"))  # the same config continues the run: the same counts
+    assert again.fingerprints == run.fingerprints
