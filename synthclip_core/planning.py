@@ -67,7 +67,7 @@ def plan_run(cfg, bank_size: int, rates: Rates | None = None, parameters: int | 
     cleaned = round(captions * rates.caption_keep)
     balanced = round(cleaned * rates.balance_keep)
     images = round(balanced * img.images_per_caption * rates.image_keep)
-    train_pairs = round(images * (1 - bal.eval_fraction) * (1 - bal.holdout_concepts / max(1, concepts)))
+    train_pairs = round(images * (1 - bal.eval_fraction))  # held-out concepts: already out of the balanced share
     caption_parts = math.ceil(concepts / c.per_partition)
     render_parts = caption_parts * math.ceil(balanced / caption_parts / img.captions_per_partition)  # slices of each partition
     image_bytes = img.stored_size ** 2 * rates.bytes_per_image_pixel
@@ -110,7 +110,7 @@ def plan_run(cfg, bank_size: int, rates: Rates | None = None, parameters: int | 
             plan.gpu_hours = 0.0  # a stage on CPUs (a CPU profile): no GPU-hours
         stages.append(plan)
     notes = [f"shares kept per step from rates {rates.name!r} (measured on {rates.measured_on})",
-             *(f"{k}: {v}" for k, v in tp.sources.items())]
+             *(f"{k}: {v}" for k, v in {**tp.sources, **rates.sources}.items())]
     if cfg.target_pairs and concepts == bank_size and c.limit and c.limit < bank_size:
         notes.append(f"concepts.limit {c.limit} caps the bank")
     return Plan(cfg.name, cfg.target_pairs, concepts, cap.per_concept, train_pairs, images - train_pairs, stages, rates, notes)

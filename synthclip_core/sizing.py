@@ -43,6 +43,7 @@ class Rates(BaseModel):
     throughput: Throughput
     bytes_per_caption_row: float = Field(..., gt=0)
     bytes_per_image_pixel: float = Field(..., gt=0, description="Stored JPEG bytes per pixel of the stored side squared.")
+    sources: dict[str, str] = Field(default_factory=dict, description="Where a figure other than a measured share comes from.")
 
     def pairs_per_caption(self, cfg) -> float:
         """Training pairs one written caption becomes, under ``cfg``'s split and images per caption."""

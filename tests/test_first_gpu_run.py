@@ -30,7 +30,7 @@ def test_doctor_on_a_cpu_machine_says_what_the_gpu_preset_lacks():
     assert "GPUs" in out and "none visible" in out
     assert "captions.python .venv-vllm-gpu/bin/python does not exist: `make gpu-setup` builds it" in out
     assert "mistralai/Mistral-7B-Instruct-v0.2: the hub did not answer" in out
-    assert "(captions.num_actors, captions.num_gpus)" in out and "no node can host even one" in out
+    assert "(captions.num_actors, captions.num_gpus); no node offers GPU" in out
     assert "(train.num_workers, train.use_gpu, train.cpus_per_worker)" in out
 
 

@@ -18,6 +18,7 @@ def _hashes(ref: RunRef) -> dict:
     return {(stage, o): r["sha256"] for stage in DATA_STAGES for o, r in store.records(stage).items()}
 
 
+@pytest.mark.slow  # 2 minutes; the same bytes on S3 are also proven by test_object_store_faults, across runs by golden
 def test_same_config_two_run_ids_local_and_s3(engine, tmp_path, bucket):
     from flows.pipeline import build_dataset
 
