@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The wheels the GPU proof carries to a bare GPU machine (Python 3.12, x86-64; it has torch,
 # transformers, huggingface_hub, safetensors, timm, regex, pillow, numpy, pyyaml): what our
-# render, training-step and caption code imports beyond those. About 7 MB; the device tool
+# render, training-step and caption code imports beyond those. About 8.4 MB; the device tool
 # carries the folder (`carry: ["benchmarks/gpu/wheels"]`, git-ignored).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
