@@ -177,19 +177,17 @@ def plan(
 ) -> None:
     """What a run of CONFIG will do, before any work: counts, partitions, Ray asks, GPU-hours, bytes."""
     with _handled(debug):
-        from synthclip_core.concepts import load_bank
         from synthclip_core.errors import ConceptBankError
         from synthclip_core.pipeline import load_config
         from synthclip_core.planning import plan_run, wall_hours
         from synthclip_core.run import default_root, load_run
-        from synthclip_core.sizing import measured_rates
+        from synthclip_core.sizing import bank_concepts, measured_rates
         from synthclip_core.store import RunRef
 
         cfg = load_config(config)
         if bank_size is None:
-            c = cfg.concepts
             try:
-                bank_size = len(load_bank(c.source, c.column, None, cfg.seed, c.num_shards, c.shard_index).concepts)
+                bank_size = bank_concepts(cfg)
             except ConceptBankError as exc:
                 raise ConceptBankError(f"{exc}; or plan without it: --bank-size N") from None
         rates = measured_rates(load_run(RunRef(root or default_root(), rates_from))) if rates_from else None

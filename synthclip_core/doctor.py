@@ -125,10 +125,9 @@ def _disk(cfg, root: str, bank_size: int | None) -> Check:
     free = shutil.disk_usage(existing).free
     try:
         if bank_size is None:
-            from .concepts import load_bank
+            from .sizing import bank_concepts
 
-            c = cfg.concepts
-            bank_size = len(load_bank(c.source, c.column, None, cfg.seed, c.num_shards, c.shard_index).concepts)
+            bank_size = bank_concepts(cfg)
         needed = plan_run(cfg, bank_size).stored_bytes
     except Exception as exc:  # the bank is not here yet: free space alone
         return Check("disk", "warn", f"{free / 1e9:,.0f} GB free under {existing}; no plan ({' '.join(str(exc).split())[:120]})")

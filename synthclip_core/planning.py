@@ -60,7 +60,7 @@ def plan_run(cfg, bank_size: int, rates: Rates | None = None, parameters: int | 
     from .pipeline import stages_for
 
     rates = rates or load_rates(cfg.rates)
-    cfg = sized(cfg, bank_size)
+    cfg = sized(cfg, bank_size, rates)
     c, cap, bal, img, sh, t = cfg.concepts, cfg.captions, cfg.balanced, cfg.images, cfg.shards, cfg.train
     concepts = min(bank_size, c.limit or bank_size)
     captions = concepts * cap.per_concept

@@ -80,18 +80,23 @@ def counts_for(target_pairs: int, bank_size: int, pairs_per_caption: float, limi
     return concepts, per_concept
 
 
-def sized(cfg, bank_size: int | None = None):
+def bank_concepts(cfg) -> int:
+    """The concepts a config's bank holds for its shard, before ``concepts.limit`` (read whole)."""
+    from .concepts import load_bank
+
+    c = cfg.concepts
+    return len(load_bank(c.source, c.column, None, cfg.seed, c.num_shards, c.shard_index).concepts)
+
+
+def sized(cfg, bank_size: int | None = None, rates: Rates | None = None):
     """``cfg`` with ``concepts.limit`` and ``captions.per_concept`` set for its ``target_pairs``
-    (as it is without one). ``bank_size``: the bank's concepts, read when not given."""
+    (as it is without one), by ``rates`` (default: the config's own). ``bank_size``: read from the
+    bank when not given."""
     target = getattr(cfg, "target_pairs", None)
     if not target:
         return cfg
-    if bank_size is None:
-        from .concepts import load_bank
-
-        c = cfg.concepts
-        bank_size = len(load_bank(c.source, c.column, None, cfg.seed, c.num_shards, c.shard_index).concepts)
-    rates = load_rates(cfg.rates)
+    bank_size = bank_concepts(cfg) if bank_size is None else bank_size
+    rates = rates or load_rates(cfg.rates)
     concepts, per_concept = counts_for(target, bank_size, rates.pairs_per_caption(cfg), cfg.concepts.limit)
     return cfg.model_copy(update={"concepts": cfg.concepts.model_copy(update={"limit": concepts}),
                                   "captions": cfg.captions.model_copy(update={"per_concept": per_concept})})

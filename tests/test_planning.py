@@ -40,6 +40,14 @@ def test_a_sized_config_reaches_its_target_and_sizing_is_idempotent():
     assert sized(_config("micro.yaml"), bank_size=10) == _config("micro.yaml")  # no target: unchanged
 
 
+def test_a_plan_priced_by_other_rates_is_also_sized_by_them():
+    """``plan --rates-from RUN``: the run's shares both size the target and price the plan."""
+    cfg = _config("synthci-1node.yaml")
+    halved = load_rates(cfg.rates).model_copy(update={"balance_keep": load_rates(cfg.rates).balance_keep / 2})
+    plan = plan_run(cfg, bank_size=500_000, rates=halved, parameters=149_620_737)
+    assert cfg.target_pairs <= plan.train_pairs < cfg.target_pairs * 1.01, plan.train_pairs
+
+
 def test_unknown_rates_are_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="rates: 'nowhere.json' is neither a built-in"):
         load_rates("nowhere.json")
