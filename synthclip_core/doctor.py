@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -70,14 +71,10 @@ def _vllm(cfg) -> Check:
     c = cfg.captions
     if c.backend != "vllm":
         return Check("vLLM", "skip", f"captions.backend is {c.backend!r}")
-    python = os.path.abspath(os.path.expanduser(c.python)) if c.python else None
-    command = [python or "python", "-c", "import vllm, torch; print(vllm.__version__, torch.__version__, torch.cuda.is_available())"]
-    if python and not Path(python).exists():
+    python = os.path.abspath(os.path.expanduser(c.python)) if c.python else sys.executable
+    if not Path(python).exists():
         return Check("vLLM", "fail", f"captions.python {c.python} does not exist: `make gpu-setup` builds it")
-    if python is None:
-        import sys
-
-        command[0] = sys.executable
+    command = [python, "-c", "import vllm, torch; print(vllm.__version__, torch.__version__, torch.cuda.is_available())"]
     try:
         out = subprocess.run(command, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:

@@ -101,9 +101,9 @@ def needed(spec: PoolSpec) -> int:
 
 def verdict(spec: PoolSpec, offer: ClusterOffer) -> Verdict:
     ask, n = asks(spec), needed(spec)
-    if workers_fitting(ask, offer.nodes) >= n:
-        return "fits"
     at_most = workers_fitting(ask, offer.nodes)
+    if at_most >= n:
+        return "fits"
     for group in offer.groups:
         one = workers_fitting(ask, (group.resources,))
         at_most += one and (sys.maxsize if group.more is None else one * group.more)
