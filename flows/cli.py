@@ -36,48 +36,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from flows.before_run import doctor, plan
+from flows.console import RootOption, console, fail, handled
 from synthclip_core import progress as core_progress
-from synthclip_core.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="SynthCLIP: CLIP on fully synthetic data.")
 models_app = typer.Typer(no_args_is_help=True, help="Local models.")
 app.add_typer(models_app, name="models")
-console = Console(stderr=True)
-
-RootOption = typer.Option(None, "--root", help="Storage root (any fsspec URI); default: the config's, or $SYNTHCLIP_ROOT, or ./runs.")
-
-
-def _fail(message: str, code: int) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _handled(debug: bool):
-    """User-fixable errors and stage failures as one line; tracebacks only with --debug."""
-    from flows.stages import StageFailed
-    from synthclip_core.stages.stage import StageBlocked
-
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except UserError as exc:
-        if debug:
-            raise
-        _fail(str(exc), 2)
-    except (StageFailed, StageBlocked) as exc:
-        if debug:
-            raise
-        _fail(str(exc), 1)
-    except KeyboardInterrupt:
-        _fail("interrupted; committed outputs are kept, `synthclip resume` continues", 130)
-    except Exception as exc:
-        if debug:
-            raise
-        _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]} (re-run with --debug for the traceback)", 1)
-
-
 @contextmanager
 def _progress_bars():
     bars = Progress(TextColumn("[bold]{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
@@ -121,7 +86,7 @@ def run(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Run the whole pipeline for CONFIG (continuing RUN_ID if it exists with the same config)."""
-    with _handled(debug):
+    with handled(debug):
         from synthclip_core.pipeline import load_config
         from synthclip_core.run import default_run_id, open_run
         from synthclip_core.store import RunRef
@@ -151,7 +116,7 @@ def resume(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Recompute what is missing or failed in RUN_ID, stage by stage."""
-    with _handled(debug):
+    with handled(debug):
         from synthclip_core.run import default_root, load_run
         from synthclip_core.store import RunRef, check_root_writable
 
@@ -164,86 +129,8 @@ def resume(
         _print_result(run_id, run.ref.root, summaries)
 
 
-@app.command()
-def plan(
-    config: str = typer.Argument(..., help="A run config, e.g. configs/synthci-1node.yaml."),
-    rates_from: Optional[str] = typer.Option(None, "--rates-from", help="A run whose balancing and rendering are done: "
-                                             "size and price by its shares and bytes, not the config's rates."),
-    root: Optional[str] = RootOption,
-    bank_size: Optional[int] = typer.Option(None, "--bank-size", help="Concepts in the bank, when it cannot be read here."),
-    save_rates: Optional[str] = typer.Option(None, "--save-rates", help="Write the rates used (with --rates-from: that run's) "
-                                             "to this JSON file, for a config's `rates`."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-) -> None:
-    """What a run of CONFIG will do, before any work: counts, partitions, Ray asks, GPU-hours, bytes."""
-    with _handled(debug):
-        from synthclip_core.errors import ConceptBankError
-        from synthclip_core.pipeline import load_config
-        from synthclip_core.planning import plan_run, wall_hours
-        from synthclip_core.run import default_root, load_run
-        from synthclip_core.sizing import bank_concepts, measured_rates
-        from synthclip_core.store import RunRef
-
-        cfg = load_config(config)
-        if bank_size is None:
-            try:
-                bank_size = bank_concepts(cfg)
-            except ConceptBankError as exc:
-                raise ConceptBankError(f"{exc}; or plan without it: --bank-size N") from None
-        rates = measured_rates(load_run(RunRef(root or default_root(), rates_from))) if rates_from else None
-        planned = plan_run(cfg, bank_size, rates)
-        if save_rates:
-            Path(save_rates).write_text(planned.rates.model_dump_json(indent=2) + "\n")
-        wanted = f"target {planned.target_pairs:,} pairs: " if planned.target_pairs else ""
-        out = Console(width=max(120, Console().width))
-        out.print(f"[bold]{planned.name}[/]: {wanted}{planned.concepts:,} concepts x {planned.per_concept} captions "
-                  f"-> {planned.train_pairs:,} training pairs ({planned.eval_pairs:,} held out)", highlight=False)
-        table = Table()
-        numbers = ("outputs", "rows", "GPU-hours", "hours on its GPUs", "stored")
-        for column in ("stage", *numbers[:2], "Ray asks", *numbers[2:], "rests on"):
-            table.add_column(column, justify="right" if column in numbers else "left", no_wrap=column != "rests on")
-        for s in planned.stages:
-            table.add_row(s.stage, f"{s.outputs:,}", f"{s.rows:,}", "\n".join(s.pools) or "(in the flow)",
-                          f"{s.gpu_hours:,.1f}" if s.gpus else "-", f"{wall_hours(s):,.1f}" if s.gpus else "-",
-                          _bytes(s.stored_bytes), s.basis)
-        out.print(table)
-        out.print(f"in all: {planned.gpu_hours:,.0f} GPU-hours, {_bytes(planned.stored_bytes)} under the root "
-                  f"({'an object store' if '://' in (root or cfg.root) and not (root or cfg.root).startswith('file://') else 'disk'})",
-                  highlight=False)
-        for note in planned.notes:
-            out.print(f"  {note}", highlight=False)
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return ""
-
-
-@app.command()
-def doctor(
-    config: Optional[str] = typer.Argument(None, help="A run config to check this machine against (default: the machine alone)."),
-    root: Optional[str] = RootOption,
-    bank_size: Optional[int] = typer.Option(None, "--bank-size", help="Concepts in the bank, when it cannot be read here."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-) -> None:
-    """Whether this machine can run CONFIG: GPUs, CUDA and NCCL, vLLM, hub access, disk, Ray resources."""
-    with _handled(debug):
-        from synthclip_core.doctor import run_checks
-        from synthclip_core.pipeline import load_config
-
-        cfg = load_config(config) if config else None
-        marks = {"ok": "[green]  ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]   -[/]"}
-        checks = run_checks(cfg, root, bank_size)
-        out = Console()
-        for check in checks:  # one line each, never wrapped: easy to read, grep and paste into an issue
-            out.print(f"{marks[check.state]}  [bold]{check.name}[/]: {check.detail}", soft_wrap=True, highlight=False)
-        failed = [c.name for c in checks if c.state == "fail"]
-        if failed:
-            out.print(f"[bold red]{len(failed)} check(s) failed[/]: {', '.join(failed)}", highlight=False)
-            raise typer.Exit(1)
+app.command()(plan)  # before any work: flows/before_run.py
+app.command()(doctor)
 
 
 @app.command()
@@ -253,7 +140,7 @@ def status(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Per stage: outputs committed / pending / failed, rows, and lineage."""
-    with _handled(debug):
+    with handled(debug):
         from synthclip_core.run import default_root, load_run
         from synthclip_core.stages.status import run_status
         from synthclip_core.store import RunRef
@@ -283,7 +170,7 @@ def verify(
 ) -> None:
     """Re-read every committed output of RUN_ID against its record (size, sha256, readable as its
     kind); list orphaned files and temporaries. Exits 1 on damage (0 once --repair set it all aside)."""
-    with _handled(debug):
+    with handled(debug):
         from synthclip_core.errors import RunStateError
         from synthclip_core.run import default_root
         from synthclip_core.store import RunRef
@@ -332,7 +219,7 @@ def eval_checkpoint(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Evaluate any open_clip checkpoint: zero-shot, retrieval or a linear probe."""
-    with _handled(debug):
+    with handled(debug):
         import posixpath
 
         from synthclip_core.config import EvalDataset
@@ -396,7 +283,7 @@ def train_cmd(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Train on real or mixed sources (a job beside the runs), then evaluate on eval.datasets."""
-    with _handled(debug):
+    with handled(debug):
         from synthclip_core.config import load_job_config
 
         _run_job_cli(load_job_config(config), job_id, root)
@@ -412,7 +299,7 @@ def finetune(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Fine-tune CHECKPOINT on the preset's real data, then evaluate on its eval.datasets."""
-    with _handled(debug):
+    with handled(debug):
         from flows.jobs import finetune_config
 
         _run_job_cli(finetune_config(config, checkpoint, limit), job_id, root)
@@ -428,7 +315,7 @@ def compare(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Evaluate several models on the same datasets and print one side-by-side table."""
-    with _handled(debug):
+    with handled(debug):
         import yaml
 
         from flows.jobs import resolve_model
@@ -477,7 +364,7 @@ def deploy(
 
     import yaml
 
-    with _handled(debug):
+    with handled(debug):
         from flows.deploy import deployment_spec
 
         repo = Path(__file__).resolve().parents[1]
@@ -495,7 +382,7 @@ def deploy(
             result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             tail = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.strip()][-3:]
-            _fail("prefect deploy failed: " + " | ".join(tail), 1)
+            fail("prefect deploy failed: " + " | ".join(tail), 1)
         console.print(f"registered {len(names)} deployments on work pool {local_pool}"
                       + (" and the Kubernetes pool" if kubernetes else "") + ": " + ", ".join(names), soft_wrap=True)
         console.print(f"start a worker: prefect worker start --pool {local_pool}", soft_wrap=True)
