@@ -33,7 +33,7 @@ def test_ui_shows_the_completed_run_and_its_report(ui_server, tiny_models, tmp_p
     from playwright.sync_api import sync_playwright
 
     env, ui = ui_server
-    run = subprocess.run([sys.executable, "-m", "flows.cli", "run", "configs/offline.yaml", "--root", str(tmp_path / "runs"),
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "run", "configs/micro.yaml", "--root", str(tmp_path / "runs"),
                           "--run-id", "in-the-ui"], cwd=REPO, env={**env, "RAY_USAGE_STATS_ENABLED": "0"},
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]

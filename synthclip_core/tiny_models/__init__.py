@@ -12,6 +12,9 @@ from pathlib import Path
 
 TINY_PREFIX = "tiny/"
 TINY_NAMES = ("llm", "sd")
+# Bumped when a builder makes another model: a cached build of an older version is rebuilt.
+# (Version 1 builds wrote "ok".)
+VERSIONS = {"llm": 1, "sd": 2}
 
 
 def models_dir() -> Path:
@@ -25,7 +28,13 @@ def tiny_path(name: str) -> Path:
 
 
 def is_built(name: str) -> bool:
-    return (tiny_path(name) / "BUILT").exists()
+    marker = tiny_path(name) / "BUILT"
+    return marker.exists() and _version(marker.read_text()) == VERSIONS.get(name)
+
+
+def _version(marker: str) -> int:
+    text = marker.strip()
+    return 1 if text == "ok" else int(text.removeprefix("version ")) if text.startswith("version ") else 0
 
 
 def build_tiny(name: str, force: bool = False, log=print) -> Path:
@@ -41,7 +50,7 @@ def build_tiny(name: str, force: bool = False, log=print) -> Path:
         raise ValueError(f"unknown tiny model {name!r} (known: {', '.join(TINY_NAMES)})")
     tmp = path.with_name(path.name + ".building")
     builder(tmp, log=log)
-    (tmp / "BUILT").write_text("ok\n")
+    (tmp / "BUILT").write_text(f"version {VERSIONS[name]}\n")
     if path.exists():
         import shutil
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..prompts import SYNTHCLIP
+from .world import SCENES
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
@@ -21,26 +22,6 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 SPECIAL = ["<|pad|>", "<|bos|>", "<|eos|>", "<|user|>", "<|assistant|>"]
-
-# Scenes for the build-time corpus; "{c}" is the concept, verbatim.
-SCENES = [
-    "a {c} resting on a mossy rock in a quiet forest.",
-    "a close-up photo of a {c} in soft morning light.",
-    "a {c} on a wooden table next to a window.",
-    "a small {c} in the middle of a busy city street.",
-    "an old {c} covered in dust inside a dim attic.",
-    "a bright {c} against a clear blue summer sky.",
-    "a {c} near a calm lake at sunset.",
-    "a child looking at a {c} in a museum hall.",
-    "a {c} lying in fresh snow on a cold morning.",
-    "a colorful {c} in a crowded market stall.",
-    "a {c} photographed from above on a white background.",
-    "a blurry {c} in the rain under a street lamp.",
-    "the {c} sits alone in an empty room with gray walls.",
-    "a large {c} beside a red door in an old village.",
-    "a {c} in a green field with mountains behind it.",
-    "two people standing next to a {c} on a sunny beach.",
-]
 
 
 def build_corpus(concepts: list[str], rng: random.Random) -> list[tuple[str, str]]:
