@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from .resources import asks
-from .sizing import Rates, load_rates, sized
+from .sizing import Rates, load_rates, sized, train_share
 
 PUBLISHED_RENDER = {"height": 512, "width": 512, "steps": 50}  # the setting images_per_gpu_s is quoted at
 SHARD_SAMPLE_OVERHEAD = 1536  # tar headers (3 members x 512 B) per sample, besides its image and text
@@ -67,7 +67,7 @@ def plan_run(cfg, bank_size: int, rates: Rates | None = None, parameters: int | 
     cleaned = round(captions * rates.caption_keep)
     balanced = round(cleaned * rates.balance_keep)
     images = round(balanced * img.images_per_caption * rates.image_keep)
-    train_pairs = round(images * (1 - bal.eval_fraction))  # held-out concepts: already out of the balanced share
+    train_pairs = round(images * train_share(cfg, concepts))
     caption_parts = math.ceil(concepts / c.per_partition)
     render_parts = caption_parts * math.ceil(balanced / caption_parts / img.captions_per_partition)  # slices of each partition
     image_bytes = img.stored_size ** 2 * rates.bytes_per_image_pixel

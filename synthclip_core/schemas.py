@@ -96,13 +96,14 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("bytes", pa.int64()),
         ("sha256", pa.string()),
     ])),
-    "eval_coverage": (1, pa.schema([  # per concept with held-out images: training exposure vs accuracy
+    "eval_coverage": (2, pa.schema([  # per concept with held-out images: training exposure vs accuracy
         ("concept_id", pa.string()),
         ("concept", pa.string()),
         ("train_captions", pa.int64()),
         ("eval_images", pa.int64()),
         ("top1", pa.float64()),
         ("held_out", pa.bool_()),
+        ("words_trained", pa.float64()),  # share of its words that trained concepts have (2: added)
     ])),
 }
 

@@ -47,8 +47,15 @@ class Rates(BaseModel):
 
     def pairs_per_caption(self, cfg) -> float:
         """Training pairs one written caption becomes, under ``cfg``'s split and images per caption."""
-        train_share = 1 - cfg.balanced.eval_fraction
-        return self.caption_keep * self.balance_keep * self.image_keep * train_share * cfg.images.images_per_caption
+        return self.caption_keep * self.balance_keep * self.image_keep * train_share(cfg) * cfg.images.images_per_caption
+
+
+def train_share(cfg, concepts: int | None = None) -> float:
+    """The share of balanced rows that train: the held-out concepts' rows leave first (their share of
+    the ``concepts`` in the bank), then ``eval_fraction`` of the rest."""
+    count = concepts or cfg.concepts.limit
+    held = min(cfg.balanced.holdout_concepts / count, 1.0) if count else 0.0
+    return (1 - held) * (1 - cfg.balanced.eval_fraction)
 
 
 BUILTIN = ("offline",)

@@ -294,3 +294,19 @@ def test_eval_reads_no_train_rows_image_bytes(micro_reference, tmp_path):
     assert spoiled >= 3 and expected  # the micro run's train row groups, and a report on held-out rows
     run_eval(run)
     assert json.loads(store.read_bytes("eval", REPORT))["results"] == expected
+
+
+def test_coverage_reports_held_out_concepts_apart_and_which_compose_trained_words():
+    from synthclip_core.evaluation import coverage
+
+    concepts = [("a", "great white shark"), ("b", "tiger"), ("c", "tiger shark"), ("d", "goldfish"), ("e", "rooster")]
+    rows = coverage.concept_rows(concepts, {"a": 4, "b": 3, "e": 2}, ["a", "a", "b", "c", "c", "d"],
+                                 [True, True, False, True, False, False], held_out={"c", "d"})
+    by = {r["concept"]: r for r in rows}
+    assert by["tiger shark"]["words_trained"] == 1 and by["goldfish"]["words_trained"] == 0
+    summary = coverage.summary(rows)
+    assert summary["trained_concepts"] == {"concepts": 2, "images": 3, "top1": 2 / 3}
+    assert summary["held_out_concepts"] == {"concepts": 2, "images": 3, "top1": 1 / 3}
+    assert summary["held_out_composed"] == {"concepts": 1, "images": 2, "top1": 0.5}
+    note = coverage.split_note(summary)
+    assert "| concepts held out of training | 2 | 3 | 0.3333 |" in note

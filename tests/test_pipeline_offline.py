@@ -50,7 +50,7 @@ def test_status_lists_the_run_once(offline_run, monkeypatch):
 def test_captions_mostly_name_their_concept(offline_run):
     run, _ = offline_run
     captions = _table(run, "captions").to_pylist()
-    assert len(captions) == 100 * 4
+    assert len(captions) == run.config.concepts.limit * run.config.captions.per_concept
     share = sum(f" {r['concept']} " in f" {r['caption']} " for r in captions) / len(captions)
     assert share >= 0.8, share
 
@@ -59,7 +59,7 @@ def test_balancing_caps_concepts_and_records_stats(offline_run):
     run, _ = offline_run
     stats = read_table(run.store, "balanced", "stats.parquet", "balance_stats").to_pylist()
     assert all(s["count_after"] <= s["count_before"] for s in stats)
-    assert sum(s["count_before"] > 3 for s in stats) > 0
+    assert sum(s["count_before"] > run.config.balanced.threshold for s in stats) > 0
     balanced = _table(run, "balanced")
     summary = run.store.record("balanced", "stats.parquet")["summary"]
     assert summary["kept"] == balanced.num_rows < summary["captions_in"]

@@ -122,7 +122,7 @@ def test_every_stage_has_one_name():
 # so they do not depend on the tiny models built on this machine.
 PAPER_SCALE = {"concepts": "81c337da631c70eb", "captions": "7241ca2da184843c", "balanced": "7961fbed31aa898b",
                "images": "20fb88d1c479efca", "shards": "0b9128669fbcb7ca", "train": "6ea69aee6e1b5cdf",
-               "eval": "e347f29c7cdbff41"}
+               "eval": "e739b7fe8ee6a5d2"}  # eval version 3
 LAYOUT_1_JOBS = {"finetune-cc12m-5ep": "efdd41ed07957ba8", "finetune-cc12m-10ep": "85d6bc515cb69e8b",
                  "mixed-synthci-cc12m": "4ce013d08ae6bde9"}
 

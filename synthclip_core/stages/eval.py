@@ -30,7 +30,7 @@ from .common import data_parts, input_ref, lineage, read_concepts, read_rows, re
 from .stage import Run, Stage, StageSummary
 
 NAME = "eval"
-VERSION = 2
+VERSION = 3  # 3: held-out concepts reported apart, coverage rows say which words training saw
 REPORT = "report.json"
 MARKDOWN = "report.md"
 PICTURE = "coverage.png"
@@ -71,7 +71,8 @@ def run_eval(run: Run) -> StageSummary:
     title, pictures, notes, outputs = f"Evaluation of {run.kind} `{run.ref.run_id}`", [], [], []
     if held_out_split:
         failed = ", ".join(f"{r['concept']} ({r['train_captions']})" for r in report["coverage"]["failures"][:10])
-        notes = [f"Concept coverage: {len(rows)} concepts with held-out images; concepts never recognised "
+        notes = [coverage.split_note(report["coverage"]),
+                 f"Concept coverage: {len(rows)} concepts with held-out images; concepts never recognised "
                  f"(training captions): {failed or 'none'}."]
         pictures = [("concept coverage", PICTURE)]
         commit(PICTURE, coverage.coverage_png(rows, f"Concept coverage, run {run.ref.run_id}"))

@@ -22,6 +22,8 @@ import gzip
 import json
 from pathlib import Path
 
+from .world import FIRST_SPECIAL_TOKEN, GRID, SCENES, filler_tokens, glyph_code, latent, signature
+
 
 def write_clip_tokenizer(out_dir: Path) -> None:
     """vocab.json and merges.txt for ``CLIPTokenizer``, from open_clip's BPE file."""
@@ -56,8 +58,6 @@ def build_tiny_sd(out_dir: Path, seed: int = 0, log=print) -> Path:
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from . import world
-
     out_dir = Path(out_dir)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -69,19 +69,19 @@ def build_tiny_sd(out_dir: Path, seed: int = 0, log=print) -> Path:
         write_clip_tokenizer(tok_dir)
         tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77)
         concepts = list(IMAGENET_CLASSNAMES)
-        latents = torch.tensor(np.stack([world.latent("")] + [world.latent(c) for c in concepts]))
+        latents = torch.tensor(np.stack([latent("")] + [latent(c) for c in concepts]))
         vae = _train_vae(latents, log)
-        captions = [""] + [scene.replace("{c}", c) for c in concepts for scene in world.SCENES]
-        targets = torch.cat([latents[:1], latents[1:].repeat_interleave(len(world.SCENES), 0)])
+        captions = [""] + [scene.replace("{c}", c) for c in concepts for scene in SCENES]
+        targets = torch.cat([latents[:1], latents[1:].repeat_interleave(len(SCENES), 0)])
         ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
         text_encoder = CLIPTextModel(CLIPTextConfig(
             vocab_size=49408, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
             num_attention_heads=2, max_position_embeddings=77, projection_dim=64,
             bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
         ))
-        _write_glyph_codes(text_encoder, world)
+        _write_glyph_codes(text_encoder)
         unet = UNet2DConditionModel(
-            sample_size=world.GRID, in_channels=4, out_channels=4, layers_per_block=1,
+            sample_size=GRID, in_channels=4, out_channels=4, layers_per_block=1,
             block_out_channels=(64, 64, 64), down_block_types=("CrossAttnDownBlock2D",) * 3,
             up_block_types=("CrossAttnUpBlock2D",) * 3, cross_attention_dim=64, attention_head_dim=16,
             norm_num_groups=8,
@@ -95,7 +95,7 @@ def build_tiny_sd(out_dir: Path, seed: int = 0, log=print) -> Path:
             unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
             safety_checker=None, feature_extractor=None, requires_safety_checker=False,
         )
-        fidelity = _fidelity(pipe, rng.sample(concepts, FIDELITY_PROBES), rng, world)
+        fidelity = _fidelity(pipe, rng.sample(concepts, FIDELITY_PROBES), rng)
         pipe.save_pretrained(out_dir, safe_serialization=True)
         (out_dir / "world.json").write_text(json.dumps({
             "world": "signatures of concept tokens on a 4x4 grid (synthclip_core/tiny_models/world.py)",
@@ -139,7 +139,7 @@ def _train_vae(latents, log):
     return vae.eval().requires_grad_(False)
 
 
-def _write_glyph_codes(text_encoder, world) -> None:
+def _write_glyph_codes(text_encoder) -> None:
     """Token embeddings start small, with each drawn token's glyph code in its first 48 numbers;
     they stay fixed while the rest of the text encoder and the UNet learn."""
     import torch
@@ -147,11 +147,11 @@ def _write_glyph_codes(text_encoder, world) -> None:
     with torch.no_grad():
         weight = text_encoder.get_input_embeddings().weight
         weight.mul_(0.1)
-        weight[:, : 3 * world.GRID**2] = 0
-        filler = world.filler_tokens()
-        for token in range(world.FIRST_SPECIAL_TOKEN):
+        weight[:, : 3 * GRID**2] = 0
+        filler = filler_tokens()
+        for token in range(FIRST_SPECIAL_TOKEN):
             if token not in filler:
-                weight[token, : 3 * world.GRID**2] = torch.from_numpy(world.glyph_code(token).reshape(-1))
+                weight[token, : 3 * GRID**2] = torch.from_numpy(glyph_code(token).reshape(-1))
     text_encoder.get_input_embeddings().weight.requires_grad_(False)
 
 
@@ -188,7 +188,7 @@ def _train_unet(unet, text_encoder, scheduler, ids, targets, rng, log) -> None:
     text_encoder.eval().requires_grad_(False)
 
 
-def _fidelity(pipe, concepts: list[str], rng, world) -> float:
+def _fidelity(pipe, concepts: list[str], rng) -> float:
     """The share of captions (4 DDIM steps, guidance 2) whose image is nearest its own concept's
     signature among all 1,000, by the cosine of the 4x4 cell colours."""
     import numpy as np
@@ -196,12 +196,12 @@ def _fidelity(pipe, concepts: list[str], rng, world) -> float:
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
     pipe.set_progress_bar_config(disable=True)
-    captions = [rng.choice(world.SCENES).replace("{c}", c) for c in concepts]
+    captions = [rng.choice(SCENES).replace("{c}", c) for c in concepts]
     with torch.inference_mode():
         images = pipe(captions, num_inference_steps=4, guidance_scale=2.0, height=64, width=64, output_type="pt",
                       generator=[torch.Generator().manual_seed(i) for i in range(len(captions))]).images
-    cells = torch.nn.functional.avg_pool2d(images * 2 - 1, 64 // world.GRID).flatten(1)
+    cells = torch.nn.functional.avg_pool2d(images * 2 - 1, 64 // GRID).flatten(1)
     names = list(IMAGENET_CLASSNAMES)
-    signatures = torch.from_numpy(np.stack([world.signature(n) for n in names])).flatten(1)
+    signatures = torch.from_numpy(np.stack([signature(n) for n in names])).flatten(1)
     nearest = (torch.nn.functional.normalize(cells, dim=1) @ torch.nn.functional.normalize(signatures, dim=1).T).argmax(1)
     return round(float(np.mean([names[i] == c for i, c in zip(nearest.tolist(), concepts)])), 3)
