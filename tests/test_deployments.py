@@ -93,6 +93,7 @@ def test_deploy_trigger_build_then_resume_one_broken_partition(worker, tmp_path)
     assert after[broken]["sha256"] == records[broken]["sha256"]  # and came out the same
 
 
+@pytest.mark.slow  # 100 s; the default suite's deployment test already runs a build from a deployment
 def test_scheduled_build_takes_its_run_id_from_the_scheduled_time(worker, tmp_path):
     """No run id given: the run is named after the flow run's scheduled time, so a retried flow run
     continues it; resume-latest then finds nothing unfinished under the root."""

@@ -50,9 +50,11 @@ def test_the_offline_run_learns_and_shuffled_pairs_fall_to_chance(offline_run, t
     config = tmp_path / "shuffled.yaml"  # another export layout: a fork that shares every stage before it
     config.write_text((REPO / "configs" / "offline.yaml").read_text()
                       .replace("samples_per_shard: 128", "samples_per_shard: 100"))
+    before = {p.name for p in Path(run.ref.root).iterdir()}  # other tests fork the shared run too
     build_dataset(config=str(config), run_id=run.ref.run_id, root=run.ref.root, fork=True)
-    fork_id = next(p.name for p in Path(run.ref.root).iterdir() if p.name.startswith(f"{run.ref.run_id}-fork-"))
+    (fork_id,) = {p.name for p in Path(run.ref.root).iterdir()} - before
     broken = _scores(load_run(RunRef(run.ref.root, fork_id)))
+    print(f"\nreal {real}\nshuffled {broken}")
 
     assert broken["zeroshot/top1"] <= 4 * broken["zeroshot/chance_top1"], broken
     assert broken["trained_concepts_top1"] <= 4 * broken["zeroshot/chance_top1"], broken

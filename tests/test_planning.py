@@ -85,7 +85,9 @@ def test_a_plan_with_a_runs_own_rates_predicts_its_counts(offline_run):
     assert plan["balanced"].rows == run.completion("balanced").rows
     shards = len([o for o in store.committed("shards") if o.endswith(".tar")])
     assert abs(plan["shards"].outputs - shards) <= 1
-    assert abs(plan["shards"].rows - run.completion("shards").rows) <= 0.02 * plan["shards"].rows  # the split is by hash
+    # the eval split is drawn by hash: the train count is binomial around the plan's
+    spread = math.sqrt(plan["balanced"].rows * run.config.balanced.eval_fraction * (1 - run.config.balanced.eval_fraction))
+    assert abs(plan["shards"].rows - run.completion("shards").rows) <= 3 * spread
 
 
 def test_a_run_sized_by_target_keeps_its_counts_when_it_continues(tiny_models, tmp_path):

@@ -39,7 +39,8 @@ def render_markdown(report: dict, title: str, pictures: list[tuple[str, str]] = 
         if detail["skipped"]:
             shown = "; ".join(f"`{s['id']}` ({s['reason']})" for s in detail["skipped"][:20])
             lines += ["", f"{len(detail['skipped'])} unreadable image(s) skipped in {detail['dataset']}: {shown}"]
-    lines += [""] + list(notes)
+    for note in notes:
+        lines += ["", note]
     for caption, file in pictures:
         lines += ["", f"![{caption}]({file})"]
     return "\n".join(lines).rstrip() + "\n"
