@@ -49,7 +49,7 @@ def summary(rows: list[dict]) -> dict[str, float]:
     if outside:
         out["out_of_bank_concept_top1"] = mean([r["top1"] for r in outside])
         out["held_out_concepts"] = on_images(outside)
-        out["held_out_composed"] = on_images([r for r in outside if r.get("words_trained") == 1])
+        out["held_out_composed"] = on_images([r for r in outside if r["words_trained"] == 1])
     return out
 
 

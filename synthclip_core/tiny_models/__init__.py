@@ -33,8 +33,11 @@ def is_built(name: str) -> bool:
 
 
 def _version(marker: str) -> int:
+    """The builder version a ``BUILT`` marker names (0: not one this code wrote)."""
     text = marker.strip()
-    return 1 if text == "ok" else int(text.removeprefix("version ")) if text.startswith("version ") else 0
+    if text == "ok":
+        return 1
+    return int(text.removeprefix("version ")) if text.startswith("version ") else 0
 
 
 def build_tiny(name: str, force: bool = False, log=print) -> Path:

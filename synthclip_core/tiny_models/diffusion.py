@@ -22,7 +22,7 @@ import gzip
 import json
 from pathlib import Path
 
-from .world import FIRST_SPECIAL_TOKEN, GRID, SCENES, filler_tokens, glyph_code, latent, signature
+from .world import FIRST_SPECIAL_TOKEN, GRID, SCENES, cell_colours, filler_tokens, glyph_code, latent, nearest_concepts
 
 
 def write_clip_tokenizer(out_dir: Path) -> None:
@@ -198,10 +198,7 @@ def _fidelity(pipe, concepts: list[str], rng) -> float:
     pipe.set_progress_bar_config(disable=True)
     captions = [rng.choice(SCENES).replace("{c}", c) for c in concepts]
     with torch.inference_mode():
-        images = pipe(captions, num_inference_steps=4, guidance_scale=2.0, height=64, width=64, output_type="pt",
+        images = pipe(captions, num_inference_steps=4, guidance_scale=2.0, height=64, width=64, output_type="np",
                       generator=[torch.Generator().manual_seed(i) for i in range(len(captions))]).images
-    cells = torch.nn.functional.avg_pool2d(images * 2 - 1, 64 // GRID).flatten(1)
-    names = list(IMAGENET_CLASSNAMES)
-    signatures = torch.from_numpy(np.stack([signature(n) for n in names])).flatten(1)
-    nearest = (torch.nn.functional.normalize(cells, dim=1) @ torch.nn.functional.normalize(signatures, dim=1).T).argmax(1)
-    return round(float(np.mean([names[i] == c for i, c in zip(nearest.tolist(), concepts)])), 3)
+    seen = nearest_concepts(cell_colours(images), list(IMAGENET_CLASSNAMES))
+    return round(float(np.mean([s == c for s, c in zip(seen, concepts)])), 3)

@@ -18,7 +18,6 @@ from functools import lru_cache
 import numpy as np
 
 GRID = 4  # cells per side
-CELLS_PER_GLYPH = 2
 # Saturated colours, scaled so that guidance (x2) saturates them rather than flipping them.
 PALETTE = 0.7 * np.array([[0.9, -0.8, -0.8], [-0.8, 0.8, -0.8], [-0.8, -0.6, 0.9], [0.9, 0.9, -0.8],
                           [0.9, -0.8, 0.9], [-0.8, 0.9, 0.9], [0.9, 0.2, -0.9], [0.9, 0.9, 0.9]], dtype=np.float32)
@@ -100,9 +99,19 @@ def latent(concept: str) -> np.ndarray:
     return np.concatenate([signature(concept), np.zeros((1, GRID, GRID), np.float32)])
 
 
-def picture(concept: str, size: int = 64) -> np.ndarray:
-    """The signature as an ``size`` x ``size`` RGB uint8 image (what a perfect render looks like)."""
-    cell = size // GRID
-    colours = np.repeat(np.repeat(signature(concept), cell, 1), cell, 2)
-    return np.clip((colours.transpose(1, 2, 0) + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+def cell_colours(images: np.ndarray) -> np.ndarray:
+    """Each image's mean colour per cell, (N, 3, 4, 4) in [-1, 1], from (N, H, W, 3) floats in [0, 1]."""
+    n, height, width, _ = images.shape
+    cells = images.reshape(n, GRID, height // GRID, GRID, width // GRID, 3).mean((2, 4))
+    return cells.transpose(0, 3, 1, 2) * 2 - 1
 
+
+def nearest_concepts(cells: np.ndarray, concepts: list[str]) -> list[str]:
+    """For each image's cell colours, the concept whose signature is nearest by cosine: what a
+    render of the world shows, read back."""
+    def unit(m: np.ndarray) -> np.ndarray:
+        flat = m.reshape(len(m), -1)
+        return flat / np.linalg.norm(flat, axis=1, keepdims=True).clip(1e-6)
+
+    signatures = np.stack([signature(c) for c in concepts])
+    return [concepts[i] for i in (unit(cells) @ unit(signatures).T).argmax(1)]
