@@ -161,15 +161,13 @@ def plain_loop(run, stage: str) -> list[float]:
         def work(job):
             backend.generate(job[0], job[1], settings["sampling"])
     else:
-        from synthclip_core.stages.common import data_parts
-        from synthclip_core.stages.images import RenderWorker, render_parts, worker_settings
+        from synthclip_core.stages.images import RenderWorker, caption_records, render_parts, worker_settings
 
         settings = worker_settings(run)
         backend = RenderWorker(settings).backend
         jobs = []
-        balanced = store.records("balanced", data_parts(run.require("balanced").outputs))
-        for _, _, source, part in render_parts(run, balanced):
-            rows = read_table(store, "balanced", source).slice(part["offset"], part["length"]).to_pylist()
+        for _, stage, source, part in render_parts(run, caption_records(run)):
+            rows = read_table(store, stage, source, "balanced").slice(part["offset"], part["length"]).to_pylist()
             jobs.append([(r["caption"], derive_seed(settings["seed"], r["caption_id"], i))
                          for r in rows for i in range(settings["images_per_caption"])])
 

@@ -106,6 +106,23 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ConceptSafety(Section):
+    """Concepts dropped before captioning as unsafe: a blocklist, a text classifier, or both."""
+
+    blocklist: str | None = Field(None, description="An fsspec URI of a text file of blocked terms, one per line ('#' "
+                                  "starts a comment); a concept holding one as whole words (any case) is dropped.")
+    classifier: str | None = Field(None, description="A transformers text-classification model (hub name, local path, "
+                                   "or tiny/safety offline) scoring every concept.")
+    unsafe_labels: list[str] = Field(default_factory=lambda: ["unsafe"], description="The classifier's labels that mean "
+                                     "unsafe (e.g. toxic, nsfw).")
+    threshold: float = Field(0.5, gt=0, le=1, description="A concept is dropped when an unsafe label scores at least this.")
+    batch_size: int = operational(256, ge=1, description="Concepts per classifier batch.")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.blocklist or self.classifier)
+
+
 class ConceptsConfig(Section):
     """Concept bank."""
 
@@ -120,6 +137,8 @@ class ConceptsConfig(Section):
     shard_index: int = Field(0, ge=0, description="Which shard of the bank this run takes (0-based, < num_shards).")
     sha256: str | None = when_set(None, description="The sha256 of the concepts the run takes, one per line; pinned when a "
                                   "run begins (set it to insist on one version of the bank).")
+    safety: ConceptSafety = when_set(default_factory=ConceptSafety, description="Drop unsafe concepts before captioning "
+                                     "(the paper found 3.15% of MetaCLIP's bank unsafe); dropped ones are listed in the report.")
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> "ConceptsConfig":
@@ -189,12 +208,39 @@ class BalancedConfig(Section):
                                   "captions written for or matching them); evaluation measures out-of-bank accuracy on them.")
 
 
+class TopupConfig(Section):
+    """Closed-loop captioning: concepts balancing left under a target get new captions, in rounds."""
+
+    target: int = Field(0, ge=0, description="Kept captions every concept should reach (0: off, and the run has no "
+                        "topup stage); at most balanced.threshold, which balancing caps every concept at.")
+    max_rounds: int = Field(3, ge=1, description="Rounds of new captions at most (the loop also ends when every concept "
+                            "reached the target, a round kept nothing new, or the budget is spent).")
+    budget: int | None = Field(None, ge=1, description="New captions asked for over all rounds at most (None: no cap); "
+                               "the concepts with the fewest kept captions are served first.")
+    oversample: float = Field(1.5, ge=1, description="Captions asked per missing one (some come back rejected, duplicate "
+                              "or naming another concept).")
+    template: str | None = Field("synthclip-focused", description="Prompt template of the new captions (None: the "
+                                 "captions stage's); the default asks for the concept word for word.")
+    per_partition: int = operational(4096, ge=1, description="New captions per partition (one unit of LLM work); the "
+                                     "caption pool of the captions section writes them.")
+
+
 class ImagesConfig(ModelSection):
     """Text-to-image rendering."""
 
     backend: str = Field("diffusers", pattern=r"^(diffusers|[\w.]+:\w+)$",
                          description="Render backend: diffusers, or a plug-in class as package.module:ClassName.")
-    scheduler: Literal["ddim", "pndm", "euler"] = Field("ddim", description="Sampler (paper: DDIM).")
+    preset: str | None = operational(None, description="Recommended settings of a model family, filling the fields "
+                                     "left unset: sd15, sd2, sdxl, sd3, pixart, flux-schnell, flux-dev (renderers/presets.py).")
+    pipeline: str = when_set("auto", description="The diffusers pipeline: 'auto' (the class the model's index names), "
+                             "'text2image' (AutoPipelineForText2Image) or a class name (e.g. StableDiffusionXLPipeline).")
+    scheduler: Literal["ddim", "pndm", "euler", "dpmsolver", "default"] = Field(
+        "ddim", description="Sampler (paper: DDIM); 'default' keeps the model's own (flow matching for SD3 and FLUX).")
+    offload: Literal["none", "model", "sequential"] = operational(
+        "none", description="CPU offload on a GPU for models larger than its memory: 'model' (whole components, "
+        "little slower) or 'sequential' (layer by layer, least memory, slowest).")
+    device_map: str | None = operational(None, description="Spread one pipeline's components over the actor's GPUs "
+                                         "(diffusers' 'balanced'; set num_gpus to the GPUs each actor holds).")
     steps: int = Field(50, ge=1, description="Denoising steps (paper: 50).")
     guidance_scale: float = Field(2.0, ge=0, description="Classifier-free guidance scale (paper: 2.0).")
     eta: float = Field(0.0, ge=0, description="DDIM eta (paper: 0).")
@@ -208,6 +254,13 @@ class ImagesConfig(ModelSection):
     safety_checker: bool = Field(False, description="Run the model's safety checker and drop flagged images (paper: off).")
     captions_per_partition: int = operational(
         256, ge=1, description="Balanced captions per render partition (a slice of one balanced partition).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        from .renderers.presets import with_preset
+
+        return with_preset(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _latent_sizes(self) -> "ImagesConfig":

@@ -64,3 +64,24 @@ def contact_sheet(rows: list[dict], columns: int = 6) -> bytes:
         ax.set_title("\n".join(textwrap.wrap(row["caption"], 28)[:4]), fontsize=6.5)
     fig.tight_layout()
     return figure_png(fig)
+
+
+def gap_histogram(before, after, target: int) -> bytes:
+    """The closed loop's picture: concepts by kept captions, 0 to ``target`` (the last bar: at
+    least ``target``), before and after the loop; concepts with none show, as a log plot cannot."""
+    import numpy as np
+
+    plt = pyplot()
+    edges = np.arange(target + 1)
+    count = lambda values: np.bincount(np.minimum(values, target), minlength=target + 1)  # noqa: E731
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    width = 0.4
+    ax.bar(edges - width / 2, count(before), width, label="after balancing", color="#999999")
+    ax.bar(edges + width / 2, count(after), width, label="after the closed loop", color="#1f77b4")
+    ax.set_xticks(edges, [str(k) for k in edges[:-1]] + [f">= {target}"])
+    ax.set_xlabel("kept captions naming the concept")
+    ax.set_ylabel("concepts")
+    ax.set_title("Concepts under the target, before and after the closed loop")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return figure_png(fig)

@@ -15,13 +15,14 @@ from pydantic import Field, create_model
 
 from .config import RunSettings, read_yaml, validate
 from .fingerprint import stable_hash
-from .stages import balanced, captions, concepts, eval, images, shards, train
+from .stages import balanced, captions, concepts, eval, images, shards, topup, train
 from .stages.stage import Stage
 
 PIPELINE: tuple[Stage, ...] = (
     concepts.STAGE,
     captions.STAGE,
     balanced.STAGE,
+    topup.STAGE,
     images.STAGE,
     shards.STAGE,
     train.STAGE,
@@ -56,9 +57,10 @@ def config_from_dict(data: Any, source: str = "<config>") -> RunConfig:
 
 
 def stages_for(cfg) -> tuple[Stage, ...]:
-    """The stages of a run of ``cfg``, in pipeline order: all of them, or the ones its kind names."""
+    """The stages of a run of ``cfg``, in pipeline order: all of them, or the ones its kind names,
+    less the optional ones its config leaves off."""
     names = getattr(type(cfg), "stages", None)
-    return tuple(stage for stage in PIPELINE if names is None or stage.name in names)
+    return tuple(stage for stage in PIPELINE if (names is None or stage.name in names) and stage.enabled(cfg))
 
 
 def fingerprints(cfg) -> dict[str, str]:

@@ -22,6 +22,9 @@ def preflight(run: Run) -> None:
         load_bank(c.source, c.column, c.limit, cfg.seed, c.num_shards, c.shard_index)
         check_model_path("captions.model", cfg.captions.model)
         check_model_path("images.model", cfg.images.model)
+        if run.has("topup") and cfg.topup.target > cfg.balanced.threshold:
+            raise ConfigError(f"topup.target ({cfg.topup.target}) is above balanced.threshold ({cfg.balanced.threshold}): "
+                              f"balancing caps every concept at the threshold, so the loop could never reach it")
     check_root_writable(run.ref.root, run.ref.storage_options)
     t = cfg.train
     if t.global_batch_size % t.num_workers:

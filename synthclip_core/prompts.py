@@ -42,7 +42,19 @@ SYNTHCLIP = PromptTemplate(
     ),
 )
 
-_TEMPLATES: dict[str, PromptTemplate] = {SYNTHCLIP.name: SYNTHCLIP}
+# The closed loop's prompt (stages/topup.py): the paper's, asking for the concept word for word, since
+# a caption counts for a concept only where balancing's substring match finds it.
+SYNTHCLIP_FOCUSED = PromptTemplate(
+    name="synthclip-focused",
+    version=1,
+    text=(
+        "Your task is to write me an image caption that names a concept word for word and visually describes a "
+        "scene around it. Your concept is {concept}. Output one single grammatically correct caption that is no "
+        "longer than 15 words. Do not output any notes, word counts, facts, etc. Output one single sentence only."
+    ),
+)
+
+_TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (SYNTHCLIP, SYNTHCLIP_FOCUSED)}
 
 
 def register_template(template: PromptTemplate) -> None:

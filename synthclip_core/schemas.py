@@ -16,6 +16,10 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("concept", pa.string()),
         ("bank_index", pa.int64()),  # position in the normalised bank, for stable order
     ])),
+    "unsafe_concepts": (1, pa.schema([  # concepts the safety screen dropped before captioning
+        ("concept", pa.string()),
+        ("reason", pa.string()),  # "blocklist: TERM" or "classifier: LABEL SCORE"
+    ])),
     "captions": (2, pa.schema([
         ("caption_id", pa.string()),
         ("concept_id", pa.string()),
@@ -69,6 +73,16 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("expected_after", pa.float64()),
         ("count_after", pa.int64()),
         ("keep_probability", pa.float64()),
+    ])),
+    "topup_requests": (1, pa.schema([  # the captions a closed-loop round asks for, in the order they are kept
+        ("concept_id", pa.string()),
+        ("concept", pa.string()),
+        ("index", pa.int32()),  # continues after the captions the concept had (new seeds)
+    ])),
+    "topup_coverage": (1, pa.schema([  # per concept after a closed-loop round
+        ("concept_id", pa.string()),
+        ("kept", pa.int64()),  # kept captions naming it (balanced and every round so far)
+        ("asked", pa.int64()),  # captions written for it so far (the next index)
     ])),
     "images": (2, pa.schema([
         ("image_id", pa.string()),

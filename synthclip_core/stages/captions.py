@@ -12,29 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import Counter
 
 import pyarrow as pa
 
-from .. import progress
 from ..balancing import prepare_text
-from ..caption_cleaning import clean_caption
-from ..captioners import create_caption_backend
+from ..captioning import CaptionWriter, caption_settings
 from ..config import CaptionsConfig
-from ..fingerprint import model_identity_of, model_label
-from ..ids import caption_id, derive_seed
 from ..pins import scheme_of
 from ..prompts import get_template
 from ..schemas import to_parquet_bytes
 from ..store import RunStore
-from ..tiny_models import resolve_model
 from .common import data_parts, input_ref, lineage, read_concepts, read_table, worker_info
 from .partitions import committed_rows, mirrored_jobs, model_pool, run_jobs
 from .stage import Run, Stage, StageSummary, section_settings
 
 NAME = "captions"
 VERSION = 3
-GENERATE_CHUNK = 4096  # prompts per backend call (rounded up to whole batches): progress moves between them
 COVERAGE = "coverage.parquet"
 
 
@@ -61,73 +54,21 @@ def workers(cfg) -> list:
 
 
 def worker_settings(run: Run) -> dict:
-    c = run.config.captions
-    identity = model_identity_of(c, scheme_of(run.config))
-    return {
-        "backend": c.backend, "model": c.model, "revision": c.load_revision, "dtype": c.dtype,
-        "batch_size": c.batch_size, "tensor_parallel_size": c.tensor_parallel_size,
-        "engine_options": c.engine_options, "template": c.template, "per_concept": c.per_concept,
-        "sampling": c.sampling(), "max_words": c.max_words, "seed": run.config.seed,
-        "model_identity": identity,
-        "model_label": model_label(c.model, identity),
-    }
+    return caption_settings(run.config)
 
 
-class CaptionWorker:
-    """Runs inside a caption actor: loads the backend once, captions one partition per call."""
-
-    def __init__(self, settings: dict):
-        self.settings = settings
-        self.template = get_template(settings["template"])
-        self.backend = create_caption_backend(
-            settings["backend"], model=resolve_model(settings["model"]), revision=settings["revision"],
-            dtype=settings["dtype"], batch_size=settings["batch_size"],
-            tensor_parallel_size=settings["tensor_parallel_size"], engine_options=settings["engine_options"],
-        )
+class CaptionWorker(CaptionWriter):
+    """Runs inside a caption actor: loads the backend once, captions one concept partition per call."""
 
     def __call__(self, store: RunStore, job: dict) -> dict:
         started = time.time()
-        s = self.settings
         concepts = read_table(store, "concepts", job["inputs"][0]["output"]).to_pylist()
-        rows = [
-            {"caption_id": caption_id(c["concept_id"], self.template.key, index, s["seed"]),
-             "concept_id": c["concept_id"], "concept": c["concept"], "template": self.template.key,
-             "index": index, "seed": derive_seed(s["seed"], c["concept_id"], index),
-             "model": s["model_label"], "backend": s["backend"]}
-            for c in concepts for index in range(s["per_concept"])
-        ]
-        generate_started = time.time()
-        completions = self._generate(rows)
-        generate_s = max(time.time() - generate_started, 1e-9)
-        rejects, fixes = Counter(), Counter()
-        for row, completion in zip(rows, completions, strict=True):
-            cleaned = clean_caption(completion["text"], s["max_words"])
-            row.update(raw=completion["text"], tokens=completion["tokens"], caption=cleaned.caption,
-                       reject_reason=cleaned.reject, fixes=list(cleaned.fixes))
-            rejects.update([cleaned.reject] if cleaned.reject else [])
-            fixes.update(cleaned.fixes)
-        tokens = sum(r["tokens"] for r in rows)
+        rows, made = self.write([(c["concept_id"], c["concept"], index)
+                                 for c in concepts for index in range(self.settings["per_concept"])])
         return store.commit(NAME, job["output"], to_parquet_bytes(pa.Table.from_pylist(rows), NAME), lineage(
-            job["fingerprint"], job["version"], job["inputs"], started, len(rows),
-            backend=s["backend"], model=s["model_identity"], template=self.template.key, sampling=s["sampling"],
-            seeds={"run_seed": s["seed"], "rule": "derive_seed(run_seed, concept_id, index)"},
-            cleaning={"kept": len(rows) - sum(rejects.values()), "rejected": dict(rejects), "fixed": dict(fixes)},
-            throughput={"prompts_per_s": round(len(rows) / generate_s, 2),
-                        "tokens_per_s": round(tokens / generate_s, 1), "generated_tokens": tokens},
+            job["fingerprint"], job["version"], job["inputs"], started, len(rows), **made,
             worker=worker_info(self.backend.device),
         ), deterministic=False)  # LLM sampling on a GPU may differ between two writers
-
-    def _generate(self, rows: list[dict]) -> list[dict]:
-        """The backend's completions, asked for in chunks of whole batches so that progress moves
-        within a partition; every prompt has its own seed, so chunking changes no caption."""
-        chunk = -(-GENERATE_CHUNK // self.settings["batch_size"]) * self.settings["batch_size"]
-        completions: list[dict] = []
-        for start in range(0, len(rows), chunk):
-            progress.within(start, len(rows))
-            part = rows[start:start + chunk]
-            completions += self.backend.generate([self.template.messages(r["concept"]) for r in part],
-                                                 [r["seed"] for r in part], self.settings["sampling"])
-        return completions
 
 
 def write_coverage(run: Run, parts: list[str]) -> dict:

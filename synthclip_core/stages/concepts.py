@@ -1,20 +1,24 @@
-"""Concepts: the bank, normalised and identified, cut into partitions of caption work."""
+"""Concepts: the bank, normalised, identified and (``concepts.safety``) screened for unsafe
+concepts, cut into partitions of caption work."""
 
 from __future__ import annotations
 
 import json
 import time
 
-from ..concepts import load_bank
+from ..concept_safety import blocklist_sha256, screen
+from ..concepts import ConceptBank, load_bank
 from ..config import ConceptsConfig, fingerprinted
+from ..fingerprint import model_identity
 from ..pins import scheme_of
-from ..schemas import to_parquet_bytes
-from .common import lineage, part_name
+from ..schemas import table_from_rows, to_parquet_bytes
+from .common import lineage, part_name, read_table
 from .stage import Run, Stage, StageSummary
 
 NAME = "concepts"
 VERSION = 2
 MANIFEST = "manifest.json"  # the bank's counts, for people: how many concepts, how many dropped and why
+UNSAFE = "unsafe.parquet"  # the concepts the safety screen dropped, with their reasons (concepts.safety)
 
 
 def run_concepts(run: Run) -> StageSummary:
@@ -24,12 +28,16 @@ def run_concepts(run: Run) -> StageSummary:
     summary = StageSummary(NAME)
     started = time.time()
     bank = load_bank(cfg.source, cfg.column, cfg.limit, run.config.seed, cfg.num_shards, cfg.shard_index)
-    table = bank.table()
     committed = store.committed(NAME)
     outputs = []
+    unsafe = []
+    if cfg.safety.active:
+        bank, unsafe = _screened(run, bank, committed, started)
+        outputs.append(UNSAFE)
+    table = bank.table()
     for index, start in enumerate(range(0, table.num_rows, cfg.per_partition)):
         name = part_name(index)
-        outputs.append(name)
+        outputs.insert(index, name)
         if name in committed:
             summary.skipped += 1
             continue
@@ -41,11 +49,35 @@ def run_concepts(run: Run) -> StageSummary:
     store.commit(NAME, MANIFEST, json.dumps(manifest, indent=1).encode(),
                  lineage(run.fingerprints[NAME], VERSION, [], started, table.num_rows, dropped=bank.dropped))
     summary.total, summary.rows, summary.notes = len(outputs), table.num_rows, {"dropped": bank.dropped}
+    if cfg.safety.active:
+        summary.notes["unsafe"] = {"dropped": len(unsafe), "examples": unsafe[:50]}
     return run.complete(summary, outputs + [MANIFEST])
 
 
+def _screened(run: Run, bank: ConceptBank, committed: set[str], started: float) -> tuple[ConceptBank, list[dict]]:
+    """The bank less its unsafe concepts, and those (concept, reason), committed as ``unsafe.parquet``
+    (read back where it is, so a resumed run does not classify again)."""
+    store, safety = run.store, run.config.concepts.safety
+    if UNSAFE in committed:
+        unsafe = read_table(store, NAME, UNSAFE, "unsafe_concepts").to_pylist()
+    else:
+        unsafe = [{"concept": bank.concepts[i], "reason": reason} for i, reason in screen(bank.concepts, safety).items()]
+        store.commit(NAME, UNSAFE, to_parquet_bytes(table_from_rows(unsafe, "unsafe_concepts"), "unsafe_concepts"),
+                     lineage(run.fingerprints[NAME], VERSION, [], started, len(unsafe), blocklist=safety.blocklist,
+                             classifier=safety.classifier, threshold=safety.threshold))
+    dropped = {row["concept"] for row in unsafe}
+    return ConceptBank([c for c in bank.concepts if c not in dropped], {**bank.dropped, "unsafe": len(dropped)}), unsafe
+
+
 def settings(cfg) -> dict:
-    return {**fingerprinted(cfg.concepts, scheme_of(cfg)), "seed": cfg.seed}
+    """The section's settings; a blocklist by its terms and a classifier by its identity."""
+    out = {**fingerprinted(cfg.concepts, scheme_of(cfg)), "seed": cfg.seed}
+    safety = cfg.concepts.safety
+    if safety.blocklist:
+        out["safety"]["blocklist"] = {"uri": safety.blocklist, "sha256": blocklist_sha256(safety.blocklist)}
+    if safety.classifier:
+        out["safety"]["classifier"] = model_identity(safety.classifier, None, scheme_of(cfg))
+    return out
 
 
 STAGE = Stage(

@@ -3,7 +3,7 @@ benchmarks listed in ``eval.datasets``.
 
 On the held-out split (``eval`` and ``holdout`` samples, in runs that render images): zero-shot
 over the run's concepts (the label is the concept a caption was written for), image-text
-retrieval, and concept coverage (per concept: training captions that matched it against zero-shot
+retrieval, the closed loop's rounds (where the run has them), and concept coverage (per concept: training captions that matched it against zero-shot
 accuracy on its images). Runs as a Ray task (on a GPU node of a cluster when ``eval.num_gpus``).
 Writes ``eval/report.json`` and ``eval/report.md``, and with the held-out split
 ``eval/coverage.png`` and ``eval/coverage.parquet``. A training job evaluates ``eval.datasets``
@@ -19,6 +19,7 @@ from dataclasses import asdict
 
 import pyarrow.compute as pc
 
+from .. import closed_loop
 from ..balancing import held_out_concepts
 from ..config import EvalConfig
 from ..evaluation import coverage
@@ -52,8 +53,8 @@ def run_eval(run: Run) -> StageSummary:
     started = time.time()
     trained = run.require("train").notes
     checkpoint, arch = trained["checkpoint"], trained["arch"]
-    parts = {stage: data_parts(run.require(stage).outputs) for stage in ("concepts", "balanced", "images")} \
-        if held_out_split else {}
+    parts = {stage: data_parts(run.require(stage).outputs) for stage in ("concepts", "balanced", "topup", "images")
+             if run.has(stage)} if held_out_split else {}
     holdout = run.config.balanced.holdout_concepts if held_out_split else 0
     ensure_room(NAME, workers(run.config))
     task = ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate_run)
@@ -74,6 +75,12 @@ def run_eval(run: Run) -> StageSummary:
         notes = [coverage.split_note(report["coverage"]),
                  f"Concept coverage: {len(rows)} concepts with held-out images; concepts never recognised "
                  f"(training captions): {failed or 'none'}."]
+        if run.has("topup"):
+            notes.append(closed_loop.report_table(run.require("topup").notes))
+        if unsafe := run.require("concepts").notes.get("unsafe"):
+            listed = "; ".join(f"{u['concept']} ({u['reason']})" for u in unsafe["examples"][:20])
+            notes.append(f"Concept safety: {unsafe['dropped']} concepts dropped as unsafe before captioning "
+                         f"(all in concepts/unsafe.parquet){': ' + listed if listed else ''}.")
         pictures = [("concept coverage", PICTURE)]
         commit(PICTURE, coverage.coverage_png(rows, f"Concept coverage, run {run.ref.run_id}"))
         commit(COVERAGE, to_parquet_bytes(table_from_rows(rows, "eval_coverage"), "eval_coverage"))
@@ -157,16 +164,16 @@ def _held_out(model, store, cfg, seed: int, holdout_concepts: int, parts: dict[s
         templates = templates[:1]
     zs = zeroshot_on(model, HELDOUT, feats, kept, [index[c] for c in concept_of], names, templates, cfg.batch_size, skipped)
     zs.per_class = {}  # per concept: in coverage.parquet instead
-    rows = coverage.concept_rows(list(zip(ids, names)), _train_counts(store, parts["balanced"]), concept_of, zs.correct,
+    rows = coverage.concept_rows(list(zip(ids, names)), _train_counts(store, parts), concept_of, zs.correct,
                                  held_out_concepts(seed, ids, holdout_concepts))
     return [zs, retrieval_on(model, HELDOUT, feats, kept, captions, cfg.batch_size, skipped)], rows
 
 
-def _train_counts(store, parts: list[str]) -> dict[str, int]:
-    """Training captions that matched each concept (after balancing, train split only)."""
+def _train_counts(store, parts: dict[str, list[str]]) -> dict[str, int]:
+    """Training captions that matched each concept (after balancing and the closed loop, train split only)."""
     counts: Counter = Counter()
-    for part in parts:
-        table = read_table(store, "balanced", part).select(["split", "matched_concept_ids"])
+    for stage, part in [(s, p) for s in ("balanced", "topup") for p in parts.get(s, [])]:
+        table = read_table(store, stage, part, "balanced").select(["split", "matched_concept_ids"])
         train = table.filter(pc.equal(table["split"], "train"))
         counts.update(pc.list_flatten(train["matched_concept_ids"]).to_pylist())
     return dict(counts)
@@ -176,7 +183,7 @@ STAGE = Stage(
     name=NAME,
     version=VERSION,
     section=EvalConfig,
-    upstream=("concepts", "balanced", "images", "train"),
+    upstream=("concepts", "balanced", "topup", "images", "train"),
     run=run_eval,
     workers=workers,
     description="Evaluate the final checkpoint on the held-out synthetic split and the configured benchmarks.",

@@ -1,6 +1,7 @@
 """Images: a diffusion model renders ``images_per_caption`` images for every balanced caption.
 
-Partition ``images/part-i-j`` is made from slice j of ``balanced/part-i`` by a
+Partition ``images/part-i-j`` is made from slice j of ``balanced/part-i`` (or of a closed-loop
+partition, ``topup/part-rK-i``) by a
 :class:`RenderWorker` in an actor of the render pool. An image's seed comes from (run seed,
 caption id, index), its id from (caption id, index, run seed); every image is rendered from its
 own generator, so batching and resumption never change pixels. Each run of rows of one split is a
@@ -38,37 +39,50 @@ VERSION = 3
 CONTACT_SHEET = "contact_sheet.png"
 
 
-def render_parts(run: Run, records: dict[str, dict]) -> list[tuple[str, str, str, dict]]:
-    """Render partitions: slices of ``captions_per_partition`` rows of each balanced partition.
+CAPTION_STAGES = ("balanced", "topup")  # what is rendered: balanced captions, then the closed loop's (where a run has it)
 
-    ``images/part-i-j`` holds rows ``[j*R, (j+1)*R)`` of ``balanced/part-i``; sizes come from the
-    balanced partitions' commit ``records``, so planning reads no data. Each is (output, input
-    stage, input, slice).
+
+def render_parts(run: Run, records: dict[tuple[str, str], dict]) -> list[tuple[str, str, str, dict]]:
+    """Render partitions: slices of ``captions_per_partition`` rows of each caption partition.
+
+    ``images/part-i-j`` holds rows ``[j*R, (j+1)*R)`` of ``balanced/part-i`` (and
+    ``images/part-rK-i-j`` of the closed loop's ``topup/part-rK-i``); sizes come from the caption
+    partitions' commit ``records`` (by stage and output), so planning reads no data. Each is
+    (output, input stage, input, slice).
     """
     size = run.config.images.captions_per_partition
     plan = []
-    for part, record in records.items():
+    for (stage, part), record in records.items():
         stem = part[: -len(".parquet")]
         for j, start in enumerate(range(0, record["rows"], size)):
-            plan.append((f"{stem}-{j:03d}.parquet", "balanced", part, {"offset": start, "length": size}))
+            plan.append((f"{stem}-{j:03d}.parquet", stage, part, {"offset": start, "length": size}))
     return plan
 
 
-def _balanced_records(run: Run) -> dict[str, dict]:
-    return run.store.records("balanced", data_parts(run.require("balanced").outputs))
+def caption_records(run: Run) -> dict[tuple[str, str], dict]:
+    """The commit records of the caption partitions to render, by (stage, output), in order."""
+    out: dict[tuple[str, str], dict] = {}
+    for stage in CAPTION_STAGES:
+        if run.has(stage):
+            records = run.store.records(stage, data_parts(run.require(stage).outputs))
+            out.update({(stage, part): record for part, record in records.items()})
+    return out
 
 
 def plan_images(run: Run) -> list[str]:
-    return [output for output, *_ in render_parts(run, _balanced_records(run))]
+    return [output for output, *_ in render_parts(run, caption_records(run))]
 
 
 def run_images(run: Run) -> StageSummary:
     if (finished := run.finished(NAME)) is not None:
         return finished
-    records = _balanced_records(run)
+    records = caption_records(run)
     plan = render_parts(run, records)
     parts = [output for output, *_ in plan]
-    jobs = pending_jobs(run, NAME, plan, {"balanced": records})
+    by_stage: dict[str, dict[str, dict]] = {}
+    for (stage, part), record in records.items():
+        by_stage.setdefault(stage, {})[part] = record
+    jobs = pending_jobs(run, NAME, plan, by_stage)
     summary = run_jobs(run, NAME, workers(run.config)[0], RenderWorker, (worker_settings(run),), jobs, len(plan))
     if not summary.ok:
         return summary
@@ -88,6 +102,7 @@ def worker_settings(run: Run) -> dict:
     return {
         "backend": r.backend, "model": r.model, "revision": r.load_revision, "dtype": r.dtype, "compile": r.compile,
         "safety_checker": r.safety_checker, "scheduler": r.scheduler, "batch_size": r.batch_size,
+        "pipeline": r.pipeline, "offload": r.offload, "device_map": r.device_map,
         "images_per_caption": r.images_per_caption,
         "sampler": {"steps": r.steps, "guidance_scale": r.guidance_scale, "eta": r.eta,
                     "height": r.height, "width": r.width, "stored_size": r.stored_size,
@@ -123,13 +138,15 @@ class RenderWorker:
         self.backend = create_render_backend(
             settings["backend"], model=resolve_model(settings["model"]), revision=settings["revision"],
             scheduler=settings["scheduler"], dtype=settings["dtype"], compile=settings["compile"],
-            safety_checker=settings["safety_checker"],
+            safety_checker=settings["safety_checker"], pipeline=settings["pipeline"], offload=settings["offload"],
+            device_map=settings["device_map"],
         )
 
     def __call__(self, store: RunStore, job: dict) -> dict:
         started = time.time()
         s = self.settings
-        captions = read_table(store, "balanced", job["inputs"][0]["output"]).slice(job["offset"], job["length"]).to_pylist()
+        source = job["inputs"][0]
+        captions = read_table(store, source["stage"], source["output"], "balanced").slice(job["offset"], job["length"]).to_pylist()
         rows = [{**caption, "index": index, "seed": derive_seed(s["seed"], caption["caption_id"], index),
                  "image_id": image_id(caption["caption_id"], index, s["seed"]), "rerendered": False}
                 for caption in captions for index in range(s["images_per_caption"])]
@@ -192,7 +209,7 @@ STAGE = Stage(
     name=NAME,
     version=VERSION,
     section=ImagesConfig,
-    upstream=("balanced",),
+    upstream=CAPTION_STAGES,
     run=run_images,
     plan=plan_images,
     workers=workers,

@@ -93,6 +93,10 @@ def _no_workers(cfg) -> list[PoolSpec]:
     return []
 
 
+def _always(cfg) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Stage:
     """One step of the pipeline.
@@ -103,7 +107,10 @@ class Stage:
     ``workers`` says what the stage asks of Ray for a config (actor pools, training workers, a
     task): a stage with none runs where it is called. ``section`` is the model of its config
     section (``cfg.<name>``; None: the stage has no settings), and ``settings`` what its
-    fingerprint covers (by default its section, less the fields marked operational).
+    fingerprint covers (by default its section, less the fields marked operational). A stage
+    whose ``enabled(cfg)`` is False is not one of that run's stages: it has no fingerprint, so the
+    stages after it keep the fingerprints they had before it existed (an optional stage, off by
+    default, changes no run made without it).
     """
 
     name: str
@@ -115,6 +122,7 @@ class Stage:
     plan: Callable[[Run], list[str]] | None = None
     workers: Callable[[Any], list[PoolSpec]] = _no_workers
     settings: Callable[[Any], dict] | None = None
+    enabled: Callable[[Any], bool] = _always
 
     def __post_init__(self) -> None:
         if self.settings is None:

@@ -1,20 +1,25 @@
 """Tiny models built locally, so that offline runs and tests use the real model code paths.
 
 No machine that builds or tests this project can download weights. These builders write tiny
-but real checkpoints (a Llama-style LLM, a Stable Diffusion pipeline, an open_clip config) to a
+but real checkpoints (a Llama-style LLM, a Stable Diffusion pipeline, a text classifier for the
+concept safety screen, an open_clip config) to a
 directory; the stages load them with the same ``from_pretrained`` / factory calls as real models.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 TINY_PREFIX = "tiny/"
-TINY_NAMES = ("llm", "sd")
+TINY_NAMES = ("llm", "sd", "safety", "sdxl", "sd3", "sd-checked")
 # Bumped when a builder makes another model: a cached build of an older version is rebuilt.
 # (Version 1 builds wrote "ok".)
-VERSIONS = {"llm": 1, "sd": 2}
+VERSIONS = {"llm": 1, "sd": 2, "safety": 1, "sdxl": 1, "sd3": 1, "sd-checked": 1}
+
+
+PIPELINE_BUILDERS = {"sdxl": "build_tiny_sdxl", "sd3": "build_tiny_sd3", "sd-checked": "build_tiny_sd_checked"}
 
 
 def models_dir() -> Path:
@@ -49,6 +54,14 @@ def build_tiny(name: str, force: bool = False, log=print) -> Path:
         from .llm import build_tiny_llm as builder
     elif name == "sd":
         from .diffusion import build_tiny_sd as builder
+    elif name == "safety":
+        from .safety import build_tiny_safety as builder
+    elif name in PIPELINE_BUILDERS:
+        from . import pipelines
+
+        builder = getattr(pipelines, PIPELINE_BUILDERS[name])
+        if name == "sd-checked":  # the tiny SD pipeline with a checker added
+            builder = functools.partial(builder, base=build_tiny("sd", log=log))
     else:
         raise ValueError(f"unknown tiny model {name!r} (known: {', '.join(TINY_NAMES)})")
     tmp = path.with_name(path.name + ".building")
