@@ -24,6 +24,9 @@ from typing import Optional
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the CLI shows rich progress instead
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# A new Prefect home migrates its SQLite database when the first command starts the local server:
+# over a minute on 2 busy cores, against Prefect's default wait of 20 s.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 import typer
 from rich.console import Console

@@ -24,13 +24,13 @@ def _table(run, stage):
 
 def test_every_stage_is_complete(offline_run):
     run, summaries = offline_run
-    assert list(summaries) == list(STAGES)
+    assert list(summaries) == run.names == [s for s in STAGES if s != "topup"]  # the closed loop is off by default
     statuses = {s.stage: s for s in run_status(run)}
-    for stage in STAGES:
+    for stage in run.names:
         assert statuses[stage].complete and not statuses[stage].failed, stage
     # each stage's outputs under its own name, and its completion marked last, for every stage alike
-    assert set(run.store.committed_all()) == {"run", *STAGES}
-    for stage in STAGES:
+    assert set(run.store.committed_all()) == {"run", *run.names}
+    for stage in run.names:
         marker = run.store.completion_marker(stage)
         assert marker["fingerprint"] == run.fingerprints[stage] and marker["code_version"]["stage"] == STAGES[stage].version
         records = run.store.records(stage, marker["outputs"])

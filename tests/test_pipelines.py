@@ -93,6 +93,7 @@ def balanced_micro(engine, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow  # a micro run to balancing and three renders on Ray: the renderer tests above are the fast tier
 @pytest.mark.parametrize("images, problem", [
     ({"model": "tiny/sdxl", "scheduler": "default"}, None),
     ({"model": "tiny/sd3", "scheduler": "default"}, None),

@@ -52,6 +52,7 @@ def _render_partition(tmp_path: Path, settings: dict) -> dict:
     record = store.commit("balanced", "part-00000.parquet", to_parquet_bytes(pa.Table.from_pylist(rows), "balanced"))
     settings = {"backend": "diffusers", "model": "unused", "revision": None, "dtype": "float32", "compile": False,
                 "safety_checker": False, "scheduler": "ddim", "batch_size": 2, "images_per_caption": 1,
+                "pipeline": "auto", "offload": "none", "device_map": None,
                 "sampler": SETTINGS, "seed": 0, "model_identity": {"name": "broken"}, "model_label": "broken@x", **settings}
     job = {"output": "part-00000-000.parquet", "offset": 0, "length": 3, "fingerprint": "f", "version": 3,
            "inputs": [{"stage": "balanced", "output": "part-00000.parquet", "sha256": record["sha256"]}]}
