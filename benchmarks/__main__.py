@@ -8,6 +8,7 @@ from benchmarks import (
     bench_overhead,
     bench_planning,
     bench_scale,
+    bench_topup,
     bench_training,
     bench_verify,
 )
@@ -20,4 +21,5 @@ if __name__ == "__main__":
     bench_growth.main()
     bench_training.main()
     bench_balancing.main()
+    bench_topup.main()
     bench_scale.main()  # the longest: about 40 minutes on 2 cores

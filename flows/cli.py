@@ -8,7 +8,7 @@
     synthclip eval CHECKPOINT --task zeroshot --data PATH [--classes FILE] [--out DIR]
     synthclip train JOB_CONFIG [--job-id ID]            # real or mixed sources
     synthclip finetune CHECKPOINT [--config PRESET] [--limit N]
-    synthclip compare LABEL=MODEL ... --datasets FILE [--out DIR]
+    synthclip compare LABEL=MODEL ... [--datasets FILE] [--held-out-of RUN ...] [--out DIR]
     synthclip deploy [--kubernetes]
     synthclip models build-tiny
 """
@@ -311,13 +311,16 @@ def finetune(
 @app.command()
 def compare(
     models: list[str] = typer.Argument(..., help="LABEL=MODEL, MODEL being run:ID (a run or job), a checkpoint, or local-dir:DIR."),
-    datasets: str = typer.Option(..., "--datasets", help="A YAML list of eval datasets (name, task, path, ...), as eval.datasets."),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="A YAML list of eval datasets (name, task, path, ...), as eval.datasets."),
+    held_out_of: list[str] = typer.Option([], "--held-out-of", help="A run whose held-out synthetic split every model is "
+                                          "evaluated on (repeatable): runs of other text-to-image models or settings, "
+                                          "measured on the same data."),
     root: Optional[str] = RootOption,
     out: str = typer.Option("comparison", "--out", help="Where comparison.md and comparison.json go (any fsspec URI)."),
     templates: str = typer.Option("simple", "--templates", help="openai, simple, or a file of {} templates."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Evaluate several models on the same datasets and print one side-by-side table."""
+    """Evaluate several models on the same datasets (and runs' held-out splits) and print one side-by-side table."""
     with handled(debug):
         import yaml
 
@@ -330,25 +333,32 @@ def compare(
         pairs = [m.split("=", 1) for m in models]
         if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
             raise ConfigError(f"models: expected LABEL=MODEL, got {' '.join(models)}")
-        try:
-            specs = [EvalDataset.model_validate(d) for d in yaml.safe_load(open(datasets))]
-        except (OSError, TypeError, ValueError, yaml.YAMLError) as exc:
-            raise ConfigError(f"--datasets {datasets}: {' '.join(str(exc).split())[:300]}") from None
+        if not datasets and not held_out_of:
+            raise ConfigError("compare: name what to evaluate on: --datasets FILE, --held-out-of RUN, or both")
+        specs = []
+        if datasets:
+            try:
+                specs = [EvalDataset.model_validate(d) for d in yaml.safe_load(open(datasets))]
+            except (OSError, TypeError, ValueError, yaml.YAMLError) as exc:
+                raise ConfigError(f"--datasets {datasets}: {' '.join(str(exc).split())[:300]}") from None
         for spec in specs:
             check_dataset(spec)
         root = root or default_root()
         for _, ref in pairs:
             resolve_model(ref, root)
-        from flows.jobs import compare_models
+        from flows.jobs import compare_models, held_out_run
 
+        for run_id in held_out_of:
+            held_out_run(run_id, root)
         with _progress_bars():
             table = compare_models(models=dict(pairs), datasets=[d.model_dump() for d in specs], root=root, out=out,
-                                   templates=templates)
+                                   templates=templates, held_out_of=list(held_out_of))
+        runs = any("differs" in row for row in table["rows"])
         view = Table(title="models side by side")
-        for column in ("model", "started from", "trained on", *table["columns"]):
+        for column in ("model", *(["differs from the first"] if runs else []), "started from", "trained on", *table["columns"]):
             view.add_column(column)
         for row in table["rows"]:
-            view.add_row(row["model"], row["started_from"], row["trained_on"],
+            view.add_row(row["model"], *([row.get("differs", "")] if runs else []), row["started_from"], row["trained_on"],
                          *[f"{row[c]:.4f}" if c in row else "" for c in table["columns"]])
         Console(width=max(160, Console().width)).print(view)
         console.print(f"comparison: {out}/comparison.md, {out}/comparison.json", soft_wrap=True)

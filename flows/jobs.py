@@ -70,28 +70,57 @@ def resolve_model(ref: str, root: str) -> tuple[str, dict]:
     return run.store.uri("train", summary["checkpoint"]), provenance(summary)
 
 
+def held_out_run(run_id: str, root: str):
+    """A synthetic run whose held-out split a comparison evaluates every model on."""
+    check_run_id(run_id)
+    try:
+        run = load_run(RunRef(root, run_id))
+    except Exception:
+        raise ConfigError(f"--held-out-of {run_id}: no run under {root}") from None
+    if run.kind != "run" or run.completion("images") is None:
+        raise ConfigError(f"--held-out-of {run_id}: not a synthetic run with its images rendered")
+    return run
+
+
 @task(name="evaluate-model", task_run_name="{label}", cache_policy=NONE)
 @fails_cleanly
 def evaluate_model(label: str, checkpoint: str, datasets: list[dict], templates: str, batch_size: int,
-                   device: str | None) -> dict:
+                   device: str | None, held_out_of: tuple[str, ...] = (), root: str | None = None) -> dict:
     from synthclip_core.evaluation.external import evaluation_report
+    from synthclip_core.stages.eval import held_out_results
 
-    return evaluation_report(checkpoint, [EvalDataset.model_validate(d) for d in datasets], None, templates, batch_size, device)
+    def held_out(model) -> list:
+        return [r for run_id in held_out_of
+                for r in held_out_results(model, held_out_run(run_id, root), f"heldout:{run_id}")]
+
+    return evaluation_report(checkpoint, [EvalDataset.model_validate(d) for d in datasets], None, templates, batch_size,
+                             device, more=held_out)
 
 
 @flow(name="compare-models", flow_run_name="compare {models}")
 @fails_cleanly
 def compare_models(models: dict[str, str], datasets: list[dict], root: str | None = None, out: str = "comparison",
-                   templates: str = "simple", batch_size: int = 64, device: str | None = None) -> dict:
-    """Evaluate every model (label: run:ID, a checkpoint, or local-dir:PATH) on the same datasets and
-    write one side-by-side table (``comparison.md`` and ``comparison.json`` under ``out``)."""
+                   templates: str = "simple", batch_size: int = 64, device: str | None = None,
+                   held_out_of: list[str] | None = None) -> dict:
+    """Evaluate every model (label: run:ID, a checkpoint, or local-dir:PATH) on the same datasets,
+    and on the held-out split of each run in ``held_out_of``, and write one side-by-side table
+    (``comparison.md`` and ``comparison.json`` under ``out``). Runs compared as ``run:ID`` say what
+    in their config differs from the first one's."""
     import fsspec
 
-    from synthclip_core.evaluation.compare import comparison, render_comparison
+    from synthclip_core.evaluation.compare import comparison, config_differences, render_comparison
     from synthclip_core.run import default_root
 
-    entries = {label: resolve_model(ref, root or default_root()) for label, ref in models.items()}
-    reports = {label: evaluate_model(label, uri, datasets, templates, batch_size, device) for label, (uri, _) in entries.items()}
+    root = root or default_root()
+    entries = {label: resolve_model(ref, root) for label, ref in models.items()}
+    configs = {label: load_run(RunRef(root, ref[4:])).config for label, ref in models.items() if ref.startswith("run:")}
+    if configs:
+        first = next(iter(configs.values()))
+        for label, cfg in configs.items():
+            entries[label][1]["differs"] = config_differences(first, cfg)
+    held = tuple(held_out_of or ())
+    reports = {label: evaluate_model(label, uri, datasets, templates, batch_size, device, held, root)
+               for label, (uri, _) in entries.items()}
     table = comparison(entries, reports)
     markdown = render_comparison(table)
     fs, base = fsspec.core.url_to_fs(out)

@@ -249,6 +249,10 @@ class ImagesConfig(ModelSection):
     stored_size: int = Field(256, ge=8, description="Side of the stored JPEG (resized from the rendered image).")
     jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of stored images.")
     images_per_caption: int = Field(1, ge=1, description="Images rendered per balanced caption.")
+    best_of: int = when_set(1, ge=1, description="Render this many candidates per image and keep the one the scorer "
+                            "ranks highest (CLIP score); the scores and the other seeds go to the lineage (paper: 1).")
+    scorer: str = when_set("ViT-B-32:openai", description="The best-of-k scorer, an open_clip model: ARCH:PRETRAINED "
+                           "(a tag or a checkpoint), local-dir:PATH (e.g. a run's train/model), or tiny/clip offline.")
     batch_size: int = operational(8, ge=1, description="Prompts rendered per forward pass.")
     compile: bool = operational(False, description="torch.compile the UNet (worth it on GPUs for long runs).")
     safety_checker: bool = Field(False, description="Run the model's safety checker and drop flagged images (paper: off).")

@@ -10,6 +10,16 @@ summary.
 from __future__ import annotations
 
 NO_PROVENANCE = {"trained_on": "", "started_from": ""}  # a checkpoint from elsewhere
+# What any two runs differ in without being different experiments: names, roots, pinned inputs.
+_NOT_A_DIFFERENCE = ("name", "root", "fingerprint_scheme", "concepts.sha256", "captions.commit", "images.commit")
+
+
+def config_differences(first, other) -> str:
+    """What ``other``'s config sets otherwise than ``first``'s (``section.field: value``), or ``-``."""
+    from ..config import differences
+
+    found = [d for d in differences(first, other) if not d.startswith(_NOT_A_DIFFERENCE)]
+    return "; ".join(f"{d.split(':', 1)[0]}: {d.rsplit(' -> ', 1)[-1]}" for d in found) or "-"
 
 
 def provenance(training_summary: dict) -> dict:
@@ -37,10 +47,12 @@ def comparison(entries: dict[str, tuple[str, dict]], reports: dict[str, dict]) -
 
 
 def render_comparison(table: dict, title: str = "Models side by side") -> str:
-    head = ["model", "started from", "trained on", *table["columns"]]
+    runs = any("differs" in row for row in table["rows"])
+    head = ["model", *(["differs from the first"] if runs else []), "started from", "trained on", *table["columns"]]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for row in table["rows"]:
         values = [f"{row[c]:.4f}" if isinstance(row.get(c), float) else "" for c in table["columns"]]
-        lines.append("| " + " | ".join([row["model"], row["started_from"] or "", row["trained_on"] or "", *values]) + " |")
+        differs = [row.get("differs", "")] if runs else []
+        lines.append("| " + " | ".join([row["model"], *differs, row["started_from"] or "", row["trained_on"] or "", *values]) + " |")
     lines += ["", "Every model evaluated on the same data; checkpoints and their sha256 in `comparison.json`."]
     return "\n".join(lines) + "\n"

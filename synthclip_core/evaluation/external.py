@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import json
 import posixpath
+from typing import Callable
 
 import fsspec
 
 from ..config import EvalDataset
 from .benchmarks import evaluate_dataset
-from .models import load_eval_model
+from .models import EvalModel, load_eval_model
 from .report import build_report, config_hash, render_markdown
+from .tasks import TaskResult
 
 
 def evaluation_report(checkpoint: str, datasets: list[EvalDataset], arch: str | None = None, templates: str = "openai",
-                      batch_size: int = 64, device: str | None = None) -> dict:
-    """Every dataset on one checkpoint, as a report (see ``report.build_report``)."""
+                      batch_size: int = 64, device: str | None = None,
+                      more: Callable[[EvalModel], list[TaskResult]] | None = None) -> dict:
+    """Every dataset on one checkpoint, and what ``more`` measures on the loaded model, as a report
+    (see ``report.build_report``)."""
     model = load_eval_model(checkpoint, arch=arch, device=device)
-    results = [evaluate_dataset(model, ds, templates, batch_size) for ds in datasets]
+    results = [evaluate_dataset(model, ds, templates, batch_size) for ds in datasets] + (more(model) if more else [])
     settings = {"datasets": [ds.model_dump() for ds in datasets], "templates": templates, "arch": model.arch}
     return build_report(results, checkpoint, model.sha256, model.arch, config_hash(settings), settings=settings)
 

@@ -169,6 +169,18 @@ def _held_out(model, store, cfg, seed: int, holdout_concepts: int, parts: dict[s
     return [zs, retrieval_on(model, HELDOUT, feats, kept, captions, cfg.batch_size, skipped)], rows
 
 
+def held_out_results(model, run: Run, name: str) -> list:
+    """Zero-shot and retrieval of an evaluation model (``evaluation.models.EvalModel``) on ``run``'s
+    held-out split, as its own eval stage measures them, under the dataset name ``name``: how
+    ``synthclip compare`` puts runs of several text-to-image models or settings on the same data."""
+    parts = {stage: data_parts(run.require(stage).outputs) for stage in ("concepts", "balanced", "topup", "images")
+             if run.has(stage)}
+    results, _ = _held_out(model, run.store, run.config.eval, run.config.seed, run.config.balanced.holdout_concepts, parts)
+    for result in results:
+        result.dataset = name
+    return results
+
+
 def _train_counts(store, parts: dict[str, list[str]]) -> dict[str, int]:
     """Training captions that matched each concept (after balancing and the closed loop, train split only)."""
     counts: Counter = Counter()

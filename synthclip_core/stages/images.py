@@ -22,17 +22,18 @@ from PIL import Image
 from .. import progress
 from ..config import ImagesConfig
 from ..errors import BackendError
-from ..fingerprint import model_identity_of, model_label
+from ..fingerprint import model_identity, model_identity_of, model_label
 from ..ids import derive_seed, image_id
 from ..pictures import contact_sheet
 from ..pins import scheme_of
 from ..renderers import create_render_backend
+from ..renderers.scoring import ClipScorer
 from ..schemas import table_from_rows, to_parquet_bytes
 from ..store import RunStore
 from ..tiny_models import resolve_model
 from .common import data_parts, lineage, read_table, worker_info
 from .partitions import committed_rows, model_pool, pending_jobs, run_jobs
-from .stage import Run, Stage, StageSummary
+from .stage import Run, Stage, StageSummary, section_settings
 
 NAME = "images"
 VERSION = 3
@@ -103,6 +104,7 @@ def worker_settings(run: Run) -> dict:
         "backend": r.backend, "model": r.model, "revision": r.load_revision, "dtype": r.dtype, "compile": r.compile,
         "safety_checker": r.safety_checker, "scheduler": r.scheduler, "batch_size": r.batch_size,
         "pipeline": r.pipeline, "offload": r.offload, "device_map": r.device_map,
+        "best_of": r.best_of, "scorer": r.scorer, "scorer_identity": scorer_identity(r.scorer),
         "images_per_caption": r.images_per_caption,
         "sampler": {"steps": r.steps, "guidance_scale": r.guidance_scale, "eta": r.eta,
                     "height": r.height, "width": r.width, "stored_size": r.stored_size,
@@ -110,6 +112,21 @@ def worker_settings(run: Run) -> dict:
         "seed": run.config.seed, "model_identity": identity,
         "model_label": model_label(r.model, identity),
     }
+
+
+def scorer_identity(name: str) -> dict:
+    """A best-of-k scorer by its identity: a local one's content, a named one by its name."""
+    if name.startswith("local-dir:"):
+        return model_identity(name.removeprefix("local-dir:"), None, 2)
+    return model_identity(name, None, 2) if name.startswith("tiny/") else {"name": name}
+
+
+def settings(cfg) -> dict:
+    """The section's settings; with best-of-k, the scorer by its identity."""
+    out = section_settings(NAME)(cfg)
+    if cfg.images.best_of > 1:
+        out["scorer"] = scorer_identity(cfg.images.scorer)
+    return out
 
 
 def write_contact_sheet(run: Run, parts: list[str], count: int = 24) -> None:
@@ -141,6 +158,8 @@ class RenderWorker:
             safety_checker=settings["safety_checker"], pipeline=settings["pipeline"], offload=settings["offload"],
             device_map=settings["device_map"],
         )
+        self.best_of = settings.get("best_of", 1)
+        self.scorer = ClipScorer(settings["scorer"], self.backend.device) if self.best_of > 1 else None
 
     def __call__(self, store: RunStore, job: dict) -> dict:
         started = time.time()
@@ -150,8 +169,10 @@ class RenderWorker:
         rows = [{**caption, "index": index, "seed": derive_seed(s["seed"], caption["caption_id"], index),
                  "image_id": image_id(caption["caption_id"], index, s["seed"]), "rerendered": False}
                 for caption in captions for index in range(s["images_per_caption"])]
-        self._render(rows)
-        retry = [r for r in rows if r["jpg"] is None]
+        chosen = self._render_best(rows) if self.scorer else None
+        if chosen is None:
+            self._render(rows)
+        retry = [] if chosen is not None else [r for r in rows if r["jpg"] is None]  # k candidates are k tries
         for row in retry:
             row.update(seed=derive_seed(row["seed"], "re-render"), rerendered=True)
         self._render(retry)
@@ -171,6 +192,9 @@ class RenderWorker:
             seeds={"run_seed": s["seed"], "rule": "derive_seed(run_seed, caption_id, index); "
                    "a re-render uses derive_seed(first seed, 're-render')"},
             quality={"rerendered": len(retry), "dropped": dict(dropped)},
+            **({"best_of": {"k": self.best_of, "scorer": s["scorer_identity"], "images": chosen,
+                            "rule": "candidate c has seed derive_seed(seed, 'candidate', c) (c = 0: the seed itself); "
+                                    "the highest CLIP score is kept"}} if chosen is not None else {}),
             throughput={"images_per_s": round(len(rows) / max(seconds, 1e-9), 3)},
             worker=worker_info(self.backend.device),
         ), deterministic=False)  # diffusion on a GPU may differ between two writers
@@ -189,6 +213,31 @@ class RenderWorker:
                 if jpg is not None and problem is None:
                     problem = self._check(jpg)
                 row.update(jpg=None if problem else jpg, problem=problem)
+
+    def _render_best(self, rows: list[dict]) -> dict:
+        """Best of k: ``best_of`` candidates per image, each from its own seed, scored against the
+        caption; the best passing candidate is the row's image (a row with none is dropped for the
+        first candidate's problem). Per image id: the candidates' seeds, scores (None: failed a
+        guard) and the index kept."""
+        k = self.best_of
+        candidates = [{"caption": row["caption"], "seed": row["seed"] if c == 0 else derive_seed(row["seed"], "candidate", c)}
+                      for row in rows for c in range(k)]
+        self._render(candidates)
+        passing = [c for c in candidates if c["jpg"] is not None]
+        for candidate, score in zip(passing, self.scorer([c["jpg"] for c in passing], [c["caption"] for c in passing])):
+            candidate["score"] = round(score, 4)
+        chosen = {}
+        for i, row in enumerate(rows):
+            group = candidates[i * k:(i + 1) * k]
+            scores = [c.get("score") for c in group]
+            ranked = [j for j in range(k) if scores[j] is not None]
+            best = max(ranked, key=lambda j: (scores[j], -j)) if ranked else None
+            if best is None:
+                row.update(jpg=None, problem=group[0]["problem"])
+            else:
+                row.update(jpg=group[best]["jpg"], problem=None, seed=group[best]["seed"])
+            chosen[row["image_id"]] = {"seeds": [c["seed"] for c in group], "scores": scores, "kept": best}
+        return chosen
 
     def _check(self, jpg: bytes) -> str | None:
         """A backend's image must be a readable JPEG of the stored size; a wrong size is a bug in
@@ -213,5 +262,6 @@ STAGE = Stage(
     run=run_images,
     plan=plan_images,
     workers=workers,
+    settings=settings,
     description="Render every pending balanced partition on the diffusion actor pool.",
 )

@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 
 TINY_PREFIX = "tiny/"
-TINY_NAMES = ("llm", "sd", "safety", "sdxl", "sd3", "sd-checked")
+TINY_NAMES = ("llm", "sd", "safety", "sdxl", "sd3", "sd-checked", "clip")
 # Bumped when a builder makes another model: a cached build of an older version is rebuilt.
 # (Version 1 builds wrote "ok".)
-VERSIONS = {"llm": 1, "sd": 2, "safety": 1, "sdxl": 1, "sd3": 1, "sd-checked": 1}
+VERSIONS = {"llm": 1, "sd": 2, "safety": 1, "sdxl": 1, "sd3": 1, "sd-checked": 1, "clip": 1}
 
 
 PIPELINE_BUILDERS = {"sdxl": "build_tiny_sdxl", "sd3": "build_tiny_sd3", "sd-checked": "build_tiny_sd_checked"}
@@ -56,6 +56,8 @@ def build_tiny(name: str, force: bool = False, log=print) -> Path:
         from .diffusion import build_tiny_sd as builder
     elif name == "safety":
         from .safety import build_tiny_safety as builder
+    elif name == "clip":
+        from .clip import build_tiny_clip as builder
     elif name in PIPELINE_BUILDERS:
         from . import pipelines
 

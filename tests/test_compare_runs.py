@@ -1,0 +1,60 @@
+"""`synthclip compare` of runs that differ only in the text-to-image model (or the closed loop): every
+model evaluated on the same held-out splits, one table that says what each run changed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthclip_core.evaluation.compare import comparison, config_differences, render_comparison
+from synthclip_core.pipeline import config_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _micro(**images) -> dict:
+    data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
+    data["images"].update(images)
+    return data
+
+
+def test_the_table_says_what_each_run_changed():
+    first = config_from_dict(_micro())
+    other = config_from_dict({**_micro(model="tiny/sdxl", scheduler="default"), "name": "other", "root": "elsewhere"})
+    assert config_differences(first, first) == "-"
+    assert config_differences(first, other) == "images.model: 'tiny/sdxl'; images.scheduler: 'default'"
+    entries = {"a": ("ckpt-a", {"trained_on": "x", "started_from": "y", "differs": "-"}),
+               "b": ("ckpt-b", {"trained_on": "x", "started_from": "y", "differs": "images.model: 'tiny/sdxl'"})}
+    reports = {label: {"checkpoint_sha256": "0" * 64, "results": [
+        {"dataset": "heldout:a", "task": "zeroshot", "metric": "top1", "value": v}]} for label, v in (("a", 0.5), ("b", 0.25))}
+    markdown = render_comparison(comparison(entries, reports))
+    assert "| model | differs from the first |" in markdown and "| b | images.model: 'tiny/sdxl' |" in markdown
+
+
+@pytest.mark.slow  # a fork of a micro run through training, and a comparison (two CLI commands)
+def test_runs_of_two_text_to_image_models_side_by_side(micro_reference, tmp_path):
+    from commands import synthclip
+
+    store, _ = micro_reference
+    root = tmp_path / "root"
+    shutil.copytree(Path(store.root) / "reference", root / "reference")
+    config = tmp_path / "micro-sdxl.yaml"
+    config.write_text(yaml.safe_dump(_micro(model="tiny/sdxl", scheduler="default")))
+    forked = synthclip("run", str(config), "--run-id", "reference", "--root", str(root), "--fork", timeout=900)
+    assert forked.returncode == 0, forked.stderr[-2000:]
+    (fork,) = [p.name for p in root.iterdir() if p.name.startswith("reference-fork-")]
+    out = tmp_path / "comparison"
+    result = synthclip("compare", "sd=run:reference", f"sdxl=run:{fork}", "--held-out-of", "reference",
+                       "--held-out-of", fork, "--root", str(root), "--out", str(out), timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = json.loads((out / "comparison.json").read_text())
+    rows = {r["model"]: r for r in table["rows"]}
+    assert rows["sd"]["differs"] == "-" and rows["sdxl"]["differs"] == "images.model: 'tiny/sdxl'; images.scheduler: 'default'"
+    for run_id in ("reference", fork):
+        assert f"heldout:{run_id} zeroshot top1" in table["columns"]
+        assert all(f"heldout:{run_id} zeroshot top1" in r for r in rows.values())
+    print((out / "comparison.md").read_text())
