@@ -54,6 +54,19 @@ class Plan:
         return sum(s.stored_bytes for s in self.stages)
 
 
+def _topup_plan(cfg, concepts: int, captions_per_gpu_s: float) -> StagePlan:
+    """The closed loop's captions at most: every concept short of the whole target in every round
+    (or the budget); what it keeps depends on what balancing leaves, so images and shards leave it out."""
+    if not getattr(cfg, "topup", None) or not cfg.topup.target:
+        return StagePlan("topup", 0, 0)
+    top = cfg.topup
+    asked = concepts * math.ceil(top.target * top.oversample) * top.max_rounds
+    asked = min(asked, top.budget) if top.budget else asked
+    return StagePlan("topup", math.ceil(asked / top.per_partition), asked, gpu_hours=asked / captions_per_gpu_s / 3600,
+                     basis=f"at most (every concept short by the whole target, {top.max_rounds} rounds, or the budget); "
+                           f"the loop's images are not in the images estimate")
+
+
 def plan_run(cfg, bank_size: int, rates: Rates | None = None, parameters: int | None = None) -> Plan:
     """The plan of a run of ``cfg`` over a bank of ``bank_size`` concepts. ``parameters``: the
     CLIP model's parameter count (for checkpoint bytes; counted on the meta device if not given)."""
@@ -84,6 +97,7 @@ def plan_run(cfg, bank_size: int, rates: Rates | None = None, parameters: int | 
                               basis=f"{tp.captions_per_gpu_s:g} captions/s per GPU; keeps {rates.caption_keep:.0%}"),
         "balanced": StagePlan("balanced", caption_parts, balanced, stored_bytes=round(balanced * rates.bytes_per_caption_row),
                               basis=f"keeps {rates.balance_keep:.0%} of the cleaned captions (t={bal.threshold})"),
+        "topup": _topup_plan(cfg, concepts, tp.captions_per_gpu_s),
         "images": StagePlan("images", render_parts, images, gpu_hours=images * render_cost / tp.images_per_gpu_s / 3600,
                             stored_bytes=round(images * (image_bytes + rates.bytes_per_caption_row)),
                             basis=f"{tp.images_per_gpu_s:g} images/s per GPU at 512x512, 50 steps (x{render_cost:.2f} here); "
