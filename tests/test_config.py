@@ -48,7 +48,7 @@ def test_unknown_key_names_the_field_and_file(tmp_path):
 
 
 def test_invalid_value_names_the_field(tmp_path):
-    text = (CONFIGS / "micro.yaml").read_text().replace("threshold: 1", "threshold: -3")
+    text = (CONFIGS / "micro.yaml").read_text().replace("threshold: 2", "threshold: -3")
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=r"balanced\.threshold"):

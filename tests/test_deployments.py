@@ -68,6 +68,7 @@ def _trigger_and_wait(name: str, parameters: dict, log: Path, timeout: float = 6
     raise AssertionError(f"{name} did not finish in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+@pytest.mark.slow  # about 4 minutes: a worker, a build and a resume through deployments (make test-slow)
 def test_deploy_trigger_build_then_resume_one_broken_partition(worker, tmp_path):
     from prefect.client.orchestration import get_client
 

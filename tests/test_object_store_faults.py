@@ -48,6 +48,7 @@ def test_commits_survive_transient_errors_lost_answers_and_slow_responses(s3_ser
         assert not record.get("adopted")  # a retried conditional put met its own write, not another's
 
 
+@pytest.mark.slow  # about 3 minutes: a whole micro run through a flaky store (make test-slow)
 def test_a_run_through_a_flaky_store_completes_with_the_reference_bytes(micro_reference, s3_server, bucket):
     reference, _ = micro_reference
     with FaultyS3Proxy(s3_server, seed=11, transient_rate=0.1, slow_rate=0.05, slow_s=0.3) as proxy:

