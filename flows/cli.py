@@ -311,7 +311,8 @@ def finetune(
 @app.command()
 def compare(
     models: list[str] = typer.Argument(..., help="LABEL=MODEL, MODEL being run:ID (a run or job), a checkpoint, or local-dir:DIR."),
-    datasets: Optional[str] = typer.Option(None, "--datasets", help="A YAML list of eval datasets (name, task, path, ...), as eval.datasets."),
+    datasets: Optional[str] = typer.Option(None, "--datasets",
+                                           help="A YAML list of eval datasets (name, task, path, ...), as eval.datasets."),
     held_out_of: list[str] = typer.Option([], "--held-out-of", help="A run whose held-out synthetic split every model is "
                                           "evaluated on (repeatable): runs of other text-to-image models or settings, "
                                           "measured on the same data."),

@@ -132,16 +132,33 @@ def _inject(proc: subprocess.Popen, store: RunStore, fault: Fault, trial: Trial,
 
 
 def _running_stage(store: RunStore) -> str:
-    """The stage in progress: the first one without its completion marker."""
-    from synthclip_core.pipeline import PIPELINE
-
-    for stage in PIPELINE:
+    """The stage in progress: the first of the run's stages (an optional stage that is off is not
+    one) without its completion marker."""
+    names = _stage_names(store)
+    for name in names or ["concepts"]:
         try:
-            if store.completion_marker(stage.name) is None:
-                return stage.name
+            if store.completion_marker(name) is None:
+                return name
         except json.JSONDecodeError:  # being written
-            return stage.name
+            return name
     return "done"
+
+
+_NAMES: dict[tuple[str, str], list[str]] = {}
+
+
+def _stage_names(store: RunStore) -> list[str]:
+    """The run's stages, from its run.json once it is written (empty before)."""
+    from synthclip_core.run import load_run
+    from synthclip_core.store import RunRef
+
+    key = (store.root, store.run_id)
+    if key not in _NAMES:
+        try:
+            _NAMES[key] = load_run(RunRef(store.root, store.run_id)).names
+        except Exception:  # not written yet (or being written)
+            return []
+    return _NAMES[key]
 
 
 def _committed(store: RunStore) -> dict[str, set[str]]:

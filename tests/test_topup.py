@@ -13,7 +13,7 @@ import yaml
 
 from synthclip_core.closed_loop import coverage, report_table, round_requests, verdict
 from synthclip_core.errors import ConfigError
-from synthclip_core.pipeline import config_from_dict, fingerprints, load_config
+from synthclip_core.pipeline import config_from_dict, fingerprints
 from synthclip_core.run import new_run, open_run
 from synthclip_core.stages.topup import NAME, in_round, kept_part
 from synthclip_core.store import RunRef

@@ -3,9 +3,9 @@ benchmarks listed in ``eval.datasets``.
 
 On the held-out split (``eval`` and ``holdout`` samples, in runs that render images): zero-shot
 over the run's concepts (the label is the concept a caption was written for), image-text
-retrieval, the closed loop's rounds (where the run has them), and concept coverage (per concept: training captions that matched it against zero-shot
-accuracy on its images). Runs as a Ray task (on a GPU node of a cluster when ``eval.num_gpus``).
-Writes ``eval/report.json`` and ``eval/report.md``, and with the held-out split
+retrieval, the closed loop's rounds (where the run has them), and concept coverage (per concept:
+training captions that matched it against zero-shot accuracy on its images). Runs as a Ray task
+(on a GPU node of a cluster when ``eval.num_gpus``). Writes ``eval/report.json`` and ``eval/report.md``, and with the held-out split
 ``eval/coverage.png`` and ``eval/coverage.parquet``. A training job evaluates ``eval.datasets``
 only.
 """
