@@ -6,6 +6,7 @@ changing the wording of a template means bumping its version.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from .errors import ConfigError
@@ -23,6 +24,10 @@ class PromptTemplate:
 
     def render(self, concept: str) -> str:
         return self.text.replace("{concept}", concept)
+
+    def identity(self) -> dict[str, str]:
+        """What a fingerprint covers of a template: its name@version and the sha256 of its text."""
+        return {"key": self.key, "sha256": hashlib.sha256(self.text.encode()).hexdigest()}
 
     def messages(self, concept: str) -> list[dict[str, str]]:
         """The chat messages sent through the model's own chat template."""

@@ -10,7 +10,6 @@ per concept how many captions were written, kept, and name their concept.
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 import pyarrow as pa
@@ -125,8 +124,7 @@ def settings(cfg) -> dict:
     engine options that change outputs."""
     out = section_settings(NAME)(cfg)
     if scheme_of(cfg) >= 2:
-        template = get_template(cfg.captions.template)
-        out["template"] = {"key": template.key, "sha256": hashlib.sha256(template.text.encode()).hexdigest()}
+        out["template"] = get_template(cfg.captions.template).identity()
         out["engine_options"] = {k: v for k, v in sorted(cfg.captions.engine_options.items())
                                  if k not in OPERATIONAL_ENGINE_OPTIONS}
     return out

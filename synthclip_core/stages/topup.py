@@ -22,7 +22,6 @@ fingerprints.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -264,8 +263,7 @@ class TopupWorker(CaptionWriter):
 def settings(cfg) -> dict:
     """The section's settings and the prompt template's version and text."""
     out = section_settings(NAME)(cfg)
-    template = get_template(cfg.topup.template or cfg.captions.template)
-    out["template"] = {"key": template.key, "sha256": hashlib.sha256(template.text.encode()).hexdigest()}
+    out["template"] = get_template(cfg.topup.template or cfg.captions.template).identity()
     return out
 
 
