@@ -32,9 +32,14 @@ class EchoCaptioner:
             concept = found.group(1) if found else text[-40:]
             rng = random.Random(seed)
             words = [rng.choice(FILLER) for _ in range(6)]
-            words.insert(rng.randrange(7), concept)
+            if self.names(text, concept, rng):
+                words.insert(rng.randrange(7), concept)
             out.append({"text": " ".join(words) + ".", "tokens": len(words) + 1})
         return out
+
+    def names(self, prompt: str, concept: str, rng: random.Random) -> bool:
+        """Whether this caption names its concept: always."""
+        return True
 
 
 class PixelRenderer:
@@ -59,30 +64,15 @@ class PixelRenderer:
         return self.cache[key]
 
 
-class LeakyCaptioner:
+class LeakyCaptioner(EchoCaptioner):
     """A model of an LLM that does not always name its concept (for ``bench_topup.py``): a caption
     names it with probability q, else it is filler that names no concept. q is 0.55 for the paper's
     prompt and 0.8 for the closed loop's concept-focused one ("word for word"), times 0.15 for the
     fifth of concepts that are hard to name (by a hash of the concept): easy concepts fill in the
     first round, hard ones take several. Seeded per prompt."""
 
-    device = "cpu"
-
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
-
-    def generate(self, messages: list[list[dict]], seeds: list[int], sampling: dict) -> list[dict]:
+    def names(self, prompt: str, concept: str, rng: random.Random) -> bool:
         import zlib
 
-        out = []
-        for conversation, seed in zip(messages, seeds):
-            text = conversation[-1]["content"]
-            found = _CONCEPT.search(text)
-            concept = found.group(1) if found else ""
-            q = (0.8 if "word for word" in text else 0.55) * (0.15 if zlib.crc32(concept.encode()) % 5 == 0 else 1.0)
-            rng = random.Random(seed)
-            words = [rng.choice(FILLER) for _ in range(6)]
-            if rng.random() < q:
-                words.insert(rng.randrange(7), concept)
-            out.append({"text": " ".join(words) + ".", "tokens": len(words) + 1})
-        return out
+        hard = zlib.crc32(concept.encode()) % 5 == 0
+        return rng.random() < (0.8 if "word for word" in prompt else 0.55) * (0.15 if hard else 1.0)
