@@ -74,9 +74,12 @@ def _plain(value: Any, scheme: int) -> Any:
 
 
 def differences(before: BaseModel, after: BaseModel, where: str = "") -> list[str]:
-    """Each field whose value differs between two configs, as ``path: before -> after``."""
+    """Each field whose value differs between two configs, as ``path: before -> after``; only the
+    fields both have (a run and a training job share their train and eval sections)."""
     out = []
     for name in type(before).model_fields:
+        if name not in type(after).model_fields:
+            continue
         a, b, path = getattr(before, name), getattr(after, name), f"{where}{name}"
         if isinstance(a, BaseModel) and isinstance(b, BaseModel):
             out += differences(a, b, path + ".")

@@ -35,6 +35,20 @@ def test_the_table_says_what_each_run_changed():
     assert "| model | differs from the first |" in markdown and "| b | images.model: 'tiny/sdxl' |" in markdown
 
 
+def test_a_run_and_a_training_job_are_compared_on_what_they_share(tmp_path):
+    """A synthetic run beside a training job (fine-tuned or mixed): the table names the kinds and
+    what their shared sections set otherwise, and never fails on a field only one of them has."""
+    from synthclip_core.config import job_config_from_dict
+
+    run = config_from_dict(_micro())
+    job = job_config_from_dict({"name": "real-only", "train": {**yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())["train"],
+                                                          "sources": [{"name": "real", "uri": str(tmp_path)}]}})
+    found = config_differences(run, job)
+    assert found.startswith("a training job") and "train.sources" in found
+    assert config_differences(job, run).startswith("a synthetic run")
+    assert config_differences(job, job) == "-"
+
+
 @pytest.mark.slow  # a fork of a micro run through training, and a comparison (two CLI commands)
 def test_runs_of_two_text_to_image_models_side_by_side(micro_reference, tmp_path):
     from commands import synthclip

@@ -15,11 +15,18 @@ _NOT_A_DIFFERENCE = ("name", "root", "fingerprint_scheme", "concepts.sha256", "c
 
 
 def config_differences(first, other) -> str:
-    """What ``other``'s config sets otherwise than ``first``'s (``section.field: value``), or ``-``."""
+    """What ``other``'s config sets otherwise than ``first``'s (``section.field: value``), or ``-``.
+    A synthetic run beside a training job is compared on the sections both have, after its kind."""
     from ..config import differences
 
     found = [d for d in differences(first, other) if not d.startswith(_NOT_A_DIFFERENCE)]
-    return "; ".join(f"{d.split(':', 1)[0]}: {d.rsplit(' -> ', 1)[-1]}" for d in found) or "-"
+    said = [f"{d.split(':', 1)[0]}: {d.rsplit(' -> ', 1)[-1]}" for d in found]
+    if type(first) is not type(other):
+        said.insert(0, _KIND.get(type(other).__name__, type(other).__name__))
+    return "; ".join(said) or "-"
+
+
+_KIND = {"JobConfig": "a training job", "RunConfig": "a synthetic run"}
 
 
 def provenance(training_summary: dict) -> dict:
