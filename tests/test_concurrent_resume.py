@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from faults import compare, synthclip
 
 from synthclip_core.store import RunStore
@@ -12,6 +13,7 @@ from synthclip_core.store import RunStore
 REDO = ("images", "shards", "train", "eval")
 
 
+@pytest.mark.slow  # about 2 minutes: two whole resumes racing
 def test_two_concurrent_resumes_end_with_the_reference_outputs(micro_reference, tmp_path):
     reference, _ = micro_reference
     shutil.copytree(reference.base, tmp_path / "reference")

@@ -218,8 +218,8 @@ def layout_1(tmp_path) -> str:
 
 def _as_made_here(run_dir: Path) -> None:
     """The fixture run as this machine would have made it: a run made with tiny models pins them by
-    content, and the tiny LLM trained on another CPU has other bytes (its float sums differ), so
-    where this machine's tiny LLM is not the one the fixture's captions name, run.json's
+    content, and a tiny model built on another CPU (or by another build version) has other bytes, so
+    where this machine's tiny LLM or SD is not the one the fixture's records name, run.json's
     fingerprints are those this code computes for its config here. Its outputs stay as they were."""
     import hashlib
     import json
@@ -227,8 +227,10 @@ def _as_made_here(run_dir: Path) -> None:
     from synthclip_core.fingerprint import model_identity
     from synthclip_core.pipeline import config_from_dict
 
-    record = json.loads(next((run_dir / "_commits" / "captions").glob("part-*.json")).read_text())
-    if record["model"]["content_sha256"] == model_identity("tiny/llm", None)["content_sha256"]:
+    made_with = {stage: json.loads(next((run_dir / "_commits" / stage).glob("part-*.json")).read_text())["model"]
+                 for stage in ("captions", "images")}
+    if all(made_with[stage]["content_sha256"] == model_identity(model["name"], None)["content_sha256"]
+           for stage, model in made_with.items()):
         return
     doc = json.loads((run_dir / "run.json").read_text())
     doc["fingerprints"] = fingerprints(config_from_dict(doc["config"]))
