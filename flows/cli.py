@@ -9,6 +9,7 @@
     synthclip train JOB_CONFIG [--job-id ID]            # real or mixed sources
     synthclip finetune CHECKPOINT [--config PRESET] [--limit N]
     synthclip compare LABEL=MODEL ... [--datasets FILE] [--held-out-of RUN ...] [--out DIR]
+    synthclip export clip-benchmark RUN_ID --out DIR    # its evaluation sets, for `clip_benchmark eval`
     synthclip deploy [--kubernetes]
     synthclip models build-tiny
 """
@@ -46,6 +47,8 @@ from synthclip_core import progress as core_progress
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="SynthCLIP: CLIP on fully synthetic data.")
 models_app = typer.Typer(no_args_is_help=True, help="Local models.")
 app.add_typer(models_app, name="models")
+export_app = typer.Typer(no_args_is_help=True, help="A run's data in the layouts other tools read.")
+app.add_typer(export_app, name="export")
 @contextmanager
 def _progress_bars():
     bars = Progress(TextColumn("[bold]{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
@@ -363,6 +366,32 @@ def compare(
                          *[f"{row[c]:.4f}" if c in row else "" for c in table["columns"]])
         Console(width=max(160, Console().width)).print(view)
         console.print(f"comparison: {out}/comparison.md, {out}/comparison.json", soft_wrap=True)
+
+
+@export_app.command("clip-benchmark")
+def export_clip_benchmark(
+    run_id: str = typer.Argument(..., help="The run whose evaluation sets to export."),
+    out: str = typer.Option(..., "--out", help="Where the sets go, one folder each (any fsspec URI)."),
+    root: Optional[str] = RootOption,
+    per_shard: int = typer.Option(1000, "--per-shard", min=1, help="Samples per tar."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """The run's held-out split (zero-shot over its concepts, and retrieval) and its eval.datasets in
+    CLIP_benchmark's webdataset layout, with the `clip_benchmark eval` command for each."""
+    with handled(debug):
+        from flows.evaluate import export_clip_benchmark as export
+        from synthclip_core.run import RunRef, default_root, load_run
+
+        root = root or default_root()
+        load_run(RunRef(root, run_id))  # a missing or unreadable run is one line, before any flow starts
+        with _progress_bars():
+            result = export(run_id=run_id, out=out, root=root, per_shard=per_shard)
+        for name, d in result["datasets"].items():
+            skipped = f", {len(d['skipped'])} unreadable skipped" if d["skipped"] else ""
+            console.print(f"  {name}: {d['samples']} samples ({d['task']}{skipped}) in {d['folder']}", soft_wrap=True)
+        console.print("score a checkpoint on them (the run's own model shown):", soft_wrap=True)
+        for command in result["commands"]:
+            console.print(f"  {command}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()

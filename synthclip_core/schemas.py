@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import image_columns
 from .errors import RunStateError
 
 _KEY = b"synthclip.schema"
@@ -84,7 +85,7 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("kept", pa.int64()),  # kept captions naming it (balanced and every round so far)
         ("asked", pa.int64()),  # captions written for it so far (the next index)
     ])),
-    "images": (2, pa.schema([
+    "images": (3, pa.schema([  # 3: jpg stored in Hugging Face's Image layout (image_columns)
         ("image_id", pa.string()),
         ("caption_id", pa.string()),
         ("concept_id", pa.string()),
@@ -104,6 +105,23 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("height", pa.int32()),
         ("sha256", pa.string()),
     ])),
+    "shard_metadata": (1, pa.schema([  # beside each shard, as img2dataset writes NNNNN.parquet beside NNNNN.tar
+        ("url", pa.string()),  # null: no image of a synthetic run was fetched from anywhere
+        ("caption", pa.string()),
+        ("image_id", pa.string()),  # the sample's own columns, as img2dataset's save_additional_columns
+        ("caption_id", pa.string()),
+        ("concept_id", pa.string()),
+        ("seed", pa.int64()),
+        ("model", pa.string()),
+        ("key", pa.string()),
+        ("status", pa.string()),  # "success": a sample that failed to render never reaches a shard
+        ("error_message", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("original_width", pa.int32()),  # as rendered: synthetic images are stored at their own size
+        ("original_height", pa.int32()),
+        ("sha256", pa.string()),  # of the jpg bytes in the tar
+    ])),
     "manifest": (1, pa.schema([  # a stage's outputs as their records say, for readers that need them all
         ("output", pa.string()),
         ("rows", pa.int64()),
@@ -120,6 +138,10 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("words_trained", pa.float64()),  # share of its words that trained concepts have (2: added)
     ])),
 }
+# Versions of a schema still read; each differs from the current one in its storage layout only.
+READABLE = {"images": (2,)}
+# Binary image columns stored as Hugging Face Image structs, and the column each file's name comes from.
+IMAGES = {"images": ("jpg", "image_id", "format")}
 
 
 def table_from_rows(rows: list[dict], kind: str) -> pa.Table:
@@ -135,7 +157,12 @@ def to_parquet_bytes(table: pa.Table, kind: str, group_by: str | None = None) ->
     """
     version, schema = SCHEMAS[kind]
     table = table.select(schema.names).cast(schema)
-    table = table.replace_schema_metadata({_KEY: f"{kind}/{version}".encode()})
+    metadata = {_KEY: f"{kind}/{version}".encode()}
+    if kind in IMAGES:
+        column, name, suffix = IMAGES[kind]
+        table = image_columns.as_struct(table, column, pc.binary_join_element_wise(table[name], table[suffix], "."))
+        metadata |= image_columns.features_metadata([column])
+    table = table.replace_schema_metadata(metadata)
     sink = pa.BufferOutputStream()
     if group_by is None:
         pq.write_table(table, sink, compression="zstd")
@@ -175,7 +202,7 @@ def read_where(source, kind: str, column: str, values: set, columns: list[str], 
     except (pa.ArrowInvalid, OSError) as exc:
         raise RunStateError(f"{where or kind}: not a readable Parquet file ({exc})") from None
     schema = pa.schema([parquet.schema_arrow.field(c) for c in columns])
-    return pa.concat_tables(pieces).replace_schema_metadata(None) if pieces else schema.empty_table()
+    return _in_memory(pa.concat_tables(pieces) if pieces else schema.empty_table(), kind)
 
 
 def from_parquet_bytes(data: bytes, kind: str, where: str = "") -> pa.Table:
@@ -185,12 +212,18 @@ def from_parquet_bytes(data: bytes, kind: str, where: str = "") -> pa.Table:
     except pa.ArrowInvalid as exc:
         raise RunStateError(f"{where or kind}: not a readable Parquet file ({exc})") from None
     _check_kind(table.schema, kind, where)
-    return table.replace_schema_metadata(None)
+    return _in_memory(table, kind)
+
+
+def _in_memory(table: pa.Table, kind: str) -> pa.Table:
+    """A table as read, in the layout stages work with: no file metadata, image columns as bytes."""
+    table = table.replace_schema_metadata(None)
+    return image_columns.as_bytes(table, IMAGES[kind][0]) if kind in IMAGES else table
 
 
 def _check_kind(schema: pa.Schema, kind: str, where: str) -> None:
-    """Refuse a file whose metadata names another schema (or version) than ``kind``'s."""
+    """Refuse a file whose metadata names another schema (or a version not read) than ``kind``'s."""
     expected = f"{kind}/{SCHEMAS[kind][0]}"
     found = (schema.metadata or {}).get(_KEY, b"").decode()
-    if found != expected:
+    if found != expected and found not in {f"{kind}/{v}" for v in READABLE.get(kind, ())}:
         raise RunStateError(f"{where or kind}: schema {found or 'unknown'!r}, expected {expected!r}")

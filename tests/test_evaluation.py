@@ -282,7 +282,8 @@ def test_eval_reads_no_train_rows_image_bytes(micro_reference, tmp_path):
     for part in sorted(o for o in store.committed("images") if o.startswith("part-")):
         path = store.data_path("images", part)
         meta = pq.ParquetFile(path).metadata
-        jpg, split = (meta.schema.names.index(c) for c in ("jpg", "split"))
+        paths = [meta.schema.column(i).path for i in range(meta.num_columns)]
+        jpg, split = paths.index("jpg.bytes"), paths.index("split")  # the image bytes, in their Image struct
         with open(path, "r+b") as handle:  # a test-only fault: a train row group's JPEG chunk is garbage
             for group in range(meta.num_row_groups):
                 if meta.row_group(group).column(split).statistics.max == "train":

@@ -288,11 +288,13 @@ def test_a_layout_1_job_loads_verifies_and_trains(engine, layout_1):
 def test_a_stage_that_writes_other_bytes_has_bumped_its_version(micro_reference):
     """Fingerprints cover stage versions, not code: this is what holds the rule (docs/architecture.md,
     "Fingerprints")."""
-    import json
 
-    from golden import GOLDEN, stage_outputs
+    from golden import GOLDEN, MODEL_FREE, load, models_key, stage_outputs
 
-    golden, now = json.loads(GOLDEN.read_text()), stage_outputs(micro_reference[0])
+    entries, now = load(), stage_outputs(micro_reference[0])
+    golden = entries.get(models_key())
+    if golden is None:  # tiny models built on a CPU no entry was made on: the stages they do not shape only
+        golden = {stage: next(iter(entries.values()))[stage] for stage in MODEL_FREE}
     for stage, expected in golden.items():
         if now[stage]["version"] == expected["version"]:
             assert now[stage]["outputs"] == expected["outputs"], (
@@ -301,3 +303,7 @@ def test_a_stage_that_writes_other_bytes_has_bumped_its_version(micro_reference)
         else:
             pytest.fail(f"stage {stage!r} is at version {now[stage]['version']}, {GOLDEN.name} at "
                         f"{expected['version']}: refresh it (python tests/golden.py ROOT RUN_ID on a micro run)")
+    if models_key() not in entries:
+        pytest.skip(f"{GOLDEN.name} has no entry for this machine's tiny models ({models_key()}): only "
+                    f"{', '.join(MODEL_FREE)} checked; add one with python tests/golden.py ROOT RUN_ID --add "
+                    f"on a micro run of unchanged code")

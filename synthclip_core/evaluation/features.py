@@ -35,7 +35,7 @@ def encode_images(model, preprocess: Callable, images: list[bytes | str], batch_
 
     for index, data in enumerate(images):
         try:
-            raw = _read(data) if isinstance(data, str) else data
+            raw = read_image(data) if isinstance(data, str) else data
             batch.append(preprocess(Image.open(io.BytesIO(raw)).convert("RGB")))
             batch_index.append(index)
         except Exception as exc:  # a broken file is counted and reported, not fatal
@@ -49,7 +49,8 @@ def encode_images(model, preprocess: Callable, images: list[bytes | str], batch_
     return (torch.cat(feats) if feats else torch.empty(0, 0)), kept, skipped
 
 
-def _read(uri: str) -> bytes:
+def read_image(uri: str) -> bytes:
+    """An image's bytes from a path or any fsspec URI."""
     import fsspec
 
     with fsspec.open(uri, "rb") as handle:

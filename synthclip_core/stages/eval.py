@@ -16,7 +16,9 @@ import json
 import time
 from collections import Counter
 from dataclasses import asdict
+from typing import Iterator
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import closed_loop
@@ -53,8 +55,7 @@ def run_eval(run: Run) -> StageSummary:
     started = time.time()
     trained = run.require("train").notes
     checkpoint, arch = trained["checkpoint"], trained["arch"]
-    parts = {stage: data_parts(run.require(stage).outputs) for stage in ("concepts", "balanced", "topup", "images")
-             if run.has(stage)} if held_out_split else {}
+    parts = held_out_parts(run) if held_out_split else {}
     holdout = run.config.balanced.holdout_concepts if held_out_split else 0
     ensure_room(NAME, workers(run.config))
     task = ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate_run)
@@ -132,16 +133,12 @@ def _held_out(model, store, cfg, seed: int, holdout_concepts: int, parts: dict[s
     from ..evaluation.datasets import DatasetError
     from ..evaluation.features import encode_images
     from ..evaluation.tasks import retrieval_on, zeroshot_on
-    from ..evaluation.templates import load_templates
 
     concepts = read_concepts(store, parts["concepts"])
     ids, names = concepts.column("concept_id").to_pylist(), concepts.column("concept").to_pylist()
     index = {cid: i for i, cid in enumerate(ids)}
     feats, kept, skipped, concept_of, captions, seen = [], [], [], [], [], 0
-    for part in parts["images"]:
-        rows = read_rows(store, "images", part, "split", HELD_OUT_SPLITS, ["image_id", "concept_id", "caption", "jpg"])
-        if not rows.num_rows:
-            continue
+    for rows in held_out_rows(store, parts):
         part_feats, part_kept, part_skipped = encode_images(model.model, model.preprocess, rows.column("jpg").to_pylist(),
                                                             cfg.batch_size, model.device)
         image_ids = rows.column("image_id").to_pylist()
@@ -159,9 +156,7 @@ def _held_out(model, store, cfg, seed: int, holdout_concepts: int, parts: dict[s
         raise DatasetError(f"{HELDOUT}: none of its {seen} images could be read (e.g. {skipped[0]['id']}: "
                            f"{skipped[0]['reason']})")
     feats = torch.cat(feats)
-    templates = load_templates(cfg.templates)
-    if len(names) * len(templates) > MAX_PROMPTS:
-        templates = templates[:1]
+    templates = held_out_templates(cfg, len(names))
     zs = zeroshot_on(model, HELDOUT, feats, kept, [index[c] for c in concept_of], names, templates, cfg.batch_size, skipped)
     zs.per_class = {}  # per concept: in coverage.parquet instead
     rows = coverage.concept_rows(list(zip(ids, names)), _train_counts(store, parts), concept_of, zs.correct,
@@ -169,12 +164,35 @@ def _held_out(model, store, cfg, seed: int, holdout_concepts: int, parts: dict[s
     return [zs, retrieval_on(model, HELDOUT, feats, kept, captions, cfg.batch_size, skipped)], rows
 
 
+def held_out_templates(cfg: EvalConfig, classes: int) -> list:
+    """The zero-shot templates over the run's concepts: one only where all of them would make more
+    than ``MAX_PROMPTS`` prompts."""
+    from ..evaluation.templates import load_templates
+
+    templates = load_templates(cfg.templates)
+    return templates[:1] if classes * len(templates) > MAX_PROMPTS else templates
+
+
+def held_out_rows(store, parts: dict[str, list[str]]) -> Iterator[pa.Table]:
+    """The held-out split, partition by partition (image_id, concept_id, caption, jpg), reading
+    only the row groups that hold it."""
+    for part in parts["images"]:
+        rows = read_rows(store, "images", part, "split", HELD_OUT_SPLITS, ["image_id", "concept_id", "caption", "jpg"])
+        if rows.num_rows:
+            yield rows
+
+
+def held_out_parts(run: Run) -> dict[str, list[str]]:
+    """The partitions of the stages a run's held-out split is read from (its concepts, captions, images)."""
+    return {stage: data_parts(run.require(stage).outputs) for stage in ("concepts", "balanced", "topup", "images")
+            if run.has(stage)}
+
+
 def held_out_results(model, run: Run, name: str) -> list:
     """Zero-shot and retrieval of an evaluation model (``evaluation.models.EvalModel``) on ``run``'s
     held-out split, as its own eval stage measures them, under the dataset name ``name``: how
     ``synthclip compare`` puts runs of several text-to-image models or settings on the same data."""
-    parts = {stage: data_parts(run.require(stage).outputs) for stage in ("concepts", "balanced", "topup", "images")
-             if run.has(stage)}
+    parts = held_out_parts(run)
     results, _ = _held_out(model, run.store, run.config.eval, run.config.seed, run.config.balanced.holdout_concepts, parts)
     for result in results:
         result.dataset = name

@@ -1,8 +1,10 @@
 """Shards: the training split regrouped into webdataset shards that open_clip's trainer reads.
 
 Each shard ``shards/NNNNN.tar`` holds ``{key}.jpg``, ``{key}.txt`` (the caption) and ``{key}.json``
-(the sample's lineage) per sample, keyed as img2dataset does (shard id, then index in the shard),
-then ``NNNNN_stats.json``; ``manifest.parquet`` (per shard: samples, bytes, sha256) and ``sizes.json``
+(the sample's lineage) per sample, keyed as img2dataset does (shard id, then index in the shard);
+beside it, as img2dataset writes them, ``NNNNN.parquet`` (per sample: key, caption, status, sizes,
+sha256 and the sample's ids) and ``NNNNN_stats.json``, so tools that read img2dataset output read
+these shards too; ``manifest.parquet`` (per shard: samples, bytes, sha256) and ``sizes.json``
 (webdataset's and open_clip's sample counts) come last. Samples are ordered by image partition and
 row, and tar headers carry a fixed mtime, so shards are byte-identical across runs.
 
@@ -27,6 +29,7 @@ import webdataset as wds
 from .. import progress
 from ..config import ShardsConfig
 from ..resources import PoolSpec
+from ..schemas import table_from_rows, to_parquet_bytes
 from ..store import RunRef, RunStore
 from .common import MANIFEST, data_parts, input_ref, lineage, read_rows, write_manifest
 from .stage import Run, Stage, StageBlocked, StageSummary
@@ -47,6 +50,15 @@ def shard_name(index: int) -> str:
 
 def stats_name(index: int) -> str:
     return f"{index:05d}_stats.json"
+
+
+def metadata_name(index: int) -> str:
+    return f"{index:05d}.parquet"
+
+
+def shard_outputs(index: int) -> tuple[str, str, str]:
+    """What one shard is made of: the tar, its per-sample Parquet and its stats."""
+    return shard_name(index), metadata_name(index), stats_name(index)
 
 
 @dataclass(frozen=True)
@@ -108,7 +120,7 @@ def run_shards(run: Run) -> StageSummary:
     if not plans:
         raise StageBlocked("no training samples to export (every sample is in the eval split or was dropped)")
     committed = store.committed(NAME)
-    pending = [p for p in plans if shard_name(p.index) not in committed or stats_name(p.index) not in committed]
+    pending = [p for p in plans if not committed.issuperset(shard_outputs(p.index))]
     summary = StageSummary(NAME, total=len(plans), skipped=len(plans) - len(pending), computed=len(pending))
     work = {"ref": run.ref.as_dict(), "fingerprint": run.fingerprints[NAME], "per_shard": cfg.samples_per_shard,
             "started": started}
@@ -120,7 +132,7 @@ def run_shards(run: Run) -> StageSummary:
     sizes = {shard_name(p.index): p.samples for p in plans}
     store.commit(NAME, SIZES, json.dumps(sizes, indent=1).encode(), whole)
     summary.rows = sum(sizes.values())
-    outputs = [name for p in plans for name in (shard_name(p.index), stats_name(p.index))]
+    outputs = [name for p in plans for name in shard_outputs(p.index)]
     return run.complete(summary, outputs + [MANIFEST, SIZES])
 
 
@@ -168,6 +180,7 @@ def write_group(work: dict, group: list[tuple[ShardPlan, list[dict]]]) -> int:
         # a shard's record names the partitions its samples come from, not all of them
         base = lineage(work["fingerprint"], VERSION, inputs, work["started"], len(rows))
         store.commit(NAME, shard_name(plan.index), _tar_bytes(plan.index, rows, per_shard), base)
+        store.commit(NAME, metadata_name(plan.index), _metadata_bytes(plan.index, rows, per_shard), base)
         stats = {"count": len(rows), "successes": len(rows), "failed_to_render": 0,
                  "first_key": sample_key(plan.index, 0, per_shard), "last_key": sample_key(plan.index, len(rows) - 1, per_shard)}
         store.commit(NAME, stats_name(plan.index), json.dumps(stats, indent=1).encode(), base)
@@ -192,6 +205,18 @@ def _tar_bytes(shard: int, rows: list[dict], per_shard: int) -> bytes:
                          **{k: row[k] for k in META_COLUMNS}},
             })
     return handle.getvalue()
+
+
+def _metadata_bytes(shard: int, rows: list[dict], per_shard: int) -> bytes:
+    """The shard's per-sample Parquet in img2dataset's layout, in the tar's order."""
+    table = table_from_rows([{
+        "url": None, "caption": row["caption"], "image_id": row["image_id"], "caption_id": row["caption_id"],
+        "concept_id": row["concept_id"], "seed": row["seed"], "model": row["model"],
+        "key": sample_key(shard, index, per_shard), "status": "success", "error_message": None,
+        "width": row["width"], "height": row["height"], "original_width": row["width"], "original_height": row["height"],
+        "sha256": row["sha256"],
+    } for index, row in enumerate(rows)], "shard_metadata")
+    return to_parquet_bytes(table, "shard_metadata")
 
 
 def workers(cfg) -> list[PoolSpec]:
