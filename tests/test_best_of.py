@@ -7,13 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from synthclip_core.config import ImagesConfig
 from synthclip_core.errors import ConfigError
 from synthclip_core.ids import derive_seed
 from synthclip_core.renderers.scoring import ClipScorer
+from synthclip_core.stages.common import read_table
 from synthclip_core.store import RunStore
 
 SAMPLER = {"steps": 2, "guidance_scale": 2.0, "eta": 0.0, "height": 64, "width": 64, "stored_size": 64, "jpeg_quality": 90}
@@ -43,7 +43,7 @@ def _render(tmp_path: Path, run_id: str, best_of: int | None, model: str) -> tup
 
 def test_the_best_of_k_candidates_is_kept_and_every_candidate_is_in_lineage(tiny_models, tmp_path):
     store, record = _render(tmp_path, "best", 3, str(tiny_models["sd"]))
-    table = pq.read_table(store.uri("images", "part-00000-000.parquet")).to_pylist()
+    table = read_table(store, "images", "part-00000-000.parquet").to_pylist()  # jpg as bytes, as stages read it
     chosen = record["best_of"]
     assert chosen["k"] == 3 and chosen["scorer"]["name"] == "tiny/clip" and len(chosen["images"]) == 3
     scorer = ClipScorer("tiny/clip")
