@@ -10,7 +10,7 @@
     synthclip finetune CHECKPOINT [--config PRESET] [--limit N]
     synthclip compare LABEL=MODEL ... [--datasets FILE] [--held-out-of RUN ...] [--out DIR]
     synthclip export clip-benchmark RUN_ID --out DIR    # its evaluation sets, for `clip_benchmark eval`
-    synthclip deploy [--kubernetes]
+    synthclip deploy [--kubernetes] [--auto-resume N]  # deployments, and the automation that resumes failed builds
     synthclip models build-tiny
 """
 
@@ -398,6 +398,9 @@ def export_clip_benchmark(
 def deploy(
     kubernetes: bool = typer.Option(False, "--kubernetes",
                                     help="Also the deployments on the Kubernetes pool (create it first: infra/k8s/create-work-pool.sh)."),
+    auto_resume: int = typer.Option(3, "--auto-resume", min=0,
+                                    help="Resume a failed or crashed build automatically, at most this many times in a row "
+                                    "(an automation on the server; 0: none)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Register the deployments with the Prefect server (PREFECT_API_URL): deployments/prefect.yaml's
@@ -428,6 +431,11 @@ def deploy(
             fail("prefect deploy failed: " + " | ".join(tail), 1)
         console.print(f"registered {len(names)} deployments on work pool {local_pool}"
                       + (" and the Kubernetes pool" if kubernetes else "") + ": " + ", ".join(names), soft_wrap=True)
+        from flows.automations import ensure_automation
+
+        automation = ensure_automation(auto_resume)
+        console.print(f"automation {automation!r}: " + (f"a failed or crashed build is resumed, at most {auto_resume} times"
+                                                       if auto_resume else "removed"), soft_wrap=True)
         console.print(f"start a worker: prefect worker start --pool {local_pool}", soft_wrap=True)
 
 

@@ -15,6 +15,7 @@ from synthclip_core.run import default_root, load_run, open_run, unfinished_runs
 from synthclip_core.store import RunRef, check_root_writable
 from tasks.failures import fails_cleanly
 
+from .automations import tag_flow_run
 from .stages import run_stages
 
 
@@ -44,6 +45,7 @@ def build_dataset(config: str = "configs/offline.yaml", run_id: str | None = Non
     cfg = load_config(config)
     ref = RunRef(root or cfg.root, run_id or scheduled_run_id(cfg.name))
     run = open_run(cfg, ref, fork=fork)
+    tag_flow_run(run.ref.run_id, run.ref.root)  # what an automatic resume of this flow run resumes
     if run.ref.run_id != ref.run_id:
         get_run_logger().info("running as %s", run.ref.run_id)
     if run.ignored:

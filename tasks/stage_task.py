@@ -23,7 +23,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NONE
 
-from synthclip_core import progress
+from synthclip_core import lineage_events, progress
 from synthclip_core.preflight import check_cluster
 from synthclip_core.ray_runtime import ensure_ray
 from synthclip_core.run import load_run
@@ -84,8 +84,8 @@ def run_stage_task(stage: str, ref: dict) -> dict:
     if run.stage(stage).uses_ray(run.config):
         ensure_ray()
         check_cluster(run)
-    with _prefect_progress(stage), _core_logs_to(logger):
-        summary = run.stage(stage).run(run)
+    with _prefect_progress(stage), _core_logs_to(logger), lineage_events.stage_call(run, stage) as call:
+        summary = call.summary = run.stage(stage).run(run)
     logger.info(summary.line())
     # a job's artifacts read "job train summary", "job eval report", so they never mix with a run's
     kind = "" if run.kind == "run" else f"{run.kind} "

@@ -49,3 +49,15 @@ class CannotLoad(_Base):
 
     def __init__(self, **kwargs):
         raise RuntimeError("the model needs 40 GiB of GPU memory, this actor has none")
+
+
+class FailsUntilAllowed(_Base):
+    """A GPU that is lost until the test says otherwise (a file at $SYNTHCLIP_TEST_RENDER_GATE):
+    the build fails, and a resume after the gate opens renders."""
+
+    def render(self, prompts, seeds, settings):
+        import os
+
+        if not os.path.exists(os.environ.get("SYNTHCLIP_TEST_RENDER_GATE", "")):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return [{"jpg": _jpeg(settings["stored_size"], settings["stored_size"]), "problem": None} for _ in prompts]

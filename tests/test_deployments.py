@@ -26,11 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def api_env(prefect_server, tiny_models):
+def api_env(prefect_server, tiny_models, tmp_path_factory):
     from prefect.settings import PREFECT_API_URL
 
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(PREFECT_API_URL=PREFECT_API_URL.value(), COLUMNS="200")
+    env.update(PREFECT_API_URL=PREFECT_API_URL.value(), COLUMNS="200",
+               SYNTHCLIP_TEST_RENDER_GATE=str(tmp_path_factory.mktemp("gate") / "open"))  # custom_renderers
     return env
 
 
@@ -48,6 +49,9 @@ def worker(api_env, tmp_path_factory):
     yield log
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    from flows.automations import ensure_automation
+
+    ensure_automation(0)  # the session's server outlives this module: no automatic resumes after it
 
 
 def _trigger_and_wait(name: str, parameters: dict, log: Path, timeout: float = 600, completed: bool = True):
@@ -150,3 +154,34 @@ def test_a_stage_deployment_checks_the_run_as_resume_does_and_fails_in_one_line(
     blocked = _trigger_and_wait("images/images", {"run_id": "checked", "root": root}, worker, completed=False)
     assert blocked.state.is_failed() and "stage 'balanced' of run checked is not complete" in blocked.state.message
     assert "Traceback" not in worker.read_text()[start:], worker.read_text()[start:]
+
+
+def test_a_failed_build_is_resumed_by_the_automation_and_completes(worker, api_env, tmp_path):
+    """`synthclip deploy` registers the automation: the build fails (its renderer's GPU is lost),
+    the server runs the auto-resume deployment for it, and the resumed run completes."""
+    import yaml
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    from flows.automations import AUTOMATION
+
+    with get_client(sync_client=True) as client:
+        assert client.read_automations_by_name(AUTOMATION)
+    data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
+    data["images"]["backend"] = "custom_renderers:FailsUntilAllowed"
+    config = tmp_path / "flaky.yaml"
+    config.write_text(yaml.safe_dump(data))
+    root = str(tmp_path / "runs")
+    build = _trigger_and_wait("build-dataset/build-offline", {"config": str(config), "run_id": "flaky", "root": root},
+                              worker, completed=False)
+    assert build.state.is_failed() and "run:flaky" in build.tags
+    Path(api_env["SYNTHCLIP_TEST_RENDER_GATE"]).touch()  # the GPU is back
+    deadline, done = time.time() + 600, None
+    with get_client(sync_client=True) as client:
+        while done is None and time.time() < deadline:
+            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["auto-resume"])))
+            done = next((r for r in runs if "run:flaky" in r.tags and r.state.is_completed()), None)
+            time.sleep(3)
+    assert done is not None, worker.read_text()[-3000:]
+    assert any(t.startswith("auto-resume:") for t in done.tags)
+    assert "report.json" in RunRef(root, "flaky").store().committed("eval")

@@ -1,0 +1,90 @@
+"""A failed or crashed build resumes itself: ``synthclip deploy`` registers an automation on the
+Prefect server that, when a ``build-dataset`` (or ``auto-resume``) flow run ends Failed or Crashed,
+runs the ``auto-resume`` deployment for it. That flow finds the platform run the failed flow run
+worked on (its ``run:ID`` tag) and resumes it, at most ``max_attempts`` times in a row; then it
+gives up, says so, and leaves the run as it is for a person to look at.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+AUTOMATION = "synthclip: resume failed builds"
+DEPLOYMENT = "auto-resume/auto-resume"
+WATCHED_FLOWS = ("build-dataset", "auto-resume")  # a failed auto-resume is the next attempt's trigger
+RUN_TAG, ROOT_TAG, ATTEMPT_TAG = "run:", "root:", "auto-resume:"
+
+
+def tag_flow_run(run_id: str, root: str, attempt: int | None = None) -> None:
+    """Tag the current flow run with the platform run it works on (``run:ID``, ``root:URI``), so
+    that an automation reacting to its failure knows which run to resume (a scheduled build's run
+    id is made when it starts), and an automatic resume with its attempt (``auto-resume:N``)."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    if not flow_run.id:
+        return
+    mine = [RUN_TAG + run_id, ROOT_TAG + root, *([f"{ATTEMPT_TAG}{attempt}"] if attempt else [])]
+    with get_client(sync_client=True) as client:
+        tags = [t for t in client.read_flow_run(flow_run.id).tags if not t.startswith((RUN_TAG, ROOT_TAG, ATTEMPT_TAG))]
+        client.update_flow_run(flow_run.id, tags=[*tags, *mine])
+
+
+def _tagged(tags: list[str], prefix: str) -> str | None:
+    return next((t[len(prefix):] for t in tags if t.startswith(prefix)), None)
+
+
+@flow(name="auto-resume", flow_run_name="auto-resume after {failed_flow_run}")
+def auto_resume(failed_flow_run: str, max_attempts: int = 3) -> dict:
+    """Resume the run of a failed build (or of a failed auto-resume: the next attempt)."""
+    from prefect.client.orchestration import get_client
+
+    from flows.pipeline import resume_run
+
+    logger = get_run_logger()
+    with get_client(sync_client=True) as client:
+        failed = client.read_flow_run(failed_flow_run)
+    run_id = _tagged(failed.tags, RUN_TAG)
+    if run_id is None:
+        logger.warning("flow run %s failed before its run began: nothing to resume", failed.name)
+        return {"resumed": None, "reason": "failed before its run began"}
+    attempt = int(_tagged(failed.tags, ATTEMPT_TAG) or 0) + 1
+    root = _tagged(failed.tags, ROOT_TAG)
+    if attempt > max_attempts:
+        note = (f"Gave up on run `{run_id}` after {max_attempts} automatic resumes; the last failure: "
+                f"{failed.state.message if failed.state else 'unknown'}. Fix the cause, then `synthclip resume {run_id} "
+                f"--root {root}`.")
+        logger.error(note)
+        create_markdown_artifact(markdown=note, description=f"auto-resume of {run_id} gave up")
+        return {"resumed": None, "run_id": run_id, "reason": f"gave up after {max_attempts} attempts"}
+    tag_flow_run(run_id, root, attempt)
+    logger.info("resuming run %s under %s (automatic attempt %d of %d) after %s failed", run_id, root, attempt,
+                max_attempts, failed.name)
+    return {"resumed": run_id, "attempt": attempt, "stages": resume_run(run_id=run_id, root=root)}
+
+
+def ensure_automation(max_attempts: int) -> str:
+    """Create or replace the automation that runs ``auto-resume`` for failed builds; returns its name.
+    ``max_attempts`` 0 removes it."""
+    from prefect.automations import Automation, EventTrigger, Posture, ResourceSpecification, RunDeployment
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(DEPLOYMENT)
+        for existing in client.read_automations_by_name(AUTOMATION):
+            client.delete_automation(existing.id)
+    if max_attempts <= 0:
+        return AUTOMATION
+    Automation(
+        name=AUTOMATION,
+        description=f"When a build fails or crashes, resume its run (at most {max_attempts} times in a row).",
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+            match_related=ResourceSpecification({"prefect.resource.role": "flow",
+                                                 "prefect.resource.name": list(WATCHED_FLOWS)}),
+            posture=Posture.Reactive, threshold=1),
+        actions=[RunDeployment(source="selected", deployment_id=deployment.id,
+                               parameters={"failed_flow_run": "{{ flow_run.id | string }}", "max_attempts": max_attempts})],
+    ).create()
+    return AUTOMATION
