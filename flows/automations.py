@@ -10,29 +10,11 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from .run_tags import ATTEMPT_TAG, ROOT_TAG, RUN_TAG, tag_flow_run, tagged
+
 AUTOMATION = "synthclip: resume failed builds"
 DEPLOYMENT = "auto-resume/auto-resume"
 WATCHED_FLOWS = ("build-dataset", "auto-resume")  # a failed auto-resume is the next attempt's trigger
-RUN_TAG, ROOT_TAG, ATTEMPT_TAG = "run:", "root:", "auto-resume:"
-
-
-def tag_flow_run(run_id: str, root: str, attempt: int | None = None) -> None:
-    """Tag the current flow run with the platform run it works on (``run:ID``, ``root:URI``), so
-    that an automation reacting to its failure knows which run to resume (a scheduled build's run
-    id is made when it starts), and an automatic resume with its attempt (``auto-resume:N``)."""
-    from prefect.client.orchestration import get_client
-    from prefect.runtime import flow_run
-
-    if not flow_run.id:
-        return
-    mine = [RUN_TAG + run_id, ROOT_TAG + root, *([f"{ATTEMPT_TAG}{attempt}"] if attempt else [])]
-    with get_client(sync_client=True) as client:
-        tags = [t for t in client.read_flow_run(flow_run.id).tags if not t.startswith((RUN_TAG, ROOT_TAG, ATTEMPT_TAG))]
-        client.update_flow_run(flow_run.id, tags=[*tags, *mine])
-
-
-def _tagged(tags: list[str], prefix: str) -> str | None:
-    return next((t[len(prefix):] for t in tags if t.startswith(prefix)), None)
 
 
 @flow(name="auto-resume", flow_run_name="auto-resume after {failed_flow_run}")
@@ -45,12 +27,12 @@ def auto_resume(failed_flow_run: str, max_attempts: int = 3) -> dict:
     logger = get_run_logger()
     with get_client(sync_client=True) as client:
         failed = client.read_flow_run(failed_flow_run)
-    run_id = _tagged(failed.tags, RUN_TAG)
+    run_id = tagged(failed.tags, RUN_TAG)
     if run_id is None:
         logger.warning("flow run %s failed before its run began: nothing to resume", failed.name)
         return {"resumed": None, "reason": "failed before its run began"}
-    attempt = int(_tagged(failed.tags, ATTEMPT_TAG) or 0) + 1
-    root = _tagged(failed.tags, ROOT_TAG)
+    attempt = int(tagged(failed.tags, ATTEMPT_TAG) or 0) + 1
+    root = tagged(failed.tags, ROOT_TAG)
     if attempt > max_attempts:
         note = (f"Gave up on run `{run_id}` after {max_attempts} automatic resumes; the last failure: "
                 f"{failed.state.message if failed.state else 'unknown'}. Fix the cause, then `synthclip resume {run_id} "

@@ -15,7 +15,7 @@ from synthclip_core.run import default_root, load_run, open_run, unfinished_runs
 from synthclip_core.store import RunRef, check_root_writable
 from tasks.failures import fails_cleanly
 
-from .automations import tag_flow_run
+from .run_tags import tag_flow_run
 from .stages import run_stages
 
 
