@@ -21,10 +21,10 @@ from .evaluation.datasets import load_captioned, load_labelled
 from .evaluation.features import read_image
 from .evaluation.templates import load_templates
 from .stages.common import read_concepts
-from .stages.eval import HELD_OUT_SPLITS, HELDOUT, held_out_parts, held_out_rows, held_out_templates
+from .stages.eval import HELDOUT, held_out_parts, held_out_rows, held_out_templates
 from .stages.stage import Run
 
-Advance = Callable[[str, int, int], None]  # (dataset, samples done, samples in all)
+Advance = Callable[[str, int, int], None]  # (dataset, done, total): image partitions, or a benchmark's samples
 
 
 def export_run(run: Run, out: str, per_shard: int = layout.PER_SHARD, advance: Advance | None = None) -> dict[str, dict]:
@@ -43,23 +43,21 @@ def _held_out(run: Run, out: str, per_shard: int, advance: Advance | None) -> di
     concepts = read_concepts(run.store, parts["concepts"])
     names = concepts.column("concept").to_pylist()
     index = {cid: i for i, cid in enumerate(concepts.column("concept_id").to_pylist())}
-    records = run.store.records("images", parts["images"])
-    total = sum(n for r in records.values() for split, n in r.get("splits", {}).items() if split in HELD_OUT_SPLITS)
     folders = {task: posixpath.join(out, f"{HELDOUT}-{task}") for task in ("zeroshot", "retrieval")}
     layout.write_classification_info(folders["zeroshot"], names, held_out_templates(run.config.eval, len(names)))
     layout.write_retrieval_info(folders["retrieval"])
     zeroshot, retrieval = (layout.SplitWriter(folders[t], "test", per_shard) for t in ("zeroshot", "retrieval"))
-    skipped, seen = [], 0
-    for rows in held_out_rows(run.store, parts):
-        for row in rows.to_pylist():
-            seen += 1
-            if not _decodes(row["jpg"]):  # the eval stage skips it as unreadable: so does its set here
-                skipped.append(row["image_id"])
-                continue
-            zeroshot.add(row["jpg"], {"cls": index[row["concept_id"]]})
-            retrieval.add(row["jpg"], {"txt": layout.captions_field([row["caption"]])})
+    skipped, image_parts = [], parts["images"]
+    for done, part in enumerate(image_parts, start=1):  # progress by partition, as the stages report it
+        for rows in held_out_rows(run.store, [part]):
+            for row in rows.to_pylist():
+                if not _decodes(row["jpg"]):  # the eval stage skips it as unreadable: so does its set here
+                    skipped.append(row["image_id"])
+                    continue
+                zeroshot.add(row["jpg"], {"cls": index[row["concept_id"]]})
+                retrieval.add(row["jpg"], {"txt": layout.captions_field([row["caption"]])})
         if advance:
-            advance(HELDOUT, seen, max(total, seen))
+            advance(HELDOUT, done, len(image_parts))
     samples = zeroshot.close()
     retrieval.close()
     return {f"{HELDOUT}-zeroshot": {"folder": folders["zeroshot"], "task": "zeroshot_classification", "samples": samples,

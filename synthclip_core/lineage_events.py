@@ -168,10 +168,13 @@ def stage_call(run, stage: str, emitter: Emitter | None = None) -> Iterator[Stag
         error = exc
         raise
     finally:
-        records = {o: r for o, r in run.store.records(stage).items() if r.get("committed_at", 0) >= call.started}
-        for output, record in sorted(records.items()):
-            emitter.committed(call, output, record)
-        emitter.finish(call, error, records)
+        try:
+            records = {o: r for o, r in run.store.records(stage).items() if r.get("committed_at", 0) >= call.started}
+            for output, record in sorted(records.items()):
+                emitter.committed(call, output, record)
+            emitter.finish(call, error, records)
+        except Exception as exc:  # reading what the call committed (records, schemas) never fails the stage either
+            log.warning("OpenLineage: could not describe what %s committed (%s: %s)", stage, type(exc).__name__, exc)
 
 
 def platform_run_uuid(run) -> uuid.UUID:

@@ -138,7 +138,7 @@ def _held_out(model, store, cfg, seed: int, holdout_concepts: int, parts: dict[s
     ids, names = concepts.column("concept_id").to_pylist(), concepts.column("concept").to_pylist()
     index = {cid: i for i, cid in enumerate(ids)}
     feats, kept, skipped, concept_of, captions, seen = [], [], [], [], [], 0
-    for rows in held_out_rows(store, parts):
+    for rows in held_out_rows(store, parts["images"]):
         part_feats, part_kept, part_skipped = encode_images(model.model, model.preprocess, rows.column("jpg").to_pylist(),
                                                             cfg.batch_size, model.device)
         image_ids = rows.column("image_id").to_pylist()
@@ -173,10 +173,10 @@ def held_out_templates(cfg: EvalConfig, classes: int) -> list:
     return templates[:1] if classes * len(templates) > MAX_PROMPTS else templates
 
 
-def held_out_rows(store, parts: dict[str, list[str]]) -> Iterator[pa.Table]:
-    """The held-out split, partition by partition (image_id, concept_id, caption, jpg), reading
-    only the row groups that hold it."""
-    for part in parts["images"]:
+def held_out_rows(store, image_parts: list[str]) -> Iterator[pa.Table]:
+    """The held-out split of these image partitions, partition by partition (image_id, concept_id,
+    caption, jpg), reading only the row groups that hold it."""
+    for part in image_parts:
         rows = read_rows(store, "images", part, "split", HELD_OUT_SPLITS, ["image_id", "concept_id", "caption", "jpg"])
         if rows.num_rows:
             yield rows
