@@ -1,5 +1,6 @@
-"""What every ``synthclip`` command shares: the error console, the --root option, and the rule
-that a user-fixable error is one line and a non-zero exit, never a traceback (unless --debug)."""
+"""What every ``synthclip`` command shares: the error console, the --root option, progress bars,
+and the rule that a user-fixable error is one line and a non-zero exit, never a traceback (unless
+--debug)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from synthclip_core import progress as core_progress
 from synthclip_core.errors import UserError
 
 console = Console(stderr=True)
@@ -44,3 +47,23 @@ def handled(debug: bool):
         if debug:
             raise
         fail(f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]} (re-run with --debug for the traceback)", 1)
+
+
+@contextmanager
+def progress_bars():
+    """Rich bars for the core's progress events while a command runs."""
+    bars = Progress(TextColumn("[bold]{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+    tasks: dict[str, int] = {}
+
+    def listener(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total)
+        bars.update(tasks[stage], completed=done, total=total)
+
+    core_progress.add_listener(listener)
+    try:
+        with bars:
+            yield
+    finally:
+        core_progress.remove_listener(listener)
