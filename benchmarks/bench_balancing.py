@@ -20,7 +20,7 @@ import ahocorasick
 import pyarrow as pa
 
 from benchmarks.results_file import record
-from synthclip_core.balancing import ConceptMatcher, prepare_text
+from synthclip_core.curation.balancing import ConceptMatcher, prepare_text
 from synthclip_core.ids import caption_id, concept_id
 
 SYLLABLES = ["ka", "lo", "mi", "tu", "ra", "ne", "so", "vi", "da", "pe", "zu", "ho", "ri", "ga", "fe", "no"]
@@ -76,12 +76,12 @@ def naive_loop(captions: list[str], bank: list[str]) -> float:
 def stage_throughput(captions: list[str], bank: list[str], workers: int, partitions: int) -> float:
     import yaml
 
+    from synthclip_core.compute.ray_runtime import ensure_ray
     from synthclip_core.pipeline import config_from_dict
-    from synthclip_core.ray_runtime import ensure_ray
-    from synthclip_core.run import open_run
-    from synthclip_core.schemas import to_parquet_bytes
+    from synthclip_core.runs.lifecycle import open_run
     from synthclip_core.stages.stage import StageSummary
-    from synthclip_core.store import RunRef
+    from synthclip_core.storage.schemas import to_parquet_bytes
+    from synthclip_core.storage.store import RunRef
 
     ensure_ray()
     with tempfile.TemporaryDirectory() as root:

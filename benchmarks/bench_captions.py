@@ -29,8 +29,8 @@ def _concepts(n: int) -> list[str]:
 def _measure(backend_name: str, concepts: list[str], **kwargs) -> dict:
     import torch
 
-    from synthclip_core.captioners import create_caption_backend
-    from synthclip_core.prompts import SYNTHCLIP
+    from synthclip_core.captioning.backends import create_caption_backend
+    from synthclip_core.captioning.prompts import SYNTHCLIP
     from synthclip_core.tiny_models import build_tiny
 
     torch.set_num_threads(1)

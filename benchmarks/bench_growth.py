@@ -85,7 +85,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def main(stages: tuple[str, ...] = ("captions", "images")) -> dict:
-    from synthclip_core.ray_runtime import ensure_ray
+    from synthclip_core.compute.ray_runtime import ensure_ray
 
     ensure_ray(num_cpus=2)
     results = {}

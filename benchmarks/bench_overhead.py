@@ -65,8 +65,8 @@ def make_config(stage: str, partitions: int, knobs: dict):
 
 
 def prepare(root: str, stage: str, partitions: int, knobs: dict, suffix: str = ""):
-    from synthclip_core.run import open_run
-    from synthclip_core.store import RunRef
+    from synthclip_core.runs.lifecycle import open_run
+    from synthclip_core.storage.store import RunRef
 
     run = open_run(make_config(stage, partitions, knobs), RunRef(root, f"{stage}-{partitions}{suffix}"))
     for upstream in ("concepts", "captions", "balanced")[: 1 if stage == "captions" else 3]:
@@ -147,7 +147,7 @@ def plain_loop(run, stage: str) -> list[float]:
     torch.set_num_threads(1)
     store = run.store
     if stage == "captions":
-        from synthclip_core.prompts import get_template
+        from synthclip_core.captioning.prompts import get_template
         from synthclip_core.stages.captions import CaptionWorker, worker_settings
 
         settings = worker_settings(run)
@@ -266,7 +266,7 @@ def measure(stage: str, label: str, partitions: int, knobs: dict, repeats: int) 
 
 
 def main(repeats: int = 3, stages: tuple[str, ...] = ("captions", "images"), labels: tuple[str, ...] | None = None) -> dict:
-    from synthclip_core.ray_runtime import ensure_ray
+    from synthclip_core.compute.ray_runtime import ensure_ray
 
     ensure_ray(num_cpus=2)
     results = {}
@@ -291,8 +291,8 @@ if __name__ == "__main__":
     parser.add_argument("--plain", nargs=3, metavar=("ROOT", "RUN_ID", "STAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain:  # inside a backend's own environment: print the per-partition seconds
-        from synthclip_core.run import load_run
-        from synthclip_core.store import RunRef
+        from synthclip_core.runs.lifecycle import load_run
+        from synthclip_core.storage.store import RunRef
 
         print(json.dumps(plain_loop(load_run(RunRef(args.plain[0], args.plain[1])), args.plain[2])))
     else:

@@ -15,7 +15,7 @@ import time
 
 from benchmarks.results_file import record
 from benchmarks.s3_server import moto_bucket
-from synthclip_core.store import RunStore
+from synthclip_core.storage.store import RunStore
 
 
 def local(n: int) -> dict:

@@ -77,8 +77,8 @@ def synthetic_bank(n: int) -> list[str]:
 # -- one step, in a process of its own -----------------------------------------------------------
 def _step(name: str, root: str, run_id: str) -> dict:
     """Do one step on the rehearsal run and return what it measured of itself."""
-    from synthclip_core.ray_runtime import ensure_ray
-    from synthclip_core.run import RunRef, load_run
+    from synthclip_core.compute.ray_runtime import ensure_ray
+    from synthclip_core.runs.lifecycle import RunRef, load_run
 
     run = load_run(RunRef(root, run_id))
     if name in ("status", "resume_planning", "verify"):
@@ -111,7 +111,7 @@ def _watch_first_step(run, started: float, first_step: list[float]) -> None:
 
 def _with(run, **sections):
     """The run with operational settings changed (they are not fingerprinted)."""
-    from synthclip_core.run import Run
+    from synthclip_core.runs.lifecycle import Run
 
     cfg = run.config.model_copy(update={k: getattr(run.config, k).model_copy(update=v) for k, v in sections.items()})
     return Run(run.ref, cfg, run.fingerprints, run.stages, run.kind, run.layout)
@@ -119,11 +119,11 @@ def _with(run, **sections):
 
 def _read_only_step(name: str, run) -> dict:
     if name == "status":
-        from synthclip_core.stages.status import run_status
+        from synthclip_core.runs.status import run_status
 
         return {"stages": len(run_status(run))}
     if name == "resume_planning":
-        from synthclip_core.run import load_run
+        from synthclip_core.runs.lifecycle import load_run
 
         checked = load_run(run.ref, verify=True)  # what resume does first: fingerprints, pins
         planned = pending = 0  # then, per stage, its plan against its commits (as if none were complete)
@@ -133,7 +133,7 @@ def _read_only_step(name: str, run) -> dict:
                 plan = stage.plan(checked)
                 planned, pending = planned + len(plan), pending + len(set(plan) - checked.store.committed(stage.name))
         return {"planned": planned, "pending": pending}
-    from synthclip_core.verify import verify
+    from synthclip_core.storage.verify import verify
 
     result = verify(run.store)
     return {"checked": result.checked, "bytes_verified": result.bytes}
@@ -219,8 +219,8 @@ def largest_records(root: str, run_id: str) -> dict[str, int]:
 # -- one size -----------------------------------------------------------------------------------
 def rehearse(fraction: float, root: str) -> dict:
     from synthclip_core.pipeline import config_from_dict
-    from synthclip_core.run import open_run
-    from synthclip_core.store import RunRef
+    from synthclip_core.runs.lifecycle import open_run
+    from synthclip_core.storage.store import RunRef
 
     concepts = int(FULL_CONCEPTS * fraction)
     bank = os.path.join(root, f"bank-{concepts}.txt")

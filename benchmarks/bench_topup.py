@@ -36,9 +36,9 @@ def config(bank: str) -> dict:
 def main(concepts: int = 500_000, root: str | None = None) -> dict:
     from benchmarks.bench_scale import synthetic_bank
     from benchmarks.results_file import record
+    from synthclip_core.compute.ray_runtime import ensure_ray
     from synthclip_core.pipeline import config_from_dict
-    from synthclip_core.ray_runtime import ensure_ray
-    from synthclip_core.run import RunRef, open_run
+    from synthclip_core.runs.lifecycle import RunRef, open_run
 
     root = root or tempfile.mkdtemp(prefix="bench-topup-")
     bank = os.path.join(root, f"bank-{concepts}.txt")

@@ -59,7 +59,7 @@ def make_shards(directory: Path, samples: int, per_shard: int, side: int = 64) -
 def ours(shards: list, root: str, batch: int, epochs: int, loaders: int, run_id: str) -> list[float]:
     from synthclip_core.clip_models import model_config
     from synthclip_core.config import TrainConfig
-    from synthclip_core.store import RunRef
+    from synthclip_core.storage.store import RunRef
     from synthclip_core.training import metrics
     from synthclip_core.training.fit import fit
     from synthclip_core.training.spec import TrainSpec
@@ -153,7 +153,7 @@ def data_only(samples: int = 2048, batch: int = 32, repeats: int = 3) -> dict:
 def main(samples: int = 2048, batch: int = 32, epochs: int = 2, repeats: int = 3) -> dict:
     import torch
 
-    from synthclip_core.ray_runtime import ensure_ray
+    from synthclip_core.compute.ray_runtime import ensure_ray
 
     torch.set_num_threads(1)
     ensure_ray(num_cpus=2)

@@ -27,10 +27,10 @@ def plan(
     with handled(debug):
         from synthclip_core.errors import ConceptBankError
         from synthclip_core.pipeline import load_config
-        from synthclip_core.planning import plan_run, wall_hours
-        from synthclip_core.run import default_root, load_run
-        from synthclip_core.sizing import bank_concepts, measured_rates
-        from synthclip_core.store import RunRef
+        from synthclip_core.planning.estimates import plan_run, wall_hours
+        from synthclip_core.planning.sizing import bank_concepts, measured_rates
+        from synthclip_core.runs.lifecycle import default_root, load_run
+        from synthclip_core.storage.store import RunRef
 
         cfg = load_config(config)
         if bank_size is None:
@@ -78,8 +78,8 @@ def doctor(
 ) -> None:
     """Whether this machine can run CONFIG: GPUs, CUDA and NCCL, vLLM, hub access, disk, Ray resources."""
     with handled(debug):
-        from synthclip_core.doctor import run_checks
         from synthclip_core.pipeline import load_config
+        from synthclip_core.planning.doctor import run_checks
 
         cfg = load_config(config) if config else None
         marks = {"ok": "[green]  ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]   -[/]"}

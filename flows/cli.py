@@ -44,7 +44,7 @@ app.add_typer(export_app, name="export")
 
 
 def _print_result(run_id: str, root: str, summaries: dict) -> None:
-    from synthclip_core.store import RunRef
+    from synthclip_core.storage.store import RunRef
 
     store = RunRef(root, run_id).store()
     for stage, summary in summaries.items():
@@ -69,8 +69,8 @@ def run(
     """Run the whole pipeline for CONFIG (continuing RUN_ID if it exists with the same config)."""
     with handled(debug):
         from synthclip_core.pipeline import load_config
-        from synthclip_core.run import default_run_id, open_run
-        from synthclip_core.store import RunRef
+        from synthclip_core.runs.lifecycle import default_run_id, open_run
+        from synthclip_core.storage.store import RunRef
 
         cfg = load_config(config)
         ref = RunRef(root or cfg.root, run_id or default_run_id(cfg))
@@ -98,8 +98,8 @@ def resume(
 ) -> None:
     """Recompute what is missing or failed in RUN_ID, stage by stage."""
     with handled(debug):
-        from synthclip_core.run import default_root, load_run
-        from synthclip_core.store import RunRef, check_root_writable
+        from synthclip_core.runs.lifecycle import default_root, load_run
+        from synthclip_core.storage.store import RunRef, check_root_writable
 
         run = load_run(RunRef(root or default_root(), run_id), verify=True)
         check_root_writable(run.ref.root)  # before any flow starts: a store that refuses writes is one line
@@ -122,9 +122,9 @@ def status(
 ) -> None:
     """Per stage: outputs committed / pending / failed, rows, and lineage."""
     with handled(debug):
-        from synthclip_core.run import default_root, load_run
-        from synthclip_core.stages.status import run_status
-        from synthclip_core.store import RunRef
+        from synthclip_core.runs.lifecycle import default_root, load_run
+        from synthclip_core.runs.status import run_status
+        from synthclip_core.storage.store import RunRef
 
         run = load_run(RunRef(root or default_root(), run_id))
         table = Table(title=f"run {run_id}")
@@ -153,9 +153,9 @@ def verify(
     kind); list orphaned files and temporaries. Exits 1 on damage (0 once --repair set it all aside)."""
     with handled(debug):
         from synthclip_core.errors import RunStateError
-        from synthclip_core.run import default_root
-        from synthclip_core.store import RunRef
-        from synthclip_core.verify import verify as verify_run
+        from synthclip_core.runs.lifecycle import default_root
+        from synthclip_core.storage.store import RunRef
+        from synthclip_core.storage.verify import verify as verify_run
 
         ref = RunRef(root or default_root(), run_id)
         if not ref.store().committed("run") and not ref.store().committed_all():
@@ -188,8 +188,8 @@ def _run_job_cli(cfg, job_id: Optional[str], root: Optional[str]) -> None:
     """Open the job (its sources, layout and weights checked: one line for what the user can fix),
     then run its stages and print where its results are."""
     from flows.pipeline import pipeline
-    from synthclip_core.run import default_run_id, open_run
-    from synthclip_core.store import RunRef
+    from synthclip_core.runs.lifecycle import default_run_id, open_run
+    from synthclip_core.storage.store import RunRef
 
     job = open_run(cfg, RunRef(root or cfg.root, job_id or default_run_id(cfg)))
     console.print(f"job [bold]{job.ref.run_id}[/] under {job.ref.root}")

@@ -86,7 +86,7 @@ def compare(
         from synthclip_core.config import EvalDataset
         from synthclip_core.errors import ConfigError
         from synthclip_core.evaluation.benchmarks import check_dataset
-        from synthclip_core.run import default_root
+        from synthclip_core.runs.lifecycle import default_root
 
         pairs = [m.split("=", 1) for m in models]
         if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
@@ -133,7 +133,7 @@ def export_clip_benchmark(
     CLIP_benchmark's webdataset layout, with the `clip_benchmark eval` command for each."""
     with handled(debug):
         from flows.evaluate import export_clip_benchmark as export
-        from synthclip_core.run import RunRef, default_root, load_run
+        from synthclip_core.runs.lifecycle import RunRef, default_root, load_run
 
         root = root or default_root()
         load_run(RunRef(root, run_id))  # a missing or unreadable run is one line, before any flow starts

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from synthclip_core import progress as core_progress
+from synthclip_core.compute import progress as core_progress
 from synthclip_core.errors import UserError
 
 console = Console(stderr=True)

@@ -33,9 +33,9 @@ def evaluate_checkpoint(checkpoint: str, datasets: list[dict], out: str = "eval-
 def export_clip_benchmark(run_id: str, out: str, root: str | None = None, per_shard: int = 1000) -> dict:
     """Write a run's evaluation sets (its held-out split, and ``eval.datasets``) in CLIP_benchmark's
     webdataset layout under ``out``; the commands that score a checkpoint on them are attached."""
-    from synthclip_core import progress
-    from synthclip_core.benchmark_export import clip_benchmark_commands, export_run
-    from synthclip_core.run import RunRef, default_root, load_run
+    from synthclip_core.compute import progress
+    from synthclip_core.runs.clip_benchmark_export import clip_benchmark_commands, export_run
+    from synthclip_core.runs.lifecycle import RunRef, default_root, load_run
 
     run = load_run(RunRef(root or default_root(), run_id))
     exported = export_run(run, out, per_shard, advance=progress.report)

@@ -18,9 +18,9 @@ from synthclip_core.config import EvalDataset, JobConfig, load_job_config
 from synthclip_core.errors import ConfigError
 from synthclip_core.evaluation.compare import NO_PROVENANCE, provenance
 from synthclip_core.ids import check_run_id
-from synthclip_core.run import default_run_id, load_run, open_run
+from synthclip_core.runs.lifecycle import default_run_id, load_run, open_run
 from synthclip_core.stages.train import training_summary
-from synthclip_core.store import RunRef
+from synthclip_core.storage.store import RunRef
 from tasks.failures import fails_cleanly
 
 from .stages import run_stages
@@ -109,7 +109,7 @@ def compare_models(models: dict[str, str], datasets: list[dict], root: str | Non
     import fsspec
 
     from synthclip_core.evaluation.compare import comparison, config_differences, render_comparison
-    from synthclip_core.run import default_root
+    from synthclip_core.runs.lifecycle import default_root
 
     root = root or default_root()
     entries = {label: resolve_model(ref, root) for label, ref in models.items()}

@@ -11,8 +11,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from synthclip_core.pipeline import load_config
-from synthclip_core.run import default_root, load_run, open_run, unfinished_runs
-from synthclip_core.store import RunRef, check_root_writable
+from synthclip_core.runs.lifecycle import default_root, load_run, open_run, unfinished_runs
+from synthclip_core.storage.store import RunRef, check_root_writable
 from tasks.failures import fails_cleanly
 
 from .run_tags import tag_flow_run

@@ -12,9 +12,9 @@ from prefect import Flow, flow, tags
 from prefect.runtime import flow_run
 
 from synthclip_core.pipeline import PIPELINE
-from synthclip_core.run import Run, default_root, load_run
+from synthclip_core.runs.lifecycle import Run, default_root, load_run
 from synthclip_core.stages.stage import Stage
-from synthclip_core.store import RunRef, check_root_writable
+from synthclip_core.storage.store import RunRef, check_root_writable
 from tasks.failures import StageFailed, fails_cleanly
 from tasks.stage_task import run_stage_task
 

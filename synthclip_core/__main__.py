@@ -20,10 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 
-    from .preflight import check_cluster
-    from .ray_runtime import ensure_ray
-    from .run import load_run
-    from .store import RunRef
+    from .compute.ray_runtime import ensure_ray
+    from .runs.checks import check_cluster
+    from .runs.lifecycle import load_run
+    from .storage.store import RunRef
 
     run = load_run(RunRef(args.root, args.run_id))
     if run.stage(args.stage).uses_ray(run.config):

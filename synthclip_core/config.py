@@ -175,7 +175,7 @@ class CaptionsConfig(ModelSection):
     backend: str = Field("vllm", pattern=r"^(vllm|transformers|[\w.]+:\w+)$",
                          description="Caption backend: vllm (production), transformers (CPU, fallback), or a plug-in "
                                      "class as package.module:ClassName.")
-    template: str = Field("synthclip", description="Prompt template name (see synthclip_core.prompts).")
+    template: str = Field("synthclip", description="Prompt template name (see synthclip_core.captioning.prompts).")
     per_concept: int = Field(1, ge=1, description="Captions written per concept, each with its own seed.")
     temperature: float = Field(0.7, ge=0, description="Sampling temperature (paper: 0.7).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass (paper: 0.95).")
@@ -234,7 +234,7 @@ class ImagesConfig(ModelSection):
     backend: str = Field("diffusers", pattern=r"^(diffusers|[\w.]+:\w+)$",
                          description="Render backend: diffusers, or a plug-in class as package.module:ClassName.")
     preset: str | None = operational(None, description="Recommended settings of a model family, filling the fields "
-                                     "left unset: sd15, sd2, sdxl, sd3, pixart, flux-schnell, flux-dev (renderers/presets.py).")
+                                     "left unset: sd15, sd2, sdxl, sd3, pixart, flux-schnell, flux-dev (rendering/presets.py).")
     pipeline: str = when_set("auto", description="The diffusers pipeline: 'auto' (the class the model's index names), "
                              "'text2image' (AutoPipelineForText2Image) or a class name (e.g. StableDiffusionXLPipeline).")
     scheduler: Literal["ddim", "pndm", "euler", "dpmsolver", "default"] = Field(
@@ -265,7 +265,7 @@ class ImagesConfig(ModelSection):
     @model_validator(mode="before")
     @classmethod
     def _preset(cls, data: Any) -> Any:
-        from .renderers.presets import with_preset
+        from .rendering.presets import with_preset
 
         return with_preset(data) if isinstance(data, dict) else data
 

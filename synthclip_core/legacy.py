@@ -16,7 +16,7 @@ from .config import fingerprinted
 from .fingerprint import stable_hash
 from .stages.partitions import committed_rows
 from .stages.stage import Run, StageBlocked
-from .store import Completion
+from .storage.store import Completion
 
 MANIFESTS = {"concepts": "manifest.json", "balanced": "stats.parquet", "shards": "sizes.json",
              "train": "summary.json", "eval": "report.json"}

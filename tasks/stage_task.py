@@ -23,12 +23,13 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NONE
 
-from synthclip_core import lineage_events, progress
-from synthclip_core.preflight import check_cluster
-from synthclip_core.ray_runtime import ensure_ray
-from synthclip_core.run import load_run
-from synthclip_core.stages.status import partition_table
-from synthclip_core.store import RunRef
+from synthclip_core.compute import progress
+from synthclip_core.compute.ray_runtime import ensure_ray
+from synthclip_core.runs import lineage_events
+from synthclip_core.runs.checks import check_cluster
+from synthclip_core.runs.lifecycle import load_run
+from synthclip_core.runs.status import partition_table
+from synthclip_core.storage.store import RunRef
 from tasks.failures import StageFailed, fails_cleanly
 
 

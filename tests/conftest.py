@@ -63,7 +63,7 @@ def ray_local(s3_server):
     """
     import ray
 
-    from synthclip_core.ray_runtime import ensure_ray
+    from synthclip_core.compute.ray_runtime import ensure_ray
 
     ensure_ray(num_cpus=2, num_gpus=2)
     yield
@@ -96,7 +96,7 @@ def engine(ray_local, prefect_server, tiny_models):
 def offline_run(engine, tmp_path_factory):
     """The offline profile, run once through the end-to-end flow; tests only read it."""
     from flows.pipeline import build_dataset
-    from synthclip_core.run import RunRef, load_run
+    from synthclip_core.runs.lifecycle import RunRef, load_run
 
     root = str(tmp_path_factory.mktemp("offline-root"))
     summaries = build_dataset(config=str(REPO / "configs" / "offline.yaml"), run_id="offline-shared", root=root)
@@ -109,7 +109,7 @@ def micro_reference(engine, tmp_path_factory):
     """An uninterrupted micro run through the CLI, to compare faulty runs with: (store, seconds)."""
     from faults import run_reference
 
-    from synthclip_core.store import RunStore
+    from synthclip_core.storage.store import RunStore
 
     root = tmp_path_factory.mktemp("micro-reference")
     seconds = run_reference(REPO / "configs" / "micro.yaml", root, "reference")

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from synthclip_core.store import RunStore
+from synthclip_core.storage.store import RunStore
 from synthclip_core.training import metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,8 +149,8 @@ _NAMES: dict[tuple[str, str], list[str]] = {}
 
 def _stage_names(store: RunStore) -> list[str]:
     """The run's stages, from its run.json once it is written (empty before)."""
-    from synthclip_core.run import load_run
-    from synthclip_core.store import RunRef
+    from synthclip_core.runs.lifecycle import load_run
+    from synthclip_core.storage.store import RunRef
 
     key = (store.root, store.run_id)
     if key not in _NAMES:

@@ -22,9 +22,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synthclip_core import image_columns
 from synthclip_core.pipeline import STAGES
-from synthclip_core.store import RunStore
+from synthclip_core.storage import image_columns
+from synthclip_core.storage.store import RunStore
 
 GOLDEN = Path(__file__).parent / "fixtures" / "stage-outputs.json"
 DATA_STAGES = ("concepts", "captions", "balanced", "images", "shards")

@@ -6,8 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from synthclip_core import progress
-from synthclip_core.store import RunStore
+from synthclip_core.compute import progress
+from synthclip_core.storage.store import RunStore
 
 
 class DiesOnFirstTry:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from synthclip_core.pipeline import load_config
-from synthclip_core.run import open_run
-from synthclip_core.store import RunRef
+from synthclip_core.runs.lifecycle import open_run
+from synthclip_core.storage.store import RunRef
 
 MICRO = Path(__file__).resolve().parents[1] / "configs" / "micro.yaml"
 
@@ -80,8 +80,8 @@ def test_a_pool_that_keeps_losing_actors_goes_on_while_partitions_succeed(engine
     actor once, between successes (more deaths than a budget of actors x tries), and all commit."""
     from pool_work import DiesOnFirstTry
 
-    from synthclip_core.actors import run_pool
-    from synthclip_core.resources import PoolSpec
+    from synthclip_core.compute.pool import run_pool
+    from synthclip_core.compute.resources import PoolSpec
 
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -96,9 +96,9 @@ def test_progress_moves_within_a_partition(engine, tmp_path):
     """One long partition: the pool reports fractions of it while it runs, not only 0 then 1."""
     from pool_work import InSteps
 
-    from synthclip_core import progress
-    from synthclip_core.actors import run_pool
-    from synthclip_core.resources import PoolSpec
+    from synthclip_core.compute import progress
+    from synthclip_core.compute.pool import run_pool
+    from synthclip_core.compute.resources import PoolSpec
 
     seen: list[float] = []
 

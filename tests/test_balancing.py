@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synthclip_core.balancing import ConceptMatcher, expected_counts, first_occurrences, keep_probabilities, prepare_text
+from synthclip_core.curation.balancing import ConceptMatcher, expected_counts, first_occurrences, keep_probabilities, prepare_text
 from synthclip_core.ids import caption_id, concept_id, unit_draw
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,11 +108,11 @@ def _caption_rows(concept_rows: list[dict], texts: list[str], start: int) -> lis
 def test_the_stage_equals_the_direct_implementation(engine, tmp_path, trial):
     """Random captions through the real stage (Ray actors, store, reduce) vs the direct version."""
     from synthclip_core.pipeline import config_from_dict
-    from synthclip_core.run import open_run
-    from synthclip_core.schemas import to_parquet_bytes
+    from synthclip_core.runs.lifecycle import open_run
     from synthclip_core.stages.common import read_table
     from synthclip_core.stages.stage import StageSummary
-    from synthclip_core.store import RunRef
+    from synthclip_core.storage.schemas import to_parquet_bytes
+    from synthclip_core.storage.store import RunRef
 
     rng = random.Random(trial)
     concepts = rng.sample(VOCAB, 12)

@@ -12,9 +12,9 @@ import pytest
 from synthclip_core.config import ImagesConfig
 from synthclip_core.errors import ConfigError
 from synthclip_core.ids import derive_seed
-from synthclip_core.renderers.scoring import ClipScorer
+from synthclip_core.rendering.scoring import ClipScorer
 from synthclip_core.stages.common import read_table
-from synthclip_core.store import RunStore
+from synthclip_core.storage.store import RunStore
 
 SAMPLER = {"steps": 2, "guidance_scale": 2.0, "eta": 0.0, "height": 64, "width": 64, "stored_size": 64, "jpeg_quality": 90}
 
@@ -22,8 +22,8 @@ SAMPLER = {"steps": 2, "guidance_scale": 2.0, "eta": 0.0, "height": 64, "width":
 def _render(tmp_path: Path, run_id: str, best_of: int | None, model: str) -> tuple[RunStore, dict]:
     """One partition of three captions through the render worker, as an actor runs it (best_of
     None: the settings as the stage made them before best-of-k existed)."""
-    from synthclip_core.schemas import to_parquet_bytes
     from synthclip_core.stages.images import RenderWorker, scorer_identity
+    from synthclip_core.storage.schemas import to_parquet_bytes
 
     store = RunStore(str(tmp_path), run_id)
     rows = [{"caption_id": f"c{i}", "concept_id": "x", "caption": caption, "matched_concept_ids": ["x"], "split": "train"}

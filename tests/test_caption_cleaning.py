@@ -1,6 +1,6 @@
 import pytest
 
-from synthclip_core.caption_cleaning import clean_caption
+from synthclip_core.captioning.cleaning import clean_caption
 
 
 @pytest.mark.parametrize("raw,caption,fixes", [

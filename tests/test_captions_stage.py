@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from synthclip_core.pipeline import config_from_dict
-from synthclip_core.run import open_run
+from synthclip_core.runs.lifecycle import open_run
 from synthclip_core.stages.captions import COVERAGE
-from synthclip_core.store import RunRef
+from synthclip_core.storage.store import RunRef
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -109,9 +109,9 @@ def test_more_gpus_than_ray_has_is_a_clear_error(engine, tmp_path):
 
 
 def test_a_caption_backend_plug_in_is_loaded_by_name():
-    from synthclip_core.captioners import create_caption_backend
+    from synthclip_core.captioning.backends import create_caption_backend
+    from synthclip_core.captioning.prompts import get_template
     from synthclip_core.errors import ConfigError
-    from synthclip_core.prompts import get_template
 
     backend = create_caption_backend("benchmarks.rehearsal_backends:EchoCaptioner", model="any")
     messages = [get_template("synthclip").messages(c) for c in ("red fox", "lighthouse")]

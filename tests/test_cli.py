@@ -106,8 +106,8 @@ def test_a_root_without_permission_is_one_line(tmp_path):
 
 def test_a_run_id_with_another_config_is_refused_unless_forked(committed_root, tmp_path):
     from synthclip_core.pipeline import load_config
-    from synthclip_core.run import open_run
-    from synthclip_core.store import RunRef
+    from synthclip_core.runs.lifecycle import open_run
+    from synthclip_core.storage.store import RunRef
 
     root, run_id = committed_root
     before = _snapshot(root)

@@ -10,13 +10,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from synthclip_core.concept_safety import read_blocklist, screen
 from synthclip_core.config import ConceptSafety
+from synthclip_core.curation.safety import read_blocklist, screen
 from synthclip_core.errors import ConfigError
 from synthclip_core.pipeline import config_from_dict, fingerprints
-from synthclip_core.run import open_run
+from synthclip_core.runs.lifecycle import open_run
 from synthclip_core.stages.concepts import UNSAFE
-from synthclip_core.store import RunRef
+from synthclip_core.storage.store import RunRef
 
 
 def _blocklist(tmp_path: Path, text: str) -> str:

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synthclip_core.concepts import load_bank
+from synthclip_core.curation.concepts import load_bank
 from synthclip_core.errors import ConceptBankError
 from synthclip_core.ids import concept_id
 

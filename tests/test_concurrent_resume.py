@@ -8,7 +8,7 @@ import shutil
 import pytest
 from faults import compare, synthclip
 
-from synthclip_core.store import RunStore
+from synthclip_core.storage.store import RunStore
 
 REDO = ("images", "shards", "train", "eval")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from synthclip_core.pipeline import load_config
-from synthclip_core.run import load_run, open_run
-from synthclip_core.store import RunRef
+from synthclip_core.runs.lifecycle import load_run, open_run
+from synthclip_core.storage.store import RunRef
 
 REPO = Path(__file__).resolve().parents[1]
 

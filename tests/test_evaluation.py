@@ -222,8 +222,8 @@ def test_run_evaluates_heldout_coverage_and_configured_benchmarks(engine, tmp_pa
     import yaml
 
     from synthclip_core.pipeline import config_from_dict
-    from synthclip_core.run import open_run
-    from synthclip_core.store import RunRef
+    from synthclip_core.runs.lifecycle import open_run
+    from synthclip_core.storage.store import RunRef
 
     colours = class_folders(tmp_path / "colours", 2)
     class_folders(tmp_path / "probe" / "train", 3)
@@ -267,7 +267,7 @@ def test_eval_reads_no_train_rows_image_bytes(micro_reference, tmp_path):
 
     import pyarrow.parquet as pq
 
-    from synthclip_core.run import RunRef, load_run
+    from synthclip_core.runs.lifecycle import RunRef, load_run
     from synthclip_core.stages.eval import REPORT, run_eval
 
     reference = micro_reference[0]

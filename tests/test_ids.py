@@ -1,11 +1,4 @@
-from synthclip_core.ids import (
-    caption_id,
-    concept_id,
-    derive_seed,
-    image_id,
-    stable_id,
-    unit_draw,
-)
+from synthclip_core.ids import caption_id, concept_id, derive_seed, image_id, stable_id, unit_draw
 
 
 def test_ids_are_deterministic_and_distinct():

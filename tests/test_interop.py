@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from synthclip_core.schemas import from_parquet_bytes, table_from_rows, to_parquet_bytes
+from synthclip_core.storage.schemas import from_parquet_bytes, table_from_rows, to_parquet_bytes
 
 
 def _jpeg(shade: int) -> bytes:
@@ -175,10 +175,10 @@ def test_a_configured_benchmark_exports_in_the_layout_clip_benchmark_reads(offli
     an unreadable image skipped and named; a caption with a line break refused."""
     from clip_benchmark.datasets.builder import build_wds_dataset
 
-    from synthclip_core.benchmark_export import export_dataset
     from synthclip_core.config import EvalDataset
     from synthclip_core.evaluation.clip_benchmark import captions_field
     from synthclip_core.evaluation.datasets import DatasetError
+    from synthclip_core.runs.clip_benchmark_export import export_dataset
 
     run, _ = offline_run
     images = from_parquet_bytes(run.store.read_bytes("images", sorted(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from faults import Fault, compare, run_trial
 
-from synthclip_core.store import RunStore
+from synthclip_core.storage.store import RunStore
 
 MICRO = Path(__file__).resolve().parents[1] / "configs" / "micro.yaml"
 

@@ -17,8 +17,8 @@ from s3_proxy import FaultyS3Proxy
 
 from synthclip_core.errors import StorageError
 from synthclip_core.pipeline import load_config
-from synthclip_core.run import load_run, open_run
-from synthclip_core.store import RunRef, RunStore
+from synthclip_core.runs.lifecycle import load_run, open_run
+from synthclip_core.storage.store import RunRef, RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO = REPO / "configs" / "micro.yaml"
@@ -102,7 +102,7 @@ def test_a_store_that_ignores_conditional_writes_is_refused_before_any_write(s3_
     from s3_proxy import FaultyS3Proxy
 
     from synthclip_core.errors import StorageError
-    from synthclip_core.store import check_root_writable
+    from synthclip_core.storage.store import check_root_writable
 
     root = f"s3://{bucket}/runs"
     with FaultyS3Proxy(s3_server) as proxy:

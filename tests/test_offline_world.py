@@ -28,7 +28,7 @@ def _scores(run) -> dict[str, float]:
 
 def test_the_offline_run_learns_and_shuffled_pairs_fall_to_chance(offline_run, tmp_path, monkeypatch):
     from flows.pipeline import build_dataset
-    from synthclip_core.run import RunRef, load_run
+    from synthclip_core.runs.lifecycle import RunRef, load_run
     from synthclip_core.stages import shards
 
     run, _ = offline_run

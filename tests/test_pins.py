@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from synthclip_core.store import RunRef
+from synthclip_core.storage.store import RunRef
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 # -- 8. fingerprints cover what changes outputs: the inputs' content, pinned when a run begins -----
 
 def _pinned(cfg):
-    from synthclip_core.pins import pin
+    from synthclip_core.runs.pins import pin
 
     return pin(cfg)
 
@@ -62,8 +62,8 @@ DOWNSTREAM = {"captions", "balanced", "images", "shards", "train", "eval"}
 
 
 def test_what_changes_outputs_changes_the_fingerprint_and_what_does_not_leaves_it(micro_with_bank, hub_cache, tmp_path):
+    from synthclip_core.captioning.prompts import PromptTemplate, register_template
     from synthclip_core.fingerprint import model_identity
-    from synthclip_core.prompts import PromptTemplate, register_template
 
     cfg, bank = micro_with_bank
     pinned = _pinned(cfg)
@@ -105,7 +105,7 @@ def test_what_changes_outputs_changes_the_fingerprint_and_what_does_not_leaves_i
 
 def test_resume_refuses_a_changed_bank_and_loads_the_pinned_commit(micro_with_bank, hub_cache, tmp_path):
     from synthclip_core.errors import RunStateError
-    from synthclip_core.run import load_run, open_run
+    from synthclip_core.runs.lifecycle import load_run, open_run
 
     cfg, bank = micro_with_bank
     cfg = _with(cfg, "images", model="org/diffusion", revision=None)
@@ -123,9 +123,9 @@ def test_resume_refuses_a_changed_bank_and_loads_the_pinned_commit(micro_with_ba
 
 
 def test_a_continued_run_refuses_settings_that_change_its_outputs(micro_with_bank, tmp_path):
+    from synthclip_core.captioning.prompts import PromptTemplate, register_template
     from synthclip_core.errors import RunStateError
-    from synthclip_core.prompts import PromptTemplate, register_template
-    from synthclip_core.run import load_run, open_run
+    from synthclip_core.runs.lifecycle import load_run, open_run
 
     cfg, _ = micro_with_bank
     ref = RunRef(str(tmp_path / "root"), "r")

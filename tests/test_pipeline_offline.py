@@ -12,8 +12,8 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from synthclip_core.pipeline import STAGES
+from synthclip_core.runs.status import run_status
 from synthclip_core.stages.common import read_table
-from synthclip_core.stages.status import run_status
 
 
 def _table(run, stage):

@@ -14,9 +14,9 @@ import yaml
 from synthclip_core.config import ImagesConfig
 from synthclip_core.errors import ConfigError
 from synthclip_core.pipeline import config_from_dict
-from synthclip_core.renderers.diffusers_backend import DiffusersRenderer
-from synthclip_core.run import open_run
-from synthclip_core.store import RunRef
+from synthclip_core.rendering.diffusers_backend import DiffusersRenderer
+from synthclip_core.runs.lifecycle import open_run
+from synthclip_core.storage.store import RunRef
 from synthclip_core.tiny_models import build_tiny
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import yaml
 
 from synthclip_core.errors import ConfigError
 from synthclip_core.pipeline import config_from_dict, load_config
-from synthclip_core.planning import plan_run
-from synthclip_core.sizing import counts_for, load_rates, measured_rates, sized
+from synthclip_core.planning.estimates import plan_run
+from synthclip_core.planning.sizing import counts_for, load_rates, measured_rates, sized
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,8 +91,8 @@ def test_a_plan_with_a_runs_own_rates_predicts_its_counts(offline_run):
 
 
 def test_a_run_sized_by_target_keeps_its_counts_when_it_continues(tiny_models, tmp_path):
-    from synthclip_core.run import load_run, open_run
-    from synthclip_core.store import RunRef
+    from synthclip_core.runs.lifecycle import load_run, open_run
+    from synthclip_core.storage.store import RunRef
 
     cfg = _config("micro.yaml", target_pairs=40)
     run = open_run(cfg, RunRef(str(tmp_path), "sized"))

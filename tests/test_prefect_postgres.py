@@ -60,8 +60,8 @@ def test_prefect_server_on_postgres_runs_a_flow(postgres, tmp_path):
         script = (
             "import yaml\n"
             "from synthclip_core.pipeline import config_from_dict\n"
-            "from synthclip_core.run import open_run\n"
-            "from synthclip_core.store import RunRef\n"
+            "from synthclip_core.runs.lifecycle import open_run\n"
+            "from synthclip_core.storage.store import RunRef\n"
             "from flows.stages import concepts_flow\n"
             f"cfg = config_from_dict(yaml.safe_load(open('configs/micro.yaml')))\n"
             f"open_run(cfg, RunRef({str(tmp_path / 'runs')!r}, 'on-postgres'))\n"

@@ -1,11 +1,7 @@
 import pytest
 
+from synthclip_core.captioning.prompts import PromptTemplate, get_template, register_template
 from synthclip_core.errors import ConfigError
-from synthclip_core.prompts import (
-    PromptTemplate,
-    get_template,
-    register_template,
-)
 
 
 def test_paper_prompt_names_the_concept_and_constraints():

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 
 from synthclip_core.errors import ConfigError
-from synthclip_core.renderers import create_render_backend
-from synthclip_core.store import RunStore
+from synthclip_core.rendering.backends import create_render_backend
+from synthclip_core.storage.store import RunStore
 
 SETTINGS = {"steps": 2, "guidance_scale": 2.0, "eta": 0.0, "height": 64, "width": 64, "stored_size": 32, "jpeg_quality": 90}
 
@@ -43,8 +43,8 @@ def test_quality_guards_rerender_then_drop(tiny_models, tmp_path, how):
 
 def _render_partition(tmp_path: Path, settings: dict) -> dict:
     """One partition of three captions through the render processor, as an actor runs it."""
-    from synthclip_core.schemas import to_parquet_bytes
     from synthclip_core.stages.images import RenderWorker
+    from synthclip_core.storage.schemas import to_parquet_bytes
 
     store = RunStore(str(tmp_path / "root"), "guards")
     rows = [{"caption_id": f"c{i}", "concept_id": "x", "caption": "a cat", "matched_concept_ids": ["x"], "split": "train"}
@@ -151,7 +151,7 @@ def _copy_run(store: RunStore, root: Path):
     """A finished run copied under ``root``, to spoil without touching the shared one."""
     import shutil
 
-    from synthclip_core.run import RunRef, load_run
+    from synthclip_core.runs.lifecycle import RunRef, load_run
 
     shutil.copytree(store.path(), root / store.run_id)
     return load_run(RunRef(str(root), store.run_id))
@@ -182,7 +182,7 @@ def test_export_resumed_with_every_shard_committed_reads_no_image_partition(micr
 
 def test_shards_written_by_two_ray_tasks_are_the_same_bytes(offline_run, tmp_path):
     """``shards.num_workers: 2`` writes shard groups as Ray tasks: the same tars, stats, manifest and sizes."""
-    from synthclip_core.run import Run
+    from synthclip_core.runs.lifecycle import Run
     from synthclip_core.stages.shards import run_shards
 
     copied = _copy_run(offline_run[0].store, tmp_path)

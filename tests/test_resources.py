@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from synthclip_core.compute.resources import ClusterOffer, NodeGroup, PoolSpec, ensure_room, verdict, workers_fitting
 from synthclip_core.errors import ConfigError
 from synthclip_core.pipeline import config_from_dict
-from synthclip_core.resources import ClusterOffer, NodeGroup, PoolSpec, ensure_room, verdict, workers_fitting
-from synthclip_core.run import open_run
-from synthclip_core.store import RunRef
+from synthclip_core.runs.lifecycle import open_run
+from synthclip_core.storage.store import RunRef
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_NODE = {"CPU": 16.0, "GPU": 8.0, "memory": 1e11}
@@ -105,7 +105,7 @@ def test_a_custom_resource_no_node_offers(ray_local, tmp_path):
 
 
 def test_more_trainer_workers_than_the_cluster_hosts_stops_the_run_before_any_stage(ray_local, tmp_path):
-    from synthclip_core.preflight import check_cluster
+    from synthclip_core.runs.checks import check_cluster
 
     run = _run(tmp_path, "trainers", train={"num_workers": 4, "global_batch_size": 8})
     with pytest.raises(ConfigError, match=r"train: asks for 4 training worker\(s\) at once.*the cluster hosts 2"):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from synthclip_core.errors import RunStateError
-from synthclip_core.store import RunRef
+from synthclip_core.storage.store import RunRef
 
 MICRO = str(Path(__file__).resolve().parents[1] / "configs" / "micro.yaml")
 DATA_STAGES = ("concepts", "captions", "balanced", "images", "shards")
@@ -59,7 +59,7 @@ def _assert_no_credentials_anywhere(store) -> None:
 
 def test_resuming_with_another_config_is_refused(engine, tmp_path):
     from synthclip_core.pipeline import load_config
-    from synthclip_core.run import open_run
+    from synthclip_core.runs.lifecycle import open_run
 
     ref = RunRef(str(tmp_path), "refuse")
     cfg = load_config(MICRO)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from synthclip_core.pipeline import PIPELINE, STAGES, RunConfig, fingerprints, load_config
-from synthclip_core.store import RunRef
+from synthclip_core.storage.store import RunRef
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("synthclip_core", "tasks", "flows")
@@ -91,7 +91,7 @@ def test_stages_import_no_other_stage_and_libraries_import_no_stage():
     stage_modules = {f"synthclip_core.stages.{name}" for name in STAGES}
     for module in stage_modules:
         assert not (graph[module] & stage_modules), f"{module} imports {graph[module] & stage_modules}"
-    above = {m for m in graph if m.startswith("synthclip_core.stages")} | {"synthclip_core.run", "synthclip_core.pipeline"}
+    above = {m for m in graph if m.startswith("synthclip_core.stages")} | {"synthclip_core.runs.lifecycle", "synthclip_core.pipeline"}
     for module, imported in graph.items():
         if module.startswith(("synthclip_core.training", "synthclip_core.evaluation")):
             assert not (imported & above), f"the library module {module} imports {imported & above}"
@@ -185,7 +185,7 @@ def test_a_command_checks_the_run_once(offline_run, monkeypatch):
     from typer.testing import CliRunner
 
     import synthclip_core.pipeline as pipeline_module
-    import synthclip_core.run as run_module
+    import synthclip_core.runs.lifecycle as run_module
     from flows.cli import app
     from flows.pipeline import build_dataset
 
@@ -244,8 +244,8 @@ def _as_made_here(run_dir: Path) -> None:
 def test_a_layout_1_run_shows_its_status_and_continues(engine, layout_1):
     from flows.pipeline import pipeline
     from flows.stages import STAGE_FLOWS
-    from synthclip_core.run import load_run
-    from synthclip_core.stages.status import run_status
+    from synthclip_core.runs.lifecycle import load_run
+    from synthclip_core.runs.status import run_status
 
     run = load_run(RunRef(layout_1, "legacy-micro"))
     assert (run.kind, run.layout, run.config.balanced.threshold, run.config.images.model) == ("run", 1, 1, "tiny/sd")
@@ -266,7 +266,7 @@ def test_a_layout_1_run_shows_its_status_and_continues(engine, layout_1):
 def test_a_layout_1_job_loads_verifies_and_trains(engine, layout_1):
     from flows.pipeline import pipeline
     from synthclip_core.errors import RunStateError
-    from synthclip_core.run import load_run, open_run
+    from synthclip_core.runs.lifecycle import load_run, open_run
 
     ref = RunRef(layout_1, "legacy-job")
     job = load_run(ref, verify=True)  # its one layout-1 fingerprint, recomputed by this code

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from synthclip_core.errors import StorageError
-from synthclip_core.store import RunStore, check_root_writable
+from synthclip_core.storage.store import RunStore, check_root_writable
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -88,7 +88,7 @@ def test_racing_writers_with_different_bytes_leave_a_record_naming_the_file(stor
 def test_a_file_placed_by_a_killed_writer_is_adopted_not_replaced(store):
     """A writer killed between placing its file and creating its record leaves a complete file;
     the next writer commits those bytes as they are."""
-    from synthclip_core.schemas import table_from_rows, to_parquet_bytes
+    from synthclip_core.storage.schemas import table_from_rows, to_parquet_bytes
 
     def images(seed: int) -> bytes:  # a model output whose bytes may differ between writers (GPUs)
         return to_parquet_bytes(table_from_rows([{"image_id": f"i{seed}", "jpg": bytes([seed])}], "images"), "images")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
-from synthclip_core.caption_cleaning import clean_caption
-from synthclip_core.captioners import create_caption_backend
-from synthclip_core.prompts import SYNTHCLIP
-from synthclip_core.renderers import create_render_backend
+from synthclip_core.captioning.backends import create_caption_backend
+from synthclip_core.captioning.cleaning import clean_caption
+from synthclip_core.captioning.prompts import SYNTHCLIP
+from synthclip_core.rendering.backends import create_render_backend
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "presence_penalty": 1.0, "frequency_penalty": 1.0, "max_tokens": 32}
 

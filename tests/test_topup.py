@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import yaml
 
-from synthclip_core.closed_loop import coverage, report_table, round_requests, verdict
+from synthclip_core.curation.closed_loop import coverage, report_table, round_requests, verdict
 from synthclip_core.errors import ConfigError
 from synthclip_core.pipeline import config_from_dict, fingerprints
-from synthclip_core.run import new_run, open_run
+from synthclip_core.runs.lifecycle import new_run, open_run
 from synthclip_core.stages.topup import NAME, in_round, kept_part
-from synthclip_core.store import RunRef
+from synthclip_core.storage.store import RunRef
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,7 +127,7 @@ def test_a_resumed_loop_makes_the_same_bytes_from_any_point(looped, engine):
     """The looped run copied, less its loop's outputs from a cut on (a round stopped there), resumed."""
     import shutil
 
-    from synthclip_core.run import load_run
+    from synthclip_core.runs.lifecycle import load_run
 
     root, run, summary = looped
     store = run.store

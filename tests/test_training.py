@@ -27,9 +27,9 @@ from synthclip_core.config import TrainConfig
 from synthclip_core.evaluation.features import encode_images, zero_shot_classifier
 from synthclip_core.evaluation.metrics import topk_accuracy
 from synthclip_core.pipeline import config_from_dict
-from synthclip_core.run import open_run
+from synthclip_core.runs.lifecycle import open_run
 from synthclip_core.stages.stage import StageSummary
-from synthclip_core.store import RunRef
+from synthclip_core.storage.store import RunRef
 from synthclip_core.training import checkpoints, metrics
 from synthclip_core.training.data import RankBatches, epoch_loader
 from synthclip_core.training.fit import fit, fit_here, preflight

@@ -11,7 +11,7 @@ import pytest
 from commands import one_line_error, synthclip
 
 from synthclip_core.errors import ConfigError
-from synthclip_core.store import RunRef, RunStore
+from synthclip_core.storage.store import RunRef, RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_the_cli_refuses_an_escaping_run_id_before_writing(tmp_path):
 # -- 14 and 17. concept banks: lines are lines, a BOM is not a concept, bad banks are one line ------
 
 def test_a_txt_bank_splits_at_line_feeds_only_and_no_bank_keeps_a_bom(tmp_path):
-    from synthclip_core.concepts import load_bank
+    from synthclip_core.curation.concepts import load_bank
 
     txt = tmp_path / "bank.txt"
     txt.write_bytes("\ufefftench\r\ngold\x1efish\nsea\u2028lion\nnight\x85jar\n".encode("utf-8"))
@@ -195,7 +195,7 @@ def test_a_truncated_shard_whose_record_was_deleted_is_made_again(engine, tmp_pa
     import shutil
     import tarfile
 
-    from synthclip_core.run import load_run
+    from synthclip_core.runs.lifecycle import load_run
 
     shutil.copytree(REPO / "tests" / "fixtures" / "layout-1" / "legacy-micro", tmp_path / "legacy-micro")
     run = load_run(RunRef(str(tmp_path), "legacy-micro"))
@@ -241,7 +241,7 @@ def test_a_placed_model_output_is_adopted_when_whole_and_replaced_when_damaged(t
     ("metrics/step_000000008.jsonl", b'{"step": 1}\n{"step"'), ("curves.png", b"\x89PNG\r\n\x1a\n cut"),
 ])
 def test_every_checked_kind_refuses_a_damaged_file(name, damaged):
-    from synthclip_core.validation import problem
+    from synthclip_core.storage.validation import problem
 
     assert problem(name, damaged), name
 
@@ -356,9 +356,9 @@ def test_a_size_no_diffusers_pipeline_takes_is_refused_up_front(tmp_path):
 def test_the_same_error_on_the_first_partitions_stops_the_stage_once(engine, tmp_path, plugin, error):
     import yaml
 
-    from synthclip_core.actors import RepeatedFailure
+    from synthclip_core.compute.pool import RepeatedFailure
     from synthclip_core.pipeline import config_from_dict
-    from synthclip_core.run import open_run
+    from synthclip_core.runs.lifecycle import open_run
 
     data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
     data["images"]["backend"] = f"custom_renderers:{plugin}"
@@ -395,7 +395,7 @@ def test_resume_latest_orders_runs_by_when_the_store_committed_them(tmp_path):
     import time
 
     from synthclip_core.pipeline import load_config
-    from synthclip_core.run import open_run, unfinished_runs
+    from synthclip_core.runs.lifecycle import open_run, unfinished_runs
 
     cfg = load_config(REPO / "configs" / "micro.yaml")
     older = open_run(cfg, RunRef(str(tmp_path), "older"))
@@ -411,10 +411,10 @@ def test_resume_latest_orders_runs_by_when_the_store_committed_them(tmp_path):
 # -- 11. two commands creating one run at once, with different configs ---------------------------
 
 def test_the_command_that_loses_a_race_to_create_a_run_with_another_config_is_refused(tmp_path, monkeypatch):
-    import synthclip_core.run as run_module
+    import synthclip_core.runs.lifecycle as run_module
     from synthclip_core.errors import RunStateError
     from synthclip_core.pipeline import load_config
-    from synthclip_core.run import open_run
+    from synthclip_core.runs.lifecycle import open_run
 
     cfg = load_config(REPO / "configs" / "micro.yaml")
     other = cfg.model_copy(update={"captions": cfg.captions.model_copy(update={"temperature": 0.9})})

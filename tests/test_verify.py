@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from commands import synthclip
 
-from synthclip_core.store import RunStore
+from synthclip_core.storage.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 

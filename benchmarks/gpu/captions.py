@@ -12,8 +12,8 @@ def caption_part(shapes: dict, device: str, work: Path, budget: Budget) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from synthclip_core.captioners.transformers_backend import TransformersCaptioner
-    from synthclip_core.prompts import get_template
+    from synthclip_core.captioning.prompts import get_template
+    from synthclip_core.captioning.transformers_backend import TransformersCaptioner
     from synthclip_core.tiny_models.llm import CHAT_TEMPLATE, _train_tokenizer
 
     choice = next(((name, cfg) for (name, cfg), need in zip(shapes["llms"], shapes["llm_seconds"]) if budget.allows(need)), None)

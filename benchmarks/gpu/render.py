@@ -39,7 +39,7 @@ def render_part(shapes: dict, device: str, work: Path, budget: Budget) -> dict:
     import torch
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    from synthclip_core.renderers.diffusers_backend import DiffusersRenderer
+    from synthclip_core.rendering.diffusers_backend import DiffusersRenderer
 
     dtype = getattr(torch, shapes["dtype"])
     started = time.perf_counter()
@@ -92,7 +92,7 @@ def render_options(shapes: dict, device: str, work: Path, budget: Budget) -> dic
     import torch
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-    from synthclip_core.renderers.diffusers_backend import DiffusersRenderer
+    from synthclip_core.rendering.diffusers_backend import DiffusersRenderer
 
     if not (work / "sd").is_dir():
         return {"skipped": "the render part built no model"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Callable
 
-from .. import progress
+from ..compute import progress
 
 
 def pick_device(device: str | None = None) -> str:

@@ -21,7 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..balancing import (
+from ..compute.resources import PoolSpec
+from ..config import BalancedConfig
+from ..curation.balancing import (
     ConceptMatcher,
     expected_counts,
     first_occurrences,
@@ -31,11 +33,9 @@ from ..balancing import (
     split_of,
     text_hash,
 )
-from ..config import BalancedConfig
 from ..pictures import concept_histogram
-from ..resources import PoolSpec
-from ..schemas import SCHEMAS, read_where, table_from_rows, to_parquet_bytes
-from ..store import RunStore
+from ..storage.schemas import SCHEMAS, read_where, table_from_rows, to_parquet_bytes
+from ..storage.store import RunStore
 from .common import data_parts, input_ref, lineage, read_concepts, read_table, worker_info
 from .partitions import pending_jobs, run_jobs
 from .stage import Run, Stage, StageSummary

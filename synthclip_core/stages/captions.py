@@ -14,13 +14,13 @@ import time
 
 import pyarrow as pa
 
-from ..balancing import prepare_text
-from ..captioning import CaptionWriter, caption_settings
+from ..captioning.prompts import get_template
+from ..captioning.writer import CaptionWriter, caption_settings
 from ..config import CaptionsConfig
-from ..pins import scheme_of
-from ..prompts import get_template
-from ..schemas import to_parquet_bytes
-from ..store import RunStore
+from ..curation.balancing import prepare_text
+from ..runs.pins import scheme_of
+from ..storage.schemas import to_parquet_bytes
+from ..storage.store import RunStore
 from .common import data_parts, input_ref, lineage, read_concepts, read_table, worker_info
 from .partitions import committed_rows, mirrored_jobs, model_pool, run_jobs
 from .stage import Run, Stage, StageSummary, section_settings

@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from .. import __version__
-from ..schemas import from_parquet_bytes, read_where, table_from_rows, to_parquet_bytes
-from ..store import RunStore
+from ..storage.schemas import from_parquet_bytes, read_where, table_from_rows, to_parquet_bytes
+from ..storage.store import RunStore
 
 
 def part_name(index: int) -> str:
@@ -130,7 +130,7 @@ def output_index(store: RunStore, stage: str, outputs: list[str], suffix: str = 
 
 def read_rows(store: RunStore, stage: str, output: str, column: str, values: set[str], columns: list[str]) -> pa.Table:
     """The rows of a partition whose ``column`` is one of ``values``, reading the row groups that
-    hold them only (see :func:`synthclip_core.schemas.read_where`)."""
+    hold them only (see :func:`synthclip_core.storage.schemas.read_where`)."""
     with store.open(stage, output) as handle:
         return read_where(handle, stage, column, values, columns, where=f"{stage}/{output}")
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import time
 
-from ..concept_safety import blocklist_sha256, screen
-from ..concepts import ConceptBank, load_bank
 from ..config import ConceptsConfig, fingerprinted
+from ..curation.concepts import ConceptBank, load_bank
+from ..curation.safety import blocklist_sha256, screen
 from ..fingerprint import model_identity
-from ..pins import scheme_of
-from ..schemas import table_from_rows, to_parquet_bytes
+from ..runs.pins import scheme_of
+from ..storage.schemas import table_from_rows, to_parquet_bytes
 from .common import lineage, part_name, read_table
 from .stage import Run, Stage, StageSummary
 

@@ -21,14 +21,14 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import closed_loop
-from ..balancing import held_out_concepts
+from ..compute.resources import PoolSpec, ensure_room
 from ..config import EvalConfig
+from ..curation import closed_loop
+from ..curation.balancing import held_out_concepts
 from ..evaluation import coverage
 from ..evaluation.report import build_report, render_markdown
-from ..resources import PoolSpec, ensure_room
-from ..schemas import table_from_rows, to_parquet_bytes
-from ..store import RunRef
+from ..storage.schemas import table_from_rows, to_parquet_bytes
+from ..storage.store import RunRef
 from .common import data_parts, input_ref, lineage, read_concepts, read_rows, read_table
 from .stage import Run, Stage, StageSummary
 

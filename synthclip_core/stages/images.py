@@ -19,17 +19,17 @@ from collections import Counter
 
 from PIL import Image
 
-from .. import progress
+from ..compute import progress
 from ..config import ImagesConfig
 from ..errors import BackendError
 from ..fingerprint import model_identity, model_identity_of, model_label
 from ..ids import derive_seed, image_id
 from ..pictures import contact_sheet
-from ..pins import scheme_of
-from ..renderers import create_render_backend
-from ..renderers.scoring import ClipScorer
-from ..schemas import table_from_rows, to_parquet_bytes
-from ..store import RunStore
+from ..rendering.backends import create_render_backend
+from ..rendering.scoring import ClipScorer
+from ..runs.pins import scheme_of
+from ..storage.schemas import table_from_rows, to_parquet_bytes
+from ..storage.store import RunStore
 from ..tiny_models import resolve_model
 from .common import data_parts, lineage, read_table, worker_info
 from .partitions import committed_rows, model_pool, pending_jobs, run_jobs

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from ..actors import run_pool
-from ..resources import PoolSpec
+from ..compute.pool import run_pool
+from ..compute.resources import PoolSpec
 from .common import input_ref
 from .stage import Run, StageSummary
 

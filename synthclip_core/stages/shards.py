@@ -26,11 +26,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import webdataset as wds
 
-from .. import progress
+from ..compute import progress
+from ..compute.resources import PoolSpec
 from ..config import ShardsConfig
-from ..resources import PoolSpec
-from ..schemas import table_from_rows, to_parquet_bytes
-from ..store import RunRef, RunStore
+from ..storage.schemas import table_from_rows, to_parquet_bytes
+from ..storage.store import RunRef, RunStore
 from .common import MANIFEST, data_parts, input_ref, lineage, read_rows, write_manifest
 from .stage import Run, Stage, StageBlocked, StageSummary
 

@@ -12,11 +12,11 @@ from typing import Any, Callable, Protocol
 
 from pydantic import BaseModel
 
+from ..compute.resources import PoolSpec
 from ..config import ModelSection, fingerprinted
 from ..fingerprint import model_identity_of
-from ..pins import scheme_of
-from ..resources import PoolSpec
-from ..store import Completion, RunRef, RunStore
+from ..runs.pins import scheme_of
+from ..storage.store import Completion, RunRef, RunStore
 
 
 @dataclass
@@ -49,7 +49,7 @@ class StageBlocked(RuntimeError):
 
 
 class Run(Protocol):
-    """What a stage sees of a run: ``synthclip_core.run.Run`` is one. Stages depend on this, so
+    """What a stage sees of a run: ``synthclip_core.runs.lifecycle.Run`` is one. Stages depend on this, so
     they never import the module that opens runs (which imports them)."""
 
     @property

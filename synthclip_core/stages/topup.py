@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from ..balancing import ConceptMatcher, held_out_concepts, text_hash
-from ..captioning import CaptionWriter, caption_settings
-from ..closed_loop import coverage, round_requests, verdict
+from ..captioning.prompts import get_template
+from ..captioning.writer import CaptionWriter, caption_settings
 from ..config import TopupConfig
+from ..curation.balancing import ConceptMatcher, held_out_concepts, text_hash
+from ..curation.closed_loop import coverage, round_requests, verdict
 from ..pictures import gap_histogram
-from ..prompts import get_template
-from ..schemas import table_from_rows, to_parquet_bytes
-from ..store import RunStore
+from ..storage.schemas import table_from_rows, to_parquet_bytes
+from ..storage.store import RunStore
 from .common import data_parts, input_ref, lineage, read_table, worker_info
 from .partitions import model_pool, pending_jobs, run_jobs
 from .stage import Run, Stage, StageSummary, section_settings

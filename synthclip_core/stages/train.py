@@ -18,10 +18,10 @@ import logging
 import time
 
 from ..clip_models import model_config
+from ..compute.resources import PoolSpec
 from ..config import DataSource, TrainConfig
 from ..ids import check_run_id
-from ..resources import PoolSpec
-from ..store import RunStore
+from ..storage.store import RunStore
 from ..training import checkpoints, metrics, ray_jobs
 from ..training.curves import curves_png
 from ..training.fit import TrainingFailed, fit, preflight, trainer_pool

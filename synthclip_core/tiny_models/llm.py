@@ -12,7 +12,7 @@ import random
 import time
 from pathlib import Path
 
-from ..prompts import SYNTHCLIP
+from ..captioning.prompts import SYNTHCLIP
 from .world import SCENES
 
 CHAT_TEMPLATE = (

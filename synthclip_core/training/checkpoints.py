@@ -16,7 +16,7 @@ import logging
 import re
 
 from ..errors import UserError
-from ..store import RunStore
+from ..storage.store import RunStore
 
 log = logging.getLogger("synthclip.train")
 _NAME = re.compile(r"^checkpoints/(epoch|step)_(\d+)\.pt$")

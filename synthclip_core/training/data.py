@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from ..errors import SourceError
-from ..store import fs_options
+from ..storage.store import fs_options
 from .layout import EpochLayout, Piece, batches_before
 
 

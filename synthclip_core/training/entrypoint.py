@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_ray:
         fit_here(spec)
         return 0
-    from ..ray_runtime import ensure_ray
+    from ..compute.ray_runtime import ensure_ray
 
     ensure_ray()
     fit(spec, name=f"synthclip-{spec.run_ref.run_id}")

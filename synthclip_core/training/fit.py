@@ -12,8 +12,8 @@ import tempfile
 import threading
 from dataclasses import asdict
 
+from ..compute.resources import PoolSpec, ensure_room
 from ..config import TrainConfig
-from ..resources import PoolSpec, ensure_room
 from . import checkpoints
 from .layout import epoch_layout
 from .loop import UNREADABLE_DATA

@@ -17,7 +17,7 @@ import posixpath
 
 import fsspec
 
-from ..store import fs_options
+from ..storage.store import fs_options
 from .checkpoints import CheckpointMismatch
 from .sources import SourceError
 

@@ -14,8 +14,8 @@ import re
 import time
 from typing import Callable
 
-from .. import progress
-from ..store import RunStore
+from ..compute import progress
+from ..storage.store import RunStore
 
 log = logging.getLogger("synthclip.train")
 _CHUNK = re.compile(r"^metrics/step_(\d+)\.jsonl$")

@@ -20,7 +20,7 @@ from braceexpand import braceexpand
 
 from ..config import DataSource
 from ..errors import SourceError
-from ..store import fs_options
+from ..storage.store import fs_options
 
 log = logging.getLogger("synthclip.train")
 

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from ..config import TrainConfig
-from ..store import RunRef
+from ..storage.store import RunRef
 from .layout import SourceShards, epoch_samples
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 class Throughput(BaseModel):
@@ -64,7 +64,7 @@ BUILTIN = ("offline",)
 def load_rates(name: str) -> Rates:
     """A built-in rates file by name, or a JSON file."""
     if name in BUILTIN:
-        text = package_files.files("synthclip_core").joinpath("rates", f"{name}.json").read_text()
+        text = package_files.files("synthclip_core.planning").joinpath("rates", f"{name}.json").read_text()
     else:
         path = Path(name).expanduser()
         if not path.is_file():
@@ -89,7 +89,7 @@ def counts_for(target_pairs: int, bank_size: int, pairs_per_caption: float, limi
 
 def bank_concepts(cfg) -> int:
     """The concepts a config's bank holds for its shard, before ``concepts.limit`` (read whole)."""
-    from .concepts import load_bank
+    from ..curation.concepts import load_bank
 
     c = cfg.concepts
     return len(load_bank(c.source, c.column, None, cfg.seed, c.num_shards, c.shard_index).concepts)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .common import data_parts
-from .partitions import committed_rows
-from .stage import Run, Stage, StageBlocked
+from ..stages.common import data_parts
+from ..stages.partitions import committed_rows
+from ..stages.stage import Run, Stage, StageBlocked
 
 
 @dataclass

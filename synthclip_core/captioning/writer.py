@@ -12,14 +12,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from . import progress
-from .caption_cleaning import clean_caption
-from .captioners import create_caption_backend
-from .fingerprint import model_identity_of, model_label
-from .ids import caption_id, derive_seed
-from .pins import scheme_of
+from ..compute import progress
+from ..fingerprint import model_identity_of, model_label
+from ..ids import caption_id, derive_seed
+from ..runs.pins import scheme_of
+from ..tiny_models import resolve_model
+from .backends import create_caption_backend
+from .cleaning import clean_caption
 from .prompts import get_template
-from .tiny_models import resolve_model
 
 GENERATE_CHUNK = 4096  # prompts per backend call (rounded up to whole batches): progress moves between them
 

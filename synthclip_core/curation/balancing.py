@@ -16,7 +16,7 @@ import hashlib
 
 import numpy as np
 
-from .ids import unit_draw
+from ..ids import unit_draw
 
 MARKS = ",.;:?!`"
 

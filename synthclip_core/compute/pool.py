@@ -20,10 +20,10 @@ import socket
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from ..errors import BackendError, StorageError
+from ..storage.store import RunRef
 from . import progress
-from .errors import BackendError, StorageError
 from .resources import PoolSpec, ensure_room
-from .store import RunRef
 
 
 class PartitionWorker:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .resources import asks
+from ..compute.resources import asks
 from .sizing import Rates, load_rates, sized, train_share
 
 PUBLISHED_RENDER = {"height": 512, "width": 512, "steps": 50}  # the setting images_per_gpu_s is quoted at
@@ -70,7 +70,7 @@ def _topup_plan(cfg, concepts: int, captions_per_gpu_s: float) -> StagePlan:
 def plan_run(cfg, bank_size: int, rates: Rates | None = None, parameters: int | None = None) -> Plan:
     """The plan of a run of ``cfg`` over a bank of ``bank_size`` concepts. ``parameters``: the
     CLIP model's parameter count (for checkpoint bytes; counted on the meta device if not given)."""
-    from .pipeline import stages_for
+    from ..pipeline import stages_for
 
     rates = rates or load_rates(cfg.rates)
     cfg = sized(cfg, bank_size, rates)
@@ -142,7 +142,7 @@ def count_parameters(arch: str) -> int:
     import open_clip
     import torch
 
-    from .clip_models import register_model_configs
+    from ..clip_models import register_model_configs
 
     register_model_configs()
     quiet, logging.root.level = logging.root.level, logging.ERROR  # not "no pretrained weights loaded": none are wanted

@@ -13,8 +13,8 @@ import hashlib
 
 import fsspec
 
+from ..errors import ConfigError
 from .balancing import ConceptMatcher
-from .errors import ConfigError
 
 
 def read_blocklist(uri: str) -> list[str]:
@@ -59,7 +59,7 @@ def classify(texts: list[str], safety) -> list[str | None]:
     """Per text, ``classifier: LABEL SCORE`` where an unsafe label scores at least the threshold."""
     from transformers import pipeline
 
-    from .tiny_models import resolve_model
+    from ..tiny_models import resolve_model
 
     try:
         classifier = pipeline("text-classification", model=resolve_model(safety.classifier), top_k=None, device="cpu")

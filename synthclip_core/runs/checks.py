@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
-from .concepts import load_bank
-from .errors import ConfigError
-from .resources import ClusterOffer, check
-from .stages import train
-from .stages.stage import Run
-from .store import check_root_writable
+from ..compute.resources import ClusterOffer, check
+from ..curation.concepts import load_bank
+from ..errors import ConfigError
+from ..stages import train
+from ..stages.stage import Run
+from ..storage.store import check_root_writable
 
 
 def preflight(run: Run) -> None:

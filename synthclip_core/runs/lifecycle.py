@@ -20,14 +20,15 @@ from functools import cached_property
 
 import fsspec
 
-from . import legacy, pins
-from .config import JobConfig, differences, job_config_from_dict
-from .errors import RunStateError, UserError
-from .pipeline import RunConfig, config_from_dict, fingerprints, stages_for, versions
-from .preflight import preflight
-from .stages.common import code_version
-from .stages.stage import Stage, StageBlocked, StageSummary
-from .store import COMMITS, Completion, RunRef, RunStore
+from .. import legacy
+from ..config import JobConfig, differences, job_config_from_dict
+from ..errors import RunStateError, UserError
+from ..pipeline import RunConfig, config_from_dict, fingerprints, stages_for, versions
+from ..stages.common import code_version
+from ..stages.stage import Stage, StageBlocked, StageSummary
+from ..storage.store import COMMITS, Completion, RunRef, RunStore
+from . import pins
+from .checks import preflight
 
 DEFAULT_ROOT_ENV = "SYNTHCLIP_ROOT"
 RUN_FILE = "run.json"

@@ -19,7 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import placing, progress, validation
+from ..compute import progress
+from . import placing, validation
 from .store import COMMITS, COMPLETE, DAMAGED, FAILURES, LIVE, RunStore
 
 PROGRESS = "verify"  # the progress events' stage name

@@ -19,8 +19,8 @@ import os
 import re
 from pathlib import Path
 
-from .errors import ConfigError, RunStateError
-from .sizing import sized
+from ..errors import ConfigError, RunStateError
+from ..planning.sizing import sized
 
 SCHEME = 2
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -80,7 +80,7 @@ def check(run) -> None:
 def bank_sha256(cfg) -> str:
     """The sha256 of the concepts the stage will write (after normalisation, sharding and sampling),
     one per line: what the bank means to the run, not its file's bytes or format."""
-    from .concepts import load_bank
+    from ..curation.concepts import load_bank
 
     c = cfg.concepts
     bank = load_bank(c.source, c.column, c.limit, cfg.seed, c.num_shards, c.shard_index)
@@ -91,7 +91,7 @@ def resolve_commit(field: str, model: str, revision: str | None) -> str | None:
     """The hub commit a model's revision names now; None for a model that is not on the hub (a
     local path or a built-in tiny model, identified by content instead). Online the hub answers;
     offline (``HF_HUB_OFFLINE``) the local cache's ``refs/`` does."""
-    from .tiny_models import resolve_model
+    from ..tiny_models import resolve_model
 
     if os.path.exists(resolve_model(model)) or model.startswith(("/", "./", "../", "~", "file://")):
         return None

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..errors import RunStateError
 from . import image_columns
-from .errors import RunStateError
 
 _KEY = b"synthclip.schema"
 
@@ -33,7 +33,7 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("raw", pa.string()),  # the model's whole answer, kept for audits
         ("tokens", pa.int32()),  # generated tokens
         ("caption", pa.string()),  # "" when rejected (dropped by balancing)
-        ("reject_reason", pa.string()),  # null when kept; see synthclip_core.caption_cleaning
+        ("reject_reason", pa.string()),  # null when kept; see synthclip_core.captioning.cleaning
         ("fixes", pa.list_(pa.string())),
     ])),
     "caption_coverage": (1, pa.schema([

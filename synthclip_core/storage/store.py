@@ -32,9 +32,9 @@ from typing import Any, Iterator
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from ..errors import StorageError
+from ..ids import check_run_id
 from . import placing, validation
-from .errors import StorageError
-from .ids import check_run_id
 
 log = logging.getLogger("synthclip.store")
 COMMITS = "_commits"

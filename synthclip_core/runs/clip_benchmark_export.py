@@ -15,14 +15,14 @@ from typing import Callable
 
 from PIL import Image
 
-from .config import EvalDataset
-from .evaluation import clip_benchmark as layout
-from .evaluation.datasets import load_captioned, load_labelled
-from .evaluation.features import read_image
-from .evaluation.templates import load_templates
-from .stages.common import read_concepts
-from .stages.eval import HELDOUT, held_out_parts, held_out_rows, held_out_templates
-from .stages.stage import Run
+from ..config import EvalDataset
+from ..evaluation import clip_benchmark as layout
+from ..evaluation.datasets import load_captioned, load_labelled
+from ..evaluation.features import read_image
+from ..evaluation.templates import load_templates
+from ..stages.common import read_concepts
+from ..stages.eval import HELDOUT, held_out_parts, held_out_rows, held_out_templates
+from ..stages.stage import Run
 
 Advance = Callable[[str, int, int], None]  # (dataset, done, total): image partitions, or a benchmark's samples
 

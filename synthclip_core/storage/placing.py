@@ -17,7 +17,7 @@ import re
 import time
 import uuid
 
-from .errors import StorageError
+from ..errors import StorageError
 
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import fsspec
 import pyarrow as pa
 
-from .errors import ConceptBankError
-from .ids import concept_id, unit_draw
+from ..errors import ConceptBankError
+from ..ids import concept_id, unit_draw
 
 BUILTIN_PREFIX = "builtin:"
 MAX_CONCEPT_CHARS = 200  # MetaCLIP's longest entries (Wikipedia titles) stay well below this

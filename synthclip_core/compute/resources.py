@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger("synthclip.resources")
 SCALE_UP_WAIT_S = float(os.environ.get("SYNTHCLIP_SCALE_UP_WAIT_S", 1800))  # how long to wait for an autoscaler

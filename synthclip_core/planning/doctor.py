@@ -90,7 +90,7 @@ def _vllm(cfg) -> Check:
 
 
 def _hub(field: str, section) -> Check:
-    from .tiny_models import resolve_model
+    from ..tiny_models import resolve_model
 
     model = section.model
     if os.path.exists(resolve_model(model)) or model.startswith(("/", "./", "../", "~", "file://", "tiny/")):
@@ -115,7 +115,7 @@ def _hub(field: str, section) -> Check:
 def _disk(cfg, root: str, bank_size: int | None) -> Check:
     if "://" in root and not root.startswith("file://"):
         return Check("disk", "skip", f"the root {root} is an object store")
-    from .planning import plan_run
+    from .estimates import plan_run
 
     where = Path(root.removeprefix("file://")).expanduser().resolve()
     existing = next(p for p in (where, *where.parents) if p.exists())
@@ -135,8 +135,8 @@ def _disk(cfg, root: str, bank_size: int | None) -> Check:
 def _cluster(cfg) -> list[Check]:
     """Each stage's pools against the Ray the run would use: the cluster at RAY_ADDRESS, or a
     local Ray of this machine's CPUs and GPUs (not started: the same count a run's would have)."""
-    from .pipeline import stages_for
-    from .resources import ClusterOffer, shortfall, verdict
+    from ..compute.resources import ClusterOffer, shortfall, verdict
+    from ..pipeline import stages_for
 
     if os.environ.get("RAY_ADDRESS"):
         import ray

@@ -1,0 +1,1 @@
+"""Captioning: prompt templates, caption backends (vLLM, transformers, plug-ins), the writer and its clean-up."""

@@ -1,0 +1,1 @@
+"""Compute: Ray actor pools and tasks, what they ask of a cluster, and progress from long work."""

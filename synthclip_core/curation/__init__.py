@@ -1,0 +1,1 @@
+"""Curation: the concept bank and its safety screen, MetaCLIP balancing and the closed loop's rules."""

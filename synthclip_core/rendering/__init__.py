@@ -1,0 +1,1 @@
+"""Rendering: text-to-image backends (diffusers, plug-ins), model-family presets and the best-of-k scorer."""

@@ -1,0 +1,1 @@
+"""Runs: opening, continuing and forking them, what they pin, the checks before work, status, and lineage events."""
