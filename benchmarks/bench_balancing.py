@@ -22,6 +22,7 @@ import pyarrow as pa
 from benchmarks.results_file import record
 from synthclip_core.curation.balancing import ConceptMatcher, prepare_text
 from synthclip_core.ids import caption_id, concept_id
+from synthclip_core.stages.executor import execute
 
 SYLLABLES = ["ka", "lo", "mi", "tu", "ra", "ne", "so", "vi", "da", "pe", "zu", "ho", "ri", "ga", "fe", "no"]
 FILLER = ["a", "the", "on", "in", "with", "near", "of", "bright", "small", "photo", "scene", "under", "sky"]
@@ -79,6 +80,7 @@ def stage_throughput(captions: list[str], bank: list[str], workers: int, partiti
     from synthclip_core.compute.ray_runtime import ensure_ray
     from synthclip_core.pipeline import config_from_dict
     from synthclip_core.runs.lifecycle import open_run
+    from synthclip_core.stages.executor import complete
     from synthclip_core.stages.stage import StageSummary
     from synthclip_core.storage.schemas import to_parquet_bytes
     from synthclip_core.storage.store import RunRef
@@ -90,9 +92,9 @@ def stage_throughput(captions: list[str], bank: list[str], workers: int, partiti
             handle.write("\n".join(bank))
         data = yaml.safe_load(open("configs/micro.yaml"))
         data["concepts"] = {"source": bank_path, "per_partition": -(-len(bank) // partitions)}
-        data["balanced"] = {"threshold": 20, "num_workers": workers, "eval_fraction": 0.001}
+        data["balanced"] = {"threshold": 20, "num_actors": workers, "eval_fraction": 0.001}
         run = open_run(config_from_dict(data), RunRef(root, f"bench-{workers}"))
-        run.stage("concepts").run(run)
+        execute(run, "concepts")
         per = -(-len(captions) // partitions)
         cid = concept_id(bank[0])
         for p in range(partitions):
@@ -105,9 +107,9 @@ def stage_throughput(captions: list[str], bank: list[str], workers: int, partiti
                 "reject_reason": [None] * n, "fixes": [[]] * n,
             })
             run.store.commit("captions", f"part-{p:05d}.parquet", to_parquet_bytes(table, "captions"))
-        run.complete(StageSummary("captions"), [f"part-{p:05d}.parquet" for p in range(partitions)])
+        complete(run, StageSummary("captions", outputs=[f"part-{p:05d}.parquet" for p in range(partitions)]))
         start = time.perf_counter()
-        run.stage("balanced").run(run)
+        execute(run, "balanced")
         return len(captions) / (time.perf_counter() - start)
 
 

@@ -27,7 +27,7 @@ from benchmarks.bench_overhead import REPO, busy_span, forget, platform_seconds,
 from benchmarks.results_file import record
 
 COUNTS = (2, 4, 8, 16)
-KNOBS = {"captions": {"concepts.per_partition": 40}, "images": {"render.captions_per_partition": 40}}
+KNOBS = {"captions": {"concepts.per_partition": 40}, "images": {"images.captions_per_partition": 40}}
 PLOT = REPO / "docs" / "performance-growth.png"
 
 
@@ -43,7 +43,7 @@ def line_fit(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
 
 
 def measure(root: str, stage: str, actors: int) -> dict:
-    knobs = {**KNOBS[stage], "captions.num_actors": actors, "render.num_actors": actors}
+    knobs = {**KNOBS[stage], "captions.num_actors": actors, "images.num_actors": actors}
     run = prepare(root, stage, max(COUNTS), knobs, f"-growth-{actors}")
     total = len(forget(run, stage))
     platform_seconds(run, stage)  # warm-up

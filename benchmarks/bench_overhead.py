@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from benchmarks.results_file import record
+from synthclip_core.stages.executor import execute
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -70,7 +71,7 @@ def prepare(root: str, stage: str, partitions: int, knobs: dict, suffix: str = "
 
     run = open_run(make_config(stage, partitions, knobs), RunRef(root, f"{stage}-{partitions}{suffix}"))
     for upstream in ("concepts", "captions", "balanced")[: 1 if stage == "captions" else 3]:
-        assert run.stage(upstream).run(run).ok
+        assert execute(run, upstream).ok
     return run
 
 
@@ -117,7 +118,7 @@ def cpu_seconds_by_process() -> dict[int, tuple[str, float]]:
         fields = stat.rsplit(")", 1)[1].split()
         seconds = (int(fields[11]) + int(fields[12])) / tick
         pid = int(entry)
-        kind = ("driver" if pid == os.getpid() else "actor" if "Worker" in cmd and "ray::" in cmd
+        kind = ("driver" if pid == os.getpid() else "actor" if "PoolActor" in cmd and "ray::" in cmd
                 else "prefect server" if "prefect" in cmd or "uvicorn" in cmd
                 else "ray processes" if "ray" in cmd else "other")
         out[pid] = (kind, seconds)
@@ -142,16 +143,16 @@ def plain_loop(run, stage: str) -> list[float]:
     import torch
 
     from synthclip_core.ids import derive_seed
-    from synthclip_core.stages.common import read_table
+    from synthclip_core.storage.tables import read_table
 
     torch.set_num_threads(1)
     store = run.store
     if stage == "captions":
         from synthclip_core.captioning.prompts import get_template
-        from synthclip_core.stages.captions import CaptionWorker, worker_settings
+        from synthclip_core.captioning.writer import CaptionWriter, caption_settings
 
-        settings = worker_settings(run)
-        backend, template = CaptionWorker(settings).backend, get_template(settings["template"])
+        settings = caption_settings(run.config)
+        backend, template = CaptionWriter(settings).backend, get_template(settings["template"])
         jobs = []
         for part in sorted(o for o in store.committed("concepts") if o.startswith("part-")):
             rows = [(c["concept"], derive_seed(settings["seed"], c["concept_id"], i))
@@ -161,10 +162,10 @@ def plain_loop(run, stage: str) -> list[float]:
         def work(job):
             backend.generate(job[0], job[1], settings["sampling"])
     else:
-        from synthclip_core.stages.images import RenderWorker, caption_records, render_parts, worker_settings
+        from synthclip_core.stages.images import RenderWork, caption_records, render_parts, render_settings
 
-        settings = worker_settings(run)
-        backend = RenderWorker(settings).backend
+        settings = render_settings(run.config)
+        backend = RenderWork(settings, store).backend
         jobs = []
         for _, stage, source, part in render_parts(run, caption_records(run)):
             rows = read_table(store, stage, source, "balanced").slice(part["offset"], part["length"]).to_pylist()
@@ -186,7 +187,7 @@ def plain_loop(run, stage: str) -> list[float]:
 
 def produced(run, stage: str) -> tuple[int, int]:
     """Rows (captions or images) and generated tokens (captions) in the stage's committed partitions."""
-    from synthclip_core.stages.common import read_table
+    from synthclip_core.storage.tables import read_table
 
     rows = tokens = 0
     for output in sorted(o for o in run.store.committed(stage) if o.startswith("part-")):
@@ -239,7 +240,7 @@ def measure(stage: str, label: str, partitions: int, knobs: dict, repeats: int) 
                 neighbour.kill()
         scaling = None
         if label == "large":  # growth with workers: the same stage on a pool of two actors
-            run2 = prepare(root, stage, partitions, {**knobs, "captions.num_actors": 2, "render.num_actors": 2}, "-2")
+            run2 = prepare(root, stage, partitions, {**knobs, "captions.num_actors": 2, "images.num_actors": 2}, "-2")
             times = []
             for _ in range(repeats):
                 forget(run2, stage)

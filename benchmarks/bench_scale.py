@@ -36,6 +36,8 @@ import threading
 import time
 from pathlib import Path
 
+from synthclip_core.stages.executor import execute
+
 REPO = Path(__file__).resolve().parents[1]
 PLOT = REPO / "docs" / "performance-scale.png"
 FULL_CONCEPTS = 500_000
@@ -56,11 +58,11 @@ def run_config(bank: str, concepts: int) -> dict:
         "concepts": {"source": bank, "per_partition": CONCEPTS_PER_PARTITION},
         "captions": {"backend": "benchmarks.rehearsal_backends:EchoCaptioner", "model": "tiny/llm", "num_gpus": 0,
                      "num_actors": 2, "per_concept": 2, "max_tokens": 24, "batch_size": 256},
-        "balanced": {"threshold": 1_000_000, "eval_fraction": 0.001, "num_workers": 2},
+        "balanced": {"threshold": 1_000_000, "eval_fraction": 0.001, "num_actors": 2},
         "images": {"backend": "benchmarks.rehearsal_backends:PixelRenderer", "model": "tiny/sd", "num_gpus": 0,
                    "num_actors": 2, "steps": 1, "height": 64, "width": 64, "stored_size": 8, "batch_size": 20,
                    "captions_per_partition": CAPTIONS_PER_RENDER_PARTITION},
-        "shards": {"samples_per_shard": SAMPLES_PER_SHARD, "num_workers": 2},
+        "shards": {"samples_per_shard": SAMPLES_PER_SHARD, "num_tasks": 2},
         "train": {"model": "SynthCLIP-Tiny", "epochs": 1, "global_batch_size": 8, "samples_per_epoch": 64,
                   "warmup_epochs": 0, "loader_workers": 0, "log_every_steps": 1},
         "eval": {"templates": "simple", "batch_size": 256},
@@ -91,12 +93,12 @@ def _step(name: str, root: str, run_id: str) -> dict:
     ensure_ray(num_cpus=2)
     stage = {"shards_1_worker": "shards", "train_start": "train"}.get(name, name)
     if name == "shards_1_worker":
-        run = _with(run, shards={"num_workers": 1})
+        run = _with(run, shards={"num_tasks": 1})
     first_step: list[float] = []
     started = time.perf_counter()
     if name == "train_start":
         threading.Thread(target=_watch_first_step, args=(run, started, first_step), daemon=True).start()
-    run.stage(stage).run(run)
+    execute(run, stage)
     out = {"seconds": time.perf_counter() - started}
     if name == "train_start":
         out = {"seconds": first_step[0] if first_step else out["seconds"], "whole_training_s": out["seconds"]}

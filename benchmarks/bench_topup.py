@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from synthclip_core.stages.executor import execute
+
 
 def config(bank: str) -> dict:
     return {
@@ -26,7 +28,7 @@ def config(bank: str) -> dict:
         "concepts": {"source": bank, "per_partition": 1000},
         "captions": {"backend": "benchmarks.rehearsal_backends:LeakyCaptioner", "model": "tiny/llm", "num_gpus": 0,
                      "num_actors": 2, "per_concept": 2, "max_tokens": 24, "batch_size": 1024},
-        "balanced": {"threshold": 4, "eval_fraction": 0.001, "num_workers": 2},
+        "balanced": {"threshold": 4, "eval_fraction": 0.001, "num_actors": 2},
         "topup": {"target": 2, "max_rounds": 3, "oversample": 1.5, "per_partition": 20000},
         "images": {"model": "tiny/sd", "num_gpus": 0},
         "train": {"model": "SynthCLIP-Tiny", "epochs": 1, "global_batch_size": 8},
@@ -48,7 +50,7 @@ def main(concepts: int = 500_000, root: str | None = None) -> dict:
     seconds = {}
     for name in ("concepts", "captions", "balanced", "topup"):
         started = time.perf_counter()
-        summary = run.stage(name).run(run)
+        summary = execute(run, name)
         seconds[name] = round(time.perf_counter() - started, 1)
     notes = summary.notes
     first = 2 * concepts

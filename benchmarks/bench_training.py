@@ -58,9 +58,9 @@ def make_shards(directory: Path, samples: int, per_shard: int, side: int = 64) -
 
 def ours(shards: list, root: str, batch: int, epochs: int, loaders: int, run_id: str) -> list[float]:
     from synthclip_core.clip_models import model_config
-    from synthclip_core.config import TrainConfig
     from synthclip_core.storage.store import RunRef
     from synthclip_core.training import metrics
+    from synthclip_core.training.config import TrainConfig
     from synthclip_core.training.fit import fit
     from synthclip_core.training.spec import TrainSpec
 

@@ -98,11 +98,10 @@ def resume(
 ) -> None:
     """Recompute what is missing or failed in RUN_ID, stage by stage."""
     with handled(debug):
-        from synthclip_core.runs.lifecycle import default_root, load_run
-        from synthclip_core.storage.store import RunRef, check_root_writable
+        from synthclip_core.runs.lifecycle import continue_run, default_root
+        from synthclip_core.storage.store import RunRef
 
-        run = load_run(RunRef(root or default_root(), run_id), verify=True)
-        check_root_writable(run.ref.root)  # before any flow starts: a store that refuses writes is one line
+        run = continue_run(RunRef(root or default_root(), run_id))  # before any flow starts: one line for what is wrong
         from flows.pipeline import pipeline
 
         with progress_bars():
@@ -210,7 +209,7 @@ def train_cmd(
 ) -> None:
     """Train on real or mixed sources (a job beside the runs), then evaluate on eval.datasets."""
     with handled(debug):
-        from synthclip_core.config import load_job_config
+        from synthclip_core.pipeline import load_job_config
 
         _run_job_cli(load_job_config(config), job_id, root)
 

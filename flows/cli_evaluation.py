@@ -30,8 +30,8 @@ def eval_checkpoint(
     with handled(debug):
         import posixpath
 
-        from synthclip_core.config import EvalDataset
         from synthclip_core.errors import ConfigError
+        from synthclip_core.evaluation.config import EvalDataset
 
         try:
             dataset = EvalDataset(name=name or posixpath.basename(data.rstrip("/")) or data, task=task, path=data,
@@ -83,9 +83,9 @@ def compare(
         import yaml
 
         from flows.jobs import resolve_model
-        from synthclip_core.config import EvalDataset
         from synthclip_core.errors import ConfigError
         from synthclip_core.evaluation.benchmarks import check_dataset
+        from synthclip_core.evaluation.config import EvalDataset
         from synthclip_core.runs.lifecycle import default_root
 
         pairs = [m.split("=", 1) for m in models]

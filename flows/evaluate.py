@@ -6,7 +6,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from synthclip_core.config import EvalDataset
+from synthclip_core.evaluation.config import EvalDataset
 from synthclip_core.evaluation.external import evaluate_checkpoint as evaluate
 from synthclip_core.evaluation.report import render_markdown
 

@@ -14,10 +14,11 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from synthclip_core.config import EvalDataset, JobConfig, load_job_config
 from synthclip_core.errors import ConfigError
 from synthclip_core.evaluation.compare import NO_PROVENANCE, provenance
+from synthclip_core.evaluation.config import EvalDataset
 from synthclip_core.ids import check_run_id
+from synthclip_core.pipeline import JobConfig, load_job_config
 from synthclip_core.runs.lifecycle import default_run_id, load_run, open_run
 from synthclip_core.stages.train import training_summary
 from synthclip_core.storage.store import RunRef

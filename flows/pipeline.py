@@ -11,8 +11,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from synthclip_core.pipeline import load_config
-from synthclip_core.runs.lifecycle import default_root, load_run, open_run, unfinished_runs
-from synthclip_core.storage.store import RunRef, check_root_writable
+from synthclip_core.runs.lifecycle import continue_run, default_root, load_run, open_run, unfinished_runs
+from synthclip_core.storage.store import RunRef
 from tasks.failures import fails_cleanly
 
 from .run_tags import tag_flow_run
@@ -58,9 +58,7 @@ def build_dataset(config: str = "configs/offline.yaml", run_id: str | None = Non
 @fails_cleanly
 def resume_run(run_id: str, root: str | None = None) -> dict:
     """Continue a run: recompute only outputs that are missing or failed, stage by stage."""
-    run = load_run(RunRef(root or default_root(), run_id), verify=True)
-    check_root_writable(run.ref.root)
-    return run_stages(run)
+    return run_stages(continue_run(RunRef(root or default_root(), run_id)))
 
 
 @flow(name="resume-latest", flow_run_name="resume the latest unfinished run")

@@ -12,9 +12,9 @@ from prefect import Flow, flow, tags
 from prefect.runtime import flow_run
 
 from synthclip_core.pipeline import PIPELINE
-from synthclip_core.runs.lifecycle import Run, default_root, load_run
+from synthclip_core.runs.lifecycle import Run, continue_run, default_root
 from synthclip_core.stages.stage import Stage
-from synthclip_core.storage.store import RunRef, check_root_writable
+from synthclip_core.storage.store import RunRef
 from tasks.failures import StageFailed, fails_cleanly
 from tasks.stage_task import run_stage_task
 
@@ -30,7 +30,7 @@ def stage_flow(stage: Stage) -> Flow:
     def run_one(run_id: str, root: str | None = None) -> dict:
         ref = RunRef(root or default_root(), run_id)
         if flow_run.get_parent_flow_run_id() is None:  # on its own (a deployment): checked as `resume` checks
-            check_root_writable(load_run(ref, verify=True).ref.root)
+            continue_run(ref)
         # the stage's task, tagged with the run and stage; a failed output fails the task and the flow
         with tags(f"run:{run_id}", f"stage:{stage.name}"):
             return run_stage_task(stage.name, ref.as_dict())

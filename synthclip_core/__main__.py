@@ -20,16 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 
-    from .compute.ray_runtime import ensure_ray
-    from .runs.checks import check_cluster
-    from .runs.lifecycle import load_run
+    from .runs.execution import execute_stage
     from .storage.store import RunRef
 
-    run = load_run(RunRef(args.root, args.run_id))
-    if run.stage(args.stage).uses_ray(run.config):
-        ensure_ray()
-        check_cluster(run)
-    print(run.stage(args.stage).run(run).line(), flush=True)
+    print(execute_stage(RunRef(args.root, args.run_id), args.stage).line(), flush=True)
     return 0
 
 

@@ -1,22 +1,25 @@
-"""The pipeline: the stages in order, and the run config they make up. Flows, deployments,
-status, fingerprints and the CLI read this list and nothing else, so adding a stage is one module
-under ``stages/`` and one line here (docs/architecture.md, "Adding a stage").
+"""The pipeline: the stages in order, and the configs they make up. Flows, deployments, status,
+fingerprints, plans, checks and the CLI read this list and nothing else, so adding a stage is one
+module under ``stages/`` and one line here (docs/architecture.md, "Adding a stage").
 
 A synthetic run has every stage, each configured by its section of :data:`RunConfig` (named as
-the stage is); a training job (``JobConfig``) has ``train`` and ``eval`` only.
+the stage is); a training job (:class:`JobConfig`) has ``train`` and ``eval`` only.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import Field, create_model
+from pydantic import Field, create_model, model_validator
 
-from .config import RunSettings, read_yaml, validate
+from . import legacy
+from .config import RunSettings, Section, read_yaml, validate
+from .evaluation.config import EvalConfig
 from .fingerprint import stable_hash
 from .stages import balanced, captions, concepts, eval, images, shards, topup, train
 from .stages.stage import Stage
+from .training.config import TrainConfig
 
 PIPELINE: tuple[Stage, ...] = (
     concepts.STAGE,
@@ -47,13 +50,44 @@ RunConfig = create_model(
 RunConfig.__doc__ = "A synthetic run: its name, seed and root, and one section per stage, named as the stage is."
 
 
+class JobConfig(Section):
+    """A training job outside a synthetic run: fine-tuning, or training on mixed or real sources."""
+
+    stages: ClassVar[tuple[str, ...]] = ("train", "eval")  # a job has these stages of the pipeline only
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Preset name; the default job id starts with it.")
+    seed: int = Field(0, ge=0, description="Seeds the data order, crops and (without init_from) the initial weights.")
+    root: str = Field("runs", description="Storage root (any fsspec URI); the job lives in ROOT/JOB_ID beside the runs.")
+    fingerprint_scheme: int | None = Field(None, description="How this job's fingerprints are computed; pinned when it "
+                                           "begins (runs/pins.py).")
+    train: TrainConfig = Field(..., description="Training; train.sources must name at least one source.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Benchmarks evaluated on the final checkpoint.")
+
+    @model_validator(mode="after")
+    def _has_sources(self) -> "JobConfig":
+        if not self.train.sources:
+            raise ValueError("train.sources: a training job needs at least one source")
+        if any(s.uri == "run" for s in self.train.sources):
+            raise ValueError("train.sources: 'run' means a run's own shards; in a job name the run: run:RUN_ID")
+        return self
+
+
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a YAML preset; any problem is a ConfigError naming the file and field."""
     return config_from_dict(*read_yaml(path))
 
 
 def config_from_dict(data: Any, source: str = "<config>") -> RunConfig:
-    return validate(RunConfig, data, source)
+    return validate(RunConfig, legacy.current_names(data, source), source)
+
+
+def load_job_config(path: str | Path) -> JobConfig:
+    """Read and validate a training job's YAML (see configs/finetune-*.yaml)."""
+    return job_config_from_dict(*read_yaml(path))
+
+
+def job_config_from_dict(data: Any, source: str = "<config>") -> JobConfig:
+    return validate(JobConfig, legacy.current_names(data, source), source)
 
 
 def stages_for(cfg) -> tuple[Stage, ...]:

@@ -12,7 +12,6 @@ import logging
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import asdict
 
 from prefect import get_run_logger, task
 from prefect.artifacts import (
@@ -24,9 +23,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NONE
 
 from synthclip_core.compute import progress
-from synthclip_core.compute.ray_runtime import ensure_ray
-from synthclip_core.runs import lineage_events
-from synthclip_core.runs.checks import check_cluster
+from synthclip_core.runs.execution import execute_stage
 from synthclip_core.runs.lifecycle import load_run
 from synthclip_core.runs.status import partition_table
 from synthclip_core.storage.store import RunRef
@@ -82,11 +79,8 @@ def run_stage_task(stage: str, ref: dict) -> dict:
     """Run (or finish) one stage of a run or training job; outputs already committed are skipped."""
     logger = get_run_logger()
     run = load_run(RunRef(**ref))
-    if run.stage(stage).uses_ray(run.config):
-        ensure_ray()
-        check_cluster(run)
-    with _prefect_progress(stage), _core_logs_to(logger), lineage_events.stage_call(run, stage) as call:
-        summary = call.summary = run.stage(stage).run(run)
+    with _prefect_progress(stage), _core_logs_to(logger):
+        summary = execute_stage(run, stage)
     logger.info(summary.line())
     # a job's artifacts read "job train summary", "job eval report", so they never mix with a run's
     kind = "" if run.kind == "run" else f"{run.kind} "
@@ -98,7 +92,7 @@ def run_stage_task(stage: str, ref: dict) -> dict:
         raise StageFailed(
             f"{stage}: {len(summary.failures)} output(s) failed, e.g. {first[0]}: {first[1]}; "
             f"fix the cause and run `synthclip resume {run.ref.run_id} --root {run.ref.root}`")
-    return asdict(summary)
+    return summary.shown()
 
 
 def publish_summary(store, summary, label: str, heading: str | None = None) -> None:

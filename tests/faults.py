@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 TARGETS = ("caption-actor", "render-actor", "flow", "training")
 DATA_STAGES = ("concepts", "captions", "balanced", "images", "shards")
 # What a busy process of each target has in its command line (Ray sets the process title).
-_MARKERS = {"caption-actor": b"PartitionWorker.process", "render-actor": b"PartitionWorker.process",
+_MARKERS = {"caption-actor": b"PoolActor.process", "render-actor": b"PoolActor.process",
             "training": b"RayTrainWorker"}
 
 

@@ -1,4 +1,6 @@
-"""Work classes for actor-pool tests (importable by Ray's workers: tests/ is on their PYTHONPATH)."""
+"""What actor-pool tests put in a pool's actors (importable by Ray's workers: tests/ is on their
+PYTHONPATH): each is built once per actor and called once per work item, as the stage executor's
+``PartitionMaker`` is."""
 
 from __future__ import annotations
 
@@ -7,32 +9,32 @@ import time
 from pathlib import Path
 
 from synthclip_core.compute import progress
-from synthclip_core.storage.store import RunStore
+from synthclip_core.storage.store import RunRef
 
 
 class DiesOnFirstTry:
-    """Kills its own actor process the first time it meets each odd-numbered partition (marked by a
+    """Kills its own actor process the first time it meets each odd-numbered item (marked by a
     file under ``marks``), as a pre-emption would, then commits it on the next try."""
 
-    def __init__(self, marks: str):
-        self.marks = Path(marks)
+    def __init__(self, marks: str, ref: dict):
+        self.marks, self.store = Path(marks), RunRef(**ref).store()
 
-    def __call__(self, store: RunStore, job: dict) -> dict:
-        mark = self.marks / job["output"]
-        if int(job["output"].rsplit("-", 1)[1]) % 2 and not mark.exists():
+    def __call__(self, item) -> dict:
+        mark = self.marks / item.output
+        if int(item.output.rsplit("-", 1)[1]) % 2 and not mark.exists():
             mark.touch()
             os._exit(1)
-        return store.commit("pool", job["output"], job["output"].encode(), {"rows": 1})
+        return self.store.commit("pool", item.output, item.output.encode(), {"rows": 1})
 
 
 class InSteps:
-    """A partition of ``steps`` units, each taking ``seconds``, saying how far it is after each."""
+    """An item of ``steps`` units, each taking ``seconds``, saying how far it is after each."""
 
-    def __init__(self, steps: int, seconds: float):
-        self.steps, self.seconds = steps, seconds
+    def __init__(self, steps: int, seconds: float, ref: dict):
+        self.steps, self.seconds, self.store = steps, seconds, RunRef(**ref).store()
 
-    def __call__(self, store: RunStore, job: dict) -> dict:
+    def __call__(self, item) -> dict:
         for step in range(self.steps):
             time.sleep(self.seconds)
             progress.within(step + 1, self.steps)
-        return store.commit("pool", job["output"], job["output"].encode(), {"rows": self.steps})
+        return self.store.commit("pool", item.output, item.output.encode(), {"rows": self.steps})

@@ -13,6 +13,7 @@ import pytest
 
 from synthclip_core.pipeline import load_config
 from synthclip_core.runs.lifecycle import open_run
+from synthclip_core.stages.executor import execute
 from synthclip_core.storage.store import RunRef
 
 MICRO = Path(__file__).resolve().parents[1] / "configs" / "micro.yaml"
@@ -20,23 +21,23 @@ MICRO = Path(__file__).resolve().parents[1] / "configs" / "micro.yaml"
 
 def _new_run(root: Path, run_id: str):
     run = open_run(load_config(MICRO), RunRef(str(root), run_id))
-    run.stage("concepts").run(run)
+    execute(run, "concepts")
     return run
 
 
 def captions(run):
-    return run.stage("captions").run(run)
+    return execute(run, "captions")
 
 
 def _kill_first_busy_worker(stop: threading.Event, killed: list) -> None:
-    """SIGKILL the first actor process seen inside ``PartitionWorker.process``."""
+    """SIGKILL the first actor process seen inside ``PoolActor.process``."""
     while not stop.is_set() and not killed:
         for entry in Path("/proc").iterdir():
             try:
                 cmd = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"PartitionWorker.process" in cmd:  # Ray's process title while a call runs
+            if b"PoolActor.process" in cmd:  # Ray's process title while a call runs
                 os.kill(int(entry.name), signal.SIGKILL)
                 killed.append(int(entry.name))
                 return
@@ -82,13 +83,14 @@ def test_a_pool_that_keeps_losing_actors_goes_on_while_partitions_succeed(engine
 
     from synthclip_core.compute.pool import run_pool
     from synthclip_core.compute.resources import PoolSpec
+    from synthclip_core.stages.stage import WorkItem
 
     marks = tmp_path / "marks"
     marks.mkdir()
     ref = RunRef(str(tmp_path), "pool")
-    jobs = [{"output": f"out-{i}"} for i in range(8)]
-    result = run_pool("pool", ref, PoolSpec(num_actors=1, max_retries=2), DiesOnFirstTry, (str(marks),), jobs)
-    assert not result.failures and sorted(result.records) == [j["output"] for j in jobs]
+    items = [WorkItem("pool", f"out-{i}", "f", 1) for i in range(8)]
+    result = run_pool("pool", ref, PoolSpec(count=1, max_retries=2), DiesOnFirstTry, (str(marks), ref.as_dict()), items)
+    assert not result.failures and sorted(result.records) == [i.output for i in items]
     assert result.actor_restarts == 4
 
 
@@ -99,6 +101,7 @@ def test_progress_moves_within_a_partition(engine, tmp_path):
     from synthclip_core.compute import progress
     from synthclip_core.compute.pool import run_pool
     from synthclip_core.compute.resources import PoolSpec
+    from synthclip_core.stages.stage import WorkItem
 
     seen: list[float] = []
 
@@ -108,8 +111,9 @@ def test_progress_moves_within_a_partition(engine, tmp_path):
 
     progress.add_listener(listener)
     try:
-        result = run_pool("long", RunRef(str(tmp_path), "pool"), PoolSpec(num_actors=1, label="long"), InSteps, (6, 0.6),
-                          [{"output": "only"}])
+        ref = RunRef(str(tmp_path), "pool")
+        result = run_pool("long", ref, PoolSpec(count=1, label="long"), InSteps, (6, 0.6, ref.as_dict()),
+                          [WorkItem("pool", "only", "f", 1)])
     finally:
         progress.remove_listener(listener)
     assert sorted(result.records) == ["only"]

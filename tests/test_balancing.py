@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from synthclip_core.curation.balancing import ConceptMatcher, expected_counts, first_occurrences, keep_probabilities, prepare_text
 from synthclip_core.ids import caption_id, concept_id, unit_draw
+from synthclip_core.stages.executor import execute
 
 REPO = Path(__file__).resolve().parents[1]
 # Words chosen to collide: substrings of other words, multi-word and overlapping concepts, Unicode.
@@ -109,19 +110,20 @@ def test_the_stage_equals_the_direct_implementation(engine, tmp_path, trial):
     """Random captions through the real stage (Ray actors, store, reduce) vs the direct version."""
     from synthclip_core.pipeline import config_from_dict
     from synthclip_core.runs.lifecycle import open_run
-    from synthclip_core.stages.common import read_table
+    from synthclip_core.stages.executor import complete
     from synthclip_core.stages.stage import StageSummary
     from synthclip_core.storage.schemas import to_parquet_bytes
     from synthclip_core.storage.store import RunRef
+    from synthclip_core.storage.tables import read_table
 
     rng = random.Random(trial)
     concepts = rng.sample(VOCAB, 12)
     (tmp_path / "bank.txt").write_text("\n".join(concepts))
     data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
     data["concepts"] = {"source": str(tmp_path / "bank.txt"), "per_partition": 4}
-    data["balanced"] = {"threshold": 3, "eval_fraction": 0.25, "num_workers": 2}
+    data["balanced"] = {"threshold": 3, "eval_fraction": 0.25, "num_actors": 2}
     run = open_run(config_from_dict(data), RunRef(str(tmp_path), f"balance-{trial}"))
-    run.stage("concepts").run(run)
+    execute(run, "concepts")
     all_rows, parts = [], sorted(run.store.committed("concepts") - {"manifest.json"})
     for index, part in enumerate(parts):
         concept_rows = read_table(run.store, "concepts", part).to_pylist() * 40
@@ -129,8 +131,8 @@ def test_the_stage_equals_the_direct_implementation(engine, tmp_path, trial):
         rows = _caption_rows(concept_rows, texts, index * 1000)
         all_rows += rows
         run.store.commit("captions", part, to_parquet_bytes(pa.Table.from_pylist(rows), "captions"))
-    run.complete(StageSummary("captions"), parts)  # the captions stage's inputs to balancing, written here
-    summary = run.stage("balanced").run(run)
+    complete(run, StageSummary("captions", outputs=parts))  # the captions stage's inputs to balancing, written here
+    summary = execute(run, "balanced")
     kept_ids, before, after = naive_balance(all_rows, concepts, 3, run.config.seed)
     parts = [o for o in run.store.committed("balanced") if o.startswith("part-")]
     balanced = pa.concat_tables([read_table(run.store, "balanced", o) for o in parts])

@@ -9,12 +9,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from synthclip_core.config import ImagesConfig
 from synthclip_core.errors import ConfigError
 from synthclip_core.ids import derive_seed
 from synthclip_core.rendering.scoring import ClipScorer
-from synthclip_core.stages.common import read_table
+from synthclip_core.stages.images import ImagesConfig
 from synthclip_core.storage.store import RunStore
+from synthclip_core.storage.tables import read_table
 
 SAMPLER = {"steps": 2, "guidance_scale": 2.0, "eta": 0.0, "height": 64, "width": 64, "stored_size": 64, "jpeg_quality": 90}
 
@@ -22,10 +22,14 @@ SAMPLER = {"steps": 2, "guidance_scale": 2.0, "eta": 0.0, "height": 64, "width":
 def _render(tmp_path: Path, run_id: str, best_of: int | None, model: str) -> tuple[RunStore, dict]:
     """One partition of three captions through the render worker, as an actor runs it (best_of
     None: the settings as the stage made them before best-of-k existed)."""
-    from synthclip_core.stages.images import RenderWorker, scorer_identity
+    from synthclip_core.stages.executor import PartitionMaker
+    from synthclip_core.stages.images import RenderWork, scorer_identity
+    from synthclip_core.stages.stage import WorkItem
     from synthclip_core.storage.schemas import to_parquet_bytes
+    from synthclip_core.storage.store import RunRef
 
-    store = RunStore(str(tmp_path), run_id)
+    ref = RunRef(str(tmp_path), run_id)
+    store = ref.store()
     rows = [{"caption_id": f"c{i}", "concept_id": "x", "caption": caption, "matched_concept_ids": ["x"], "split": "train"}
             for i, caption in enumerate(["a tabby cat on a sofa", "a red fox in the snow", "a goldfish in a bowl"])]
     record = store.commit("balanced", "part-00000.parquet", to_parquet_bytes(pa.Table.from_pylist(rows), "balanced"))
@@ -36,9 +40,9 @@ def _render(tmp_path: Path, run_id: str, best_of: int | None, model: str) -> tup
                 "model_identity": {"name": "tiny/sd"}, "model_label": "tiny/sd@x"}
     if best_of is None:
         settings = {k: v for k, v in settings.items() if k not in ("best_of", "scorer", "scorer_identity")}
-    job = {"output": "part-00000-000.parquet", "offset": 0, "length": 3, "fingerprint": "f", "version": 3,
-           "inputs": [{"stage": "balanced", "output": "part-00000.parquet", "sha256": record["sha256"]}]}
-    return store, RenderWorker(settings)(store, job)
+    item = WorkItem("images", "part-00000-000.parquet", "f", 3, ({"stage": "balanced", "output": "part-00000.parquet",
+                                                                  "sha256": record["sha256"]},), offset=0, length=3)
+    return store, PartitionMaker(RenderWork, settings, ref.as_dict())(item)
 
 
 def test_the_best_of_k_candidates_is_kept_and_every_candidate_is_in_lineage(tiny_models, tmp_path):

@@ -11,6 +11,7 @@ import yaml
 from synthclip_core.pipeline import config_from_dict
 from synthclip_core.runs.lifecycle import open_run
 from synthclip_core.stages.captions import COVERAGE
+from synthclip_core.stages.executor import execute
 from synthclip_core.storage.store import RunRef
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,12 +22,12 @@ def _run(root: Path, run_id: str, **captions):
     data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
     data["captions"].update(captions)
     run = open_run(config_from_dict(data), RunRef(str(root), run_id))
-    run.stage("concepts").run(run)
+    execute(run, "concepts")
     return run
 
 
 def captions(run):
-    return run.stage("captions").run(run)
+    return execute(run, "captions")
 
 
 def _captions(run) -> pd.DataFrame:

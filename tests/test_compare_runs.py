@@ -38,7 +38,7 @@ def test_the_table_says_what_each_run_changed():
 def test_a_run_and_a_training_job_are_compared_on_what_they_share(tmp_path):
     """A synthetic run beside a training job (fine-tuned or mixed): the table names the kinds and
     what their shared sections set otherwise, and never fails on a field only one of them has."""
-    from synthclip_core.config import job_config_from_dict
+    from synthclip_core.pipeline import job_config_from_dict
 
     run = config_from_dict(_micro())
     job = job_config_from_dict({"name": "real-only", "train": {**yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())["train"],

@@ -10,12 +10,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from synthclip_core.config import ConceptSafety
 from synthclip_core.curation.safety import read_blocklist, screen
 from synthclip_core.errors import ConfigError
 from synthclip_core.pipeline import config_from_dict, fingerprints
 from synthclip_core.runs.lifecycle import open_run
-from synthclip_core.stages.concepts import UNSAFE
+from synthclip_core.stages.concepts import UNSAFE, ConceptSafety
+from synthclip_core.stages.executor import execute
 from synthclip_core.storage.store import RunRef
 
 
@@ -49,7 +49,7 @@ def _config(**safety) -> dict:
 def test_the_concepts_stage_drops_lists_and_counts_unsafe_concepts(tmp_path):
     uri = _blocklist(tmp_path, "rifle\nrevolver\n")
     run = open_run(config_from_dict(_config(blocklist=uri, classifier="tiny/safety")), RunRef(str(tmp_path), "screened"))
-    summary = run.stage("concepts").run(run)
+    summary = execute(run, "concepts")
     unsafe = pq.read_table(run.store.uri("concepts", UNSAFE)).to_pylist()
     dropped = {u["concept"]: u["reason"] for u in unsafe}
     assert dropped["assault rifle"] == "blocklist: rifle" and dropped["revolver"] == "blocklist: revolver"
@@ -78,7 +78,7 @@ def test_a_bad_screen_is_refused_before_anything_is_written(tmp_path, safety, wo
         safety = {"blocklist": _blocklist(tmp_path, "# nothing\n\n")}
     with pytest.raises(ConfigError) as caught:
         run = open_run(config_from_dict(_config(**safety)), RunRef(str(tmp_path), "bad"))
-        run.stage("concepts").run(run)
+        execute(run, "concepts")
     for word in words:
         assert word in str(caught.value)
     assert not list((tmp_path / "bad").glob("concepts/part-*"))

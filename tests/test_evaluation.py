@@ -223,6 +223,7 @@ def test_run_evaluates_heldout_coverage_and_configured_benchmarks(engine, tmp_pa
 
     from synthclip_core.pipeline import config_from_dict
     from synthclip_core.runs.lifecycle import open_run
+    from synthclip_core.stages.executor import execute
     from synthclip_core.storage.store import RunRef
 
     colours = class_folders(tmp_path / "colours", 2)
@@ -243,7 +244,7 @@ def test_run_evaluates_heldout_coverage_and_configured_benchmarks(engine, tmp_pa
     ]
     run = open_run(config_from_dict(data), RunRef(str(tmp_path / "runs"), "evaluated"))
     for stage in run.stages:
-        summary = stage.run(run)
+        summary = execute(run, stage.name)
         assert summary.ok, stage
     assert summary.pictures == ["eval/coverage.png"]
     report = json.loads(run.store.read_bytes("eval", "report.json"))
@@ -251,7 +252,7 @@ def test_run_evaluates_heldout_coverage_and_configured_benchmarks(engine, tmp_pa
     assert tasks == {("synthetic-heldout", "zeroshot"), ("synthetic-heldout", "retrieval"), ("colours", "zeroshot"),
                      ("pairs", "retrieval"), ("probe", "linear_probe")}
     assert report["coverage"]["concepts_with_images"] > 0 and "out_of_bank_concept_top1" in report["coverage"]
-    from synthclip_core.stages.common import read_table
+    from synthclip_core.storage.tables import read_table
 
     coverage = read_table(run.store, "eval", "coverage.parquet", "eval_coverage").to_pylist()
     held = [r for r in coverage if r["held_out"]]
@@ -268,7 +269,8 @@ def test_eval_reads_no_train_rows_image_bytes(micro_reference, tmp_path):
     import pyarrow.parquet as pq
 
     from synthclip_core.runs.lifecycle import RunRef, load_run
-    from synthclip_core.stages.eval import REPORT, run_eval
+    from synthclip_core.stages.eval import REPORT
+    from synthclip_core.stages.executor import execute
 
     reference = micro_reference[0]
     shutil.copytree(reference.path(), tmp_path / reference.run_id)
@@ -293,7 +295,7 @@ def test_eval_reads_no_train_rows_image_bytes(micro_reference, tmp_path):
                     handle.write(b"\xff" * chunk.total_compressed_size)
                     spoiled += 1
     assert spoiled >= 3 and expected  # the micro run's train row groups, and a report on held-out rows
-    run_eval(run)
+    execute(run, "eval")
     assert json.loads(store.read_bytes("eval", REPORT))["results"] == expected
 
 

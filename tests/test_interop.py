@@ -175,8 +175,8 @@ def test_a_configured_benchmark_exports_in_the_layout_clip_benchmark_reads(offli
     an unreadable image skipped and named; a caption with a line break refused."""
     from clip_benchmark.datasets.builder import build_wds_dataset
 
-    from synthclip_core.config import EvalDataset
     from synthclip_core.evaluation.clip_benchmark import captions_field
+    from synthclip_core.evaluation.config import EvalDataset
     from synthclip_core.evaluation.datasets import DatasetError
     from synthclip_core.runs.clip_benchmark_export import export_dataset
 

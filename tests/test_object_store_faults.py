@@ -18,6 +18,7 @@ from s3_proxy import FaultyS3Proxy
 from synthclip_core.errors import StorageError
 from synthclip_core.pipeline import load_config
 from synthclip_core.runs.lifecycle import load_run, open_run
+from synthclip_core.stages.executor import execute
 from synthclip_core.storage.store import RunRef, RunStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,8 +67,8 @@ def test_access_denied_fails_fast_and_keeps_what_is_committed(engine, s3_server,
     """A half-done run, then the store starts refusing writes: the resume stops at once, in one line."""
     ref = RunRef(f"s3://{bucket}/runs", "denied")
     run = open_run(load_config(MICRO), ref)
-    run.stage("concepts").run(run)
-    assert run.stage("captions").run(run).computed == 2
+    execute(run, "concepts")
+    assert execute(run, "captions").computed == 2
     store = ref.store()
     store.fs.rm_file(store.path("_commits", "captions", "part-00001.parquet.json"))  # one partition to redo
     before = snapshot(bucket)
@@ -83,7 +84,7 @@ def test_access_denied_fails_fast_and_keeps_what_is_committed(engine, s3_server,
         run = load_run(RunRef(ref.root, ref.run_id, {"endpoint_url": proxy.url}))
         # (the partition's file is there already, so the first write is its record's)
         with pytest.raises(StorageError, match=r"cannot write s3://.*captions/part-00001.parquet(.json)?: permission denied"):
-            run.stage("captions").run(run)
+            execute(run, "captions")
     assert cli_requests < 10 and proxy.counts["denied"] <= 3, proxy.counts  # no retry storm
     assert snapshot(bucket) == before
 

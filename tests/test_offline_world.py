@@ -46,7 +46,7 @@ def test_the_offline_run_learns_and_shuffled_pairs_fall_to_chance(offline_run, t
         random.Random(shard).shuffle(captions)
         return tar_bytes(shard, [{**row, "caption": c} for row, c in zip(rows, captions)], per_shard)
 
-    monkeypatch.setattr(shards, "_tar_bytes", shuffled)  # export runs in this process (shards.num_workers 1)
+    monkeypatch.setattr(shards, "_tar_bytes", shuffled)  # export runs in this process (shards.num_tasks 1)
     config = tmp_path / "shuffled.yaml"  # another export layout: a fork that shares every stage before it
     config.write_text((REPO / "configs" / "offline.yaml").read_text()
                       .replace("samples_per_shard: 128", "samples_per_shard: 100"))

@@ -13,7 +13,7 @@ from PIL import Image
 
 from synthclip_core.pipeline import STAGES
 from synthclip_core.runs.status import run_status
-from synthclip_core.stages.common import read_table
+from synthclip_core.storage.tables import read_table
 
 
 def _table(run, stage):

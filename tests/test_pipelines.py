@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synthclip_core.config import ImagesConfig
 from synthclip_core.errors import ConfigError
 from synthclip_core.pipeline import config_from_dict
 from synthclip_core.rendering.diffusers_backend import DiffusersRenderer
 from synthclip_core.runs.lifecycle import open_run
+from synthclip_core.stages.executor import execute
+from synthclip_core.stages.images import ImagesConfig
 from synthclip_core.storage.store import RunRef
 from synthclip_core.tiny_models import build_tiny
 
@@ -89,7 +90,7 @@ def balanced_micro(engine, tmp_path_factory):
     root = tmp_path_factory.mktemp("pipelines")
     run = open_run(config_from_dict(_micro()), RunRef(str(root), "base"))
     for name in ("concepts", "captions", "balanced"):
-        run.stage(name).run(run)
+        execute(run, name)
     return run
 
 
@@ -101,7 +102,7 @@ def balanced_micro(engine, tmp_path_factory):
 ])
 def test_the_images_stage_renders_through_any_pipeline(balanced_micro, images, problem):
     fork = open_run(config_from_dict(_micro(images)), balanced_micro.ref, fork=True)
-    summary = fork.stage("images").run(fork)
+    summary = execute(fork, "images")
     assert summary.ok, summary.failures
     records = [r for o, r in fork.store.records("images").items() if o.startswith("part-")]
     assert records and all(r["model"]["name"] == images["model"] for r in records)

@@ -20,14 +20,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synthclip_core.clip_models import create_model, model_config
-from synthclip_core.config import DataSource, job_config_from_dict
 from synthclip_core.errors import ConfigError
+from synthclip_core.pipeline import job_config_from_dict
 from synthclip_core.runs.checks import preflight
 from synthclip_core.runs.lifecycle import load_run, new_run
 from synthclip_core.stages.train import train_spec
 from synthclip_core.storage.store import RunRef
 from synthclip_core.training import checkpoints, metrics
 from synthclip_core.training.checkpoints import CheckpointMismatch
+from synthclip_core.training.config import DataSource
 from synthclip_core.training.data import RankBatches, epoch_loader
 from synthclip_core.training.layout import SourceShards, epoch_layout, subset
 from synthclip_core.training.sources import SourceError, tar_source

@@ -43,10 +43,14 @@ def test_quality_guards_rerender_then_drop(tiny_models, tmp_path, how):
 
 def _render_partition(tmp_path: Path, settings: dict) -> dict:
     """One partition of three captions through the render processor, as an actor runs it."""
-    from synthclip_core.stages.images import RenderWorker
+    from synthclip_core.stages.executor import PartitionMaker
+    from synthclip_core.stages.images import RenderWork
+    from synthclip_core.stages.stage import WorkItem
     from synthclip_core.storage.schemas import to_parquet_bytes
+    from synthclip_core.storage.store import RunRef
 
-    store = RunStore(str(tmp_path / "root"), "guards")
+    ref = RunRef(str(tmp_path / "root"), "guards")
+    store = ref.store()
     rows = [{"caption_id": f"c{i}", "concept_id": "x", "caption": "a cat", "matched_concept_ids": ["x"], "split": "train"}
             for i in range(3)]
     record = store.commit("balanced", "part-00000.parquet", to_parquet_bytes(pa.Table.from_pylist(rows), "balanced"))
@@ -54,9 +58,9 @@ def _render_partition(tmp_path: Path, settings: dict) -> dict:
                 "safety_checker": False, "scheduler": "ddim", "batch_size": 2, "images_per_caption": 1,
                 "pipeline": "auto", "offload": "none", "device_map": None,
                 "sampler": SETTINGS, "seed": 0, "model_identity": {"name": "broken"}, "model_label": "broken@x", **settings}
-    job = {"output": "part-00000-000.parquet", "offset": 0, "length": 3, "fingerprint": "f", "version": 3,
-           "inputs": [{"stage": "balanced", "output": "part-00000.parquet", "sha256": record["sha256"]}]}
-    return RenderWorker(settings)(store, job)
+    item = WorkItem("images", "part-00000-000.parquet", "f", 3, ({"stage": "balanced", "output": "part-00000.parquet",
+                                                                  "sha256": record["sha256"]},), offset=0, length=3)
+    return PartitionMaker(RenderWork, settings, ref.as_dict())(item)
 
 
 def test_a_plugin_backend_s_unreadable_images_are_dropped_and_counted(tmp_path):
@@ -65,7 +69,7 @@ def test_a_plugin_backend_s_unreadable_images_are_dropped_and_counted(tmp_path):
 
 
 @pytest.mark.parametrize("plugin,message", [
-    ("WrongSize", "returned a 48x40 JPEG image; render.stored_size is 32, so it must be a 32x32 JPEG"),
+    ("WrongSize", "returned a 48x40 JPEG image; images.stored_size is 32, so it must be a 32x32 JPEG"),
     ("TooFew", "returned 1 images for 2 prompts"),
 ])
 def test_a_plugin_backend_that_breaks_the_contract_is_one_clear_error(tmp_path, plugin, message):
@@ -77,7 +81,7 @@ def test_a_plugin_backend_that_breaks_the_contract_is_one_clear_error(tmp_path, 
 
 
 def test_an_unknown_plugin_is_a_config_error():
-    with pytest.raises(ConfigError, match="render.backend 'no_such_module:X': cannot import it"):
+    with pytest.raises(ConfigError, match="images.backend 'no_such_module:X': cannot import it"):
         create_render_backend("no_such_module:X")
 
 
@@ -115,14 +119,15 @@ def test_open_clip_trainer_trains_on_the_shards_unchanged(offline_run, tmp_path)
 
 
 def test_shards_re_export_identically_from_parquet(offline_run):
-    from synthclip_core.stages.shards import run_shards
+    from synthclip_core.stages.executor import StageContext
+    from synthclip_core.stages.shards import make
 
     run, _ = offline_run
     store = run.store
     before = store.records("shards")
     for output in before:
         store.fs.rm_file(store.path("_commits", "shards", output + ".json"))
-    summary = run_shards(run)
+    summary = make(StageContext(run, run.stage("shards")))  # the work alone: the stage stays marked complete
     assert summary.computed == len([o for o in before if o.endswith(".tar")])
     assert {o: r["sha256"] for o, r in store.records("shards").items()} == {o: r["sha256"] for o, r in before.items()}
 
@@ -131,7 +136,7 @@ def test_a_shard_record_names_the_image_partitions_of_its_samples_only(offline_r
     import io
     import tarfile
 
-    from synthclip_core.stages.common import read_table
+    from synthclip_core.storage.tables import read_table
 
     run, _ = offline_run
     store = run.store
@@ -165,7 +170,8 @@ def _unfinish(store: RunStore, stage: str, outputs: list[str]) -> None:
 
 
 def test_export_resumed_with_every_shard_committed_reads_no_image_partition(micro_reference, tmp_path):
-    from synthclip_core.stages.shards import MANIFEST, SIZES, run_shards
+    from synthclip_core.stages.executor import execute
+    from synthclip_core.stages.shards import MANIFEST, SIZES
 
     run = _copy_run(micro_reference[0], tmp_path)
     store = run.store
@@ -175,20 +181,20 @@ def test_export_resumed_with_every_shard_committed_reads_no_image_partition(micr
         if part.startswith("part-"):
             path = store.data_path("images", part)
             store.fs.pipe_file(path, b"\0" * store.fs.size(path))
-    summary = run_shards(run)
+    summary = execute(run, "shards")
     assert (summary.computed, summary.skipped) == (0, summary.total) and summary.total == 2
     assert {o: r["sha256"] for o, r in store.records("shards").items()} == before
 
 
 def test_shards_written_by_two_ray_tasks_are_the_same_bytes(offline_run, tmp_path):
-    """``shards.num_workers: 2`` writes shard groups as Ray tasks: the same tars, stats, manifest and sizes."""
+    """``shards.num_tasks: 2`` writes shard groups as Ray tasks: the same tars, stats, manifest and sizes."""
     from synthclip_core.runs.lifecycle import Run
-    from synthclip_core.stages.shards import run_shards
+    from synthclip_core.stages.executor import execute
 
     copied = _copy_run(offline_run[0].store, tmp_path)
     before = {o: r["sha256"] for o, r in copied.store.records("shards").items()}
     _unfinish(copied.store, "shards", sorted(before))
-    cfg = copied.config.model_copy(update={"shards": copied.config.shards.model_copy(update={"num_workers": 2})})
-    summary = run_shards(Run(copied.ref, cfg, copied.fingerprints, copied.stages, copied.kind, copied.layout))
+    cfg = copied.config.model_copy(update={"shards": copied.config.shards.model_copy(update={"num_tasks": 2})})
+    summary = execute(Run(copied.ref, cfg, copied.fingerprints, copied.stages, copied.kind, copied.layout), "shards")
     assert summary.computed == summary.total == len([o for o in before if o.endswith(".tar")]) >= 2
     assert {o: r["sha256"] for o, r in copied.store.records("shards").items()} == before

@@ -30,25 +30,29 @@ def test_workers_fit_per_node_not_over_the_sum():
 
 def test_verdicts_with_and_without_an_autoscaler():
     one_node = ClusterOffer((GPU_NODE,))
-    assert verdict(PoolSpec(num_actors=8, num_gpus=1), one_node) == "fits"
-    assert verdict(PoolSpec(num_actors=9, num_gpus=1), one_node) == "never"
-    assert verdict(PoolSpec(num_actors=2, resources={"render_gpu": 1}), one_node) == "never"
+    assert verdict(PoolSpec(count=8, num_gpus=1), one_node) == "fits"
+    assert verdict(PoolSpec(count=9, num_gpus=1), one_node) == "never"
+    assert verdict(PoolSpec(count=2, resources={"render_gpu": 1}), one_node) == "never"
     # tasks queue: one that fits is enough
-    assert verdict(PoolSpec(num_actors=64, num_cpus=1, together=False), one_node) == "fits"
+    assert verdict(PoolSpec(count=64, num_cpus=1, kind="tasks"), one_node) == "fits"
     render_group = NodeGroup({"CPU": 16.0, "GPU": 8.0, "render_gpu": 8.0}, more=2)
     scaling = ClusterOffer((GPU_NODE,), (render_group,))
-    assert verdict(PoolSpec(num_actors=16, num_gpus=1, resources={"render_gpu": 1}), scaling) == "scale-up"
-    assert verdict(PoolSpec(num_actors=17, num_gpus=1, resources={"render_gpu": 1}), scaling) == "never"
+    assert verdict(PoolSpec(count=16, num_gpus=1, resources={"render_gpu": 1}), scaling) == "scale-up"
+    assert verdict(PoolSpec(count=17, num_gpus=1, resources={"render_gpu": 1}), scaling) == "never"
     unlimited = ClusterOffer((GPU_NODE,), (NodeGroup(render_group.resources, more=None),))
-    assert verdict(PoolSpec(num_actors=1000, num_gpus=1, resources={"render_gpu": 1}), unlimited) == "scale-up"
+    assert verdict(PoolSpec(count=1000, num_gpus=1, resources={"render_gpu": 1}), unlimited) == "scale-up"
     # a remote cluster that publishes no node groups (KubeRay groups from zero) may still grow: wait, bounded
     remote = ClusterOffer(({"CPU": 4.0},), may_grow=True)
-    assert verdict(PoolSpec(num_actors=8, num_gpus=1, resources={"caption_gpu": 1}), remote) == "scale-up"
+    assert verdict(PoolSpec(count=8, num_gpus=1, resources={"caption_gpu": 1}), remote) == "scale-up"
     assert "it may add nodes it does not describe" in remote.describe()
 
 
 def test_a_shortfall_names_the_fields_and_what_the_cluster_offers():
-    spec = PoolSpec(num_actors=32, num_cpus=8, num_gpus=1, resources={"train_gpu": 1}, label="training", section="train")
+    from synthclip_core.training.config import TrainConfig
+    from synthclip_core.training.fit import trainer_pool
+
+    spec = trainer_pool(TrainConfig(model="ViT-B-16", epochs=1, global_batch_size=64, num_workers=32, cpus_per_worker=8,
+                                    use_gpu=True, ray_resources={"train_gpu": 1}))
     with pytest.raises(ConfigError) as caught:
         ensure_room("train", [spec], lambda: ClusterOffer((GPU_NODE,)))
     line = str(caught.value)
@@ -59,7 +63,11 @@ def test_a_shortfall_names_the_fields_and_what_the_cluster_offers():
 
 
 def test_the_wait_for_an_autoscaler_is_visible_and_bounded(caplog):
-    spec = PoolSpec(num_actors=16, num_gpus=1, resources={"render_gpu": 1}, section="images")
+    from synthclip_core.stages.common import model_pool
+
+    cfg = config_from_dict({**yaml.safe_load((REPO / "configs" / "micro.yaml").read_text()),
+                            "images": {"model": "tiny/sd", "num_actors": 16, "num_gpus": 1, "ray_resources": {"render_gpu": 1}}})
+    spec = model_pool(cfg, "images")
     group = NodeGroup({"CPU": 16.0, "GPU": 8.0, "render_gpu": 8.0}, more=2)
     grown = {"CPU": 16.0, "GPU": 8.0, "render_gpu": 8.0}
     offers = iter([ClusterOffer((GPU_NODE,), (group,)), ClusterOffer((GPU_NODE, grown), (NodeGroup(group.resources, 1),)),
@@ -113,4 +121,4 @@ def test_more_trainer_workers_than_the_cluster_hosts_stops_the_run_before_any_st
     assert not run.store.committed_all().get("concepts")  # nothing was started
     fine = _run(tmp_path, "fine")
     check_cluster(fine)  # the micro config fits this Ray
-    assert verdict(PoolSpec(num_actors=2, num_gpus=1), ClusterOffer.of_ray()) == "fits"
+    assert verdict(PoolSpec(count=2, num_gpus=1), ClusterOffer.of_ray()) == "fits"

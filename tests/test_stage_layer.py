@@ -129,7 +129,7 @@ LAYOUT_1_JOBS = {"finetune-cc12m-5ep": "efdd41ed07957ba8", "finetune-cc12m-10ep"
 
 def test_fingerprints_are_those_of_the_code_before():
     from synthclip_core import legacy
-    from synthclip_core.config import load_job_config
+    from synthclip_core.pipeline import load_job_config
 
     assert fingerprints(load_config(REPO / "configs" / "synthci-30m.yaml")) == PAPER_SCALE
     for name, fingerprint in LAYOUT_1_JOBS.items():

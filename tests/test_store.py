@@ -118,7 +118,7 @@ def test_a_commit_record_stays_small_however_many_inputs_it_has(tmp_path):
     import hashlib
     import json
 
-    from synthclip_core.stages.common import MAX_LISTED_INPUTS, bounded_inputs, lineage
+    from synthclip_core.storage.lineage import MAX_LISTED_INPUTS, bounded_inputs, lineage
 
     refs = [{"stage": "images", "output": f"part-{i:06d}.parquet", "sha256": hashlib.sha256(str(i).encode()).hexdigest()}
             for i in range(58_600)]

@@ -15,6 +15,7 @@ from synthclip_core.curation.closed_loop import coverage, report_table, round_re
 from synthclip_core.errors import ConfigError
 from synthclip_core.pipeline import config_from_dict, fingerprints
 from synthclip_core.runs.lifecycle import new_run, open_run
+from synthclip_core.stages.executor import execute
 from synthclip_core.stages.topup import NAME, in_round, kept_part
 from synthclip_core.storage.store import RunRef
 
@@ -66,7 +67,7 @@ def _open(root: Path, run_id: str, data: dict):
 
 def _through_topup(run):
     for name in ("concepts", "captions", "balanced", "topup"):
-        summary = run.stage(name).run(run)
+        summary = execute(run, name)
     return summary
 
 
@@ -116,7 +117,7 @@ def test_new_captions_have_new_seeds_and_ids_and_no_kept_copy(looped):
 
 
 def test_the_images_stage_renders_the_loops_captions(looped):
-    from synthclip_core.stages.images import plan_images
+    from synthclip_core.stages.images import plan as plan_images
 
     _, run, summary = looped
     planned = plan_images(run)
@@ -140,7 +141,7 @@ def test_a_resumed_loop_makes_the_same_bytes_from_any_point(looped, engine):
         for output in outputs[outputs.index(cut):]:
             (root / copy / "_commits" / NAME / f"{output}.json").unlink()
         resumed = load_run(RunRef(str(root), copy))
-        again = resumed.stage(NAME).run(resumed)
+        again = execute(resumed, NAME)
         assert again.notes == summary.notes, cut
         assert again.computed > 0 and resumed.store.committed(NAME) == store.committed(NAME)
         for output in outputs:
@@ -150,7 +151,7 @@ def test_a_resumed_loop_makes_the_same_bytes_from_any_point(looped, engine):
 
 def test_a_run_without_the_loop_has_no_topup_stage_and_its_fingerprints(looped):
     _, run, _ = looped
-    from synthclip_core.config import TopupConfig
+    from synthclip_core.stages.topup import TopupConfig
 
     off = run.config.model_copy(update={"topup": TopupConfig()})  # the same pinned config, the loop off
     plain = config_from_dict(yaml.safe_load((REPO / "configs" / "micro.yaml").read_text()))
@@ -164,7 +165,7 @@ def test_a_fork_with_the_loop_on_reuses_the_run_before_it(looped):
     root, run, _ = looped
     base = _open(root, "base", {**micro(), "topup": {"target": 0}})
     for name in ("concepts", "captions", "balanced"):
-        base.stage(name).run(base)
+        execute(base, name)
     fork = open_run(config_from_dict(micro(max_rounds=1, per_partition=16)), RunRef(str(root), "base"), fork=True)
     assert fork.ref.run_id.startswith("base-fork-")
     assert all(fork.completion(name) is not None for name in ("concepts", "captions", "balanced"))
@@ -191,7 +192,7 @@ def test_the_offline_run_gains_coverage_per_new_caption(offline_run):
     data = yaml.safe_load((REPO / "configs" / "offline.yaml").read_text())
     data["topup"] = {"target": 6}
     fork = open_run(config_from_dict(data), run.ref, fork=True)
-    summary = fork.stage(NAME).run(fork)
+    summary = execute(fork, NAME)
     notes = summary.notes
     print("offline closed loop:", {k: notes[k] for k in ("before", "after", "asked", "kept", "stop",
                                                           "concepts_reaching_target_per_1000_captions")})

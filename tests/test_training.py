@@ -23,14 +23,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synthclip_core.clip_models import create_model, model_config
-from synthclip_core.config import TrainConfig
 from synthclip_core.evaluation.features import encode_images, zero_shot_classifier
 from synthclip_core.evaluation.metrics import topk_accuracy
 from synthclip_core.pipeline import config_from_dict
 from synthclip_core.runs.lifecycle import open_run
+from synthclip_core.stages.executor import complete, execute
 from synthclip_core.stages.stage import StageSummary
 from synthclip_core.storage.store import RunRef
 from synthclip_core.training import checkpoints, metrics
+from synthclip_core.training.config import TrainConfig
 from synthclip_core.training.data import RankBatches, epoch_loader
 from synthclip_core.training.fit import fit, fit_here, preflight
 from synthclip_core.training.layout import batches_before, epoch_layout, single_source, steps_per_epoch
@@ -231,7 +232,7 @@ def test_two_workers_train_the_micro_run_with_amp_and_checkpointing(engine, tmp_
                          grad_checkpointing=True)
     run = open_run(config_from_dict(data), RunRef(str(tmp_path), "ddp"))
     for stage in run.stages[: run.names.index("train") + 1]:
-        summary = stage.run(run)
+        summary = execute(run, stage.name)
         assert summary.ok
     assert summary.pictures == ["train/curves.png"]
     record = run.store.record("train", "checkpoints/epoch_1.pt")
@@ -257,13 +258,13 @@ def test_a_truncated_shard_is_skipped_with_a_warning_and_counted(ray_local, tmp_
     for name in sizes:
         store.commit("shards", name, (tmp_path / "tars" / name).read_bytes(), {"rows": sizes[name]})
     store.commit("shards", "sizes.json", json.dumps(sizes).encode())
-    run.complete(StageSummary("shards", rows=sum(sizes.values())), [*sorted(sizes), "sizes.json"])
+    complete(run, StageSummary("shards", rows=sum(sizes.values()), outputs=[*sorted(sizes), "sizes.json"]))
     damaged = store.data_path("shards", "00001.tar")
     with open(damaged, "r+b") as handle:  # behind the store's back
         handle.truncate(os.path.getsize(damaged) // 2)
 
     with caplog.at_level(logging.WARNING, logger="synthclip.train"):
-        summary = run.stage("train").run(run)
+        summary = execute(run, "train")
     assert summary.ok and summary.notes["skipped_shards"] == 1 and summary.notes["skipped_samples"] == 8
     assert any("skips shard" in r.message and "00001.tar" in r.message and "truncated" in r.message for r in caplog.records)
     done = json.loads(store.read_bytes("train", "summary.json"))

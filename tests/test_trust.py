@@ -11,6 +11,7 @@ import pytest
 from commands import one_line_error, synthclip
 
 from synthclip_core.errors import ConfigError
+from synthclip_core.stages.executor import execute
 from synthclip_core.storage.store import RunRef, RunStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ def test_a_run_id_is_one_name_under_the_root(bad, tmp_path):
 
 
 def test_run_ids_inside_configs_are_checked_where_they_are_read():
-    from synthclip_core.config import job_config_from_dict
+    from synthclip_core.pipeline import job_config_from_dict
 
     def job(source: str, init_from: str | None = None) -> dict:
         return {"name": "j", "train": {"model": "SynthCLIP-Tiny", "epochs": 1, "global_batch_size": 8,
@@ -83,7 +84,7 @@ def test_a_bad_bank_is_one_line_before_any_flow(tmp_path, name, content, words):
 # -- 10. credentials are never written into a config the platform stores -------------------------
 
 def test_credentials_in_a_source_are_refused_naming_the_environment_variables():
-    from synthclip_core.config import job_config_from_dict
+    from synthclip_core.pipeline import job_config_from_dict
 
     def job(options: dict) -> dict:
         return {"name": "j", "train": {"model": "SynthCLIP-Tiny", "epochs": 1, "global_batch_size": 8,
@@ -204,7 +205,7 @@ def test_a_truncated_shard_whose_record_was_deleted_is_made_again(engine, tmp_pa
     with open(shard, "r+b") as handle:
         handle.truncate(whole["bytes"] // 2)
     os.remove(run.store.path("_commits", "shards", "00000.tar.json"))
-    assert run.stage("shards").run(run).computed >= 1
+    assert execute(run, "shards").computed >= 1
     record = run.store.record("shards", "00000.tar")
     assert record["sha256"] == whole["sha256"] and record["replaced"]["bytes"] == whole["bytes"] // 2
     assert "other bytes" in record["replaced"]["reason"] and not record.get("adopted")
@@ -254,8 +255,8 @@ def test_a_damaged_last_checkpoint_is_set_aside_and_its_epoch_trained_again(ray_
     import shapes
 
     from synthclip_core.clip_models import model_config
-    from synthclip_core.config import TrainConfig
     from synthclip_core.training import checkpoints
+    from synthclip_core.training.config import TrainConfig
     from synthclip_core.training.fit import fit
     from synthclip_core.training.spec import TrainSpec
 
@@ -315,8 +316,8 @@ def test_too_many_unreadable_samples_stop_training_once_in_one_line(ray_local, t
     import shapes
 
     from synthclip_core.clip_models import model_config
-    from synthclip_core.config import TrainConfig
     from synthclip_core.training import checkpoints
+    from synthclip_core.training.config import TrainConfig
     from synthclip_core.training.fit import fit
     from synthclip_core.training.sources import SourceError
     from synthclip_core.training.spec import TrainSpec
@@ -364,10 +365,10 @@ def test_the_same_error_on_the_first_partitions_stops_the_stage_once(engine, tmp
     data["images"]["backend"] = f"custom_renderers:{plugin}"
     run = open_run(config_from_dict(data), RunRef(str(tmp_path), "same-error"))
     for stage in ("concepts", "captions", "balanced"):
-        assert run.stage(stage).run(run).ok
+        assert execute(run, stage).ok
     planned = len(run.stage("images").plan(run))
     with pytest.raises(RepeatedFailure, match=rf"images: the first 3 partitions all failed with the same error.*{error}"):
-        run.stage("images").run(run)
+        execute(run, "images")
     failed = run.store.failed("images")
     assert planned >= 5 and len(failed) == 3 and not run.store.committed("images")
     assert all(run.store.failure("images", o)["attempts"] <= 1 for o in failed)  # not every partition, not 3 times each

@@ -13,9 +13,9 @@ import time
 from collections import Counter
 
 from ..compute import progress
+from ..config import scheme_of
 from ..fingerprint import model_identity_of, model_label
 from ..ids import caption_id, derive_seed
-from ..runs.pins import scheme_of
 from ..tiny_models import resolve_model
 from .backends import create_caption_backend
 from .cleaning import clean_caption

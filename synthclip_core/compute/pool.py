@@ -1,8 +1,10 @@
 """A fixed pool of Ray actors that streams a stage's pending partitions through one model load each.
 
-A pool is three things, as in Ray Data's LLM stages: the work class, its constructor arguments
-(which name the model), and where and how much to run it (:class:`PoolSpec`). The work class is
-built once per actor and called once per partition with the run's store and the job.
+A pool is three things, as in Ray Data's LLM stages: the class its actors hold, its constructor
+arguments (which name the model), and where and how much to run it (:class:`PoolSpec`). The class
+is built once per actor and called once per work item (anything with an ``output``: the stage
+executor's ``WorkItem``), returning the item's commit record; the books around the work (reading
+inputs, lineage, the commit) are the stage executor's, so this module knows of none of them.
 
 Model start-up is slow, so the pool is fixed-size and each actor keeps two partitions in flight
 (one running, one queued) to hide the round trip. An actor that dies is replaced and its
@@ -26,28 +28,27 @@ from . import progress
 from .resources import PoolSpec, ensure_room
 
 
-class PartitionWorker:
-    """Holds one work object (and its model); processes one partition per call, telling the
-    pool's :class:`Tally` how far it is within it."""
+class PoolActor:
+    """Holds one instance of the pool's class (and its model); makes one item per call, telling
+    the pool's :class:`Tally` how far it is within it."""
 
-    def __init__(self, work: type, args: tuple, ref: dict, threads: int = 1, tally=None):
+    def __init__(self, held: type, args: tuple, threads: int = 1, tally=None):
         try:
             import torch
 
             torch.set_num_threads(max(1, threads))
         except ImportError:  # a backend environment without torch
             pass
-        self.store = RunRef(**ref).store()
         self.tally, self.output = tally, None
         progress.send_within_to(self._within if tally is not None else None)
-        self.work = work(*args)
+        self.held = held(*args)
 
     def _within(self, done: int, total: int) -> None:
         self.tally.set.remote(self.output, done / total)  # fire and forget: never waits on the driver
 
-    def process(self, job: dict) -> dict:
-        self.output = job["output"]
-        return self.work(self.store, job)
+    def process(self, item) -> dict:
+        self.output = item.output
+        return self.held(item)
 
     def info(self) -> dict:
         return {"host": socket.gethostname(), "pid": os.getpid()}
@@ -81,18 +82,18 @@ class RepeatedFailure(BackendError):
     """The first partitions of a stage all failed with the same error: every one would."""
 
 
-def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, jobs: list[dict]) -> PoolResult:
-    """Process ``jobs`` (each with an ``output`` of ``stage``) on actors holding ``work(*args)``;
-    outputs that keep failing are recorded in the store's failures."""
+def run_pool(stage: str, ref: RunRef, spec: PoolSpec, held: type, args: tuple, items: list) -> PoolResult:
+    """Make ``items`` (each with an ``output`` of ``stage`` and its ``inputs``) on actors holding
+    ``held(*args)``; outputs that keep failing are recorded in the store's failures."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     result = PoolResult()
-    if not jobs:
+    if not items:
         return result
     ensure_room(stage, [spec])
     store = ref.store()
-    worker_cls = ray.remote(PartitionWorker).options(  # spread over the nodes, as Ray Data places its pools
+    actor_cls = ray.remote(PoolActor).options(  # spread over the nodes, as Ray Data places its pools
         num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, resources=spec.resources or None, max_restarts=0,
         runtime_env=spec.runtime_env or None, scheduling_strategy="SPREAD",
     )
@@ -101,11 +102,11 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
     tally = ray.remote(num_cpus=0)(Tally).options(scheduling_strategy=here).remote()  # lives as long as this driver's node
 
     def new_actor():
-        return worker_cls.remote(work, args, ref.as_dict(), threads, tally)
+        return actor_cls.remote(held, args, threads, tally)
 
-    actors = [new_actor() for _ in range(min(spec.num_actors, len(jobs)))]
+    actors = [new_actor() for _ in range(min(spec.count, len(items)))]
     load: Counter = Counter()
-    queue = deque(jobs)
+    queue = deque(items)
     attempts: Counter = Counter()
     in_flight: dict = {}
     # A dead actor is always replaced: the bound is per partition (a death costs the partitions on
@@ -113,55 +114,55 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
     # actors over days of pre-emptions goes on while partitions succeed, and still ends.
     same_error: dict[str, set[str]] = {}  # error -> partitions that met it, while none has succeeded
 
-    def fill() -> None:  # round-robin, so every actor starts working before any gets a second job
+    def fill() -> None:  # round-robin, so every actor starts working before any gets a second item
         for depth in (1, 2):
             for actor in actors:
                 if queue and load[actor] < depth:
-                    job = queue.popleft()
-                    in_flight[actor.process.remote(job)] = (actor, job)
+                    item = queue.popleft()
+                    in_flight[actor.process.remote(item)] = (actor, item)
                     load[actor] += 1
 
     def stop() -> None:
         for actor in [*actors, tally]:
             ray.kill(actor, no_restart=True)
 
-    def stop_if_every_partition_fails(error: str, job: dict) -> None:
+    def stop_if_every_partition_fails(error: str, item) -> None:
         """One error met by the first partitions, before any succeeds, is met by every one."""
         if result.records:
             return
         met = same_error.setdefault(error, set())
-        met.add(job["output"])
+        met.add(item.output)
         if len(met) >= min(SAME_ERROR_STOPS, total):
             stop()
-            attempts[job["output"]] += 1
+            attempts[item.output] += 1
             for output in sorted(met):
-                give_up({"output": output}, error)
+                give_up(output, (), error)
             raise RepeatedFailure(f"{stage}: the first {len(met)} partitions all failed with the same error, so every "
                                   f"one would; the stage stopped: {error}")
 
-    def give_up(job: dict, error: str) -> None:
-        result.failures[job["output"]] = error
-        store.fail(stage, job["output"], error, {"inputs": job.get("inputs", []), "attempts": attempts[job["output"]]})
+    def give_up(output: str, inputs, error: str) -> None:
+        result.failures[output] = error
+        store.fail(stage, output, error, {"inputs": list(inputs), "attempts": attempts[output]})
 
     def report_within() -> None:  # finished partitions, and how far those in flight are
         try:
             fractions = ray.get(tally.read.remote(), timeout=10)
         except (ray.exceptions.RayError, TimeoutError):  # progress only: never a reason to stop the stage
             fractions = {}
-        running = sum(fractions.get(j["output"], 0.0) for _, j in in_flight.values())
+        running = sum(fractions.get(i.output, 0.0) for _, i in in_flight.values())
         progress.report(spec.label or stage, len(result.records) + len(result.failures) + running, total)
 
-    total = len(jobs)
+    total = len(items)
     fill()
     while in_flight:
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WITHIN_POLL_S)
         if not ready:
             report_within()
             continue
-        actor, job = in_flight.pop(ready[0])
+        actor, item = in_flight.pop(ready[0])
         load[actor] -= 1
         try:
-            result.records[job["output"]] = ray.get(ready[0])
+            result.records[item.output] = ray.get(ready[0])
         except ray.exceptions.RayActorError as exc:
             # a constructor that raised (the model or backend cannot be built) says so in its last line
             error = f"an actor could not start: {_last_line(exc)}" if exc.actor_init_failed else f"actor died: {_one_line(exc)}"
@@ -171,27 +172,27 @@ def run_pool(stage: str, ref: RunRef, spec: PoolSpec, work: type, args: tuple, j
                 result.actor_restarts += 1
                 actors.append(new_actor())
             if exc.actor_init_failed:
-                stop_if_every_partition_fails(error, job)
-            _retry_or_fail(job, error, attempts, spec.max_retries, queue, give_up)
+                stop_if_every_partition_fails(error, item)
+            _retry_or_fail(item, error, attempts, spec.max_retries, queue, give_up)
         except ray.exceptions.RayTaskError as exc:
             if isinstance(exc.cause, (StorageError, BackendError)):  # no retry fixes these, on any partition
                 stop()
                 raise exc.cause from None
             error = _one_line(exc.cause if exc.cause else exc)
-            stop_if_every_partition_fails(error, job)
-            _retry_or_fail(job, error, attempts, spec.max_retries, queue, give_up)
+            stop_if_every_partition_fails(error, item)
+            _retry_or_fail(item, error, attempts, spec.max_retries, queue, give_up)
         fill()
         progress.report(spec.label or stage, len(result.records) + len(result.failures), total)
     stop()
     return result
 
 
-def _retry_or_fail(job, error, attempts, max_retries, queue, give_up) -> None:
-    attempts[job["output"]] += 1
-    if attempts[job["output"]] <= max_retries:
-        queue.append(job)  # at the back: other partitions are tried before this one again
+def _retry_or_fail(item, error, attempts, max_retries, queue, give_up) -> None:
+    attempts[item.output] += 1
+    if attempts[item.output] <= max_retries:
+        queue.append(item)  # at the back: other partitions are tried before this one again
     else:
-        give_up(job, error)
+        give_up(item.output, item.inputs, error)
 
 
 def _last_line(exc: BaseException) -> str:

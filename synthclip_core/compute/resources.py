@@ -30,17 +30,24 @@ POLL_S = 10.0
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """Where and how much: the Ray resources each worker of a stage asks for, and how many."""
+    """Where and how much: what each worker of a stage asks of Ray, how many there are, and what
+    they are: ``actors`` (a fixed pool, each holding a model), ``tasks`` (queued, any number at
+    once) or ``ranks`` (a training gang that starts together)."""
 
-    num_actors: int = 1
+    count: int = 1
+    kind: Literal["actors", "tasks", "ranks"] = "actors"
     num_cpus: float = 1
     num_gpus: float = 0
     max_retries: int = 2
     runtime_env: dict = field(default_factory=dict)  # e.g. another interpreter (the vLLM environment's)
     resources: dict = field(default_factory=dict)  # custom Ray resources: which node group may host a worker
     label: str = ""  # what the workers do, for progress bars and messages (default: the stage's name)
-    section: str = ""  # the config section whose fields ask for this (named in a shortfall)
-    together: bool = True  # every worker up at once (an actor pool, a training gang); False: tasks that queue
+    fields: tuple[str, ...] = ()  # the config fields that ask for this, named in a shortfall
+
+    @property
+    def together(self) -> bool:
+        """Whether every worker must be up at once (actors hold queued partitions, ranks start as one)."""
+        return self.kind != "tasks"
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,7 @@ def workers_fitting(ask: dict[str, float], nodes: tuple[dict[str, float], ...]) 
 def needed(spec: PoolSpec) -> int:
     """Workers that must be up at once: all of a pool's (actors hold queued partitions, a training
     gang starts together), one of a stage's tasks (tasks queue)."""
-    return spec.num_actors if spec.together else 1
+    return spec.count if spec.together else 1
 
 
 def verdict(spec: PoolSpec, offer: ClusterOffer) -> Verdict:
@@ -118,7 +125,7 @@ def shortfall(stage: str, spec: PoolSpec, offer: ClusterOffer) -> str:
     missing = sorted(name for name in ask if not any(node.get(name, 0) for node in offer.nodes))
     why = (f"no node offers {', '.join(missing)}" if missing
            else "no node can host even one" if not fits else f"the cluster hosts {fits}")
-    return f"{stage}: asks for {what} ({', '.join(_fields(spec))}); {why}; this Ray has {offer.describe()}"
+    return f"{stage}: asks for {what} ({', '.join(spec.fields) or 'its pool'}); {why}; this Ray has {offer.describe()}"
 
 
 def check(stage: str, specs: list[PoolSpec], offer: ClusterOffer) -> list[PoolSpec]:
@@ -181,19 +188,6 @@ def _autoscaler_groups(nodes: tuple[dict[str, float], ...]) -> tuple[NodeGroup, 
         if more != 0:
             groups.append(NodeGroup(resources, more))
     return tuple(groups)
-
-
-def _fields(spec: PoolSpec) -> list[str]:
-    section = spec.section or "<pool>"
-    count = "num_workers" if section in ("train", "balanced", "shards") else "num_actors"
-    fields = [f"{section}.{count}"]
-    if spec.num_gpus:
-        fields.append(f"{section}.{'use_gpu' if section == 'train' else 'num_gpus'}")
-    if section == "train":
-        fields.append("train.cpus_per_worker")
-    if spec.resources:
-        fields.append(f"{section}.ray_resources")
-    return fields
 
 
 def _resources_line(ask: dict[str, float]) -> str:

@@ -12,7 +12,10 @@ import csv
 import io
 import json
 import unicodedata
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import fsspec
 import pyarrow as pa
@@ -78,7 +81,30 @@ def load_bank(source: str, column: str | None = None, limit: int | None = None, 
     return ConceptBank(kept, dropped)
 
 
+_read_once: ContextVar[dict | None] = ContextVar("bank_reads", default=None)
+
+
+@contextmanager
+def reading_banks_once() -> Iterator[None]:
+    """Within the block each bank file is read once, however often it is loaded (opening a run
+    pins, sizes and checks its bank); outside it every load reads the file again."""
+    token = _read_once.set({})
+    try:
+        yield
+    finally:
+        _read_once.reset(token)
+
+
 def _read_raw(source: str, column: str | None) -> list[str]:
+    cache = _read_once.get()
+    if cache is None:
+        return _read_entries(source, column)
+    if (source, column) not in cache:
+        cache[(source, column)] = _read_entries(source, column)
+    return cache[(source, column)]
+
+
+def _read_entries(source: str, column: str | None) -> list[str]:
     if source.startswith(BUILTIN_PREFIX):
         return _builtin(source[len(BUILTIN_PREFIX):])
     suffix = source.rsplit(".", 1)[-1].lower() if "." in source.rsplit("/", 1)[-1] else ""

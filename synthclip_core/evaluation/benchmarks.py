@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
-from ..config import EvalDataset
+from .config import EvalDataset
 from .datasets import check, load_captioned, load_labelled
 from .models import EvalModel
 from .tasks import TaskResult, probe, retrieval, zeroshot

@@ -12,8 +12,8 @@ from typing import Callable
 
 import fsspec
 
-from ..config import EvalDataset
 from .benchmarks import evaluate_dataset
+from .config import EvalDataset
 from .models import EvalModel, load_eval_model
 from .report import build_report, config_hash, render_markdown
 from .tasks import TaskResult

@@ -29,12 +29,14 @@ class Check:
 
 
 def run_checks(cfg=None, root: str | None = None, bank_size: int | None = None) -> list[Check]:
+    from ..pipeline import stages_for
+
     checks = [_gpus(), _nccl()]
     if cfg is None:
         return checks
-    if hasattr(cfg, "captions"):
-        checks.append(_vllm(cfg))
-    checks += [_hub(f"{name}.model", getattr(cfg, name)) for name in ("captions", "images") if hasattr(cfg, name)]
+    models = {name: section for stage in stages_for(cfg) for name, section in stage.models(cfg).items()}
+    checks += [_vllm(name, section) for name, section in models.items() if hasattr(section, "engine_options")]
+    checks += [_hub(f"{name}.model", section) for name, section in models.items()]
     checks.append(_disk(cfg, root or cfg.root, bank_size))
     checks += _cluster(cfg)
     return checks
@@ -67,13 +69,13 @@ def _nccl() -> Check:
     return Check("NCCL", "ok", f"NCCL {version}")
 
 
-def _vllm(cfg) -> Check:
-    c = cfg.captions
+def _vllm(name: str, c) -> Check:
+    """vLLM importable where the actors of a section with vLLM engine options (the captions') will import it."""
     if c.backend != "vllm":
-        return Check("vLLM", "skip", f"captions.backend is {c.backend!r}")
+        return Check("vLLM", "skip", f"{name}.backend is {c.backend!r}")
     python = os.path.abspath(os.path.expanduser(c.python)) if c.python else sys.executable
     if not Path(python).exists():
-        return Check("vLLM", "fail", f"captions.python {c.python} does not exist: `make gpu-setup` builds it")
+        return Check("vLLM", "fail", f"{name}.python {c.python} does not exist: `make gpu-setup` builds it")
     command = [python, "-c", "import vllm, torch; print(vllm.__version__, torch.__version__, torch.cuda.is_available())"]
     try:
         out = subprocess.run(command, capture_output=True, text=True, timeout=300)

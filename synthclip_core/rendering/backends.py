@@ -28,5 +28,5 @@ def create_render_backend(name: str, **kwargs) -> RenderBackend:
 
         return DiffusersRenderer(**kwargs)
     if is_plugin(name):
-        return plugin_class(name, "render.backend")(**kwargs)
+        return plugin_class(name, "images.backend")(**kwargs)
     raise ConfigError(f"unknown render backend {name!r} (known: diffusers, or package.module:ClassName)")

@@ -15,19 +15,19 @@ from typing import Callable
 
 from PIL import Image
 
-from ..config import EvalDataset
 from ..evaluation import clip_benchmark as layout
+from ..evaluation.config import EvalDataset
 from ..evaluation.datasets import load_captioned, load_labelled
 from ..evaluation.features import read_image
 from ..evaluation.templates import load_templates
 from ..stages.common import read_concepts
 from ..stages.eval import HELDOUT, held_out_parts, held_out_rows, held_out_templates
-from ..stages.stage import Run
+from ..stages.stage import RunView
 
 Advance = Callable[[str, int, int], None]  # (dataset, done, total): image partitions, or a benchmark's samples
 
 
-def export_run(run: Run, out: str, per_shard: int = layout.PER_SHARD, advance: Advance | None = None) -> dict[str, dict]:
+def export_run(run: RunView, out: str, per_shard: int = layout.PER_SHARD, advance: Advance | None = None) -> dict[str, dict]:
     """Write the run's evaluation sets under ``out``, one folder each; returns per dataset its
     folder, CLIP_benchmark task, samples and the images skipped as unreadable."""
     exported: dict[str, dict] = {}
@@ -38,7 +38,7 @@ def export_run(run: Run, out: str, per_shard: int = layout.PER_SHARD, advance: A
     return exported
 
 
-def _held_out(run: Run, out: str, per_shard: int, advance: Advance | None) -> dict[str, dict]:
+def _held_out(run: RunView, out: str, per_shard: int, advance: Advance | None) -> dict[str, dict]:
     parts = held_out_parts(run)
     concepts = read_concepts(run.store, parts["concepts"])
     names = concepts.column("concept").to_pylist()

@@ -21,18 +21,19 @@ from functools import cached_property
 import fsspec
 
 from .. import legacy
-from ..config import JobConfig, differences, job_config_from_dict
+from ..config import differences
+from ..curation.concepts import reading_banks_once
 from ..errors import RunStateError, UserError
-from ..pipeline import RunConfig, config_from_dict, fingerprints, stages_for, versions
-from ..stages.common import code_version
-from ..stages.stage import Stage, StageBlocked, StageSummary
-from ..storage.store import COMMITS, Completion, RunRef, RunStore
+from ..pipeline import JobConfig, RunConfig, config_from_dict, fingerprints, job_config_from_dict, stages_for, versions
+from ..stages.stage import Stage, StageBlocked
+from ..storage.lineage import code_version
+from ..storage.store import COMMITS, Completion, RunRef, RunStore, check_root_writable
 from . import pins
 from .checks import preflight
 
 DEFAULT_ROOT_ENV = "SYNTHCLIP_ROOT"
 RUN_FILE = "run.json"
-LAYOUT = 2  # 2: stages mark their completion (``_complete/``); 1: runs made before (see legacy.py)
+LAYOUT = legacy.LAYOUT
 
 
 def default_root() -> str:
@@ -45,6 +46,8 @@ def default_run_id(cfg: RunConfig | JobConfig) -> str:
 
 @dataclass(frozen=True)
 class Run:
+    """A run or training job as stored: where it lives, its config, its stages and their fingerprints."""
+
     ref: RunRef
     config: RunConfig | JobConfig
     fingerprints: dict[str, str]
@@ -74,30 +77,13 @@ class Run:
         """What a finished stage wrote, or None while it is not finished (``committed``: the
         stage's commits, where the caller has listed them already)."""
         done = self.store.completion(name, committed)
-        if done is None and self.layout < LAYOUT:
-            done = legacy.completion(self, name)
-        return done
+        return done if done is not None else legacy.completion(self, name)
 
     def require(self, name: str) -> Completion:
         """The completion of a stage another stage reads, or StageBlocked."""
         if (done := self.completion(name)) is None:
             raise StageBlocked(f"stage {name!r} of {self.kind} {self.ref.run_id} is not complete; run or resume it first")
         return done
-
-    def finished(self, name: str) -> StageSummary | None:
-        """The summary of a stage that is already complete (everything skipped), else None."""
-        if (done := self.completion(name)) is None:
-            return None
-        n = len(done.outputs)
-        return StageSummary(name, total=n, skipped=n, rows=done.rows, notes=done.notes, pictures=list(done.pictures),
-                            reports=list(done.reports))
-
-    def complete(self, summary: StageSummary, outputs: list[str]) -> StageSummary:
-        """Mark the stage of ``summary`` finished, with everything it wrote: its last write."""
-        stage = self.stage(summary.stage)
-        self.store.mark_complete(stage.name, Completion(outputs, summary.rows, summary.notes, summary.pictures, summary.reports),
-                                 {"fingerprint": self.fingerprints[stage.name], "code_version": code_version(stage.version)})
-        return summary
 
     def sibling(self, run_id: str) -> Run:
         """Another run or job under the same root (``run:ID`` in a config)."""
@@ -117,11 +103,21 @@ def open_run(cfg: RunConfig | JobConfig, ref: RunRef, fork: bool = False) -> Run
     ``<run_id>-fork-<hash>``, starting from copies of the stages the two share."""
     existing = _stored(ref)
     like = existing.config if existing is not None and existing.kind == _kind(cfg) else None
-    run = new_run(pins.pin(cfg, like), ref)
-    preflight(run)
-    if like is not None:
-        pins.check(existing)
+    with reading_banks_once():  # pinning, sizing and checking read one bank: from its file once
+        run = new_run(pins.pin(cfg, like), ref)
+        preflight(run)
+        if like is not None:
+            pins.check(existing)
     return fork_run(run, existing) if fork else create_or_open(run, existing)
+
+
+def continue_run(ref: RunRef) -> Run:
+    """The checks before continuing a stored run, for every way of continuing one (``synthclip
+    resume``, the resume flows, a stage's flow run on its own): its code and pinned inputs are
+    still the ones its fingerprints name, and its root takes writes."""
+    run = load_run(ref, verify=True)
+    check_root_writable(run.ref.root, run.ref.storage_options)
+    return run
 
 
 def _kind(cfg: RunConfig | JobConfig) -> str:
@@ -169,7 +165,8 @@ def fork_run(run: Run, existing: Run | None = _UNREAD) -> Run:  # type: ignore[a
     or has this config; else a new run ``<id>-fork-<hash>`` that starts with copies of the
     committed outputs of every stage whose fingerprint is unchanged (fingerprints chain, so those
     are the leading stages), each record naming the run it came from."""
-    existing = _stored(run.ref)
+    if existing is _UNREAD:
+        existing = _stored(run.ref)
     if existing is None or existing.kind != run.kind or _same_config(existing, run):
         return create_or_open(run)  # a free id, this config's run, or one of another kind (refused)
     digest = hashlib.sha256(json.dumps(run.fingerprints, sort_keys=True).encode()).hexdigest()[:8]
@@ -198,7 +195,7 @@ def load_run(ref: RunRef, verify: bool = False) -> Run:
                             f"resume: run 'synthclip run CONFIG --run-id {ref.run_id}' again)")
     if verify:
         pins.check(run)
-        current = _fingerprints_as_stored(run, run.config)
+        current = legacy.as_stored(run, run.config, fingerprints(run.config))
         changed = [s for s in current if current[s] != run.fingerprints.get(s)]
         if changed:
             raise RunStateError(
@@ -208,41 +205,23 @@ def load_run(ref: RunRef, verify: bool = False) -> Run:
 
 
 def _stored(ref: RunRef) -> Run | None:
-    """The run at ``ref`` as stored (``run.json``, or a layout-1 job's ``job/job.json``), or None."""
+    """The run at ``ref`` as stored (``run.json``, or what the layout-1 job there stored), or None."""
     store = ref.store()
     if RUN_FILE in store.committed("run"):
-        doc = json.loads(store.read_bytes("run", RUN_FILE))
-        kind = doc.get("kind", "run")
-        parse = job_config_from_dict if kind == "job" else config_from_dict
-        cfg = parse(doc["config"], source=f"{ref.run_id}/{RUN_FILE}")
-        return Run(ref, cfg, doc["fingerprints"], stages_for(cfg), kind, doc.get("layout", 1))
-    folder, name = legacy.JOB_FILE
-    if name in store.committed(folder):
-        doc = json.loads(store.read_bytes(folder, name))
-        cfg = job_config_from_dict(doc["config"], source=f"{ref.run_id}/{folder}/{name}")
-        stages = stages_for(cfg)
-        return Run(ref, cfg, {s.name: doc["fingerprint"] for s in stages}, stages, "job", layout=1)
-    return None
-
-
-def _layout_1_job(run: Run) -> bool:
-    return run.kind == "job" and run.layout < LAYOUT
-
-
-def _fingerprints_as_stored(run: Run, cfg: RunConfig | JobConfig) -> dict[str, str]:
-    """What this code computes for ``cfg``, in the form ``run`` stores its fingerprints (a
-    layout-1 job had one fingerprint for both its stages)."""
-    if _layout_1_job(run):
-        fp = legacy.job_fingerprint(cfg, run.stage("train").version)
-        return {s.name: fp for s in run.stages}
-    return fingerprints(cfg)
+        doc, source = json.loads(store.read_bytes("run", RUN_FILE)), RUN_FILE
+    elif (doc := legacy.run_document(store)) is not None:
+        source = doc["source"]
+    else:
+        return None
+    kind = doc.get("kind", "run")
+    parse = job_config_from_dict if kind == "job" else config_from_dict
+    cfg = parse(doc["config"], source=f"{ref.run_id}/{source}")
+    return Run(ref, cfg, doc["fingerprints"], stages_for(cfg), kind, doc.get("layout", 1))
 
 
 def _same_config(existing: Run, run: Run) -> bool:
     """Whether the stored run was made with ``run``'s config and this code."""
-    if _layout_1_job(existing):
-        return _fingerprints_as_stored(existing, run.config) == existing.fingerprints
-    return existing.fingerprints == run.fingerprints
+    return legacy.as_stored(existing, run.config, run.fingerprints) == existing.fingerprints
 
 
 def unfinished_runs(root: str) -> list[str]:

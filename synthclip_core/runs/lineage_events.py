@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .. import __version__
-from ..stages.common import code_version
+from ..storage.lineage import code_version
 
 log = logging.getLogger("synthclip.lineage")
 PRODUCER = "https://github.com/synthclip/synthclip"  # who wrote the events, as OpenLineage asks

@@ -20,16 +20,11 @@ import re
 from pathlib import Path
 
 from ..errors import ConfigError, RunStateError
+from ..pipeline import stages_for
 from ..planning.sizing import sized
 
 SCHEME = 2
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-MODEL_SECTIONS = ("captions", "images")
-
-
-def scheme_of(cfg) -> int:
-    """The fingerprint scheme a config's fingerprints follow (1: unpinned, or made before schemes)."""
-    return getattr(cfg, "fingerprint_scheme", None) or 1
 
 
 def pin(cfg, like=None):
@@ -52,8 +47,9 @@ def pin(cfg, like=None):
                 raise ConfigError(f"concepts.sha256: the bank {cfg.concepts.source} has content sha256 {sha}, "
                                   f"not the {cfg.concepts.sha256} the config asks for")
         update["concepts"] = cfg.concepts.model_copy(update={"sha256": sha})
-        for name in MODEL_SECTIONS:
-            section, before = getattr(cfg, name), getattr(like, name, None)
+    for stage in stages_for(cfg):  # every hub model a stage loads, at the commit its revision names now
+        for name, section in stage.models(cfg).items():
+            before = getattr(like, name, None)
             if before is not None and (before.model, before.revision) == (section.model, section.revision):
                 commit = before.commit
             else:

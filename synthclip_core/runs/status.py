@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..stages.common import data_parts
-from ..stages.partitions import committed_rows
-from ..stages.stage import Run, Stage, StageBlocked
+from ..stages.stage import RunView, Stage, StageBlocked
 
 
 @dataclass
@@ -29,7 +28,7 @@ class StageStatus:
         return None if self.planned is None else max(0, self.planned - self.committed)
 
 
-def run_status(run: Run) -> list[StageStatus]:
+def run_status(run: RunView) -> list[StageStatus]:
     store = run.store
     committed, failed = store.committed_all(), store.failed_all()
     statuses = []
@@ -44,7 +43,7 @@ def run_status(run: Run) -> list[StageStatus]:
         if done is not None:
             status.rows = done.rows
         elif parts:
-            status.rows = committed_rows(run, stage.name, parts)
+            status.rows = store.committed_rows(stage.name, parts)
         if data_outputs:  # a row partition's lineage says most (model, inputs), else the first output's
             status.lineage = _lineage_line(store.record(stage.name, (parts or sorted(data_outputs))[0]))
         for output in sorted(failed.get(stage.name, set()) - outputs):
@@ -53,7 +52,7 @@ def run_status(run: Run) -> list[StageStatus]:
     return statuses
 
 
-def _plan(run: Run, stage: Stage) -> list[str] | None:
+def _plan(run: RunView, stage: Stage) -> list[str] | None:
     """The outputs an unfinished stage will write, if its inputs are complete and it can say."""
     if stage.plan is None:
         return None
@@ -76,7 +75,7 @@ def _lineage_line(record: dict) -> str:
     return " ".join(parts)
 
 
-def partition_table(run: Run, stage: str, limit: int = 500) -> list[dict]:
+def partition_table(run: RunView, stage: str, limit: int = 500) -> list[dict]:
     """One row per output of a stage (failed first, then pending, then committed), for the UI."""
     store = run.store
     done = store.committed(stage)

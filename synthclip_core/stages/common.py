@@ -1,20 +1,19 @@
-"""Helpers the stages share: partition names, lineage, where an output was made, reading inputs."""
+"""What several stages share: partition names, the run's concept table, a model stage's pool, and the
+caption work of the captions stage and the closed loop."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import socket
-import subprocess
-import time
-from functools import lru_cache
-from pathlib import Path
 
 import pyarrow as pa
 
-from .. import __version__
-from ..storage.schemas import from_parquet_bytes, read_where, table_from_rows, to_parquet_bytes
+from ..captioning.writer import CaptionWriter
+from ..compute.resources import PoolSpec
+from ..storage.schemas import table_from_rows
 from ..storage.store import RunStore
+from ..storage.tables import read_table
+from .executor import Made, PartitionWork
+from .stage import WorkItem
 
 
 def part_name(index: int) -> str:
@@ -26,115 +25,39 @@ def data_parts(outputs: list[str]) -> list[str]:
     return [o for o in outputs if o.startswith("part-")]
 
 
-@lru_cache(maxsize=1)
-def _git_commit() -> str | None:
-    """The commit of the code this process imported (asked once: every commit record names it)."""
-    try:
-        repo = Path(__file__).resolve().parents[2]
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5)
-        return commit.stdout.strip() if commit.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def code_version(stage_version: int | None = None) -> dict:
-    """The package version, the git commit and (in a record) the version of the stage that wrote it."""
-    version: dict = {"synthclip": __version__}
-    if stage_version is not None:
-        version["stage"] = stage_version
-    if commit := _git_commit():
-        version["git"] = commit
-    return version
-
-
-def worker_info(device: str = "cpu") -> dict:
-    """Where an output was made; inside a Ray actor also the GPU ids Ray pinned it to."""
-    info = {"host": socket.gethostname(), "pid": os.getpid(), "device": device}
-    try:
-        import ray
-
-        if ray.is_initialized():
-            info["node_id"] = ray.get_runtime_context().get_node_id()
-            info["gpu_ids"] = [str(i) for i in ray.get_gpu_ids()]
-            info["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    except ImportError:
-        pass
-    return info
-
-
-MAX_LISTED_INPUTS = 32  # a record names each input up to this many; beyond, one summary per upstream
-
-
-def lineage(fingerprint: str, version: int, inputs: list[dict], started: float, rows: int, **extra) -> dict:
-    """The commit record's lineage: the stage's fingerprint and code version, the inputs (bounded:
-    see :func:`bounded_inputs`), rows, timings."""
-    return {
-        "fingerprint": fingerprint,
-        "inputs": bounded_inputs(inputs),
-        "rows": rows,
-        "code_version": code_version(version),
-        "timings": {"started": started, "seconds": round(time.time() - started, 4)},
-        **extra,
-    }
-
-
-def bounded_inputs(inputs: list[dict]) -> list[dict]:
-    """Inputs as a record lists them, in a size that does not grow with the run: each input while
-    there are at most ``MAX_LISTED_INPUTS``; beyond, one summary per upstream stage (and run, for
-    another run's outputs): how many, the first and last output, and the sha256 of their
-    ``"OUTPUT SHA256\n"`` lines in order, which the upstream's commit records reproduce."""
-    if len(inputs) <= MAX_LISTED_INPUTS:
-        return inputs
-    groups: dict[tuple, list[dict]] = {}
-    for ref in inputs:
-        groups.setdefault((ref.get("run_id"), ref["stage"]), []).append(ref)
-    out = []
-    for (run_id, stage), refs in groups.items():
-        lines = "".join(f"{r['output']} {r['sha256']}\n" for r in refs).encode()
-        summary = {"stage": stage, "count": len(refs), "first": refs[0]["output"], "last": refs[-1]["output"],
-                   "sha256": hashlib.sha256(lines).hexdigest()}
-        out.append({"run_id": run_id, **summary} if run_id else summary)
-    return out
-
-
-def input_ref(store: RunStore, stage: str, output: str, record: dict | None = None) -> dict:
-    record = record or store.record(stage, output)
-    return {"stage": stage, "output": output, "sha256": record["sha256"]}
-
-
-def read_table(store: RunStore, stage: str, output: str, kind: str | None = None) -> pa.Table:
-    return from_parquet_bytes(store.read_bytes(stage, output), kind or stage, where=f"{stage}/{output}")
-
-
-MANIFEST = "manifest.parquet"
-
-
-def write_manifest(store: RunStore, stage: str, outputs: list[str], base: dict) -> None:
-    """Commit ``<stage>/manifest.parquet``: each output's rows, bytes and sha256 from its commit
-    record, so a reader of thousands of outputs reads one file, not every record."""
-    records = store.records(stage, outputs)
-    rows = [{"output": o, "rows": r.get("rows", 0), "bytes": r["bytes"], "sha256": r["sha256"]} for o, r in records.items()]
-    store.commit(stage, MANIFEST, to_parquet_bytes(table_from_rows(rows, "manifest"), "manifest"), base)
-
-
-def output_index(store: RunStore, stage: str, outputs: list[str], suffix: str = "") -> dict[str, dict]:
-    """Per output of a finished stage ending in ``suffix``: ``rows``, ``bytes`` and ``sha256``, from
-    its manifest when it wrote one, else from the outputs' commit records."""
-    wanted = [o for o in outputs if o.endswith(suffix) and o != MANIFEST]
-    if MANIFEST not in outputs:
-        return store.records(stage, wanted)
-    table = read_table(store, stage, MANIFEST, "manifest")
-    index = {row.pop("output"): row for row in table.to_pylist()}
-    return {o: index[o] for o in wanted}
-
-
-def read_rows(store: RunStore, stage: str, output: str, column: str, values: set[str], columns: list[str]) -> pa.Table:
-    """The rows of a partition whose ``column`` is one of ``values``, reading the row groups that
-    hold them only (see :func:`synthclip_core.storage.schemas.read_where`)."""
-    with store.open(stage, output) as handle:
-        return read_where(handle, stage, column, values, columns, where=f"{stage}/{output}")
-
-
 def read_concepts(store: RunStore, parts: list[str], columns: tuple[str, ...] = ("concept_id", "concept")) -> pa.Table:
     """The run's concept table (the global concept index is the row number), in partition order."""
     return pa.concat_tables([read_table(store, "concepts", o).select(list(columns)) for o in parts])
+
+
+def model_pool(cfg, name: str, label: str = "") -> PoolSpec:
+    """The actor pool of a model stage's config section: actors, GPUs, node-group resources, and
+    the interpreter its actors run under (a backend's own environment)."""
+    section = getattr(cfg, name)
+    python = getattr(section, "python", None)
+    runtime_env = {"py_executable": os.path.abspath(os.path.expanduser(python))} if python else {}
+    fields = (f"{name}.num_actors", *([f"{name}.num_gpus"] if section.num_gpus else []),
+              *([f"{name}.ray_resources"] if section.ray_resources else []))
+    return PoolSpec(count=section.num_actors, num_gpus=section.num_gpus, runtime_env=runtime_env,
+                    resources=dict(section.ray_resources), label=label, fields=fields)
+
+
+class CaptionsWork(PartitionWork):
+    """Captions for (concept id, concept, index) requests, by the caption backend an actor loads
+    once: what the captions stage and the closed loop share; each says what it requests."""
+
+    writes, deterministic = "captions", False  # LLM sampling on a GPU may differ between two writers
+
+    def setup(self) -> None:
+        self.writer = CaptionWriter(self.settings)
+
+    @property
+    def device(self) -> str:
+        return self.writer.backend.device
+
+    def requests(self, rows: pa.Table, item: WorkItem) -> list[tuple[str, str, int]]:
+        raise NotImplementedError
+
+    def process(self, rows: pa.Table, item: WorkItem) -> Made:
+        captions, made = self.writer.write(self.requests(rows, item))
+        return Made(table_from_rows(captions, "captions"), made)

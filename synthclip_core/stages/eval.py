@@ -21,16 +21,18 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..compute.resources import PoolSpec, ensure_room
-from ..config import EvalConfig
+from ..compute.resources import PoolSpec
 from ..curation import closed_loop
 from ..curation.balancing import held_out_concepts
 from ..evaluation import coverage
+from ..evaluation.config import EvalConfig
 from ..evaluation.report import build_report, render_markdown
 from ..storage.schemas import table_from_rows, to_parquet_bytes
 from ..storage.store import RunRef
-from .common import data_parts, input_ref, lineage, read_concepts, read_rows, read_table
-from .stage import Run, Stage, StageSummary
+from ..storage.tables import read_rows, read_table
+from .common import data_parts, read_concepts
+from .executor import StageContext
+from .stage import RunView, Stage, StagePlan, StageSummary
 
 NAME = "eval"
 VERSION = 3  # 3: held-out concepts reported apart, coverage rows say which words training saw
@@ -43,32 +45,26 @@ HELD_OUT_SPLITS = {"eval", "holdout"}
 MAX_PROMPTS = 200_000  # zero-shot over a huge concept bank uses one template per concept beyond this
 
 
-def run_eval(run: Run) -> StageSummary:
-    import ray
-
-    if (finished := run.finished(NAME)) is not None:
-        return finished
-    store, cfg = run.store, run.config.eval
+def make(ctx: StageContext) -> StageSummary:
+    run, cfg = ctx.run, ctx.config.eval
     held_out_split = run.has("images")
     if not held_out_split and not cfg.datasets:
-        return run.complete(StageSummary(NAME, notes={"skipped": "eval.datasets is empty: nothing to evaluate"}), [])
+        return StageSummary(NAME, notes={"skipped": "eval.datasets is empty: nothing to evaluate"})
     started = time.time()
     trained = run.require("train").notes
     checkpoint, arch = trained["checkpoint"], trained["arch"]
     parts = held_out_parts(run) if held_out_split else {}
     holdout = run.config.balanced.holdout_concepts if held_out_split else 0
-    ensure_room(NAME, workers(run.config))
-    task = ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate_run)
-    out = ray.get(task.remote(run.ref.as_dict(), cfg.model_dump(), run.config.seed, holdout, arch, checkpoint, parts))
-    ckpt_ref = input_ref(store, "train", checkpoint)
+    call = (run.ref.as_dict(), cfg.model_dump(), run.config.seed, holdout, arch, checkpoint, parts)
+    out = next(ctx.run_tasks(workers(run.config)[0], evaluate_run, [call]))
+    ckpt_ref = ctx.input_ref("train", checkpoint)
     rows = out["coverage"]
     extra = {"coverage": {**coverage.summary(rows), "failures": coverage.failures(rows)}} if held_out_split else {}
     report = build_report(_results(out["results"]), checkpoint, ckpt_ref["sha256"], arch, run.fingerprints[NAME],
                           run_id=run.ref.run_id, **extra)
-    base = lineage(run.fingerprints[NAME], VERSION, [ckpt_ref], started, len(report["results"]))
 
     def commit(output: str, data: bytes) -> None:  # scores on a GPU may differ in the last digits between writers
-        store.commit(NAME, output, data, base, deterministic=False)
+        ctx.commit(output, data, [ckpt_ref], len(report["results"]), started, deterministic=False)
 
     title, pictures, notes, outputs = f"Evaluation of {run.kind} `{run.ref.run_id}`", [], [], []
     if held_out_split:
@@ -91,11 +87,13 @@ def run_eval(run: Run) -> StageSummary:
     summary = StageSummary(NAME, total=1, computed=1, rows=len(report["results"]), reports=[f"{NAME}/{MARKDOWN}"],
                            pictures=[f"{NAME}/{PICTURE}"] if held_out_split else [])
     summary.notes = {f"{r['dataset']}/{r['task']}/{r['metric']}": r["value"] for r in report["results"]}
-    return run.complete(summary, outputs + [MARKDOWN, REPORT])
+    summary.outputs = outputs + [MARKDOWN, REPORT]
+    return summary
 
 
 def workers(cfg) -> list[PoolSpec]:
-    return [PoolSpec(num_actors=1, num_cpus=1, num_gpus=cfg.eval.num_gpus, label="eval", section="eval")]
+    """One Ray task (on a GPU node of a cluster with ``eval.num_gpus``)."""
+    return [PoolSpec(kind="tasks", num_gpus=cfg.eval.num_gpus, label=NAME, fields=("eval.num_gpus",))]
 
 
 def _results(dicts: list[dict]):
@@ -182,13 +180,13 @@ def held_out_rows(store, image_parts: list[str]) -> Iterator[pa.Table]:
             yield rows
 
 
-def held_out_parts(run: Run) -> dict[str, list[str]]:
+def held_out_parts(run: RunView) -> dict[str, list[str]]:
     """The partitions of the stages a run's held-out split is read from (its concepts, captions, images)."""
     return {stage: data_parts(run.require(stage).outputs) for stage in ("concepts", "balanced", "topup", "images")
             if run.has(stage)}
 
 
-def held_out_results(model, run: Run, name: str) -> list:
+def held_out_results(model, run: RunView, name: str) -> list:
     """Zero-shot and retrieval of an evaluation model (``evaluation.models.EvalModel``) on ``run``'s
     held-out split, as its own eval stage measures them, under the dataset name ``name``: how
     ``synthclip compare`` puts runs of several text-to-image models or settings on the same data."""
@@ -209,12 +207,11 @@ def _train_counts(store, parts: dict[str, list[str]]) -> dict[str, int]:
     return dict(counts)
 
 
-STAGE = Stage(
-    name=NAME,
-    version=VERSION,
-    section=EvalConfig,
-    upstream=("concepts", "balanced", "topup", "images", "train"),
-    run=run_eval,
-    workers=workers,
-    description="Evaluate the final checkpoint on the held-out synthetic split and the configured benchmarks.",
-)
+def estimate(plan) -> StagePlan:
+    """The held-out pairs: the images that do not train."""
+    return StagePlan(NAME, 2, plan.rows("images") - plan.rows("shards"), basis="held-out pairs")
+
+
+STAGE = Stage(name=NAME, version=VERSION, upstream=("concepts", "balanced", "topup", "images", "train"), make=make,
+              section=EvalConfig, workers=workers, estimate=estimate,
+              description="Evaluate the final checkpoint on the held-out synthetic split and the configured benchmarks.")

@@ -2,7 +2,7 @@
 
 Partition ``images/part-i-j`` is made from slice j of ``balanced/part-i`` (or of a closed-loop
 partition, ``topup/part-rK-i``) by a
-:class:`RenderWorker` in an actor of the render pool. An image's seed comes from (run seed,
+:class:`RenderWork` in an actor of the render pool. An image's seed comes from (run seed,
 caption id, index), its id from (caption id, index, run seed); every image is rendered from its
 own generator, so batching and resumption never change pixels. Each run of rows of one split is a
 row group of its own and the commit record counts the rows per split (``splits``), so export plans
@@ -14,26 +14,29 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import time
 from collections import Counter
+from typing import Any, Literal
 
+import pyarrow as pa
 from PIL import Image
+from pydantic import Field, model_validator
 
 from ..compute import progress
-from ..config import ImagesConfig
+from ..config import ModelSection, operational, scheme_of, when_set
 from ..errors import BackendError
 from ..fingerprint import model_identity, model_identity_of, model_label
 from ..ids import derive_seed, image_id
 from ..pictures import contact_sheet
 from ..rendering.backends import create_render_backend
 from ..rendering.scoring import ClipScorer
-from ..runs.pins import scheme_of
-from ..storage.schemas import table_from_rows, to_parquet_bytes
-from ..storage.store import RunStore
+from ..storage.schemas import table_from_rows
+from ..storage.tables import read_table
 from ..tiny_models import resolve_model
-from .common import data_parts, lineage, read_table, worker_info
-from .partitions import committed_rows, model_pool, pending_jobs, run_jobs
-from .stage import Run, Stage, StageSummary, section_settings
+from .common import data_parts, model_pool
+from .executor import Made, PartitionWork, StageContext
+from .stage import RunView, Stage, StagePlan, StageSummary, WorkItem, section_settings
 
 NAME = "images"
 VERSION = 3
@@ -43,7 +46,58 @@ CONTACT_SHEET = "contact_sheet.png"
 CAPTION_STAGES = ("balanced", "topup")  # what is rendered: balanced captions, then the closed loop's (where a run has it)
 
 
-def render_parts(run: Run, records: dict[tuple[str, str], dict]) -> list[tuple[str, str, str, dict]]:
+class ImagesConfig(ModelSection):
+    """Text-to-image rendering."""
+
+    backend: str = Field("diffusers", pattern=r"^(diffusers|[\w.]+:\w+)$",
+                         description="Render backend: diffusers, or a plug-in class as package.module:ClassName.")
+    preset: str | None = operational(None, description="Recommended settings of a model family, filling the fields "
+                                     "left unset: sd15, sd2, sdxl, sd3, pixart, flux-schnell, flux-dev (rendering/presets.py).")
+    pipeline: str = when_set("auto", description="The diffusers pipeline: 'auto' (the class the model's index names), "
+                             "'text2image' (AutoPipelineForText2Image) or a class name (e.g. StableDiffusionXLPipeline).")
+    scheduler: Literal["ddim", "pndm", "euler", "dpmsolver", "default"] = Field(
+        "ddim", description="Sampler (paper: DDIM); 'default' keeps the model's own (flow matching for SD3 and FLUX).")
+    offload: Literal["none", "model", "sequential"] = operational(
+        "none", description="CPU offload on a GPU for models larger than its memory: 'model' (whole components, "
+        "little slower) or 'sequential' (layer by layer, least memory, slowest).")
+    device_map: str | None = operational(None, description="Spread one pipeline's components over the actor's GPUs "
+                                         "(diffusers' 'balanced'; set num_gpus to the GPUs each actor holds).")
+    steps: int = Field(50, ge=1, description="Denoising steps (paper: 50).")
+    guidance_scale: float = Field(2.0, ge=0, description="Classifier-free guidance scale (paper: 2.0).")
+    eta: float = Field(0.0, ge=0, description="DDIM eta (paper: 0).")
+    height: int = Field(512, ge=8, description="Rendered image height in pixels.")
+    width: int = Field(512, ge=8, description="Rendered image width in pixels.")
+    stored_size: int = Field(256, ge=8, description="Side of the stored JPEG (resized from the rendered image).")
+    jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of stored images.")
+    images_per_caption: int = Field(1, ge=1, description="Images rendered per balanced caption.")
+    best_of: int = when_set(1, ge=1, description="Render this many candidates per image and keep the one the scorer "
+                            "ranks highest (CLIP score); the scores and the other seeds go to the lineage (paper: 1).")
+    scorer: str = when_set("ViT-B-32:openai", description="The best-of-k scorer, an open_clip model: ARCH:PRETRAINED "
+                           "(a tag or a checkpoint), local-dir:PATH (e.g. a run's train/model), or tiny/clip offline.")
+    batch_size: int = operational(8, ge=1, description="Prompts rendered per forward pass.")
+    compile: bool = operational(False, description="torch.compile the UNet (worth it on GPUs for long runs).")
+    safety_checker: bool = Field(False, description="Run the model's safety checker and drop flagged images (paper: off).")
+    captions_per_partition: int = operational(
+        256, ge=1, description="Balanced captions per render partition (a slice of one balanced partition).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        from ..rendering.presets import with_preset
+
+        return with_preset(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _latent_sizes(self) -> "ImagesConfig":
+        """Every diffusers text-to-image pipeline downsamples by 8 into its latents: other sizes fail
+        in every partition, so they are refused here."""
+        bad = [f"{side} {value}" for side, value in (("height", self.height), ("width", self.width)) if value % 8]
+        if self.backend == "diffusers" and bad:
+            raise ValueError(f"{' and '.join(bad)}: diffusers pipelines render sizes that are multiples of 8")
+        return self
+
+
+def render_parts(run: RunView, records: dict[tuple[str, str], dict]) -> list[tuple[str, str, str, dict]]:
     """Render partitions: slices of ``captions_per_partition`` rows of each caption partition.
 
     ``images/part-i-j`` holds rows ``[j*R, (j+1)*R)`` of ``balanced/part-i`` (and
@@ -52,15 +106,15 @@ def render_parts(run: Run, records: dict[tuple[str, str], dict]) -> list[tuple[s
     (output, input stage, input, slice).
     """
     size = run.config.images.captions_per_partition
-    plan = []
+    parts = []
     for (stage, part), record in records.items():
         stem = part[: -len(".parquet")]
         for j, start in enumerate(range(0, record["rows"], size)):
-            plan.append((f"{stem}-{j:03d}.parquet", stage, part, {"offset": start, "length": size}))
-    return plan
+            parts.append((f"{stem}-{j:03d}.parquet", stage, part, {"offset": start, "length": size}))
+    return parts
 
 
-def caption_records(run: Run) -> dict[tuple[str, str], dict]:
+def caption_records(run: RunView) -> dict[tuple[str, str], dict]:
     """The commit records of the caption partitions to render, by (stage, output), in order."""
     out: dict[tuple[str, str], dict] = {}
     for stage in CAPTION_STAGES:
@@ -70,36 +124,35 @@ def caption_records(run: Run) -> dict[tuple[str, str], dict]:
     return out
 
 
-def plan_images(run: Run) -> list[str]:
+def plan(run: RunView) -> list[str]:
     return [output for output, *_ in render_parts(run, caption_records(run))]
 
 
-def run_images(run: Run) -> StageSummary:
-    if (finished := run.finished(NAME)) is not None:
-        return finished
-    records = caption_records(run)
-    plan = render_parts(run, records)
-    parts = [output for output, *_ in plan]
+def make(ctx: StageContext) -> StageSummary:
+    records = caption_records(ctx.run)
+    planned = render_parts(ctx.run, records)
+    parts = [output for output, *_ in planned]
     by_stage: dict[str, dict[str, dict]] = {}
     for (stage, part), record in records.items():
         by_stage.setdefault(stage, {})[part] = record
-    jobs = pending_jobs(run, NAME, plan, by_stage)
-    summary = run_jobs(run, NAME, workers(run.config)[0], RenderWorker, (worker_settings(run),), jobs, len(plan))
-    if not summary.ok:
-        return summary
-    summary.rows = committed_rows(run, NAME, parts)
-    write_contact_sheet(run, parts)
-    summary.pictures = [f"{NAME}/{CONTACT_SHEET}"]
-    return run.complete(summary, parts + [CONTACT_SHEET])
+    items = ctx.pending(planned, by_stage)
+    summary = ctx.run_partitions(workers(ctx.config)[0], RenderWork, render_settings(ctx.config), items, len(planned))
+    if summary.ok:
+        summary.rows = ctx.committed_rows(parts)
+        write_contact_sheet(ctx, parts)
+        summary.pictures = [f"{NAME}/{CONTACT_SHEET}"]
+        summary.outputs = parts + [CONTACT_SHEET]
+    return summary
 
 
 def workers(cfg) -> list:
-    return [model_pool(cfg, "images")]
+    return [model_pool(cfg, NAME)]
 
 
-def worker_settings(run: Run) -> dict:
-    r = run.config.images
-    identity = model_identity_of(r, scheme_of(run.config))
+def render_settings(cfg) -> dict:
+    """What a render actor needs of a run config (plain data): the model, sampler and guards."""
+    r = cfg.images
+    identity = model_identity_of(r, scheme_of(cfg))
     return {
         "backend": r.backend, "model": r.model, "revision": r.load_revision, "dtype": r.dtype, "compile": r.compile,
         "safety_checker": r.safety_checker, "scheduler": r.scheduler, "batch_size": r.batch_size,
@@ -109,7 +162,7 @@ def worker_settings(run: Run) -> dict:
         "sampler": {"steps": r.steps, "guidance_scale": r.guidance_scale, "eta": r.eta,
                     "height": r.height, "width": r.width, "stored_size": r.stored_size,
                     "jpeg_quality": r.jpeg_quality},
-        "seed": run.config.seed, "model_identity": identity,
+        "seed": cfg.seed, "model_identity": identity,
         "model_label": model_label(r.model, identity),
     }
 
@@ -129,46 +182,49 @@ def settings(cfg) -> dict:
     return out
 
 
-def write_contact_sheet(run: Run, parts: list[str], count: int = 24) -> None:
+def write_contact_sheet(ctx: StageContext, parts: list[str], count: int = 24) -> None:
     """The first ``count`` images of the run (in partition order) in a grid, with their captions."""
-    store = run.store
-    if CONTACT_SHEET in store.committed(NAME):
+    if CONTACT_SHEET in ctx.committed():
         return
     started = time.time()
     rows: list[dict] = []
     for part in parts:
-        rows += read_table(store, NAME, part).select(["jpg", "caption"]).to_pylist()[: count - len(rows)]
+        rows += read_table(ctx.store, NAME, part, columns=["jpg", "caption"]).to_pylist()[: count - len(rows)]
         if len(rows) >= count:
             break
-    store.commit(NAME, CONTACT_SHEET, contact_sheet(rows), lineage(run.fingerprints[NAME], VERSION, [], started, len(rows)))
+    ctx.commit(CONTACT_SHEET, contact_sheet(rows), rows=len(rows), started=started)
 
 
-class RenderWorker:
-    """Runs inside a render actor: loads the pipeline once, renders one partition per call.
+class RenderWork(PartitionWork):
+    """In a render actor: the pipeline loaded once; one slice of a caption partition rendered per call.
 
     An image that fails a quality guard (NaN, black, constant, flagged) is rendered once more
     from a new seed derived from the first; if that fails too, it is dropped and counted.
     """
 
-    def __init__(self, settings: dict):
-        self.settings = settings
-        self.backend = create_render_backend(
-            settings["backend"], model=resolve_model(settings["model"]), revision=settings["revision"],
-            scheduler=settings["scheduler"], dtype=settings["dtype"], compile=settings["compile"],
-            safety_checker=settings["safety_checker"], pipeline=settings["pipeline"], offload=settings["offload"],
-            device_map=settings["device_map"],
-        )
-        self.best_of = settings.get("best_of", 1)
-        self.scorer = ClipScorer(settings["scorer"], self.backend.device) if self.best_of > 1 else None
+    reads, writes, group_by = "balanced", NAME, "split"  # a row group per split: eval reads held-out rows only
+    deterministic = False  # diffusion on a GPU may differ between two writers
 
-    def __call__(self, store: RunStore, job: dict) -> dict:
+    def setup(self) -> None:
+        s = self.settings
+        self.backend = create_render_backend(
+            s["backend"], model=resolve_model(s["model"]), revision=s["revision"], scheduler=s["scheduler"],
+            dtype=s["dtype"], compile=s["compile"], safety_checker=s["safety_checker"], pipeline=s["pipeline"],
+            offload=s["offload"], device_map=s["device_map"],
+        )
+        self.best_of = s.get("best_of", 1)
+        self.scorer = ClipScorer(s["scorer"], self.backend.device) if self.best_of > 1 else None
+
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    def process(self, captions: pa.Table, item: WorkItem) -> Made:
         started = time.time()
         s = self.settings
-        source = job["inputs"][0]
-        captions = read_table(store, source["stage"], source["output"], "balanced").slice(job["offset"], job["length"]).to_pylist()
         rows = [{**caption, "index": index, "seed": derive_seed(s["seed"], caption["caption_id"], index),
                  "image_id": image_id(caption["caption_id"], index, s["seed"]), "rerendered": False}
-                for caption in captions for index in range(s["images_per_caption"])]
+                for caption in captions.to_pylist() for index in range(s["images_per_caption"])]
         chosen = self._render_best(rows) if self.scorer else None
         if chosen is None:
             self._render(rows)
@@ -184,9 +240,7 @@ class RenderWorker:
                        guidance_scale=sampler["guidance_scale"], format="jpeg", width=size, height=size,
                        sha256=hashlib.sha256(row["jpg"]).hexdigest())
         seconds = time.time() - started
-        table = to_parquet_bytes(table_from_rows(kept, NAME), NAME, group_by="split")  # eval reads held-out rows only
-        return store.commit(NAME, job["output"], table, lineage(
-            job["fingerprint"], job["version"], job["inputs"], started, len(kept), slice=[job["offset"], job["length"]],
+        return Made(table_from_rows(kept, NAME), dict(
             splits=dict(sorted(Counter(r["split"] for r in kept).items())),
             model=s["model_identity"], scheduler=s["scheduler"], sampler=sampler,
             seeds={"run_seed": s["seed"], "rule": "derive_seed(run_seed, caption_id, index); "
@@ -196,8 +250,7 @@ class RenderWorker:
                             "rule": "candidate c has seed derive_seed(seed, 'candidate', c) (c = 0: the seed itself); "
                                     "the highest CLIP score is kept"}} if chosen is not None else {}),
             throughput={"images_per_s": round(len(rows) / max(seconds, 1e-9), 3)},
-            worker=worker_info(self.backend.device),
-        ), deterministic=False)  # diffusion on a GPU may differ between two writers
+        ))
 
     def _render(self, rows: list[dict]) -> None:
         batch_size = self.settings["batch_size"]
@@ -250,18 +303,29 @@ class RenderWorker:
         side = self.settings["sampler"]["stored_size"]
         if kind != "JPEG" or size != (side, side):
             raise BackendError(f"render backend {self.settings['backend']!r} returned a {size[0]}x{size[1]} {kind} "
-                               f"image; render.stored_size is {side}, so it must be a {side}x{side} JPEG")
+                               f"image; images.stored_size is {side}, so it must be a {side}x{side} JPEG")
         return None
 
 
-STAGE = Stage(
-    name=NAME,
-    version=VERSION,
-    section=ImagesConfig,
-    upstream=CAPTION_STAGES,
-    run=run_images,
-    plan=plan_images,
-    workers=workers,
-    settings=settings,
-    description="Render every pending balanced partition on the diffusion actor pool.",
-)
+PUBLISHED_RENDER = {"height": 512, "width": 512, "steps": 50}  # the setting a rates file's images_per_gpu_s is quoted at
+
+
+def estimate(plan) -> StagePlan:
+    """``images_per_caption`` images per balanced caption, at the rates' images per GPU-second,
+    scaled by steps and pixels from the published 512x512, 50-step figure."""
+    img, rates = plan.cfg.images, plan.rates
+    balanced, caption_parts = plan.rows("balanced"), plan.outputs("captions")
+    render_parts = caption_parts * math.ceil(balanced / caption_parts / img.captions_per_partition)  # slices of each partition
+    images = round(balanced * img.images_per_caption * rates.image_keep)
+    image_bytes = img.stored_size ** 2 * rates.bytes_per_image_pixel
+    cost = (img.steps / PUBLISHED_RENDER["steps"]) * (img.height * img.width) / (PUBLISHED_RENDER["height"] * PUBLISHED_RENDER["width"])
+    per_s = rates.throughput.images_per_gpu_s
+    return StagePlan(NAME, render_parts, images, gpu_hours=images * cost / per_s / 3600,
+                     stored_bytes=round(images * (image_bytes + rates.bytes_per_caption_row)),
+                     basis=f"{per_s:g} images/s per GPU at 512x512, 50 steps (x{cost:.2f} here); "
+                           f"~{image_bytes / 1024:.0f} KiB per {img.stored_size}px JPEG")
+
+
+STAGE = Stage(name=NAME, version=VERSION, upstream=CAPTION_STAGES, make=make, section=ImagesConfig, plan=plan,
+              workers=workers, settings=settings, estimate=estimate,
+              description="Render every pending balanced partition on the diffusion actor pool.")

@@ -11,13 +11,14 @@ row, and tar headers carry a fixed mtime, so shards are byte-identical across ru
 The plan comes from the image partitions' commit records (their train rows per partition), so
 which rows go into which shard is known before any image is read, a committed shard is skipped
 without reading its inputs, and shard groups are written in parallel by Ray tasks
-(``shards.num_workers``), each reading the train row groups of the partitions it needs.
+(``shards.num_tasks``), each reading the train row groups of the partitions it needs.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -25,14 +26,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import webdataset as wds
+from pydantic import Field
 
 from ..compute import progress
 from ..compute.resources import PoolSpec
-from ..config import ShardsConfig
+from ..config import Section, operational
+from ..storage.lineage import lineage
 from ..storage.schemas import table_from_rows, to_parquet_bytes
 from ..storage.store import RunRef, RunStore
-from .common import MANIFEST, data_parts, input_ref, lineage, read_rows, write_manifest
-from .stage import Run, Stage, StageBlocked, StageSummary
+from ..storage.tables import MANIFEST, read_rows, write_manifest
+from .common import data_parts
+from .executor import StageContext
+from .stage import Stage, StageBlocked, StagePlan, StageSummary
 
 NAME = "shards"
 VERSION = 2
@@ -41,7 +46,15 @@ TRAIN = {"train"}
 META_COLUMNS = ("image_id", "caption_id", "concept_id", "matched_concept_ids", "index", "seed", "rerendered", "model",
                 "scheduler", "steps", "guidance_scale", "width", "height", "sha256")
 COLUMNS = ["jpg", "caption", "split", *META_COLUMNS]
-GROUPS_PER_WORKER = 4  # shard groups per export worker, so a slow group does not hold up the others
+GROUPS_PER_TASK = 4  # shard groups per task of the stage, so a slow group does not hold up the others
+
+
+class ShardsConfig(Section):
+    """Webdataset export."""
+
+    samples_per_shard: int = Field(10000, ge=1, description="Samples per webdataset tar shard.")
+    num_tasks: int = operational(1, ge=1, description="Ray tasks writing groups of shards in parallel (1 CPU each; "
+                                 "1: in the flow's own process).")
 
 
 def shard_name(index: int) -> str:
@@ -106,34 +119,36 @@ def train_rows(store: RunStore, part: str, record: dict) -> int:
     return int(pc.sum(pc.equal(split, "train")).as_py() or 0)
 
 
-def run_shards(run: Run) -> StageSummary:
-    if (finished := run.finished(NAME)) is not None:
-        return finished
-    store, cfg = run.store, run.config.shards
-    image_parts = data_parts(run.require("images").outputs)
+def make(ctx: StageContext) -> StageSummary:
+    store, cfg = ctx.store, ctx.config.shards
+    image_parts = data_parts(ctx.run.require("images").outputs)
     started = time.time()
     inputs, counts = {}, []
     for part, record in store.iter_records("images", image_parts):  # keeps a reference and a count of each
-        inputs[part] = input_ref(store, "images", part, record)
+        inputs[part] = ctx.input_ref("images", part, record)
         counts.append((part, train_rows(store, part, record)))
     plans = plan_from_counts(counts, cfg.samples_per_shard)
     if not plans:
         raise StageBlocked("no training samples to export (every sample is in the eval split or was dropped)")
-    committed = store.committed(NAME)
+    committed = ctx.committed()
     pending = [p for p in plans if not committed.issuperset(shard_outputs(p.index))]
     summary = StageSummary(NAME, total=len(plans), skipped=len(plans) - len(pending), computed=len(pending))
-    work = {"ref": run.ref.as_dict(), "fingerprint": run.fingerprints[NAME], "per_shard": cfg.samples_per_shard,
+    work = {"ref": ctx.run.ref.as_dict(), "fingerprint": ctx.fingerprint, "per_shard": cfg.samples_per_shard,
             "started": started}
     groups = [[(p, [inputs[o] for o in p.partitions]) for p in group]
-              for group in _groups(pending, cfg.num_workers * GROUPS_PER_WORKER)]
-    _write_groups(groups, work, cfg.num_workers)
-    whole = lineage(run.fingerprints[NAME], VERSION, list(inputs.values()), started, sum(p.samples for p in plans))
+              for group in _groups(pending, cfg.num_tasks * GROUPS_PER_TASK)]
+    specs, done = workers(ctx.config), 0
+    spec = specs[0] if specs and len(groups) > 1 else None  # one group (or one task asked for): in this process
+    for written in ctx.run_tasks(spec, write_group, [(work, group) for group in groups]):
+        done += written
+        progress.report(NAME, done, len(pending))
+    whole = ctx.lineage(list(inputs.values()), sum(p.samples for p in plans), started)
     write_manifest(store, NAME, [shard_name(p.index) for p in plans], whole)
     sizes = {shard_name(p.index): p.samples for p in plans}
     store.commit(NAME, SIZES, json.dumps(sizes, indent=1).encode(), whole)
     summary.rows = sum(sizes.values())
-    outputs = [name for p in plans for name in shard_outputs(p.index)]
-    return run.complete(summary, outputs + [MANIFEST, SIZES])
+    summary.outputs = [name for p in plans for name in shard_outputs(p.index)] + [MANIFEST, SIZES]
+    return summary
 
 
 def _groups(plans: list[ShardPlan], count: int) -> list[list[ShardPlan]]:
@@ -146,24 +161,6 @@ def _groups(plans: list[ShardPlan], count: int) -> list[list[ShardPlan]]:
         groups.append(plans[start:stop])
         start = stop
     return [g for g in groups if g]
-
-
-def _write_groups(groups: list[list[tuple[ShardPlan, list[dict]]]], work: dict, workers: int) -> None:
-    """Write the shard groups: in this process with one worker, else as Ray tasks of 1 CPU."""
-    total, done = sum(len(g) for g in groups), 0
-    if workers <= 1 or len(groups) <= 1:
-        for group in groups:
-            done += write_group(work, group)
-            progress.report(NAME, done, total)
-        return
-    import ray
-
-    task = ray.remote(num_cpus=1, max_retries=2)(write_group)
-    waiting = [task.remote(work, group) for group in groups]
-    while waiting:
-        ready, waiting = ray.wait(waiting, num_returns=1)
-        done += ray.get(ready[0])
-        progress.report(NAME, done, total)
 
 
 def write_group(work: dict, group: list[tuple[ShardPlan, list[dict]]]) -> int:
@@ -220,16 +217,23 @@ def _metadata_bytes(shard: int, rows: list[dict], per_shard: int) -> bytes:
 
 
 def workers(cfg) -> list[PoolSpec]:
-    n = cfg.shards.num_workers
-    return [PoolSpec(num_actors=n, num_cpus=1, label="export", section="shards", together=False)] if n > 1 else []
+    """Ray tasks of 1 CPU writing shard groups, where ``shards.num_tasks`` asks for more than one."""
+    n = cfg.shards.num_tasks
+    return [PoolSpec(count=n, kind="tasks", label=NAME, fields=("shards.num_tasks",))] if n > 1 else []
 
 
-STAGE = Stage(
-    name=NAME,
-    version=VERSION,
-    section=ShardsConfig,
-    upstream=("images",),
-    run=run_shards,
-    workers=workers,
-    description="Write the training split as webdataset shards.",
-)
+SHARD_SAMPLE_OVERHEAD = 1536  # tar headers (3 members x 512 B) per sample, besides its image and text
+
+
+def estimate(plan) -> StagePlan:
+    """The images that train (the held-out split stays out), in shards of ``samples_per_shard``."""
+    cfg, rates = plan.cfg, plan.rates
+    train_pairs = round(plan.rows("images") * plan.train_share(plan.rows("concepts")))
+    image_bytes = cfg.images.stored_size ** 2 * rates.bytes_per_image_pixel
+    return StagePlan(NAME, math.ceil(train_pairs / cfg.shards.samples_per_shard), train_pairs,
+                     stored_bytes=round(train_pairs * (image_bytes + rates.bytes_per_caption_row + SHARD_SAMPLE_OVERHEAD)),
+                     basis="each train pair's JPEG, text and json, with tar headers")
+
+
+STAGE = Stage(name=NAME, version=VERSION, upstream=("images",), make=make, section=ShardsConfig, workers=workers,
+              estimate=estimate, description="Write the training split as webdataset shards.")

@@ -1,27 +1,33 @@
 """What a stage is: everything the pipeline knows of one step, defined once in the stage's module.
 
 A stage has one name: its module, its config section, its Prefect flow and deployment and its
-folder in the store are all called that. Flows, deployments, status, fingerprints and the CLI read
-the ordered list of stages in :mod:`synthclip_core.pipeline` and nothing else.
+folder in the store are all called that. Flows, deployments, status, fingerprints, plans, checks
+and the CLI read the ordered list of stages in :mod:`synthclip_core.pipeline` and nothing else.
+What every stage needs done around its work (skip it when complete, commit with lineage, run
+partitions on a pool, mark it complete) is the executor's (:mod:`.executor`), not the stage's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pydantic import BaseModel
 
 from ..compute.resources import PoolSpec
-from ..config import ModelSection, fingerprinted
+from ..config import ModelSection, fingerprinted, scheme_of
 from ..fingerprint import model_identity_of
-from ..runs.pins import scheme_of
 from ..storage.store import Completion, RunRef, RunStore
+
+if TYPE_CHECKING:
+    from ..planning.estimates import Estimating
+    from .executor import StageContext
 
 
 @dataclass
 class StageSummary:
-    """What one call of a stage did; shown in the CLI and as Prefect artifacts."""
+    """What one call of a stage did; shown in the CLI and as Prefect artifacts. ``outputs`` is
+    everything the stage wrote once it is complete (its completion marker lists them)."""
 
     stage: str
     total: int = 0
@@ -32,6 +38,7 @@ class StageSummary:
     notes: dict = field(default_factory=dict)
     pictures: list[str] = field(default_factory=list)  # "stage/output" of PNGs worth showing
     reports: list[str] = field(default_factory=list)  # "stage/output" of markdown reports to attach as they are
+    outputs: list[str] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -43,14 +50,18 @@ class StageSummary:
             text += f", {len(self.failures)} failed"
         return text
 
+    def shown(self) -> dict:
+        """The summary as plain data for a flow's result (without the list of outputs, which grows with the run)."""
+        return {k: v for k, v in self.__dict__.items() if k != "outputs"}
+
 
 class StageBlocked(RuntimeError):
     """A stage cannot run because its inputs are not all committed."""
 
 
-class Run(Protocol):
-    """What a stage sees of a run: ``synthclip_core.runs.lifecycle.Run`` is one. Stages depend on this, so
-    they never import the module that opens runs (which imports them)."""
+class RunView(Protocol):
+    """What a stage sees of a run (``synthclip_core.runs.lifecycle.Run`` is one). Stages depend on
+    this, so they never import the module that opens runs (which imports them)."""
 
     @property
     def ref(self) -> RunRef: ...
@@ -70,9 +81,36 @@ class Run(Protocol):
     def has(self, name: str) -> bool: ...
     def completion(self, name: str, committed: set[str] | None = None) -> Completion | None: ...
     def require(self, name: str) -> Completion: ...
-    def finished(self, name: str) -> StageSummary | None: ...
-    def complete(self, summary: StageSummary, outputs: list[str]) -> StageSummary: ...
-    def sibling(self, run_id: str) -> Run: ...
+    def sibling(self, run_id: str) -> RunView: ...
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One output for a pool to make: of which stage, from which committed input (and which slice
+    of its rows), under which fingerprint. Plain data: it crosses to actors in other environments."""
+
+    stage: str
+    output: str
+    fingerprint: str
+    version: int
+    inputs: tuple[dict, ...] = ()  # committed outputs it reads ({stage, output, sha256}); the first is its rows
+    offset: int = 0
+    length: int | None = None  # rows [offset, offset + length) of the input; None: all of them
+    params: dict = field(default_factory=dict)  # what else the work needs to know (a partition's index, a round)
+
+
+@dataclass
+class StagePlan:
+    """A stage's part of ``synthclip plan``: what it will write, ask of Ray, spend and store."""
+
+    stage: str
+    outputs: int = 0  # partitions, shards or checkpoints it writes
+    rows: int = 0
+    pools: list[str] = field(default_factory=list)  # "8 x {GPU: 1, caption_gpu: 1}" per pool
+    gpus: float = 0  # GPUs the stage's pools hold at once
+    gpu_hours: float = 0.0
+    stored_bytes: int = 0
+    basis: str = ""  # what the estimate rests on
 
 
 def section_settings(name: str) -> Callable[[Any], dict]:
@@ -99,34 +137,44 @@ def _always(cfg) -> bool:
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of the pipeline.
+    """One step of the pipeline, and everything about it.
 
-    ``run`` does (or finishes) the stage's work on a run and marks the stage complete in the store
-    once every output it wrote is committed; outputs already committed are skipped. ``plan`` lists
-    the outputs a stage will write, where they are known before it runs (for status and the UI).
-    ``workers`` says what the stage asks of Ray for a config (actor pools, training workers, a
-    task): a stage with none runs where it is called. ``section`` is the model of its config
-    section (``cfg.<name>``; None: the stage has no settings), and ``settings`` what its
-    fingerprint covers (by default its section, less the fields marked operational). A stage
-    whose ``enabled(cfg)`` is False is not one of that run's stages: it has no fingerprint, so the
-    stages after it keep the fingerprints they had before it existed (an optional stage, off by
-    default, changes no run made without it).
+    ``make`` makes what is missing of the stage's outputs (the executor calls it only while the
+    stage is incomplete, and marks it complete with the outputs the summary lists); ``plan`` lists
+    the outputs it will write, where they are known before it runs (for status and the UI).
+    ``workers`` says what it asks of Ray for a config (actor pools, Ray tasks, training ranks): a
+    stage with none runs where it is called. ``section`` is the model of its config section
+    (``cfg.<name>``; None: no settings), ``settings`` what its fingerprint covers (by default its
+    section less the fields marked operational), ``models`` the hub models it loads (pinned when a
+    run begins, checked by ``synthclip doctor``; by default its section, if that names a model).
+    ``estimate`` is its part of ``synthclip plan``; ``check`` what a user can fix, checked before
+    any work. A stage whose ``enabled(cfg)`` is False is not one of that run's stages: it has no
+    fingerprint, so the stages after it keep the fingerprints they had before it existed.
     """
 
     name: str
     version: int  # bump when the code changes what the stage writes
     upstream: tuple[str, ...]  # stages whose outputs it reads (those a run has)
-    run: Callable[[Run], StageSummary]
+    make: Callable[[StageContext], StageSummary]
     description: str
     section: type[BaseModel] | None = None
-    plan: Callable[[Run], list[str]] | None = None
+    plan: Callable[[RunView], list[str]] | None = None
     workers: Callable[[Any], list[PoolSpec]] = _no_workers
     settings: Callable[[Any], dict] | None = None
     enabled: Callable[[Any], bool] = _always
+    estimate: Callable[[Estimating], StagePlan] | None = None
+    check: Callable[[RunView], None] | None = None
+    models: Callable[[Any], dict[str, ModelSection]] | None = None
 
     def __post_init__(self) -> None:
         if self.settings is None:
             object.__setattr__(self, "settings", section_settings(self.name))
+        if self.models is None:
+            object.__setattr__(self, "models", self._own_model)
+
+    def _own_model(self, cfg) -> dict[str, ModelSection]:
+        section = getattr(cfg, self.name, None)
+        return {self.name: section} if isinstance(section, ModelSection) else {}
 
     def uses_ray(self, cfg) -> bool:
         return bool(self.workers(cfg))

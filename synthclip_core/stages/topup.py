@@ -5,7 +5,7 @@ Round r (1, 2, ...):
 1. plan (here): ``round-r/plan.parquet``, the captions asked for, from the kept counts after the
    round before (balancing's ``stats.parquet`` for round 1), by :func:`closed_loop.round_requests`;
    a concept's new captions continue its indices, so their seeds and ids are new.
-2. caption (the caption pool, :class:`TopupWorker`): ``round-r/captions-j.parquet``, slice j of the
+2. caption (the caption pool, :class:`TopupWork`): ``round-r/captions-j.parquet``, slice j of the
    plan, in the captions schema.
 3. keep (here, in plan order): each new caption matched against the whole bank and kept or dropped
    by :func:`closed_loop.verdict` -> ``part-rR-j.parquet`` (the balanced schema, split ``train``:
@@ -22,29 +22,50 @@ fingerprints.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
 from ..captioning.prompts import get_template
-from ..captioning.writer import CaptionWriter, caption_settings
-from ..config import TopupConfig
+from ..captioning.writer import caption_settings
+from ..config import Section, operational
 from ..curation.balancing import ConceptMatcher, held_out_concepts, text_hash
 from ..curation.closed_loop import coverage, round_requests, verdict
+from ..errors import ConfigError
 from ..pictures import gap_histogram
+from ..storage.lineage import worker_info
 from ..storage.schemas import table_from_rows, to_parquet_bytes
-from ..storage.store import RunStore
-from .common import data_parts, input_ref, lineage, read_table, worker_info
-from .partitions import model_pool, pending_jobs, run_jobs
-from .stage import Run, Stage, StageSummary, section_settings
+from ..storage.tables import read_table
+from .common import CaptionsWork, data_parts, model_pool
+from .executor import StageContext
+from .stage import RunView, Stage, StagePlan, StageSummary, WorkItem, section_settings
 
 NAME = "topup"
 VERSION = 1
 HISTOGRAM = "histogram.png"
 PLAN, COVERAGE = "plan.parquet", "coverage.parquet"
+
+
+class TopupConfig(Section):
+    """Closed-loop captioning: concepts balancing left under a target get new captions, in rounds."""
+
+    target: int = Field(0, ge=0, description="Kept captions every concept should reach (0: off, and the run has no "
+                        "topup stage); at most balanced.threshold, which balancing caps every concept at.")
+    max_rounds: int = Field(3, ge=1, description="Rounds of new captions at most (the loop also ends when every concept "
+                            "reached the target, a round kept nothing new, or the budget is spent).")
+    budget: int | None = Field(None, ge=1, description="New captions asked for over all rounds at most (None: no cap); "
+                               "the concepts with the fewest kept captions are served first.")
+    oversample: float = Field(1.5, ge=1, description="Captions asked per missing one (some come back rejected, duplicate "
+                              "or naming another concept).")
+    template: str | None = Field("synthclip-focused", description="Prompt template of the new captions (None: the "
+                                 "captions stage's); the default asks for the concept word for word.")
+    per_partition: int = operational(4096, ge=1, description="New captions per partition (one unit of LLM work); the "
+                                     "caption pool of the captions section writes them.")
 
 
 def in_round(r: int, output: str) -> str:
@@ -80,12 +101,12 @@ class Loop:
         return ~self.held_out
 
 
-def _start(run: Run) -> Loop:
+def _start(ctx: StageContext) -> Loop:
     """The state balancing left: kept counts and keep probabilities from ``stats.parquet``, the
     text hashes of the balanced captions."""
-    store, cfg = run.store, run.config
-    balanced = run.require("balanced")
-    stats = read_table(store, "balanced", "stats.parquet", "balance_stats")
+    store, cfg = ctx.store, ctx.config
+    balanced = ctx.run.require("balanced")
+    stats = read_table(store, "balanced", "stats.parquet", "balanced_stats")
     ids = stats.column("concept_id").to_pylist()
     held = held_out_concepts(cfg.seed, ids, cfg.balanced.holdout_concepts)
     seen: set[int] = set()
@@ -98,56 +119,51 @@ def _start(run: Run) -> Loop:
                 probs=stats.column("keep_probability").to_numpy(), seen=seen)
 
 
-def run_topup(run: Run) -> StageSummary:
-    if (finished := run.finished(NAME)) is not None:
-        return finished
-    cfg = run.config.topup
-    loop = _start(run)
+def make(ctx: StageContext) -> StageSummary:
+    cfg = ctx.config.topup
+    loop = _start(ctx)
     before = loop.kept.copy()
     matcher: list[ConceptMatcher] = []  # built once, only if a round has captions to keep
     rounds: list[dict] = []
     outputs: list[str] = []
-    had = run.store.committed(NAME)
+    had = ctx.committed()
     for r in range(1, cfg.max_rounds + 1):
-        plan = _plan(run, r, loop)
-        if plan is None:
+        requests = _plan(ctx, r, loop)
+        if requests is None:
             break
         size = cfg.per_partition
-        slices = [(j, start) for j, start in enumerate(range(0, plan.num_rows, size))]
-        jobs = pending_jobs(run, NAME, [(in_round(r, f"captions-{j:05d}.parquet"), NAME, in_round(r, PLAN),
-                                         {"offset": start, "length": size, "round": r}) for j, start in slices])
-        result = run_jobs(run, NAME, workers(run.config)[0], TopupWorker,
-                          (caption_settings(run.config, cfg.template),), jobs, len(slices))
+        slices = [(j, start) for j, start in enumerate(range(0, requests.num_rows, size))]
+        items = ctx.pending([(in_round(r, f"captions-{j:05d}.parquet"), NAME, in_round(r, PLAN),
+                              {"offset": start, "length": size, "params": {"round": r}}) for j, start in slices])
+        result = ctx.run_partitions(workers(ctx.config)[0], TopupWork, caption_settings(ctx.config, cfg.template), items,
+                                    len(slices))
         if not result.ok:
             return result
-        figures = _keep(run, r, len(slices), loop, matcher)
+        figures = _keep(ctx, r, len(slices), loop, matcher)
         rounds.append(figures)
         outputs += [in_round(r, PLAN)] + [in_round(r, f"captions-{j:05d}.parquet") for j, _ in slices] \
             + [kept_part(r, j) for j, _ in slices] + [in_round(r, COVERAGE)]
         if figures["kept"] == 0:
             break
-    notes = _notes(run, loop, before, rounds)
-    store = run.store
-    if HISTOGRAM not in store.committed(NAME):
-        store.commit(NAME, HISTOGRAM, gap_histogram(before, loop.kept, cfg.target),
-                     lineage(run.fingerprints[NAME], VERSION, [], time.time(), len(before)))
+    notes = _notes(ctx, loop, before, rounds)
+    if HISTOGRAM not in ctx.committed():
+        ctx.commit(HISTOGRAM, gap_histogram(before, loop.kept, cfg.target), rows=len(before))
     outputs.append(HISTOGRAM)
     skipped = len(set(outputs) & had)
-    summary = StageSummary(NAME, total=len(outputs), skipped=skipped, computed=len(outputs) - skipped, rows=notes["kept"],
-                           notes=notes, pictures=[f"{NAME}/{HISTOGRAM}"])
-    return run.complete(summary, outputs)
+    return StageSummary(NAME, total=len(outputs), skipped=skipped, computed=len(outputs) - skipped, rows=notes["kept"],
+                        notes=notes, pictures=[f"{NAME}/{HISTOGRAM}"], outputs=outputs)
 
 
 def _under(loop: Loop, target: int) -> np.ndarray:
     return loop.eligible() & (loop.kept < target)
 
 
-def _plan(run: Run, r: int, loop: Loop) -> pa.Table | None:
+def _plan(ctx: StageContext, r: int, loop: Loop) -> pa.Table | None:
     """Round r's requests (committed, or read where they are), with the loop's asked counts moved
     on; None when no concept needs or the budget allows another caption."""
-    cfg, store = run.config.topup, run.store
+    cfg, store = ctx.config.topup, ctx.store
     name = in_round(r, PLAN)
-    if name in store.committed(NAME):
+    if name in ctx.committed():
         plan = read_table(store, NAME, name, "topup_requests")
         ask = np.bincount([loop.index[c] for c in plan.column("concept_id").to_pylist()], minlength=len(loop.ids))
     else:
@@ -159,20 +175,19 @@ def _plan(run: Run, r: int, loop: Loop) -> pa.Table | None:
         rows = [{"concept_id": loop.ids[i], "concept": loop.names[i], "index": int(loop.asked[i] + k)}
                 for i in order for k in range(int(ask[i]))]
         plan = table_from_rows(rows, "topup_requests")
-        inputs = [input_ref(store, NAME, in_round(r - 1, COVERAGE))] if r > 1 else [input_ref(store, "balanced", "stats.parquet")]
-        store.commit(NAME, name, to_parquet_bytes(plan, "topup_requests"), lineage(
-            run.fingerprints[NAME], VERSION, inputs, time.time(), plan.num_rows, round=r,
-            concepts=int(len(order)), target=cfg.target, oversample=cfg.oversample, budget=cfg.budget))
+        inputs = [ctx.input_ref(NAME, in_round(r - 1, COVERAGE)) if r > 1 else ctx.input_ref("balanced", "stats.parquet")]
+        ctx.commit(name, to_parquet_bytes(plan, "topup_requests"), inputs, plan.num_rows, round=r,
+                   concepts=int(len(order)), target=cfg.target, oversample=cfg.oversample, budget=cfg.budget)
     loop.asked += ask
     loop.requested += int(ask.sum())
     return plan
 
 
-def _keep(run: Run, r: int, n: int, loop: Loop, matcher: list[ConceptMatcher]) -> dict:
+def _keep(ctx: StageContext, r: int, n: int, loop: Loop, matcher: list[ConceptMatcher]) -> dict:
     """Keep or drop round r's new captions in plan order (committed partitions are replayed), then
     commit the round's coverage; the round's figures."""
-    store, cfg = run.store, run.config
-    committed = store.committed(NAME)
+    store, cfg = ctx.store, ctx.config
+    committed = ctx.committed()
     verdicts: Counter = Counter()
     covered_before = coverage(loop.kept, cfg.topup.target)
     asked = 0
@@ -203,9 +218,9 @@ def _keep(run: Run, r: int, n: int, loop: Loop, matcher: list[ConceptMatcher]) -
                 loop.kept[matched] += 1
                 rows.append({"caption_id": cap_id, "concept_id": cid, "caption": caption,
                              "matched_concept_ids": [loop.ids[m] for m in matched], "split": "train"})
-        store.commit(NAME, out, to_parquet_bytes(table_from_rows(rows, "balanced"), "balanced"), lineage(
-            run.fingerprints[NAME], VERSION, [input_ref(store, NAME, source)], started, len(rows), round=r,
-            asked=captions.num_rows, verdicts=dict(sorted(part_verdicts.items())), worker=worker_info()))
+        ctx.commit(out, to_parquet_bytes(table_from_rows(rows, "balanced"), "balanced"), [ctx.input_ref(NAME, source)],
+                   len(rows), started, round=r, asked=captions.num_rows, verdicts=dict(sorted(part_verdicts.items())),
+                   worker=worker_info())
         verdicts.update(part_verdicts)
         asked += captions.num_rows
     figures = {"round": r, "asked": asked, "kept": verdicts.get("kept", 0), "dropped": dict(sorted(
@@ -215,15 +230,14 @@ def _keep(run: Run, r: int, n: int, loop: Loop, matcher: list[ConceptMatcher]) -
     name = in_round(r, COVERAGE)
     if name not in committed:
         table = pa.table({"concept_id": loop.ids, "kept": loop.kept, "asked": loop.asked})
-        inputs = [input_ref(store, NAME, kept_part(r, j)) for j in range(n)]
-        store.commit(NAME, name, to_parquet_bytes(table, "topup_coverage"), lineage(
-            run.fingerprints[NAME], VERSION, inputs, time.time(), table.num_rows, round=r, summary=figures))
+        inputs = [ctx.input_ref(NAME, kept_part(r, j)) for j in range(n)]
+        ctx.commit(name, to_parquet_bytes(table, "topup_coverage"), inputs, table.num_rows, round=r, summary=figures)
     return figures
 
 
-def _notes(run: Run, loop: Loop, before: np.ndarray, rounds: list[dict]) -> dict:
+def _notes(ctx: StageContext, loop: Loop, before: np.ndarray, rounds: list[dict]) -> dict:
     """What the loop did: per round and in all, and why it stopped."""
-    cfg = run.config.topup
+    cfg = ctx.config.topup
     asked = sum(f["asked"] for f in rounds)
     start, end = coverage(before, cfg.target), coverage(loop.kept, cfg.target)
     if not _under(loop, cfg.target).any():
@@ -246,18 +260,13 @@ def workers(cfg) -> list:
     return [model_pool(cfg, "captions", label="topup")]
 
 
-class TopupWorker(CaptionWriter):
-    """Runs inside a caption actor: writes one slice of a round's plan."""
+class TopupWork(CaptionsWork):
+    """In a caption actor: the captions one slice of a round's plan asks for."""
 
-    def __call__(self, store: RunStore, job: dict) -> dict:
-        started = time.time()
-        plan = read_table(store, NAME, job["inputs"][0]["output"], "topup_requests").slice(job["offset"], job["length"])
-        requests = list(zip(*(plan.column(c).to_pylist() for c in ("concept_id", "concept", "index"))))
-        rows, made = self.write(requests)
-        return store.commit(NAME, job["output"], to_parquet_bytes(table_from_rows(rows, "captions"), "captions"), lineage(
-            job["fingerprint"], job["version"], job["inputs"], started, len(rows), round=job["round"], **made,
-            worker=worker_info(self.backend.device),
-        ), deterministic=False)  # LLM sampling on a GPU may differ between two writers
+    reads, columns = "topup_requests", ("concept_id", "concept", "index")
+
+    def requests(self, rows: pa.Table, item: WorkItem) -> list[tuple[str, str, int]]:
+        return list(zip(*(rows.column(c).to_pylist() for c in self.columns)))
 
 
 def settings(cfg) -> dict:
@@ -267,14 +276,26 @@ def settings(cfg) -> dict:
     return out
 
 
-STAGE = Stage(
-    name=NAME,
-    version=VERSION,
-    section=TopupConfig,
-    upstream=("balanced",),
-    run=run_topup,
-    workers=workers,
-    settings=settings,
-    enabled=enabled,
-    description="Top up the concepts balancing left under the target with new captions, in rounds (the closed loop).",
-)
+def check(run: RunView) -> None:
+    """A target above balancing's threshold could never be reached: balancing caps every concept there."""
+    cfg = run.config
+    if cfg.topup.target > cfg.balanced.threshold:
+        raise ConfigError(f"topup.target ({cfg.topup.target}) is above balanced.threshold ({cfg.balanced.threshold}): "
+                          f"balancing caps every concept at the threshold, so the loop could never reach it")
+
+
+def estimate(plan) -> StagePlan:
+    """The closed loop's captions at most: every concept short of the whole target in every round
+    (or the budget); what it keeps depends on what balancing leaves, so images and shards leave it out."""
+    top = plan.cfg.topup
+    asked = plan.rows("concepts") * math.ceil(top.target * top.oversample) * top.max_rounds
+    asked = min(asked, top.budget) if top.budget else asked
+    return StagePlan(NAME, math.ceil(asked / top.per_partition), asked,
+                     gpu_hours=asked / plan.rates.throughput.captions_per_gpu_s / 3600,
+                     basis=f"at most (every concept short by the whole target, {top.max_rounds} rounds, or the budget); "
+                           f"the loop's images are not in the images estimate")
+
+
+STAGE = Stage(name=NAME, version=VERSION, upstream=("balanced",), make=make, section=TopupConfig, workers=workers,
+              settings=settings, enabled=enabled, check=check, estimate=estimate,
+              description="Top up the concepts balancing left under the target with new captions, in rounds (the closed loop).")

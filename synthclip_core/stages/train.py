@@ -19,17 +19,20 @@ import time
 
 from ..clip_models import model_config
 from ..compute.resources import PoolSpec
-from ..config import DataSource, TrainConfig
+from ..errors import ConfigError
 from ..ids import check_run_id
+from ..storage.lineage import input_ref, lineage
 from ..storage.store import RunStore
+from ..storage.tables import output_index
 from ..training import checkpoints, metrics, ray_jobs
+from ..training.config import DataSource, TrainConfig
 from ..training.curves import curves_png
 from ..training.fit import TrainingFailed, fit, preflight, trainer_pool
 from ..training.init_weights import resolve_init
 from ..training.sources import ResolvedSource, SourceError, checked, tar_source, to_spec_parts
 from ..training.spec import TrainSpec
-from .common import input_ref, lineage, output_index
-from .stage import Run, Stage, StageSummary
+from .executor import StageContext, finished_summary
+from .stage import RunView, Stage, StagePlan, StageSummary
 
 log = logging.getLogger("synthclip.train")
 NAME = "train"
@@ -38,9 +41,8 @@ SUMMARY = "summary.json"
 CURVES = "curves.png"
 
 
-def run_train(run: Run) -> StageSummary:
-    if (finished := run.finished(NAME)) is not None:
-        return finished
+def make(ctx: StageContext) -> StageSummary:
+    run = ctx.run
     if not ray_jobs.submit_as_job():
         return train_in_process(run)
     spec = train_spec(run)
@@ -51,7 +53,7 @@ def run_train(run: Run) -> StageSummary:
     metrics.follow_metrics(spec, follower.done)
     if follower.status != "SUCCEEDED":
         raise TrainingFailed(follower.failure())
-    if (finished := run.finished(NAME)) is None:
+    if (finished := finished_summary(run, NAME)) is None:
         raise TrainingFailed(f"Ray job {submission_id} succeeded but run {run.ref.run_id}'s training is not complete")
     finished.computed, finished.skipped = finished.total, 0
     finished.notes = {**finished.notes, "ray_job": submission_id}
@@ -62,22 +64,28 @@ def workers(cfg) -> list[PoolSpec]:
     return [trainer_pool(cfg.train)]
 
 
-def train_in_process(run: Run) -> StageSummary:
+def train_in_process(run: RunView) -> StageSummary:
     """Train (or finish training) in the Ray this process is connected to, then finalise (the
-    stage's ``run`` has found it unfinished)."""
+    executor has found the stage unfinished)."""
     spec = train_spec(run)
     before = set(checkpoints.committed_epochs(run.store))
     fit(spec, name=f"synthclip-{run.ref.run_id}")
     return _finish(run, spec, before)
 
 
-def check(run: Run) -> None:
-    """Everything about training that can be known before a flow starts (a job's sources are
-    readable in the expected layout, its starting weights exist and fit the model)."""
-    preflight(train_spec(run))
+def check(run: RunView) -> None:
+    """Everything about training that can be known before a flow starts: the batch splits over
+    the ranks; a job's sources are readable in the expected layout, its starting weights exist and
+    fit the model (a run's own sources are its shards, not there yet)."""
+    t = run.config.train
+    if t.global_batch_size % t.num_workers:
+        raise ConfigError(f"train.global_batch_size ({t.global_batch_size}) must be divisible by train.num_workers "
+                          f"({t.num_workers})")
+    if run.kind == "job":
+        preflight(train_spec(run))
 
 
-def train_spec(run: Run) -> TrainSpec:
+def train_spec(run: RunView) -> TrainSpec:
     """The run's training: its sources (default: its own shards) resolved and checked, and the
     weights to start from; the lineage names every source and the parent weights."""
     t = run.config.train
@@ -93,7 +101,7 @@ def train_spec(run: Run) -> TrainSpec:
                      model_cfg=model_config(t.model), lineage=base, sources=sources, init=init)
 
 
-def _run_source(run: Run, source: DataSource) -> ResolvedSource:
+def _run_source(run: RunView, source: DataSource) -> ResolvedSource:
     """A run's exported shards (this run's for ``run``, another under the same root for
     ``run:ID``), counted from the export's manifest; shards damaged since are left out."""
     own = source.uri == "run"
@@ -121,7 +129,7 @@ def _run_source(run: Run, source: DataSource) -> ResolvedSource:
         skipped_samples=sum(records[o]["rows"] for o in damaged)))
 
 
-def _init_weights(run: Run) -> dict:
+def _init_weights(run: RunView) -> dict:
     """The weights ``train.init_from`` names, read once and checked against the architecture."""
     t, options = run.config.train, run.ref.storage_options
     if not t.init_from.startswith("run:"):
@@ -136,7 +144,7 @@ def _init_weights(run: Run) -> dict:
     return resolve_init(other.store.uri(NAME, checkpoint), options, t.model, run_id=parent, checkpoint=f"{NAME}/{checkpoint}")
 
 
-def _title(run: Run) -> str:
+def _title(run: RunView) -> str:
     t = run.config.train
     if run.kind == "run":
         return f"{t.model} on run {run.ref.run_id}"
@@ -144,7 +152,7 @@ def _title(run: Run) -> str:
     return f"{t.model} on {' + '.join(s.name for s in t.sources)}{start} (job {run.ref.run_id})"
 
 
-def _finish(run: Run, spec: TrainSpec, before: set[int]) -> StageSummary:
+def _finish(run: RunView, spec: TrainSpec, before: set[int]) -> StageSummary:
     """The curves, the open_clip export and ``summary.json``, once the last epoch is committed."""
     store, t = run.store, spec.config
     epochs = checkpoints.committed_epochs(store)
@@ -169,7 +177,8 @@ def _finish(run: Run, spec: TrainSpec, before: set[int]) -> StageSummary:
                      "skipped_shards": len(base["skipped_shards"]), "skipped_samples": base["skipped_samples"],
                      "samples_seen": {s["name"]: s["samples_seen"] for s in final_record.get("sources", [])}}
     summary.pictures = [f"{NAME}/{CURVES}"]
-    return run.complete(summary, outputs + [SUMMARY])
+    summary.outputs = outputs + [SUMMARY]
+    return summary
 
 
 def _export_local_dir(store: RunStore, state_dict: dict, arch: str, base: dict) -> list[str]:
@@ -180,18 +189,26 @@ def _export_local_dir(store: RunStore, state_dict: dict, arch: str, base: dict) 
     return ["model/open_clip_config.json", "model/open_clip_pytorch_model.bin"]
 
 
-def training_summary(run: Run) -> dict:
+def training_summary(run: RunView) -> dict:
     """``summary.json`` of a run's finished training: final checkpoint, sources seen, parent weights."""
     run.require(NAME)
     return json.loads(run.store.read_bytes(NAME, SUMMARY))
 
 
-STAGE = Stage(
-    name=NAME,
-    version=VERSION,
-    section=TrainConfig,
-    upstream=("shards",),
-    run=run_train,
-    workers=workers,
-    description="Train CLIP on the shards with Ray Train, resuming from the latest checkpoint.",
-)
+CHECKPOINT_BYTES_PER_PARAM = 12  # fp32 weights and AdamW's two moments
+
+
+def estimate(plan) -> StagePlan:
+    """``epochs`` over the exported pairs, at the rates' samples per GPU-second; a checkpoint per epoch."""
+    t = plan.cfg.train
+    pairs, per_s = plan.rows("shards"), plan.rates.throughput.train_samples_per_gpu_s
+    steps = pairs // t.global_batch_size
+    saved = t.epochs + (1 if t.checkpoint_every_steps else 0)  # step checkpoints are pruned at each epoch end
+    return StagePlan(NAME, saved, steps * t.epochs, gpu_hours=pairs * t.epochs / per_s / 3600 if t.use_gpu else 0.0,
+                     stored_bytes=saved * plan.parameters * CHECKPOINT_BYTES_PER_PARAM,
+                     basis=f"{steps:,} steps/epoch x {t.epochs}; {per_s:g} samples/s per GPU; "
+                           f"{plan.parameters / 1e6:.0f}M parameters")
+
+
+STAGE = Stage(name=NAME, version=VERSION, upstream=("shards",), make=make, section=TrainConfig, workers=workers, check=check,
+              estimate=estimate, description="Train CLIP on the shards with Ray Train, resuming from the latest checkpoint.")

@@ -50,7 +50,7 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("matched_concept_ids", pa.list_(pa.string())),
         ("split", pa.string()),  # "train", "eval" or "holdout" (held-out concepts), fixed here, before export
     ])),
-    "balance_matches": (1, pa.schema([  # balancing's first pass, one per caption partition
+    "balanced_matches": (1, pa.schema([  # balancing's first pass, one per caption partition
         ("caption_id", pa.string()),
         ("concept_id", pa.string()),
         ("caption", pa.string()),
@@ -58,16 +58,16 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("text_hash", pa.int64()),
         ("matched", pa.list_(pa.int32())),  # indices into the run's concept table
     ])),
-    "balance_counts": (1, pa.schema([
+    "balanced_counts": (1, pa.schema([
         ("concept_id", pa.string()),
         ("count_before", pa.int64()),
         ("keep_probability", pa.float64()),
     ])),
-    "balance_duplicates": (1, pa.schema([
+    "balanced_duplicates": (1, pa.schema([
         ("partition", pa.int32()),  # index of the caption partition
         ("row", pa.int32()),
     ])),
-    "balance_stats": (2, pa.schema([
+    "balanced_stats": (2, pa.schema([
         ("concept_id", pa.string()),
         ("concept", pa.string()),
         ("count_before", pa.int64()),
@@ -138,8 +138,10 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("words_trained", pa.float64()),  # share of its words that trained concepts have (2: added)
     ])),
 }
-# Versions of a schema still read; each differs from the current one in its storage layout only.
-READABLE = {"images": (2,)}
+# What files of a schema may name besides its current name and version: an older version that
+# differs in its storage layout only, or the schema's name before the stage was renamed.
+READABLE = {"images": ("images/2",), "balanced_matches": ("balance_matches/1",), "balanced_counts": ("balance_counts/1",),
+            "balanced_duplicates": ("balance_duplicates/1",), "balanced_stats": ("balance_stats/2",)}
 # Binary image columns stored as Hugging Face Image structs, and the column each file's name comes from.
 IMAGES = {"images": ("jpg", "image_id", "format")}
 
@@ -225,5 +227,5 @@ def _check_kind(schema: pa.Schema, kind: str, where: str) -> None:
     """Refuse a file whose metadata names another schema (or a version not read) than ``kind``'s."""
     expected = f"{kind}/{SCHEMAS[kind][0]}"
     found = (schema.metadata or {}).get(_KEY, b"").decode()
-    if found != expected and found not in {f"{kind}/{v}" for v in READABLE.get(kind, ())}:
+    if found != expected and found not in READABLE.get(kind, ()):
         raise RunStateError(f"{where or kind}: schema {found or 'unknown'!r}, expected {expected!r}")

@@ -362,6 +362,10 @@ class RunStore:
         blobs = self.fs.cat(paths)
         return {o: json.loads(blobs[p]) for o, p in zip(outputs, paths)}
 
+    def committed_rows(self, stage: str, outputs: list[str]) -> int:
+        """Rows of committed outputs of a stage, from their commit records."""
+        return sum(r.get("rows", 0) for r in self.records(stage, outputs).values())
+
     def iter_records(self, stage: str, outputs: list[str], batch: int = 1000) -> Iterator[tuple[str, dict]]:
         """(output, commit record) in order, read ``batch`` at a time: a caller that keeps a few
         fields of each holds those, not tens of thousands of whole records."""

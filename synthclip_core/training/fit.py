@@ -13,8 +13,8 @@ import threading
 from dataclasses import asdict
 
 from ..compute.resources import PoolSpec, ensure_room
-from ..config import TrainConfig
 from . import checkpoints
+from .config import TrainConfig
 from .layout import epoch_layout
 from .loop import UNREADABLE_DATA
 from .metrics import follow_metrics
@@ -39,8 +39,10 @@ def preflight(spec: TrainSpec) -> None:
 
 def trainer_pool(t: TrainConfig) -> PoolSpec:
     """What the trainer asks of Ray: its workers, together (a worker group starts as one)."""
-    return PoolSpec(num_actors=t.num_workers, num_cpus=t.cpus_per_worker, num_gpus=1 if t.use_gpu else 0,
-                    resources=dict(t.ray_resources), label="training", section="train")
+    fields = ("train.num_workers", *(["train.use_gpu"] if t.use_gpu else []), "train.cpus_per_worker",
+              *(["train.ray_resources"] if t.ray_resources else []))
+    return PoolSpec(count=t.num_workers, kind="ranks", num_cpus=t.cpus_per_worker, num_gpus=1 if t.use_gpu else 0,
+                    resources=dict(t.ray_resources), label="training", fields=fields)
 
 
 def fit(spec: TrainSpec, name: str, poll_s: float = 2.0) -> None:

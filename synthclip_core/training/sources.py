@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import fsspec
 from braceexpand import braceexpand
 
-from ..config import DataSource
 from ..errors import SourceError
 from ..storage.store import fs_options
+from .config import DataSource
 
 log = logging.getLogger("synthclip.train")
 

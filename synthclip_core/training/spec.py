@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from ..config import TrainConfig
 from ..storage.store import RunRef
+from .config import TrainConfig
 from .layout import SourceShards, epoch_samples
 
 

@@ -1,0 +1,27 @@
+"""The evaluation library's config: the ``eval`` section of a run or training job, and its benchmarks."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..config import Section, operational
+
+
+class EvalDataset(Section):
+    name: str = Field(..., description="The dataset's name in the report (e.g. imagenet-val, coco-5k).")
+    task: Literal["zeroshot", "retrieval", "linear_probe"] = Field(..., description="What to measure on it.")
+    path: str = Field(..., description="Test data: a class-folder tree, Parquet or webdataset tars (docs/evaluation.md).")
+    train_path: str | None = Field(None, description="Linear probe training data (default: <path>/train, tested on <path>/test).")
+    classes: str | None = Field(None, description="Class names: a file, 'imagenet' (open_clip's names), or the folder names.")
+    templates: str | None = Field(None, description="Zero-shot templates for this dataset (default: eval.templates).")
+
+
+class EvalConfig(Section):
+    """Evaluation."""
+
+    templates: str = Field("simple", description="Zero-shot prompt templates: 'openai', 'simple' (open_clip's) or a file.")
+    batch_size: int = operational(64, ge=1, description="Evaluation batch size.")
+    num_gpus: float = operational(0, ge=0, description="GPUs for the evaluation task (on a cluster; 0 on the CPU).")
+    datasets: list[EvalDataset] = Field(default_factory=list, description="External benchmarks evaluated after training.")
