@@ -135,7 +135,7 @@ def _read_only_step(name: str, run) -> dict:
                 plan = stage.plan(checked)
                 planned, pending = planned + len(plan), pending + len(set(plan) - checked.store.committed(stage.name))
         return {"planned": planned, "pending": pending}
-    from synthclip_core.storage.verify import verify
+    from synthclip_core.runs.verify import verify
 
     result = verify(run.store)
     return {"checked": result.checked, "bytes_verified": result.bytes}

@@ -21,8 +21,8 @@ import numpy as np
 
 from benchmarks.results_file import record
 from benchmarks.s3_server import moto_bucket
+from synthclip_core.runs.verify import verify
 from synthclip_core.storage.store import RunStore
-from synthclip_core.storage.verify import verify
 
 
 def plain_read_and_hash(store: RunStore) -> tuple[int, float]:

@@ -153,8 +153,8 @@ def verify(
     with handled(debug):
         from synthclip_core.errors import RunStateError
         from synthclip_core.runs.lifecycle import default_root
+        from synthclip_core.runs.verify import verify as verify_run
         from synthclip_core.storage.store import RunRef
-        from synthclip_core.storage.verify import verify as verify_run
 
         ref = RunRef(root or default_root(), run_id)
         if not ref.store().committed("run") and not ref.store().committed_all():

@@ -20,10 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 
-    from .runs.execution import execute_stage
+    from .runs.lifecycle import load_run
+    from .stages.executor import execute
     from .storage.store import RunRef
 
-    print(execute_stage(RunRef(args.root, args.run_id), args.stage).line(), flush=True)
+    print(execute(load_run(RunRef(args.root, args.run_id)), args.stage).line(), flush=True)
     return 0
 
 

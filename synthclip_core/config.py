@@ -16,6 +16,7 @@ the scheme it began with).
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -179,3 +180,18 @@ def validate(model: type[BaseModel], data: Any, source: str):
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             problems.append(f"{where}: {msg}")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+# Plug-ins named ``package.module:ClassName`` in a config (a backend of a user's own).
+
+def is_plugin(name: str) -> bool:
+    return ":" in name
+
+
+def plugin_class(name: str, field: str) -> type:
+    """The class ``name`` names; a config error naming ``field`` when it cannot be imported."""
+    module, _, attr = name.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{field} {name!r}: cannot import it ({exc})") from None

@@ -23,9 +23,9 @@ from prefect.artifacts import (
 from prefect.cache_policies import NONE
 
 from synthclip_core.compute import progress
-from synthclip_core.runs.execution import execute_stage
 from synthclip_core.runs.lifecycle import load_run
 from synthclip_core.runs.status import partition_table
+from synthclip_core.stages.executor import execute
 from synthclip_core.storage.store import RunRef
 from tasks.failures import StageFailed, fails_cleanly
 
@@ -80,7 +80,7 @@ def run_stage_task(stage: str, ref: dict) -> dict:
     logger = get_run_logger()
     run = load_run(RunRef(**ref))
     with _prefect_progress(stage), _core_logs_to(logger):
-        summary = execute_stage(run, stage)
+        summary = execute(run, stage)
     logger.info(summary.line())
     # a job's artifacts read "job train summary", "job eval report", so they never mix with a run's
     kind = "" if run.kind == "run" else f"{run.kind} "

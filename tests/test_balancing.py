@@ -137,7 +137,7 @@ def test_the_stage_equals_the_direct_implementation(engine, tmp_path, trial):
     parts = [o for o in run.store.committed("balanced") if o.startswith("part-")]
     balanced = pa.concat_tables([read_table(run.store, "balanced", o) for o in parts])
     assert set(balanced.column("caption_id").to_pylist()) == kept_ids and balanced.num_rows == len(kept_ids)
-    stats = read_table(run.store, "balanced", "stats.parquet", "balance_stats").to_pylist()
+    stats = read_table(run.store, "balanced", "stats.parquet", "balanced_stats").to_pylist()
     assert [s["count_before"] for s in stats] == [before.get(i, 0) for i in range(len(concepts))]
     assert [s["count_after"] for s in stats] == [after.get(i, 0) for i in range(len(concepts))]
     assert summary.notes["kept"] == len(kept_ids)

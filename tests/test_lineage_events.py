@@ -117,8 +117,8 @@ class _Backend(http.server.BaseHTTPRequestHandler):
 
 
 def test_events_go_to_an_http_backend_and_a_failed_call_says_why(micro_reference, tmp_path, monkeypatch):
-    from synthclip_core.runs import lineage_events
     from synthclip_core.runs.lifecycle import load_run
+    from synthclip_core.stages import lineage_events
     from synthclip_core.storage.store import RunRef
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
@@ -140,7 +140,7 @@ def test_events_go_to_an_http_backend_and_a_failed_call_says_why(micro_reference
 
 
 def test_off_unless_openlineage_is_configured(monkeypatch, tmp_path):
-    from synthclip_core.runs import lineage_events
+    from synthclip_core.stages import lineage_events
 
     monkeypatch.chdir(tmp_path)
     for name in [n for n in __import__("os").environ if n.startswith("OPENLINEAGE")]:

@@ -57,7 +57,7 @@ def test_captions_mostly_name_their_concept(offline_run):
 
 def test_balancing_caps_concepts_and_records_stats(offline_run):
     run, _ = offline_run
-    stats = read_table(run.store, "balanced", "stats.parquet", "balance_stats").to_pylist()
+    stats = read_table(run.store, "balanced", "stats.parquet", "balanced_stats").to_pylist()
     assert all(s["count_after"] <= s["count_before"] for s in stats)
     assert sum(s["count_before"] > run.config.balanced.threshold for s in stats) > 0
     balanced = _table(run, "balanced")

@@ -113,7 +113,7 @@ def test_a_custom_resource_no_node_offers(ray_local, tmp_path):
 
 
 def test_more_trainer_workers_than_the_cluster_hosts_stops_the_run_before_any_stage(ray_local, tmp_path):
-    from synthclip_core.runs.checks import check_cluster
+    from synthclip_core.stages.executor import check_cluster
 
     run = _run(tmp_path, "trainers", train={"num_workers": 4, "global_batch_size": 8})
     with pytest.raises(ConfigError, match=r"train: asks for 4 training worker\(s\) at once.*the cluster hosts 2"):

@@ -25,9 +25,12 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _runtime_imports(path: Path, module: str) -> set[str]:
+def _runtime_imports(path: Path, module: str, modules: set[str]) -> set[str]:
     """Modules of the project that ``path`` imports when it runs (anywhere in it, functions too),
-    leaving out imports for type checkers only (``if TYPE_CHECKING:``)."""
+    leaving out imports for type checkers only (``if TYPE_CHECKING:``). ``from P import m`` of a
+    submodule ``m`` of ``modules`` depends on ``P.m``, not on what ``P/__init__.py`` defines (Python
+    runs a package's ``__init__`` before any submodule of it, so that is no cycle); a name of
+    ``P`` itself does depend on ``P``."""
     tree = ast.parse(path.read_text(), filename=str(path))
     skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
                for child in node.body for n in ast.walk(child)}
@@ -43,14 +46,15 @@ def _runtime_imports(path: Path, module: str) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            found.add(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names}
+            named = {f"{base}.{alias.name}" for alias in node.names}
+            found |= named if named <= modules else named | {base}
     return found
 
 
 def import_graph() -> dict[str, set[str]]:
     files = {_module_name(p): p for package in PACKAGES for p in (REPO / package).rglob("*.py")}
-    return {module: {m for m in _runtime_imports(path, module) if m in files and m != module} for module, path in files.items()}
+    return {module: {m for m in _runtime_imports(path, module, set(files)) if m in files and m != module}
+            for module, path in files.items()}
 
 
 def test_no_import_cycle_inside_the_package():
@@ -307,3 +311,153 @@ def test_a_stage_that_writes_other_bytes_has_bumped_its_version(micro_reference)
         pytest.skip(f"{GOLDEN.name} has no entry for this machine's tiny models ({models_key()}): only "
                     f"{', '.join(MODEL_FREE)} checked; add one with python tests/golden.py ROOT RUN_ID --add "
                     f"on a micro run of unchanged code")
+
+
+# -- the stage as one object: the architecture doc's example, and the books the executor keeps ----
+
+def _scratch_package_with_the_card_stage(scratch: Path) -> None:
+    """A copy of the product with ``docs/architecture.md``'s card stage added as the doc says:
+    its code block as ``stages/card.py``, and one line in ``PIPELINE`` (and its import)."""
+    import re
+
+    for folder in ("synthclip_core", "flows", "tasks", "deployments"):
+        shutil.copytree(REPO / folder, scratch / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    code = re.search(r"```python\n(# synthclip_core/stages/card\.py\n.*?)```", doc, re.S).group(1)
+    (scratch / "synthclip_core" / "stages" / "card.py").write_text(code)
+    pipeline = scratch / "synthclip_core" / "pipeline.py"
+    text = pipeline.read_text()
+    assert "    eval.STAGE,\n" in text and "from .stages import balanced," in text
+    pipeline.write_text(text.replace("    eval.STAGE,\n", "    eval.STAGE,\n    card.STAGE,\n", 1)
+                        .replace("from .stages import balanced,", "from .stages import balanced, card,", 1))
+
+
+def test_the_architecture_doc_s_card_example_is_true_as_written(engine, tmp_path):
+    """Copied into a scratch copy of the package with one line in PIPELINE, the doc's card stage is
+    planned, runs on the micro config through the real CLI, shows in status and writes its output."""
+    import os
+
+    from commands import synthclip
+
+    scratch, root = tmp_path / "scratch", tmp_path / "runs"
+    _scratch_package_with_the_card_stage(scratch)
+    env = {"PYTHONPATH": os.pathsep.join([str(scratch), str(REPO / "tests")])}
+    micro = str(REPO / "configs" / "micro.yaml")
+
+    planned = synthclip("plan", micro, cwd=scratch, env=env)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert any(line.split("│")[1].strip() == "card" for line in planned.stdout.splitlines() if line.count("│") > 2)
+    made = synthclip("run", micro, "--run-id", "carded", "--root", str(root), cwd=scratch, env=env, timeout=900)
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    card = (root / "carded" / "card" / "README.md").read_text()
+    assert card.startswith("# A fully synthetic image-text dataset\n") and "training pairs" in card
+    shown = synthclip("status", "carded", "--root", str(root), cwd=scratch, env=env)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    row = next(line for line in shown.stdout.splitlines() if line.startswith("│ card "))
+    assert [cell.strip() for cell in row.split("│")[2:5]] == ["1", "0", "0"]  # committed, pending, failed
+
+
+def test_a_work_item_names_its_input_and_the_executor_checks_the_columns_the_work_declares(tmp_path):
+    """A partition's work gets the rows its item names, in the columns it declares; a column the
+    input lacks is one error naming the file, before any work runs."""
+    import pyarrow as pa
+
+    from synthclip_core.errors import RunStateError
+    from synthclip_core.stages.executor import Made, PartitionMaker, PartitionWork
+    from synthclip_core.stages.stage import WorkItem
+    from synthclip_core.storage.schemas import to_parquet_bytes
+
+    class Upper(PartitionWork):
+        reads, columns, writes = "concepts", ("concept_id", "concept"), "concepts"
+
+        def process(self, rows, item):
+            concepts = [c.upper() for c in rows.column("concept").to_pylist()]
+            return Made(pa.table({"concept_id": rows.column("concept_id"), "concept": concepts,
+                                  "bank_index": list(range(rows.num_rows))}), {"made_by": "upper"})
+
+    class NeedsAColumn(Upper):
+        columns = ("concept", "colour")
+
+    ref = RunRef(str(tmp_path), "items")
+    store = ref.store()
+    table = pa.table({"concept_id": ["a", "b", "c"], "concept": ["cat", "dog", "fox"], "bank_index": [0, 1, 2]})
+    record = store.commit("concepts", "part-00000.parquet", to_parquet_bytes(table, "concepts"))
+    source = ({"stage": "concepts", "output": "part-00000.parquet", "sha256": record["sha256"]},)
+    item = WorkItem("shouted", "part-00000.parquet", "fp", 7, source, offset=1, length=2, params={"partition": 0})
+    made = PartitionMaker(Upper, {}, ref.as_dict())(item)
+    assert (made["rows"], made["slice"], made["partition"], made["made_by"]) == (2, [1, 2], 0, "upper")
+    assert made["inputs"] == list(source) and made["fingerprint"] == "fp" and made["code_version"]["stage"] == 7
+    assert store.read_bytes("shouted", "part-00000.parquet")  # committed under the item's stage
+    with pytest.raises(RunStateError, match=r"concepts/part-00000.parquet has no column colour"):
+        PartitionMaker(NeedsAColumn, {}, ref.as_dict())(item)
+
+
+def test_a_fork_continues_from_the_run_open_run_read(tmp_path, monkeypatch):
+    """``open_run(..., fork=True)`` reads the stored run at its id once and forks from that run."""
+    import synthclip_core.runs.lifecycle as lifecycle
+
+    cfg = load_config(REPO / "configs" / "micro.yaml")
+    ref = RunRef(str(tmp_path), "forked")
+    lifecycle.open_run(cfg, ref)
+    other = cfg.model_copy(update={"balanced": cfg.balanced.model_copy(update={"threshold": cfg.balanced.threshold + 1})})
+    reads, real = [], lifecycle._stored
+    monkeypatch.setattr(lifecycle, "_stored", lambda r: reads.append(r.run_id) or real(r))
+    fork = lifecycle.open_run(other, ref, fork=True)
+    assert fork.ref.run_id.startswith("forked-fork-") and reads.count("forked") == 1
+
+
+def test_how_coverage_matches_concepts_is_in_the_captions_fingerprint():
+    """The captions stage's coverage table counts captions naming their concept with balancing's
+    ``case_sensitive``: a run that matches otherwise has another captions fingerprint (a fork
+    recomputes its coverage, never copies one made under the other setting); the default changes
+    no run's fingerprint."""
+    cfg = load_config(REPO / "configs" / "micro.yaml")
+    insensitive = cfg.model_copy(update={"balanced": cfg.balanced.model_copy(update={"case_sensitive": False})})
+    assert fingerprints(insensitive)["concepts"] == fingerprints(cfg)["concepts"]
+    assert fingerprints(insensitive)["captions"] != fingerprints(cfg)["captions"]
+
+
+def test_old_field_names_still_load_and_both_names_are_refused(tmp_path):
+    from synthclip_core.errors import ConfigError
+
+    text = (REPO / "configs" / "micro.yaml").read_text()
+    old = tmp_path / "old.yaml"
+    old.write_text(text.replace("balanced:\n", "balanced:\n  num_workers: 3\n", 1).replace("shards:\n", "shards:\n  num_workers: 2\n", 1))
+    cfg = load_config(old)
+    assert (cfg.balanced.num_actors, cfg.shards.num_tasks) == (3, 2)
+    both = tmp_path / "both.yaml"
+    both.write_text(text.replace("balanced:\n", "balanced:\n  num_workers: 3\n  num_actors: 3\n", 1))
+    with pytest.raises(ConfigError, match="balanced.num_workers and balanced.num_actors are the same field"):
+        load_config(both)
+
+
+def test_a_table_written_under_a_schema_s_old_name_still_reads(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from synthclip_core.storage.schemas import SCHEMAS, from_parquet_bytes
+
+    table = pa.table({"concept_id": ["a"], "count_before": [3], "keep_probability": [1.0]},
+                     schema=SCHEMAS["balanced_counts"][1]).replace_schema_metadata({"synthclip.schema": "balance_counts/1"})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    assert from_parquet_bytes(sink.getvalue().to_pybytes(), "balanced_counts").num_rows == 1
+
+
+def test_opening_a_run_reads_its_bank_file_once(tmp_path, monkeypatch):
+    """Pinning the bank's content, sizing and the pre-flight check of a new run read one file once."""
+    import yaml
+
+    import synthclip_core.curation.concepts as concepts
+    from synthclip_core.runs.lifecycle import open_run
+
+    bank = tmp_path / "bank.txt"
+    bank.write_text("cat\ndog\nfox\nowl\n")
+    data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
+    data["concepts"] = {**data.get("concepts", {}), "source": str(bank), "limit": 3}
+    reads, real = [], concepts._read_entries
+    monkeypatch.setattr(concepts, "_read_entries", lambda source, column: reads.append(source) or real(source, column))
+    from synthclip_core.pipeline import config_from_dict
+
+    run = open_run(config_from_dict(data), RunRef(str(tmp_path / "runs"), "bank-once"))
+    assert reads == [str(bank)] and run.config.concepts.sha256

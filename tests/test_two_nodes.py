@@ -18,8 +18,8 @@ import pytest
 import yaml
 from servers import free_port, kill_tree, ray_cluster_env, start_ray_node, wait_until
 
+from synthclip_core.runs.verify import verify
 from synthclip_core.storage.store import RunStore
-from synthclip_core.storage.verify import verify
 
 REPO = Path(__file__).resolve().parents[1]
 # the head declares a node dead after 3 missed 1 s health checks, not the default 30 s

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol, TypedDict
 
-from ..plugins import is_plugin, plugin_class
+from ..config import is_plugin, plugin_class
 
 
 class Completion(TypedDict):

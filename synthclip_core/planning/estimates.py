@@ -18,9 +18,9 @@ from .sizing import Rates, load_rates, sized, train_share
 
 
 @dataclass
-class Estimating:
-    """What a stage's estimate knows: the config (sized), the rates, the bank's size, and the
-    plans of the stages before it."""
+class PlanContext:
+    """The plan in progress, as each stage's estimate sees it (``stages.stage.Estimating``): the
+    config (sized), the rates, the bank's size, and the plans of the stages before it."""
 
     cfg: object
     rates: Rates
@@ -73,7 +73,7 @@ def plan_run(cfg, bank_size: int, rates: Rates | None = None, parameters: int | 
 
     rates = rates or load_rates(cfg.rates)
     cfg = sized(cfg, bank_size, rates)
-    estimating = Estimating(cfg, rates, bank_size, parameters)
+    estimating = PlanContext(cfg, rates, bank_size, parameters)
     for stage in stages_for(cfg):
         plan = stage.estimate(estimating) if stage.estimate else StagePlan(stage.name, basis="no estimate")
         for spec in stage.workers(cfg):

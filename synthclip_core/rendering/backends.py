@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol, TypedDict
 
+from ..config import is_plugin, plugin_class
 from ..errors import ConfigError
-from ..plugins import is_plugin, plugin_class
 
 
 class Rendered(TypedDict):

@@ -1,12 +1,12 @@
 """Checks of what a user can fix, run before any flow starts and reported in one line: each
-stage's own (``Stage.check``), the models its config names, the storage root, and what the stages
-still to do ask of the Ray cluster."""
+stage's own (``Stage.check``), the models its config names and the storage root. (What the stages
+still to do ask of the Ray cluster is checked when the first of them starts:
+``stages/executor.check_cluster``.)"""
 
 from __future__ import annotations
 
 import os
 
-from ..compute.resources import ClusterOffer, check
 from ..errors import ConfigError
 from ..stages.stage import RunView
 from ..storage.store import check_root_writable
@@ -22,16 +22,6 @@ def preflight(run: RunView) -> None:
         if stage.check is not None:
             stage.check(run)
     check_root_writable(run.ref.root, run.ref.storage_options)
-
-
-def check_cluster(run: RunView, offer: ClusterOffer | None = None) -> None:
-    """Every stage still to do, set against the connected Ray before any of them starts: one that
-    no node can ever host stops the run now, not after days of the stages before it."""
-    offer = offer or ClusterOffer.of_ray()
-    committed = run.store.committed_all()
-    for stage in run.stages:
-        if run.completion(stage.name, committed.get(stage.name, set())) is None:
-            check(stage.name, stage.workers(run.config), offer)
 
 
 def check_model_path(field: str, model: str) -> None:

@@ -40,7 +40,7 @@ from ..storage.store import RunStore
 from ..storage.tables import read_table
 from .common import data_parts, read_concepts
 from .executor import Made, PartitionWork, StageContext
-from .stage import RunView, Stage, StagePlan, StageSummary, WorkItem
+from .stage import Estimating, RunView, Stage, StagePlan, StageSummary, WorkItem
 
 NAME = "balanced"
 VERSION = 2
@@ -243,7 +243,7 @@ class SampleWork(PartitionWork):
         return Made(table_from_rows(kept, self.writes), {"threshold": self.settings["threshold"], "seed": seed})
 
 
-def estimate(plan) -> StagePlan:
+def estimate(plan: Estimating) -> StagePlan:
     """The captions the clean-up and balancing keep, by the rates' shares."""
     rates = plan.rates
     balanced = round(round(plan.rows("captions") * rates.caption_keep) * rates.balance_keep)

@@ -24,7 +24,7 @@ from ..storage.schemas import to_parquet_bytes
 from ..storage.tables import read_table
 from .common import CaptionsWork, data_parts, model_pool, read_concepts
 from .executor import StageContext
-from .stage import RunView, Stage, StagePlan, StageSummary, WorkItem, section_settings
+from .stage import Estimating, RunView, Stage, StagePlan, StageSummary, WorkItem, section_settings
 
 NAME = "captions"
 VERSION = 3
@@ -155,7 +155,7 @@ def settings(cfg) -> dict:
     return out
 
 
-def estimate(plan) -> StagePlan:
+def estimate(plan: Estimating) -> StagePlan:
     """``per_concept`` captions per concept, at the rates' captions per GPU-second."""
     concepts, rates = plan.rows("concepts"), plan.rates
     captions = concepts * plan.cfg.captions.per_concept

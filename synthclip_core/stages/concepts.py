@@ -17,7 +17,7 @@ from ..storage.schemas import table_from_rows, to_parquet_bytes
 from ..storage.tables import read_table
 from .common import part_name
 from .executor import StageContext
-from .stage import RunView, Stage, StagePlan, StageSummary
+from .stage import Estimating, RunView, Stage, StagePlan, StageSummary
 
 NAME = "concepts"
 VERSION = 2
@@ -126,7 +126,7 @@ def check(run: RunView) -> None:
     load_bank(c.source, c.column, c.limit, seed, c.num_shards, c.shard_index)
 
 
-def estimate(plan) -> StagePlan:
+def estimate(plan: Estimating) -> StagePlan:
     """The concepts the bank gives (up to ``limit``), in partitions of caption work."""
     c = plan.cfg.concepts
     concepts = min(plan.bank_size, c.limit or plan.bank_size)

@@ -32,7 +32,7 @@ from ..storage.store import RunRef
 from ..storage.tables import read_rows, read_table
 from .common import data_parts, read_concepts
 from .executor import StageContext
-from .stage import RunView, Stage, StagePlan, StageSummary
+from .stage import Estimating, RunView, Stage, StagePlan, StageSummary
 
 NAME = "eval"
 VERSION = 3  # 3: held-out concepts reported apart, coverage rows say which words training saw
@@ -207,7 +207,7 @@ def _train_counts(store, parts: dict[str, list[str]]) -> dict[str, int]:
     return dict(counts)
 
 
-def estimate(plan) -> StagePlan:
+def estimate(plan: Estimating) -> StagePlan:
     """The held-out pairs: the images that do not train."""
     return StagePlan(NAME, 2, plan.rows("images") - plan.rows("shards"), basis="held-out pairs")
 

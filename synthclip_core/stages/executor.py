@@ -3,9 +3,11 @@
 A stage says what it is (its module's ``STAGE``) and does its own work; the executor keeps the
 books, as datatrove's executor and NeMo Curator's adapter do for their steps:
 
-- :func:`execute` returns a complete stage's summary without calling it; otherwise it calls the
-  stage's ``make`` with a :class:`StageContext` and, once every output the summary lists is
-  committed, marks the stage complete (its last write);
+- :func:`execute` returns a complete stage's summary without calling it; otherwise it joins or
+  starts Ray where the stage uses it (every stage still to do set against the cluster first),
+  calls the stage's ``make`` with a :class:`StageContext` and, once every output the summary lists
+  is committed, marks the stage complete (its last write); OpenLineage events describe the call
+  where OpenLineage is configured;
 - :class:`StageContext` commits a whole-run output with the stage's lineage, plans the work items
   still pending, and runs them on the stage's actor pool or as its Ray tasks;
 - in each actor of a pool, :class:`PartitionMaker` reads the rows an item names, hands them to the
@@ -22,23 +24,41 @@ from typing import Any, Callable, ClassVar, Iterator
 import pyarrow as pa
 
 from ..compute.pool import run_pool
-from ..compute.resources import PoolSpec
+from ..compute.ray_runtime import ensure_ray
+from ..compute.resources import ClusterOffer, PoolSpec, check
 from ..compute.tasks import map_tasks
 from ..storage.lineage import code_version, input_ref, lineage, worker_info
 from ..storage.schemas import to_parquet_bytes
 from ..storage.store import Completion, RunStore
 from ..storage.tables import read_table
+from . import lineage_events
 from .stage import RunView, Stage, StageSummary, WorkItem
 
 
 def execute(run: RunView, name: str) -> StageSummary:
     """Make what is missing of stage ``name`` of ``run``, and mark it complete once it all is; a
-    stage already complete is not called (everything counts as skipped)."""
+    stage already complete is not called (everything counts as skipped). The one way a stage is
+    executed: by the Prefect stage task, ``python -m synthclip_core STAGE`` and ``run_stage``."""
     stage = run.stage(name)
-    if (finished := finished_summary(run, name)) is not None:
-        return finished
-    summary = stage.make(StageContext(run, stage))
-    return complete(run, summary) if summary.ok else summary
+    with lineage_events.stage_call(run, name) as call:
+        if (finished := finished_summary(run, name)) is not None:
+            call.summary = finished
+            return finished
+        if stage.uses_ray(run.config):
+            ensure_ray()
+            check_cluster(run)
+        summary = call.summary = stage.make(StageContext(run, stage))
+        return complete(run, summary) if summary.ok else summary
+
+
+def check_cluster(run: RunView, offer: ClusterOffer | None = None) -> None:
+    """Every stage still to do, set against the connected Ray before any of them starts: one that
+    no node can ever host stops the run now, not after days of the stages before it."""
+    offer = offer or ClusterOffer.of_ray()
+    committed = run.store.committed_all()
+    for stage in run.stages:
+        if run.completion(stage.name, committed.get(stage.name, set())) is None:
+            check(stage.name, stage.workers(run.config), offer)
 
 
 def complete(run: RunView, summary: StageSummary) -> StageSummary:

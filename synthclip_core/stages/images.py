@@ -36,7 +36,7 @@ from ..storage.tables import read_table
 from ..tiny_models import resolve_model
 from .common import data_parts, model_pool
 from .executor import Made, PartitionWork, StageContext
-from .stage import RunView, Stage, StagePlan, StageSummary, WorkItem, section_settings
+from .stage import Estimating, RunView, Stage, StagePlan, StageSummary, WorkItem, section_settings
 
 NAME = "images"
 VERSION = 3
@@ -310,7 +310,7 @@ class RenderWork(PartitionWork):
 PUBLISHED_RENDER = {"height": 512, "width": 512, "steps": 50}  # the setting a rates file's images_per_gpu_s is quoted at
 
 
-def estimate(plan) -> StagePlan:
+def estimate(plan: Estimating) -> StagePlan:
     """``images_per_caption`` images per balanced caption, at the rates' images per GPU-second,
     scaled by steps and pixels from the published 512x512, 50-step figure."""
     img, rates = plan.cfg.images, plan.rates

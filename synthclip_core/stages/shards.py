@@ -37,7 +37,7 @@ from ..storage.store import RunRef, RunStore
 from ..storage.tables import MANIFEST, read_rows, write_manifest
 from .common import data_parts
 from .executor import StageContext
-from .stage import Stage, StageBlocked, StagePlan, StageSummary
+from .stage import Estimating, Stage, StageBlocked, StagePlan, StageSummary
 
 NAME = "shards"
 VERSION = 2
@@ -225,7 +225,7 @@ def workers(cfg) -> list[PoolSpec]:
 SHARD_SAMPLE_OVERHEAD = 1536  # tar headers (3 members x 512 B) per sample, besides its image and text
 
 
-def estimate(plan) -> StagePlan:
+def estimate(plan: Estimating) -> StagePlan:
     """The images that train (the held-out split stays out), in shards of ``samples_per_shard``."""
     cfg, rates = plan.cfg, plan.rates
     train_pairs = round(plan.rows("images") * plan.train_share(plan.rows("concepts")))

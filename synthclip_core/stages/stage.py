@@ -10,7 +10,7 @@ partitions on a pool, mark it complete) is the executor's (:mod:`.executor`), no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from pydantic import BaseModel
 
@@ -18,10 +18,6 @@ from ..compute.resources import PoolSpec
 from ..config import ModelSection, fingerprinted, scheme_of
 from ..fingerprint import model_identity_of
 from ..storage.store import Completion, RunRef, RunStore
-
-if TYPE_CHECKING:
-    from ..planning.estimates import Estimating
-    from .executor import StageContext
 
 
 @dataclass
@@ -113,6 +109,21 @@ class StagePlan:
     basis: str = ""  # what the estimate rests on
 
 
+class Estimating(Protocol):
+    """What a stage's estimate sees of the plan in progress (``planning.estimates.PlanContext`` is
+    one): the config (sized), the recorded rates, the bank's size and the stages planned before it."""
+
+    cfg: Any
+    rates: Any  # planning.sizing.Rates
+    bank_size: int
+
+    @property
+    def parameters(self) -> int: ...  # the CLIP model's parameters
+    def rows(self, stage: str) -> int: ...  # rows an earlier stage will make (0: the run has no such stage)
+    def outputs(self, stage: str) -> int: ...
+    def train_share(self, concepts: int) -> float: ...  # the share of rendered rows that train
+
+
 def section_settings(name: str) -> Callable[[Any], dict]:
     """A stage's section less its operational fields; a model by its identity (name and pinned
     commit, or a local model's content hash), not by the strings that name it."""
@@ -155,7 +166,7 @@ class Stage:
     name: str
     version: int  # bump when the code changes what the stage writes
     upstream: tuple[str, ...]  # stages whose outputs it reads (those a run has)
-    make: Callable[[StageContext], StageSummary]
+    make: Callable[[Any], StageSummary]  # given the stage's executor.StageContext
     description: str
     section: type[BaseModel] | None = None
     plan: Callable[[RunView], list[str]] | None = None

@@ -43,7 +43,7 @@ from ..storage.schemas import table_from_rows, to_parquet_bytes
 from ..storage.tables import read_table
 from .common import CaptionsWork, data_parts, model_pool
 from .executor import StageContext
-from .stage import RunView, Stage, StagePlan, StageSummary, WorkItem, section_settings
+from .stage import Estimating, RunView, Stage, StagePlan, StageSummary, WorkItem, section_settings
 
 NAME = "topup"
 VERSION = 1
@@ -284,7 +284,7 @@ def check(run: RunView) -> None:
                           f"balancing caps every concept at the threshold, so the loop could never reach it")
 
 
-def estimate(plan) -> StagePlan:
+def estimate(plan: Estimating) -> StagePlan:
     """The closed loop's captions at most: every concept short of the whole target in every round
     (or the budget); what it keeps depends on what balancing leaves, so images and shards leave it out."""
     top = plan.cfg.topup

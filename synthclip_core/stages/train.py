@@ -32,7 +32,7 @@ from ..training.init_weights import resolve_init
 from ..training.sources import ResolvedSource, SourceError, checked, tar_source, to_spec_parts
 from ..training.spec import TrainSpec
 from .executor import StageContext, finished_summary
-from .stage import RunView, Stage, StagePlan, StageSummary
+from .stage import Estimating, RunView, Stage, StagePlan, StageSummary
 
 log = logging.getLogger("synthclip.train")
 NAME = "train"
@@ -198,7 +198,7 @@ def training_summary(run: RunView) -> dict:
 CHECKPOINT_BYTES_PER_PARAM = 12  # fp32 weights and AdamW's two moments
 
 
-def estimate(plan) -> StagePlan:
+def estimate(plan: Estimating) -> StagePlan:
     """``epochs`` over the exported pairs, at the rates' samples per GPU-second; a checkpoint per epoch."""
     t = plan.cfg.train
     pairs, per_s = plan.rows("shards"), plan.rates.throughput.train_samples_per_gpu_s

@@ -1,1 +1,1 @@
-"""Storage: one run's outputs under any fsspec root, the commit rule, schemas, lineage records and verification."""
+"""Storage: one run's outputs under any fsspec root, the commit rule, schemas, tables and lineage records."""

@@ -11,7 +11,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from .store import RunStore
 
 MAX_LISTED_INPUTS = 32  # a record names each input up to this many; beyond, one summary per upstream

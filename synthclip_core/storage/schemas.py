@@ -223,6 +223,13 @@ def _in_memory(table: pa.Table, kind: str) -> pa.Table:
     return image_columns.as_bytes(table, IMAGES[kind][0]) if kind in IMAGES else table
 
 
+def declared_kind(schema: pa.Schema) -> str | None:
+    """The schema a file of this platform declares, by its current name (None: not one of ours)."""
+    found = (schema.metadata or {}).get(_KEY, b"").decode()
+    return next((kind for kind, (version, _) in SCHEMAS.items() if found == f"{kind}/{version}" or found in READABLE.get(kind, ())),
+                None)
+
+
 def _check_kind(schema: pa.Schema, kind: str, where: str) -> None:
     """Refuse a file whose metadata names another schema (or a version not read) than ``kind``'s."""
     expected = f"{kind}/{SCHEMAS[kind][0]}"

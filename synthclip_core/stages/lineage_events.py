@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import __version__
 from ..storage.lineage import code_version
+from ..version import __version__
 
 log = logging.getLogger("synthclip.lineage")
 PRODUCER = "https://github.com/synthclip/synthclip"  # who wrote the events, as OpenLineage asks

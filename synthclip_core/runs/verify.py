@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..compute import progress
-from . import placing, validation
-from .store import COMMITS, COMPLETE, DAMAGED, FAILURES, LIVE, RunStore
+from ..storage import placing, validation
+from ..storage.store import COMMITS, COMPLETE, DAMAGED, FAILURES, LIVE, RunStore
 
 PROGRESS = "verify"  # the progress events' stage name
 WHOLE_IN_MEMORY = 2 << 30  # larger outputs are hashed in blocks, their kind unchecked
