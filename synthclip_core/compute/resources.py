@@ -1,7 +1,7 @@
 """Whether a Ray cluster can host what a stage asks of it, decided before the stage starts.
 
 Ray queues an actor or a training worker group that no node can host and waits for ever, without
-a word. So before a stage starts, each of its pools (:class:`~.actors.PoolSpec`: workers x the
+a word. So before a stage starts, each of its pools (:class:`PoolSpec`: workers x the
 resources of one) is set against the cluster: the nodes it has, and the node groups an autoscaler
 may add, where the cluster publishes them (the autoscaler's cluster config). A pool that fits
 starts; one that fits once an autoscaler adds nodes waits for them, visibly and for a bounded

@@ -1,8 +1,8 @@
-"""Training: a Ray Train job over the run's sources, with checkpoints, metrics and curves committed.
+"""Training: Ray Train ranks (DDP) over the run's sources, with checkpoints, metrics and curves committed.
 
 The sources are the run's own shards by default (``train.sources`` may add or replace them: other
 runs' shards as ``run:ID``, or any webdataset tars), and ``train.init_from`` names the weights to
-start from. With the default local Ray the job runs inside the run's own Ray and a killed run
+start from. With the default local Ray the ranks run inside the run's own Ray and a killed run
 resumes from the latest committed checkpoint. When ``RAY_ADDRESS`` names a cluster, training is a
 Ray job that outlives the flow (``python -m synthclip_core train --root R --run-id ID``, see
 ``training/ray_jobs.py``) and the flow follows it. Last come ``curves.png``, an open_clip

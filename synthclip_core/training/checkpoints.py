@@ -50,7 +50,7 @@ def layout_key(world_size: int, loader_workers: int, per_worker_batch: int) -> d
 
 
 def latest(store: RunStore, model_cfg: dict, layout: dict) -> tuple[str, dict] | None:
-    """The checkpoint to resume from: the furthest one whose data position this job can continue.
+    """The checkpoint to resume from: the furthest one whose data position this training can continue.
 
     Epoch-end checkpoints always qualify; a mid-epoch one only under the same data layout (workers,
     loader workers, batch), since its position counts batches of that layout.
@@ -94,7 +94,7 @@ def _read_or_empty(store: RunStore, name: str) -> bytes:
 
 
 def _usable(store: RunStore, model_cfg: dict, layout: dict) -> list[tuple]:
-    """Checkpoints this job can continue from, the furthest first."""
+    """Checkpoints this training can continue from, the furthest first."""
     usable = []
     for name, record in committed(store).items():
         if record.get("model_cfg") != model_cfg:

@@ -6,7 +6,7 @@ on every worker (:func:`train_loop_per_worker`: gloo on CPU, NCCL on GPU, DDP fr
 ``prepare_model``), so one process, several workers on one machine or many nodes run the same
 steps; :func:`plain_rank` runs it in this process alone (or under ``torchrun``), so the step loop
 can be measured and tested without Ray. Rank 0 commits the metrics and a checkpoint at every
-epoch end and every ``checkpoint_every_steps``; a restarted job continues from the latest
+epoch end and every ``checkpoint_every_steps``; a restarted worker group continues from the latest
 checkpoint, at the same point of the learning-rate schedule and of the data.
 """
 

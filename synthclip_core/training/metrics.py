@@ -1,6 +1,6 @@
 """Training metrics: the per-step rows rank 0 commits with every checkpoint, read back in order.
 
-``train/metrics/step_N.jsonl`` holds the rows since the previous checkpoint; a resumed job
+``train/metrics/step_N.jsonl`` holds the rows since the previous checkpoint; a resumed training
 recomputes only rows that were never committed, so the concatenation is the run's one history.
 Following a job means watching for new chunks: the same code follows a local Ray Train run and a
 Ray job on a cluster.
