@@ -144,12 +144,14 @@ def status(
 def verify(
     run_id: str = typer.Argument(..., help="The run or training job to check."),
     root: Optional[str] = RootOption,
-    repair: bool = typer.Option(False, "--repair", help="Move damaged outputs aside (to _damaged/) and retire their "
-                                "records, so `synthclip resume` recomputes exactly those; remove leftover temporaries."),
+    repair: bool = typer.Option(False, "--repair", help="Move damaged outputs and markers aside (to _damaged/) and retire "
+                                "their records, so `synthclip resume` recomputes exactly those; remove temporaries older "
+                                "than an hour (safe beside a live resume)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Re-read every committed output of RUN_ID against its record (size, sha256, readable as its
-    kind); list orphaned files and temporaries. Exits 1 on damage (0 once --repair set it all aside)."""
+    kind), and every record and marker against its own checksum; list orphaned files and
+    temporaries. Exits 1 on damage (0 once --repair set it all aside)."""
     with handled(debug):
         from synthclip_core.errors import RunStateError
         from synthclip_core.runs.lifecycle import default_root
@@ -170,9 +172,13 @@ def verify(
         for orphan in found.orphans:
             console.print(f"[yellow]orphaned[/] {orphan} (no record names it: a stopped writer's; the next commit of "
                           f"that output adopts or replaces it)", soft_wrap=True, highlight=False)
+        kept = set(found.kept_temporaries)
         for temporary in found.temporaries:
-            console.print(f"[yellow]temporary[/] {temporary}{' (removed)' if repair else ''}", soft_wrap=True,
-                          highlight=False)
+            state = (" (kept: under an hour old, a live writer's)" if temporary in kept else " (removed)") if repair else ""
+            console.print(f"[yellow]temporary[/] {temporary}{state}", soft_wrap=True, highlight=False)
+        if found.unsealed:
+            console.print(f"{found.unsealed} records or markers were written before they carried checksums: their "
+                          f"own bytes are not proven", soft_wrap=True, highlight=False)
         if found.repaired:
             console.print(f"set aside {len(found.repaired)} damaged output(s) under {ref.store().uri('_damaged')}; "
                           f"`synthclip resume {run_id} --root {ref.root}` recomputes them", soft_wrap=True, highlight=False)

@@ -28,8 +28,12 @@ def _damage(base: Path) -> dict[str, bytes]:
     ckpt = bytearray(originals["train/checkpoints/epoch_1.pt"])
     ckpt[2000:2064] = b"\0" * 64  # a bad disk under a checkpoint
     (base / "train/checkpoints/epoch_1.pt").write_bytes(bytes(ckpt))
+    marker = base / "_complete/concepts.json"
+    marker.write_bytes(marker.read_bytes()[:30])  # a torn completion marker
     (base / "images/stray.parquet").write_bytes(b"a killed writer's")  # orphaned
-    (base / "shards/.00001.tar.0123456789abcdef0123456789abcdef.tmp").write_bytes(b"half")  # a temporary
+    temporary = base / "shards/.00001.tar.0123456789abcdef0123456789abcdef.tmp"
+    temporary.write_bytes(b"half")  # a killed writer's temporary, two hours old
+    os.utime(temporary, (temporary.stat().st_mtime - 7200,) * 2)
     return originals
 
 
@@ -51,7 +55,8 @@ def test_verify_finds_every_damage_and_repair_sets_it_aside(damaged_copy):
     found = synthclip("verify", "copy", "--root", str(root))
     assert found.returncode == 1, found.stdout + found.stderr
     out = found.stderr
-    assert "4 damaged, 1 orphaned, 1 temporaries" in out, out
+    assert "5 damaged, 1 orphaned, 1 temporaries" in out, out
+    assert "damaged _complete/concepts.json: unreadable completion marker" in out
     assert "damaged shards/00000.tar: 5000 bytes, its record says" in out
     assert "damaged captions/part-00001.parquet: sha256" in out
     assert "damaged balanced/part-00000.parquet: the file is gone" in out
@@ -59,9 +64,10 @@ def test_verify_finds_every_damage_and_repair_sets_it_aside(damaged_copy):
     assert "orphaned images/stray.parquet" in out and "temporary" in out
 
     repaired = synthclip("verify", "copy", "--root", str(root), "--repair")
-    assert repaired.returncode == 0 and "set aside 4 damaged output(s)" in repaired.stderr, repaired.stdout + repaired.stderr
-    assert (root / "copy/_damaged/shards/00000.tar").stat().st_size == 5000  # kept, not deleted
-    assert (root / "copy/_damaged/shards/00000.tar.why.json").is_file()
+    assert repaired.returncode == 0 and "set aside 5 damaged output(s)" in repaired.stderr, repaired.stdout + repaired.stderr
+    [aside] = (root / "copy/_damaged").glob("*/shards/00000.tar")
+    assert aside.stat().st_size == 5000  # kept, not deleted
+    assert aside.with_name("00000.tar.why.json").is_file()
     store = RunStore(str(root), "copy")
     assert "00000.tar" not in store.committed("shards") and "part-00001.parquet" not in store.committed("captions")
     assert not store.temporaries()
@@ -76,6 +82,7 @@ def test_after_repair_resume_makes_exactly_the_damaged_outputs_again(damaged_cop
     for rel in ("shards/00000.tar", "captions/part-00001.parquet", "balanced/part-00000.parquet"):
         assert (root / "copy" / rel).read_bytes() == originals[rel], rel  # made again, the same bytes
     assert RunStore(str(root), "copy").committed("train") >= {"checkpoints/epoch_1.pt"}
+    assert RunStore(str(root), "copy").completion("concepts") is not None  # its outputs checked, marked again
     after = synthclip("verify", "copy", "--root", str(root))
     assert after.returncode == 0 and " 0 damaged" in after.stderr, after.stderr
 
@@ -92,5 +99,5 @@ def test_verify_reads_an_object_store_run(micro_reference, s3_server, bucket):
     fs.pipe_file(f"{bucket}/runs/copy/shards/00001.tar", b"not a tar")
     found = synthclip("verify", "copy", "--root", root, "--repair")
     assert "damaged shards/00001.tar" in found.stderr and "set aside 1 damaged" in found.stderr, found.stdout + found.stderr
-    assert fs.exists(f"{bucket}/runs/copy/_damaged/shards/00001.tar")
+    assert fs.glob(f"{bucket}/runs/copy/_damaged/*/shards/00001.tar")
     assert "00001.tar" not in RunStore(root, "copy").committed("shards")

@@ -34,7 +34,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import StorageError
 from ..ids import check_run_id
-from . import placing, validation
+from . import placing, seals, validation
 
 log = logging.getLogger("synthclip.store")
 COMMITS = "_commits"
@@ -154,6 +154,7 @@ class RunStore:
             record["adopted"] = True  # the bytes of an earlier or racing writer of the same output
         if replaced:
             record["replaced"] = replaced  # what was placed there, and why it was not the output
+        record = seals.sealed(record)
         if not self._create_exclusive(record_path, _dumps(record)):
             return self.record(stage, output)
         self.clear_failure(stage, output)
@@ -180,15 +181,17 @@ class RunStore:
             self.fs.mv(final, aside)
         except FileNotFoundError:
             aside = None
-        self.fs.rm_file(self._record_path(COMMITS, stage, output))
-        if aside is not None:
-            self.fs.rm_file(aside)
+        for path in (self._record_path(COMMITS, stage, output), aside):
+            try:  # gone already: another retire, or a repair that removed the temporary
+                if path is not None:
+                    self.fs.rm_file(path)
+            except FileNotFoundError:
+                pass
 
     def quarantine(self, stage: str, output: str, reason: str) -> str:
-        """Move a damaged committed output aside to ``_damaged/<stage>/<output>`` (committed data is
-        never deleted silently) with a note of why, then retire its record, so the stage makes it
-        again. Returns where it went."""
-        aside = self.path(DAMAGED, stage, output)
+        """Move a damaged committed output aside (committed data is never deleted silently) with a
+        note of why, then retire its record, so the stage makes it again. Returns where it went."""
+        aside = self._aside_path(stage, output)
         with self._writing(aside):
             self._makedirs(posixpath.dirname(aside))
             try:
@@ -196,13 +199,35 @@ class RunStore:
             except FileNotFoundError:
                 pass
             try:
-                record = self.record(stage, output)
+                record = json.loads(self.fs.cat_file(self._record_path(COMMITS, stage, output)))
             except (OSError, ValueError):  # an unreadable record: kept beside the bytes as it was
                 record = None
             self.fs.pipe_file(aside + ".why.json", _dumps({"stage": stage, "output": output, "reason": reason,
                                                            "record": record, "at": time.time()}))
-            self.fs.rm_file(self._record_path(COMMITS, stage, output))
+            try:
+                self.fs.rm_file(self._record_path(COMMITS, stage, output))
+            except FileNotFoundError:
+                pass
         return aside
+
+    def set_aside_marker(self, stage: str, reason: str) -> str | None:
+        """Move a damaged completion marker aside (with why): the stage reads as unfinished, and
+        its next call checks its outputs against their records and marks it again."""
+        marker, aside = self._marker_path(stage), self._aside_path(COMPLETE, stage + ".json")
+        with self._writing(aside):
+            self._makedirs(posixpath.dirname(aside))
+            try:
+                self.fs.mv(marker, aside)
+            except FileNotFoundError:
+                return None
+            self.fs.pipe_file(aside + ".why.json", _dumps({"marker": stage, "reason": reason, "at": time.time()}))
+        log.warning("completion marker of %s set aside to %s: %s", stage, self._display(aside), reason)
+        return aside
+
+    def _aside_path(self, *parts: str) -> str:
+        """``_damaged/<UTC time>-<random>/<parts>``: each set-aside copy in a folder of its own,
+        so a second repair of the same output never replaces the first copy or its note."""
+        return self.path(DAMAGED, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6], *parts)
 
     def fail(self, stage: str, output: str, error: BaseException | str, lineage: dict | None = None) -> dict:
         """Record the last error of an output; a later commit supersedes it."""
@@ -212,9 +237,15 @@ class RunStore:
         with self._writing(path):
             self._makedirs(posixpath.dirname(path))
             if self.local:  # replaced whole, so a kill mid-write never leaves half a record
-                tmp = placing.temporary_name(path)
-                self.fs.pipe_file(tmp, _dumps(record))
-                os.replace(tmp, path)
+                for attempt in range(3):
+                    tmp = placing.temporary_name(path)
+                    self.fs.pipe_file(tmp, _dumps(record))
+                    try:
+                        os.replace(tmp, path)
+                        break
+                    except FileNotFoundError:  # a repair removed the temporary meanwhile: write again
+                        if attempt == 2:
+                            raise
             else:
                 self.fs.pipe_file(path, _dumps(record))
         return record
@@ -235,9 +266,13 @@ class RunStore:
         except (FileNotFoundError, ValueError):
             return None
 
-    def temporaries(self) -> list[str]:
-        """Hidden temporary files under the run (left by killed writers); no reader ever opens one."""
-        return [p for p in self.fs.find(self.base) if placing.is_temporary(p)]
+    def temporaries(self, older_than_s: float = 0.0) -> list[str]:
+        """Hidden temporary files under the run, last written more than ``older_than_s`` ago: a
+        killed writer's are old, a live writer's are seconds old; no reader ever opens one."""
+        found = self.fs.find(self.base, detail=True)
+        now = time.time()
+        return sorted(p for p, info in found.items()
+                      if placing.is_temporary(p) and now - _modified(info, now) >= older_than_s)
 
     def clear_failure(self, stage: str, output: str) -> None:
         path = self._record_path(FAILURES, stage, output)
@@ -321,13 +356,17 @@ class RunStore:
     def mark_complete(self, stage: str, done: Completion, lineage: dict[str, Any] | None = None) -> Completion:
         """Mark a stage finished, after every output it names is committed: the stage's last write.
 
-        Like a commit record it is created only if none exists, so a racing writer's marker wins.
+        Like a commit record it is created only if none exists, so a racing writer's marker wins;
+        a damaged marker there (torn, or edited) is set aside and this one written.
         """
         missing = sorted(set(done.outputs) - self.committed(stage))
         if missing:
             raise RuntimeError(f"{stage} cannot be marked complete: {len(missing)} outputs are not committed, e.g. {missing[0]}")
-        doc = {**(lineage or {}), **asdict(done), "stage": stage, "completed_at": time.time()}
-        self._create_exclusive(self._marker_path(stage), _dumps(doc))
+        doc = _dumps(seals.sealed({**(lineage or {}), **asdict(done), "stage": stage, "completed_at": time.time()}))
+        if not self._create_exclusive(self._marker_path(stage), doc):
+            if (problem := self._read_marker(stage)[1]) is not None:
+                self.set_aside_marker(stage, problem)
+                self._create_exclusive(self._marker_path(stage), doc)
         return done
 
     def completion(self, stage: str, committed: set[str] | None = None) -> Completion | None:
@@ -342,16 +381,34 @@ class RunStore:
         return done if set(done.outputs) <= committed else None
 
     def completion_marker(self, stage: str) -> dict | None:
-        try:
-            return json.loads(self.fs.cat_file(self._marker_path(stage)))
-        except FileNotFoundError:
+        """The stage's marker; None when there is none or it is damaged (then, with a warning, the
+        stage reads as unfinished: its next call makes what is missing and marks it again)."""
+        doc, problem = self._read_marker(stage)
+        if problem is not None:
+            log.warning("the completion marker of %s is damaged (%s): the stage counts as unfinished; "
+                        "its next run checks its outputs and marks it again", stage, problem)
             return None
+        return doc
+
+    def _read_marker(self, stage: str) -> tuple[dict | None, str | None]:
+        """(marker, why it is damaged): (None, None) when there is none."""
+        try:
+            doc = json.loads(self.fs.cat_file(self._marker_path(stage)))
+        except FileNotFoundError:
+            return None, None
+        except ValueError as exc:
+            return None, f"unreadable ({type(exc).__name__})"
+        if not isinstance(doc, dict) or not isinstance(doc.get("outputs"), list):
+            return None, "not a completion marker"
+        problem = seals.broken(doc)
+        return (None, problem) if problem else (doc, None)
 
     def _marker_path(self, stage: str) -> str:
         return self.path(COMPLETE, stage + ".json")
 
     def record(self, stage: str, output: str) -> dict:
-        return json.loads(self.fs.cat_file(self._record_path(COMMITS, stage, output)))
+        path = self._record_path(COMMITS, stage, output)
+        return self._checked(path, self.fs.cat_file(path))
 
     def records(self, stage: str, outputs: list[str] | None = None) -> dict[str, dict]:
         """Commit records of a stage (all committed ones by default), read in one batch."""
@@ -360,7 +417,16 @@ class RunStore:
         if not paths:
             return {}
         blobs = self.fs.cat(paths)
-        return {o: json.loads(blobs[p]) for o, p in zip(outputs, paths)}
+        return {o: self._checked(p, blobs[p]) for o, p in zip(outputs, paths)}
+
+    def _checked(self, path: str, blob: bytes) -> dict:
+        """A commit record whose seal holds: an edited record (other rows, splits, sha256) would
+        change what readers plan from it, so it stops them, naming the repair."""
+        record = json.loads(blob)
+        if (problem := seals.broken(record)) is not None:
+            raise StorageError(f"commit record {self._display(path)}: {problem}; run `synthclip verify "
+                               f"{self.run_id} --repair` to set its output aside, then resume to make it again")
+        return record
 
     def committed_rows(self, stage: str, outputs: list[str]) -> int:
         """Rows of committed outputs of a stage, from their commit records."""
@@ -392,6 +458,15 @@ class RunStore:
             return json.loads(self.fs.cat_file(self._record_path(FAILURES, stage, output)))
         except FileNotFoundError:
             return None
+
+
+def _modified(info: dict, default: float) -> float:
+    """When a listed file was last written (seconds since the epoch): ``mtime`` locally,
+    ``LastModified`` on S3."""
+    stamp = info.get("mtime", info.get("LastModified", info.get("last_modified")))
+    if stamp is None:
+        return default
+    return stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
 
 
 def _local_find(top: str) -> list[str]:
