@@ -82,13 +82,15 @@ def test_a_stage_call_emits_start_each_commit_and_complete_to_a_file(micro_refer
     STAGE_FLOWS["shards"]("reference", root)
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
     _check(events)
-    assert [e["eventType"] for e in events] == ["START", "RUNNING", "RUNNING", "RUNNING", "COMPLETE"]
+    assert [e["eventType"] for e in events] == ["START", "RUNNING", "COMPLETE"]  # the outputs of a call in one RUNNING
     assert len({e["run"]["runId"] for e in events}) == 1
-    assert {e["job"]["name"] for e in events} == {"reference.shards"} and events[0]["job"]["namespace"] == "synthclip"
+    # the job is what recurs (the config's name and the stage); the run id is a tag of the run
+    assert {e["job"]["name"] for e in events} == {"micro.shards"} and events[0]["job"]["namespace"] == "synthclip"
     parent = events[0]["run"]["facets"]["parent"]
-    assert parent["job"]["name"] == "reference" and parent["run"]["runId"]
+    assert parent["job"]["name"] == "micro" and parent["run"]["runId"]
+    assert {"key": "run_id", "value": "reference", "source": "SYNTHCLIP"} in events[0]["run"]["facets"]["tags"]["tags"]
     assert {(i["namespace"], i["name"]) for i in events[0]["inputs"]} == {("file", store.path("images"))}
-    written = {e["outputs"][0]["name"]: e["outputs"][0] for e in events[1:4]}
+    written = {o["name"]: o for o in events[1]["outputs"]}
     assert set(written) == {store.path("shards", o) for o in SHARD}
     for output in SHARD:
         dataset, record = written[store.path("shards", output)], store.record("shards", output)
@@ -137,6 +139,7 @@ def test_events_go_to_an_http_backend_and_a_failed_call_says_why(micro_reference
     _check(events)
     assert [e["eventType"] for e in events] == ["START", "FAIL"]
     assert events[-1]["run"]["facets"]["errorMessage"]["message"] == "RuntimeError: the disk is full"
+    assert events[-1]["outputs"] == []  # nothing was committed: no output is named
 
 
 def test_off_unless_openlineage_is_configured(monkeypatch, tmp_path):
@@ -152,3 +155,86 @@ def test_off_unless_openlineage_is_configured(monkeypatch, tmp_path):
     assert not lineage_events.enabled()
     assert lineage_events.dataset_id("s3://bucket/runs/r1/images/part-00000.parquet") == (
         "s3://bucket", "runs/r1/images/part-00000.parquet")
+
+
+def test_a_whole_run_call_is_the_parent_run_with_events_of_its_own(micro_reference, tmp_path, monkeypatch):
+    from synthclip_core.runs.api import run_all
+    from synthclip_core.runs.lifecycle import load_run
+    from synthclip_core.stages import lineage_events
+    from synthclip_core.storage.store import RunRef
+
+    root, _ = _redo_one_shard(micro_reference, tmp_path)
+    events_file = tmp_path / "events.jsonl"
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "file")
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__LOG_FILE_PATH", str(events_file))
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__APPEND", "true")
+    run = load_run(RunRef(root, "reference"))
+    run_all(run)
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    _check(events)
+    parent = [e for e in events if e["job"]["name"] == "micro"]
+    assert [e["eventType"] for e in parent] == ["START", "COMPLETE"]
+    assert parent[0]["run"]["runId"] == str(lineage_events.platform_run_uuid(run))
+    stages = [e for e in events if e["job"]["name"] != "micro"]
+    assert {e["run"]["facets"]["parent"]["run"]["runId"] for e in stages} == {parent[0]["run"]["runId"]}
+    skipped = [e for e in stages if e["job"]["name"] == "micro.concepts"]
+    assert [e["eventType"] for e in skipped] == ["START", "COMPLETE"] and skipped[-1]["outputs"] == []
+
+
+def _dead_endpoint():
+    """A TCP port that accepts connections (the kernel's backlog) and never answers."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(512)
+    return sock
+
+
+def _commit_twenty(run, **kw):
+    import time
+
+    from synthclip_core.stages import lineage_events
+    from synthclip_core.stages.stage import StageSummary
+
+    started = time.perf_counter()
+    with lineage_events.stage_call(run, "shards", **kw) as call:
+        for i in range(20):
+            run.store.commit("shards", f"extra-{i:02d}.json", b"{}")
+        call.summary = StageSummary("shards")
+    return time.perf_counter() - started, call
+
+
+def test_a_dead_lineage_backend_costs_a_stage_seconds_and_the_unsent_are_counted(micro_reference, tmp_path, monkeypatch, caplog):
+    from synthclip_core.runs.lifecycle import load_run
+    from synthclip_core.stages import lineage_sender
+    from synthclip_core.storage.store import RunRef
+
+    root, _ = _redo_one_shard(micro_reference, tmp_path)
+    run = load_run(RunRef(root, "reference"))
+    for name in [n for n in __import__("os").environ if n.startswith("OPENLINEAGE")]:
+        monkeypatch.delenv(name)
+    without, _ = _commit_twenty(run)
+    dead = _dead_endpoint()
+    try:
+        monkeypatch.setenv("OPENLINEAGE_URL", f"http://127.0.0.1:{dead.getsockname()[1]}")
+        with_dead, call = _commit_twenty(run)  # before: 5 s x 6 tries per event, ~14 minutes for this call
+    finally:
+        dead.close()
+    assert with_dead - without < lineage_sender.FLUSH_S + 3, (with_dead, without)
+    assert call.summary.lineage_unsent >= 1 and call.tally.submitted == 3  # START, one RUNNING of 20, COMPLETE
+    assert "lineage events not sent" in call.summary.line()
+    assert any("events of shards were not sent" in r.message for r in caplog.records)
+
+
+def test_a_misconfigured_lineage_backend_is_one_warning_not_a_failed_stage(micro_reference, tmp_path, monkeypatch, caplog):
+    from synthclip_core.runs.lifecycle import load_run
+    from synthclip_core.storage.store import RunRef
+
+    root, _ = _redo_one_shard(micro_reference, tmp_path)
+    run = load_run(RunRef(root, "reference"))
+    monkeypatch.setenv("OPENLINEAGE_URL", "marquez:5000")  # no scheme: the client refuses it
+    _commit_twenty(run)
+    _commit_twenty(run)
+    warned = [r.message for r in caplog.records if "cannot be used" in r.message]
+    assert len(warned) == 1 and "Need valid url" in warned[0]

@@ -145,3 +145,78 @@ def test_setting_the_same_output_aside_twice_keeps_both_copies(store):
     assert first != second
     assert [json.loads(Path(p + ".why.json").read_text())["reason"] for p in (first, second)] == ["first", "second"]
     assert Path(first).is_file() and Path(second).is_file()
+
+
+# -- 5. every way a sample fails to decode is counted as unreadable, never raised through training --
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _broken_images() -> dict[str, bytes]:
+    """A corpus of files that are not readable images, one per way a decoder fails."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    def encoded(fmt: str, mode: str = "RGB", size=(32, 32), **kw) -> bytes:
+        out = io.BytesIO()
+        Image.new(mode, size, 128).save(out, fmt, **kw)
+        return out.getvalue()
+
+    png, jpg = encoded("PNG"), encoded("JPEG")
+    signature, ihdr_end = png[:8], 8 + 8 + 13 + 4
+    iccp = signature + png[8:ihdr_end] + _png_chunk(b"iCCP", b"p\x00\x00" + zlib.compress(b"\x00" * (4 << 20))) + png[ihdr_end:]
+    def with_header(width: int, height: int, depth: int, colour: int) -> bytes:
+        return signature + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)) + png[ihdr_end:]
+
+    return {
+        "truncated jpeg": jpg[: len(jpg) // 2],
+        "truncated png": png[: len(png) // 2],
+        "bad header": b"\x89PNG\r\n\x1a\n" + b"\x00" * 64,
+        "jpeg header, no image": b"\xff\xd8\xff\xe0" + b"\x00" * 32,
+        "decompression bomb (30000 x 30000 in a few bytes)": with_header(30000, 30000, 8, 2),
+        "ICC profile that inflates past its limit": iccp,
+        "a mode no decoder has (16-bit palette)": with_header(32, 32, 16, 3),
+        "zero width and height": with_header(0, 0, 8, 2),
+        "zero bytes": b"",
+        "not an image": b"a caption, not a picture\n",
+        "gif without frames": b"GIF89a" + struct.pack("<HH", 32, 32) + b"\x00\x00\x00;",
+        "truncated webp": encoded("WEBP")[:40],
+        "tiff with a lying strip": encoded("TIFF")[:-200],
+    }
+
+
+@pytest.mark.parametrize("name", list(_broken_images()))
+def test_every_broken_image_of_the_corpus_is_unreadable(name):
+    from synthclip_core.storage.decoding import Unreadable, open_image
+
+    with pytest.raises(Unreadable):
+        open_image(_broken_images()[name])
+
+
+def test_the_training_loader_leaves_out_and_counts_every_broken_image(tmp_path):
+    import shapes
+
+    from synthclip_core.clip_models import create_model
+    from synthclip_core.training.data import RankBatches, epoch_loader
+    from synthclip_core.training.layout import SourceShards, epoch_layout
+
+    corpus = list(_broken_images().values())
+    rows = shapes.samples(4, seed=3)  # 48
+    for i, data in enumerate(corpus):
+        key, _, text, label = rows[i * 3]
+        rows[i * 3] = (key, data, text, label)
+    shards = shapes.write_shards(rows, tmp_path / "shards", per_shard=24)
+    layout = epoch_layout([SourceShards("data", (0, 1), (24, 24), 1.0, None)], 1, 0, 8, seed=0, epoch=0,
+                          samples_per_epoch=None)
+    _, preprocess, _, tokenizer = create_model("SynthCLIP-Tiny")
+    batches = list(epoch_loader(RankBatches([u for u, _ in shards], layout, 0, 0, 0, 8, 0, 16, preprocess, tokenizer,
+                                            [{"name": "data"}]), 0))
+    assert [len(images) for images, _, _, _ in batches] == [8] * 6
+    assert sum(int(bad.sum()) for _, _, _, bad in batches) == len(corpus)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from typing import Callable
 
 from ..compute import progress
+from ..storage.decoding import open_image
 
 
 def pick_device(device: str | None = None) -> str:
@@ -21,7 +21,6 @@ def encode_images(model, preprocess: Callable, images: list[bytes | str], batch_
     An image is its encoded bytes or a path / fsspec URI, read when its batch is built.
     """
     import torch
-    from PIL import Image
 
     feats, kept, skipped, batch, batch_index = [], [], [], [], []
 
@@ -36,7 +35,7 @@ def encode_images(model, preprocess: Callable, images: list[bytes | str], batch_
     for index, data in enumerate(images):
         try:
             raw = read_image(data) if isinstance(data, str) else data
-            batch.append(preprocess(Image.open(io.BytesIO(raw)).convert("RGB")))
+            batch.append(preprocess(open_image(raw)))
             batch_index.append(index)
         except Exception as exc:  # a broken file is counted and reported, not fatal
             skipped.append((index, f"{type(exc).__name__}: {exc}"[:200]))

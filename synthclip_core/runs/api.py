@@ -23,6 +23,7 @@ from ..errors import RunStateError
 from ..pipeline import JobConfig, RunConfig, config_from_dict, job_config_from_dict
 from ..planning.estimates import Plan, plan_run
 from ..planning.sizing import bank_concepts
+from ..stages import lineage_events
 from ..stages.common import data_parts
 from ..stages.executor import execute
 from ..stages.stage import StageSummary
@@ -66,12 +67,13 @@ def run_all(run: Run) -> dict[str, StageSummary]:
     """Every stage of ``run`` in order, each making only what is missing; a stage with failed
     outputs stops the run there, with one line naming the first (the rest stay committed)."""
     done: dict[str, StageSummary] = {}
-    for stage in run.names:
-        summary = done[stage] = execute(run, stage)
-        if not summary.ok:
-            output, error = next(iter(sorted(summary.failures.items())))
-            raise RunStateError(f"{stage}: {len(summary.failures)} output(s) failed, e.g. {output}: {error}; fix the "
-                                f"cause and run it again (what is committed stays)")
+    with lineage_events.run_call(run):
+        for stage in run.names:
+            summary = done[stage] = execute(run, stage)
+            if not summary.ok:
+                output, error = next(iter(sorted(summary.failures.items())))
+                raise RunStateError(f"{stage}: {len(summary.failures)} output(s) failed, e.g. {output}: {error}; fix "
+                                    f"the cause and run it again (what is committed stays)")
     return done
 
 

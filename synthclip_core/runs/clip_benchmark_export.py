@@ -9,11 +9,8 @@ unreadable are skipped here too, and listed.
 
 from __future__ import annotations
 
-import io
 import posixpath
 from typing import Callable
-
-from PIL import Image
 
 from ..evaluation import clip_benchmark as layout
 from ..evaluation.config import EvalDataset
@@ -23,6 +20,7 @@ from ..evaluation.templates import load_templates
 from ..stages.common import read_concepts
 from ..stages.eval import HELDOUT, held_out_parts, held_out_rows, held_out_templates
 from ..stages.stage import RunView
+from ..storage.decoding import Unreadable, open_image
 
 Advance = Callable[[str, int, int], None]  # (dataset, done, total): image partitions, or a benchmark's samples
 
@@ -114,9 +112,9 @@ def _fetch(uri: str) -> bytes | None:
 def _decodes(data: bytes) -> bool:
     """Whether the evaluation would read this image (it skips those PIL cannot decode)."""
     try:
-        Image.open(io.BytesIO(data)).convert("RGB")
+        open_image(data)
         return True
-    except Exception:
+    except Unreadable:
         return False
 
 

@@ -13,14 +13,12 @@ every partition is committed, ``contact_sheet.png`` shows the first images with 
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import time
 from collections import Counter
 from typing import Any, Literal
 
 import pyarrow as pa
-from PIL import Image
 from pydantic import Field, model_validator
 
 from ..compute import progress
@@ -31,6 +29,7 @@ from ..ids import derive_seed, image_id
 from ..pictures import contact_sheet
 from ..rendering.backends import create_render_backend
 from ..rendering.scoring import ClipScorer
+from ..storage.decoding import Unreadable, image_size
 from ..storage.schemas import table_from_rows
 from ..storage.tables import read_table
 from ..tiny_models import resolve_model
@@ -296,9 +295,8 @@ class RenderWork(PartitionWork):
         """A backend's image must be a readable JPEG of the stored size; a wrong size is a bug in
         the backend (every image would be wrong), an unreadable one is dropped and counted."""
         try:
-            with Image.open(io.BytesIO(jpg)) as image:
-                size, kind = image.size, image.format
-        except (OSError, ValueError):
+            size, kind = image_size(jpg)
+        except Unreadable:
             return "undecodable"
         side = self.settings["sampler"]["stored_size"]
         if kind != "JPEG" or size != (side, side):

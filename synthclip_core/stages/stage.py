@@ -35,6 +35,7 @@ class StageSummary:
     pictures: list[str] = field(default_factory=list)  # "stage/output" of PNGs worth showing
     reports: list[str] = field(default_factory=list)  # "stage/output" of markdown reports to attach as they are
     outputs: list[str] = field(default_factory=list, repr=False)
+    lineage_unsent: int = 0  # OpenLineage events this call could not send (the backend slow or down)
 
     @property
     def ok(self) -> bool:
@@ -44,6 +45,8 @@ class StageSummary:
         text = f"{self.stage}: {self.computed} computed, {self.skipped} already committed"
         if self.failures:
             text += f", {len(self.failures)} failed"
+        if self.lineage_unsent:
+            text += f" ({self.lineage_unsent} lineage events not sent)"
         return text
 
     def shown(self) -> dict:

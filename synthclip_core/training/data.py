@@ -11,7 +11,6 @@ decoding them.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import random
 from itertools import islice
@@ -19,11 +18,11 @@ from typing import Callable, Iterator
 
 import fsspec
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from ..errors import SourceError
+from ..storage.decoding import Unreadable, open_image
 from ..storage.store import fs_options
 from .layout import EpochLayout, Piece, batches_before
 
@@ -68,23 +67,25 @@ log = logging.getLogger("synthclip.train")
 
 def decode(data: bytes, preprocess: Callable, seed: int):
     """The augmented image tensor of encoded image bytes, its random crop drawn from ``seed``."""
-    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image = open_image(data)
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)  # the CPU stream only: torch.manual_seed also queues a CUDA seed with a stack trace
         return preprocess(image)
 
 
-class MissingKeys(ValueError):
+class MissingKeys(Unreadable):
     """A sample without its source's image or caption key."""
 
 
-# What an unreadable sample raises: PIL's OSError (not an image, truncated) and DecompressionBombError,
-# UnicodeDecodeError for a caption that is not UTF-8, and missing keys.
-UNREADABLE = (OSError, UnicodeDecodeError, MissingKeys, Image.DecompressionBombError, SyntaxError)
-
-
 def caption(text: bytes | str) -> str:
-    return text.decode("utf-8") if isinstance(text, bytes) else text
+    try:
+        return text.decode("utf-8") if isinstance(text, bytes) else text
+    except UnicodeDecodeError as exc:
+        raise Unreadable(f"a caption that is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+# What an unreadable sample raises (decoding an image or a caption, a missing key).
+UNREADABLE = (Unreadable,)
 
 
 def interleaved(streams: list[Iterator[dict]], counts: list[int], seed: str) -> Iterator[tuple[int, dict]]:
