@@ -144,6 +144,9 @@ class RunSettings(Section):
     root: str = Field("runs", description="Default storage root (any fsspec URI); --root overrides it.")
     fingerprint_scheme: int | None = Field(None, description="How this run's fingerprints are computed; pinned when it "
                                            "begins (runs/pins.py).")
+    model_pins: dict[str, dict[str, str]] = Field(default_factory=dict, description="Hub commits of the models a field "
+                                                  "names by a string (a best-of-k scorer, a safety classifier): "
+                                                  "{field: {model, commit}}, pinned when the run begins (runs/pins.py).")
     target_pairs: int | None = Field(None, ge=1, description="Size the run for about this many training pairs: when it begins, "
                                      "concepts.limit and captions.per_concept are set from the recorded rates (planning/sizing.py).")
     rates: str = Field("offline", description="Recorded shares kept per step, throughputs and sizes, for target_pairs and "

@@ -145,3 +145,44 @@ def test_a_continued_run_refuses_settings_that_change_its_outputs(micro_with_ban
     register_template(PromptTemplate("trust-test-2", 1, "Paint {concept}."))
     with pytest.raises(RunStateError, match=r"t: the code or models changed since it started \(stages: captions"):
         load_run(ref2, verify=True)
+
+
+# -- trust round two, 6. models named by a string (a scorer, a classifier): by content or pinned commit --
+
+def test_models_named_by_a_string_are_identified_by_content_or_a_pinned_commit(micro_with_bank, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from synthclip_core.pipeline import fingerprints
+    from synthclip_core.runs.pins import pin
+
+    cfg, _ = micro_with_bank
+    checkpoint, folder = tmp_path / "scorer.pt", tmp_path / "scorer"
+    checkpoint.write_bytes(b"weights v1")
+    folder.mkdir()
+    (folder / "open_clip_pytorch_model.bin").write_bytes(b"weights v1")
+    for scorer, weights in ((f"SynthCLIP-Tiny:{checkpoint}", checkpoint), (str(folder), folder / "open_clip_pytorch_model.bin"),
+                            (f"local-dir:{folder}", folder / "open_clip_pytorch_model.bin")):
+        run = pin(_with(cfg, "images", best_of=2, scorer=scorer))
+        before = fingerprints(run)["images"]
+        weights.write_bytes(weights.read_bytes() + b" overwritten")  # the same name, other weights
+        assert fingerprints(run)["images"] != before, scorer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+    def hub_main(repo: str, commit: str) -> None:
+        refs = tmp_path / "hub" / f"models--{repo.replace('/', '--')}" / "refs"
+        refs.mkdir(parents=True, exist_ok=True)
+        (refs / "main").write_text(commit)
+
+    hub_main("timm/vit_base_patch32_clip_224.openai", "1" * 40)
+    hub_main("org/safety", "3" * 40)
+    named = _with(_with(cfg, "images", best_of=2, scorer="ViT-B-32:openai"), "concepts",
+                  safety=cfg.concepts.safety.model_copy(update={"classifier": "org/safety"}))
+    first = pin(named)
+    assert first.model_pins == {"images.scorer": {"model": "timm/vit_base_patch32_clip_224.openai", "commit": "1" * 40},
+                                "concepts.safety.classifier": {"model": "org/safety", "commit": "3" * 40}}
+    hub_main("timm/vit_base_patch32_clip_224.openai", "2" * 40)  # main moved on the hub
+    hub_main("org/safety", "4" * 40)
+    assert {"images", "concepts"} <= _changed(first, pin(named))  # a new run takes the new weights, named as such
+    assert pin(named, like=first).model_pins == first.model_pins  # a continuing run keeps (and loads) its pins

@@ -38,8 +38,9 @@ def blocklist_sha256(uri: str) -> str:
     return hashlib.sha256("\n".join(read_blocklist(uri)).encode()).hexdigest()
 
 
-def screen(concepts: list[str], safety) -> dict[int, str]:
-    """The unsafe concepts among ``concepts`` (``config.ConceptSafety``): index -> reason."""
+def screen(concepts: list[str], safety, commit: str | None = None) -> dict[int, str]:
+    """The unsafe concepts among ``concepts`` (``config.ConceptSafety``): index -> reason; a hub
+    classifier is loaded at ``commit``, the one its run pinned."""
     unsafe: dict[int, str] = {}
     if safety.blocklist:
         terms = read_blocklist(safety.blocklist)
@@ -49,20 +50,21 @@ def screen(concepts: list[str], safety) -> dict[int, str]:
                 unsafe[index] = "blocklist: " + ", ".join(terms[i] for i in found)
     if safety.classifier:
         rest = [i for i in range(len(concepts)) if i not in unsafe]
-        for i, reason in zip(rest, classify([concepts[i] for i in rest], safety)):
+        for i, reason in zip(rest, classify([concepts[i] for i in rest], safety, commit)):
             if reason:
                 unsafe[i] = reason
     return dict(sorted(unsafe.items()))
 
 
-def classify(texts: list[str], safety) -> list[str | None]:
+def classify(texts: list[str], safety, commit: str | None = None) -> list[str | None]:
     """Per text, ``classifier: LABEL SCORE`` where an unsafe label scores at least the threshold."""
     from transformers import pipeline
 
     from ..tiny_models import resolve_model
 
     try:
-        classifier = pipeline("text-classification", model=resolve_model(safety.classifier), top_k=None, device="cpu")
+        classifier = pipeline("text-classification", model=resolve_model(safety.classifier), revision=commit, top_k=None,
+                              device="cpu")
     except (OSError, ValueError) as exc:
         raise ConfigError(f"concepts.safety.classifier: cannot load {safety.classifier!r} as a text classifier "
                           f"({' '.join(str(exc).split())[:200]})") from None

@@ -5,6 +5,10 @@ The scorer is an open_clip model by name: ``ARCH:PRETRAINED`` (an open_clip tag 
 run's ``train/model``: the CLIP a first pass trained can choose the images of the next), or
 ``tiny/clip`` offline. The score is 100 times the cosine of the image and text embeddings, as
 CLIPScore defines it, computed on the stored JPEG (what training will see).
+
+A scorer chooses which images a run keeps, so a run identifies it by what it is, not its name:
+local weights (:func:`local_weights`) by their content, a tag whose weights open_clip takes from
+the hub (:func:`hub_weights`) by the commit pinned when the run began, loaded at that commit.
 """
 
 from __future__ import annotations
@@ -17,8 +21,42 @@ from ..errors import ConfigError
 BATCH = 64
 
 
+def local_weights(name: str) -> str | None:
+    """The local folder or file a scorer's weights are (``tiny/clip``, ``local-dir:PATH``, a bare
+    folder, ``ARCH:PATH``), or None for a tag."""
+    from ..tiny_models import resolve_model
+
+    spec = resolve_model(name.removeprefix("local-dir:"))
+    if os.path.isdir(spec):
+        return spec
+    path = name.partition(":")[2]
+    return path if path and os.path.exists(path) else None
+
+
+def hub_weights(name: str) -> tuple[str, str | None] | None:
+    """(hub repository, file) of an ``ARCH:TAG`` scorer whose weights open_clip takes from the hub."""
+    if local_weights(name) is not None or ":" not in name or name.startswith("local-dir:"):
+        return None
+    import open_clip
+
+    arch, _, tag = name.partition(":")
+    hub = (open_clip.get_pretrained_cfg(arch, tag) or {}).get("hf_hub")
+    if not hub:
+        return None
+    repo, _, filename = hub.rpartition("/") if hub.count("/") >= 2 else (hub.rstrip("/"), "", "")
+    return repo.rstrip("/"), filename or None  # 'org/name/' names the repository's default weights file
+
+
+def tag_url(name: str) -> str | None:
+    """The download URL open_clip has for an ``ARCH:TAG`` (OpenAI's name the weights' sha256)."""
+    import open_clip
+
+    arch, _, tag = name.partition(":")
+    return (open_clip.get_pretrained_cfg(arch, tag) or {}).get("url") or None
+
+
 class ClipScorer:
-    def __init__(self, name: str, device: str = "cpu"):
+    def __init__(self, name: str, device: str = "cpu", commit: str | None = None):
         import open_clip
 
         from ..clip_models import register_model_configs
@@ -34,6 +72,10 @@ class ClipScorer:
                 self.tokenizer = open_clip.get_tokenizer(spec)
             else:
                 arch, _, pretrained = spec.partition(":")
+                if commit and (hub := hub_weights(name)) is not None:  # the weights at the commit the run pinned
+                    from open_clip.pretrained import download_pretrained_from_hf
+
+                    pretrained = download_pretrained_from_hf(hub[0], filename=hub[1], revision=commit)
                 model, _, self.preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained or None,
                                                                                   device=device)
                 self.tokenizer = open_clip.get_tokenizer(arch)

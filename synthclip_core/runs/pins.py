@@ -9,7 +9,8 @@ resume loads the pinned commit and refuses a bank whose content changed (:func:`
 Schemes: 1, the rules before pins (runs made then record none, and keep their fingerprints);
 2 adds the prompt template's text, the training data layout (``train.num_workers``,
 ``loader_workers``), the output-changing vLLM ``engine_options`` and a single-file model's
-content (``config.fingerprinted_since``).
+content (``config.fingerprinted_since``); 3 identifies the models a field names by a string (a
+best-of-k scorer, a safety classifier) by content, or by the hub commit pinned in ``model_pins``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..errors import ConfigError, RunStateError
 from ..pipeline import stages_for
 from ..planning.sizing import sized
 
-SCHEME = 2
+SCHEME = 3
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
@@ -55,7 +56,23 @@ def pin(cfg, like=None):
             else:
                 commit = resolve_commit(f"{name}.model", section.model, section.revision)
             update[name] = section.model_copy(update={"commit": commit})
+    if hasattr(cfg, "model_pins"):
+        update["model_pins"] = _named_model_pins(cfg, like)
     return cfg.model_copy(update=update)
+
+
+def _named_model_pins(cfg, like) -> dict[str, dict[str, str]]:
+    """The hub commit of each model a field names by a string, as ``like`` pinned it when it named
+    the same model, else as the hub (or its cache) answers now; local models have none."""
+    pins = {}
+    for stage in stages_for(cfg):
+        for field, model in stage.named_models(cfg).items():
+            before = (getattr(like, "model_pins", None) or {}).get(field)
+            if before and before.get("model") == model:
+                pins[field] = before
+            elif (commit := resolve_commit(field, model, None)) is not None:
+                pins[field] = {"model": model, "commit": commit}
+    return pins
 
 
 def _unpinned(concepts):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 
 from pydantic import Field, model_validator
@@ -15,6 +16,7 @@ from ..curation.safety import blocklist_sha256, screen
 from ..fingerprint import model_identity
 from ..storage.schemas import table_from_rows, to_parquet_bytes
 from ..storage.tables import read_table
+from ..tiny_models import resolve_model
 from .common import part_name
 from .executor import StageContext
 from .stage import Estimating, RunView, Stage, StagePlan, StageSummary
@@ -102,7 +104,8 @@ def _screened(ctx: StageContext, bank: ConceptBank, committed: set[str], started
     if UNSAFE in committed:
         unsafe = read_table(ctx.store, NAME, UNSAFE, "unsafe_concepts").to_pylist()
     else:
-        unsafe = [{"concept": bank.concepts[i], "reason": reason} for i, reason in screen(bank.concepts, safety).items()]
+        commit = ctx.config.model_pins.get(CLASSIFIER, {}).get("commit")
+        unsafe = [{"concept": bank.concepts[i], "reason": reason} for i, reason in screen(bank.concepts, safety, commit).items()]
         ctx.commit(UNSAFE, to_parquet_bytes(table_from_rows(unsafe, "unsafe_concepts"), "unsafe_concepts"), rows=len(unsafe),
                    started=started, blocklist=safety.blocklist, classifier=safety.classifier, threshold=safety.threshold)
     dropped = {row["concept"] for row in unsafe}
@@ -116,8 +119,18 @@ def settings(cfg) -> dict:
     if safety.blocklist:
         out["safety"]["blocklist"] = {"uri": safety.blocklist, "sha256": blocklist_sha256(safety.blocklist)}
     if safety.classifier:
-        out["safety"]["classifier"] = model_identity(safety.classifier, None, scheme_of(cfg))
+        commit = cfg.model_pins.get(CLASSIFIER, {}).get("commit") if scheme_of(cfg) >= 3 else None
+        out["safety"]["classifier"] = model_identity(safety.classifier, commit, scheme_of(cfg))
     return out
+
+
+CLASSIFIER = "concepts.safety.classifier"  # its key in the run's model pins
+
+
+def named_models(cfg) -> dict[str, str]:
+    """A hub safety classifier, to pin when the run begins (a local one is identified by content)."""
+    name = cfg.concepts.safety.classifier
+    return {CLASSIFIER: name} if name and not os.path.exists(resolve_model(name)) else {}
 
 
 def check(run: RunView) -> None:
@@ -135,4 +148,5 @@ def estimate(plan: Estimating) -> StagePlan:
 
 
 STAGE = Stage(name=NAME, version=VERSION, upstream=(), make=make, section=ConceptsConfig, settings=settings, check=check,
+              named_models=named_models,
               estimate=estimate, description="Load, normalise and partition the concept bank.")

@@ -28,7 +28,7 @@ from ..fingerprint import model_identity, model_identity_of, model_label
 from ..ids import derive_seed, image_id
 from ..pictures import contact_sheet
 from ..rendering.backends import create_render_backend
-from ..rendering.scoring import ClipScorer
+from ..rendering.scoring import ClipScorer, hub_weights, local_weights, tag_url
 from ..storage.decoding import Unreadable, image_size
 from ..storage.schemas import table_from_rows
 from ..storage.tables import read_table
@@ -156,7 +156,8 @@ def render_settings(cfg) -> dict:
         "backend": r.backend, "model": r.model, "revision": r.load_revision, "dtype": r.dtype, "compile": r.compile,
         "safety_checker": r.safety_checker, "scheduler": r.scheduler, "batch_size": r.batch_size,
         "pipeline": r.pipeline, "offload": r.offload, "device_map": r.device_map,
-        "best_of": r.best_of, "scorer": r.scorer, "scorer_identity": scorer_identity(r.scorer),
+        "best_of": r.best_of, "scorer": r.scorer, "scorer_identity": scorer_identity(cfg),
+        "scorer_commit": cfg.model_pins.get(SCORER, {}).get("commit"),
         "images_per_caption": r.images_per_caption,
         "sampler": {"steps": r.steps, "guidance_scale": r.guidance_scale, "eta": r.eta,
                     "height": r.height, "width": r.width, "stored_size": r.stored_size,
@@ -166,18 +167,35 @@ def render_settings(cfg) -> dict:
     }
 
 
-def scorer_identity(name: str) -> dict:
-    """A best-of-k scorer by its identity: a local one's content, a named one by its name."""
-    if name.startswith("local-dir:"):
-        return model_identity(name.removeprefix("local-dir:"), None, 2)
-    return model_identity(name, None, 2) if name.startswith("tiny/") else {"name": name}
+SCORER = "images.scorer"  # its key in the run's model pins
+
+
+def scorer_identity(cfg) -> dict:
+    """The best-of-k scorer by what it is: local weights by their content; from scheme 3 a hub
+    tag by the commit pinned when the run began (a run made before keeps its name alone)."""
+    name = cfg.images.scorer
+    if scheme_of(cfg) < 3:
+        if name.startswith("local-dir:"):
+            return model_identity(name.removeprefix("local-dir:"), None, 2)
+        return model_identity(name, None, 2) if name.startswith("tiny/") else {"name": name}
+    if (path := local_weights(name)) is not None:
+        return {"name": name, "content_sha256": model_identity(path, None, 2)["content_sha256"]}
+    if (hub := hub_weights(name)) is not None:
+        return {"name": name, "hub": hub[0], "commit": cfg.model_pins.get(SCORER, {}).get("commit")}
+    return {"name": name, "url": tag_url(name)}
+
+
+def named_models(cfg) -> dict[str, str]:
+    """The hub repository of a best-of-k scorer, to pin when the run begins."""
+    hub = hub_weights(cfg.images.scorer) if cfg.images.best_of > 1 else None
+    return {SCORER: hub[0]} if hub else {}
 
 
 def settings(cfg) -> dict:
     """The section's settings; with best-of-k, the scorer by its identity."""
     out = section_settings(NAME)(cfg)
     if cfg.images.best_of > 1:
-        out["scorer"] = scorer_identity(cfg.images.scorer)
+        out["scorer"] = scorer_identity(cfg)
     return out
 
 
@@ -212,7 +230,7 @@ class RenderWork(PartitionWork):
             offload=s["offload"], device_map=s["device_map"],
         )
         self.best_of = s.get("best_of", 1)
-        self.scorer = ClipScorer(s["scorer"], self.backend.device) if self.best_of > 1 else None
+        self.scorer = ClipScorer(s["scorer"], self.backend.device, s.get("scorer_commit")) if self.best_of > 1 else None
 
     @property
     def device(self) -> str:
@@ -325,5 +343,5 @@ def estimate(plan: Estimating) -> StagePlan:
 
 
 STAGE = Stage(name=NAME, version=VERSION, upstream=CAPTION_STAGES, make=make, section=ImagesConfig, plan=plan,
-              workers=workers, settings=settings, estimate=estimate,
+              workers=workers, settings=settings, estimate=estimate, named_models=named_models,
               description="Render every pending balanced partition on the diffusion actor pool.")

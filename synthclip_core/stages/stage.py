@@ -160,7 +160,9 @@ class Stage:
     stage with none runs where it is called. ``section`` is the model of its config section
     (``cfg.<name>``; None: no settings), ``settings`` what its fingerprint covers (by default its
     section less the fields marked operational), ``models`` the hub models it loads (pinned when a
-    run begins, checked by ``synthclip doctor``; by default its section, if that names a model).
+    run begins, checked by ``synthclip doctor``; by default its section, if that names a model),
+    ``named_models`` the hub models a field names by a string (a scorer, a classifier: ``field:
+    repository``), pinned when a run begins into its ``model_pins``.
     ``estimate`` is its part of ``synthclip plan``; ``check`` what a user can fix, checked before
     any work. A stage whose ``enabled(cfg)`` is False is not one of that run's stages: it has no
     fingerprint, so the stages after it keep the fingerprints they had before it existed.
@@ -179,6 +181,7 @@ class Stage:
     estimate: Callable[[Estimating], StagePlan] | None = None
     check: Callable[[RunView], None] | None = None
     models: Callable[[Any], dict[str, ModelSection]] | None = None
+    named_models: Callable[[Any], dict[str, str]] = lambda cfg: {}  # noqa: E731
 
     def __post_init__(self) -> None:
         if self.settings is None:
