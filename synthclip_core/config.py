@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .ids import NAME_PATTERN
 
 _FINGERPRINT = "fingerprint"
 
@@ -139,7 +140,7 @@ class RunSettings(Section):
     """What a synthetic run has besides its stages' sections; ``pipeline.RunConfig`` adds one
     section per stage, named as the stage is, from the stage's own definition."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Preset name; the default run id starts with it.")
+    name: str = Field(..., pattern=NAME_PATTERN, description="Preset name; the default run id starts with it.")
     seed: int = Field(0, ge=0, description="The run seed: every id, seed and sampling draw derives from it and the content.")
     root: str = Field("runs", description="Default storage root (any fsspec URI); --root overrides it.")
     fingerprint_scheme: int | None = Field(None, description="How this run's fingerprints are computed; pinned when it "

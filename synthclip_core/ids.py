@@ -51,6 +51,11 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 RUN_ID_RULE = "up to 200 letters, digits, '.', '_' and '-', starting with a letter or digit"
 
 
+# The rule for every other name a config gives that becomes part of a path or a command (a preset,
+# a training source, an evaluation dataset): one path component, never "..", absolute or hidden.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
 def is_run_id(value: object) -> bool:
     return isinstance(value, str) and RUN_ID.fullmatch(value) is not None
 

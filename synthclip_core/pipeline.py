@@ -17,6 +17,7 @@ from . import legacy
 from .config import RunSettings, Section, read_yaml, validate
 from .evaluation.config import EvalConfig
 from .fingerprint import stable_hash
+from .ids import NAME_PATTERN
 from .stages import balanced, captions, concepts, eval, images, shards, topup, train
 from .stages.stage import Stage
 from .training.config import TrainConfig
@@ -55,7 +56,7 @@ class JobConfig(Section):
 
     stages: ClassVar[tuple[str, ...]] = ("train", "eval")  # a job has these stages of the pipeline only
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Preset name; the default job id starts with it.")
+    name: str = Field(..., pattern=NAME_PATTERN, description="Preset name; the default job id starts with it.")
     seed: int = Field(0, ge=0, description="Seeds the data order, crops and (without init_from) the initial weights.")
     root: str = Field("runs", description="Storage root (any fsspec URI); the job lives in ROOT/JOB_ID beside the runs.")
     fingerprint_scheme: int | None = Field(None, description="How this job's fingerprints are computed; pinned when it "

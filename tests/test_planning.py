@@ -30,6 +30,25 @@ def test_counts_for_a_target_use_the_bank_then_captions_per_concept():
     assert concepts * per_concept * 0.7 >= 123_457 > (concepts * per_concept - concepts) * 0.7
 
 
+def test_held_out_concepts_are_sized_the_same_with_or_without_a_limit():
+    """Trust round two, 10: 100,000 pairs with 500 of 1,000 concepts held out were sized for
+    49,913 train pairs without a limit and 99,826 with ``limit: 1000``; a hold-out of every
+    concept divided by zero."""
+    cfg = _config("synthci-1node.yaml", target_pairs=100_000)
+    cfg = cfg.model_copy(update={"balanced": cfg.balanced.model_copy(update={"holdout_concepts": 500})})
+    ppc = load_rates(cfg.rates).pairs_per_caption(cfg)
+    without = sized(cfg, bank_size=1_000)
+    with_limit = sized(cfg.model_copy(update={"concepts": cfg.concepts.model_copy(update={"limit": 1_000})}), bank_size=1_000)
+    for run in (without, with_limit):
+        assert (run.concepts.limit, run.captions.per_concept) == (without.concepts.limit, without.captions.per_concept)
+        trained = (run.concepts.limit - 500) * run.captions.per_concept * ppc
+        assert 100_000 <= trained < 100_000 * 1.01, trained
+    limited = cfg.model_copy(update={"concepts": cfg.concepts.model_copy(update={"limit": 500})})
+    with pytest.raises(ConfigError, match=r"balanced.holdout_concepts \(500\) leaves no concept to train: the run has "
+                                          r"500 concept\(s\) \(concepts.limit\)"):
+        sized(limited, bank_size=1_000)
+
+
 def test_a_sized_config_reaches_its_target_and_sizing_is_idempotent():
     cfg = _config("synthci-1node.yaml")
     rates = load_rates(cfg.rates)
@@ -97,7 +116,7 @@ def test_a_run_sized_by_target_keeps_its_counts_when_it_continues(tiny_models, t
     cfg = _config("micro.yaml", target_pairs=40)
     run = open_run(cfg, RunRef(str(tmp_path), "sized"))
     per_concept, limit = run.config.captions.per_concept, run.config.concepts.limit
-    assert per_concept * limit * load_rates("offline").pairs_per_caption(cfg) >= 40
+    assert per_concept * (limit - cfg.balanced.holdout_concepts) * load_rates("offline").pairs_per_caption(cfg) >= 40
     stored = load_run(RunRef(str(tmp_path), "sized")).config
     assert (stored.captions.per_concept, stored.concepts.limit, stored.target_pairs) == (per_concept, limit, 40)
     again = open_run(cfg, RunRef(str(tmp_path), "sized"))  # the same config continues the run: the same counts

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synthclip_core.compute.resources import ClusterOffer, NodeGroup, PoolSpec, ensure_room, verdict, workers_fitting
+from synthclip_core.compute.resources import (ClusterOffer, NodeGroup, PoolSpec, ensure_room, groups_left, verdict,
+                                             workers_fitting)
 from synthclip_core.errors import ConfigError
 from synthclip_core.pipeline import config_from_dict
 from synthclip_core.runs.lifecycle import open_run
@@ -122,3 +123,14 @@ def test_more_trainer_workers_than_the_cluster_hosts_stops_the_run_before_any_st
     fine = _run(tmp_path, "fine")
     check_cluster(fine)  # the micro config fits this Ray
     assert verdict(PoolSpec(count=2, num_gpus=1), ClusterOffer.of_ray()) == "fits"
+
+
+def test_a_node_is_counted_in_its_own_group_only():
+    """Trust round two, 7: {CPU 4, GPU 1} x 2 and {CPU 8, GPU 2} x 1 with the big node up host
+    four one-GPU actors (two on it, one on each small node still to come)."""
+    small, big = {"CPU": 4.0, "GPU": 1.0}, {"CPU": 8.0, "GPU": 2.0}
+    up = ({"CPU": 8.0, "GPU": 2.0, "memory": 3e10, "node:10.0.0.2": 1.0},)
+    groups = groups_left([(small, 2), (big, 1)], up)
+    assert groups == (NodeGroup(small, more=2),)  # the big node is the big group's: it is full, the small one is not
+    assert verdict(PoolSpec(count=4, num_gpus=1), ClusterOffer(up, groups)) == "scale-up"
+    assert verdict(PoolSpec(count=5, num_gpus=1), ClusterOffer(up, groups)) == "never"

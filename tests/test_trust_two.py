@@ -220,3 +220,30 @@ def test_the_training_loader_leaves_out_and_counts_every_broken_image(tmp_path):
                                             [{"name": "data"}]), 0))
     assert [len(images) for images, _, _, _ in batches] == [8] * 6
     assert sum(int(bad.sum()) for _, _, _, bad in batches) == len(corpus)
+
+
+# -- 8. evaluation set names follow the id rule; printed commands are quoted --------------------------
+
+@pytest.mark.parametrize("name", ["../../outside", "/abs", ".hidden", "a'; touch pwned; '", "a b"])
+def test_an_evaluation_dataset_name_is_one_path_component(name):
+    from synthclip_core.errors import ConfigError
+    from synthclip_core.evaluation.config import EvalConfig
+    from synthclip_core.pipeline import config_from_dict, load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "micro.yaml").model_dump(mode="json")
+    cfg["eval"]["datasets"] = [{"name": name, "task": "zeroshot", "path": "x"}]
+    with pytest.raises(ConfigError, match=r"eval.datasets.0.name"):
+        config_from_dict(cfg, "job.yaml")
+    assert EvalConfig.model_fields  # the section itself carries the rule
+
+
+def test_printed_clip_benchmark_commands_are_quoted(tmp_path):
+    import shlex
+
+    from synthclip_core.runs.clip_benchmark_export import clip_benchmark_commands
+
+    out = tmp_path / "it's a dir; touch pwned"
+    [command] = clip_benchmark_commands({"coco": {"folder": f"{out}/coco", "task": "zeroshot_retrieval"}}, f"{out}/model")
+    argv = shlex.split(command)
+    assert argv[argv.index("--dataset_root") + 1] == f"{out}/{{dataset}}"
+    assert argv[argv.index("--model") + 1] == f"local-dir:{out}/model" and "touch" not in argv

@@ -178,16 +178,32 @@ def _autoscaler_groups(nodes: tuple[dict[str, float], ...]) -> tuple[NodeGroup, 
         return None
     if config is None or not config.node_group_configs:
         return None
+    return groups_left([({k: float(v) for k, v in g.resources.items()}, g.max_count) for g in config.node_group_configs],
+                       nodes)
+
+
+def groups_left(configs: list[tuple[dict[str, float], int]], nodes: tuple[dict[str, float], ...]) -> tuple[NodeGroup, ...]:
+    """What each node group (resources, max count; -1 unbounded) may still add, with every alive
+    node counted in one group only: the one it matches most closely (a node of a bigger group also
+    has a smaller group's resources, but it is not one of that group's nodes)."""
+    configs = [(r, m) for r, m in configs if r and m != 0]
+    present = [0] * len(configs)
+    for node in nodes:
+        fits = [i for i, (r, _) in enumerate(configs) if all(node.get(k, 0) >= v for k, v in r.items() if not _internal(k))]
+        if fits:
+            present[min(fits, key=lambda i: _distance(node, configs[i][0]))] += 1
     groups = []
-    for group in config.node_group_configs:
-        resources = {k: float(v) for k, v in group.resources.items()}
-        if not resources or group.max_count == 0:
-            continue
-        present = sum(1 for node in nodes if all(node.get(k, 0) >= v for k, v in resources.items() if not _internal(k)))
-        more = None if group.max_count < 0 else max(0, group.max_count - present)
+    for (resources, max_count), here in zip(configs, present):
+        more = None if max_count < 0 else max(0, max_count - here)
         if more != 0:
             groups.append(NodeGroup(resources, more))
     return tuple(groups)
+
+
+def _distance(node: dict[str, float], group: dict[str, float]) -> float:
+    """How far a node's resources are from a group's (0: exactly the group's)."""
+    keys = {k for k in (*node, *group) if not _internal(k) and k != "object_store_memory" and k != "memory"}
+    return sum(abs(node.get(k, 0) - group.get(k, 0)) for k in keys)
 
 
 def _resources_line(ask: dict[str, float]) -> str:

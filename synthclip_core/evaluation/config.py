@@ -7,10 +7,12 @@ from typing import Literal
 from pydantic import Field
 
 from ..config import Section, operational
+from ..ids import NAME_PATTERN
 
 
 class EvalDataset(Section):
-    name: str = Field(..., description="The dataset's name in the report (e.g. imagenet-val, coco-5k).")
+    name: str = Field(..., pattern=NAME_PATTERN, description="The dataset's name in the report and the folder of its "
+                      "export (e.g. imagenet-val, coco-5k): letters, digits, '.', '_' and '-'.")
     task: Literal["zeroshot", "retrieval", "linear_probe"] = Field(..., description="What to measure on it.")
     path: str = Field(..., description="Test data: a class-folder tree, Parquet or webdataset tars (docs/evaluation.md).")
     train_path: str | None = Field(None, description="Linear probe training data (default: <path>/train, tested on <path>/test).")

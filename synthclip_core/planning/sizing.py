@@ -46,8 +46,11 @@ class Rates(BaseModel):
     sources: dict[str, str] = Field(default_factory=dict, description="Where a figure other than a measured share comes from.")
 
     def pairs_per_caption(self, cfg) -> float:
-        """Training pairs one written caption becomes, under ``cfg``'s split and images per caption."""
-        return self.caption_keep * self.balance_keep * self.image_keep * train_share(cfg) * cfg.images.images_per_caption
+        """Training pairs one written caption of a concept that trains becomes, under ``cfg``'s
+        ``eval_fraction`` and images per caption (held-out concepts' captions train nothing: see
+        :func:`counts_for`)."""
+        return (self.caption_keep * self.balance_keep * self.image_keep * (1 - cfg.balanced.eval_fraction)
+                * cfg.images.images_per_caption)
 
 
 def train_share(cfg, concepts: int | None = None) -> float:
@@ -76,14 +79,21 @@ def load_rates(name: str) -> Rates:
         raise ConfigError(f"rates {name!r}: not a rates file ({' '.join(str(exc).split())[:300]})") from None
 
 
-def counts_for(target_pairs: int, bank_size: int, pairs_per_caption: float, limit: int | None = None) -> tuple[int, int]:
+def counts_for(target_pairs: int, bank_size: int, pairs_per_caption: float, limit: int | None = None,
+               held_out: int = 0) -> tuple[int, int]:
     """(concepts, captions per concept) for about ``target_pairs``: every concept of the bank (up
     to ``limit``) with as few captions each as reach the target; fewer concepts when one caption
-    each is already more than enough."""
-    concepts_available = min(bank_size, limit or bank_size)
+    each is already more than enough. ``held_out`` concepts (``balanced.holdout_concepts``) come on
+    top of those that train, whether or not a limit is set."""
+    available = min(bank_size, limit or bank_size)
+    training = available - held_out
+    if training <= 0:
+        raise ConfigError(f"balanced.holdout_concepts ({held_out}) leaves no concept to train: the run has "
+                          f"{available} concept(s){' (concepts.limit)' if limit and limit < bank_size else ''}; "
+                          f"hold out fewer, or use more concepts")
     captions = math.ceil(target_pairs / pairs_per_caption)
-    per_concept = max(1, math.ceil(captions / concepts_available))
-    concepts = min(concepts_available, math.ceil(captions / per_concept))
+    per_concept = max(1, math.ceil(captions / training))
+    concepts = min(available, held_out + math.ceil(captions / per_concept))
     return concepts, per_concept
 
 
@@ -104,7 +114,8 @@ def sized(cfg, bank_size: int | None = None, rates: Rates | None = None):
         return cfg
     bank_size = bank_concepts(cfg) if bank_size is None else bank_size
     rates = rates or load_rates(cfg.rates)
-    concepts, per_concept = counts_for(target, bank_size, rates.pairs_per_caption(cfg), cfg.concepts.limit)
+    concepts, per_concept = counts_for(target, bank_size, rates.pairs_per_caption(cfg), cfg.concepts.limit,
+                                       cfg.balanced.holdout_concepts)
     return cfg.model_copy(update={"concepts": cfg.concepts.model_copy(update={"limit": concepts}),
                                   "captions": cfg.captions.model_copy(update={"per_concept": per_concept})})
 

@@ -10,6 +10,7 @@ unreadable are skipped here too, and listed.
 from __future__ import annotations
 
 import posixpath
+import shlex
 from typing import Callable
 
 from ..evaluation import clip_benchmark as layout
@@ -124,8 +125,8 @@ def clip_benchmark_commands(exported: dict[str, dict], model_dir: str) -> list[s
     commands = []
     for name, d in exported.items():
         root = d["folder"][: -len(name)].rstrip("/") or "."
-        recall = " --recall_k 1 5 10" if d["task"] == "zeroshot_retrieval" else ""
-        commands.append(f"clip_benchmark eval --model local-dir:{model_dir} --pretrained none --dataset wds/{name} "
-                        f"--dataset_root '{root}/{{dataset}}' --task {d['task']}{recall} --no_amp "
-                        f"--output '{name}.json'")
+        recall = ["--recall_k", "1", "5", "10"] if d["task"] == "zeroshot_retrieval" else []
+        commands.append(shlex.join(["clip_benchmark", "eval", "--model", f"local-dir:{model_dir}", "--pretrained", "none",
+                                    "--dataset", f"wds/{name}", "--dataset_root", f"{root}/{{dataset}}", "--task",
+                                    d["task"], *recall, "--no_amp", "--output", f"{name}.json"]))
     return commands

@@ -7,13 +7,13 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..config import Section, credential_keys, fingerprinted_since, operational, when_set
-from ..ids import RUN_ID_RULE, is_run_id
+from ..ids import NAME_PATTERN, RUN_ID_RULE, is_run_id
 
 
 class DataSource(Section):
     """One webdataset source of training pairs, sampled by weight (docs/training.md, "Real data")."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Short name, used in lineage and reports.")
+    name: str = Field(..., pattern=NAME_PATTERN, description="Short name, used in lineage and reports.")
     uri: str = Field(..., description="'run' (this run's shards), 'run:RUN_ID' (another run's shards under the same root), or "
                      "webdataset tars: a folder, a glob or a brace pattern on any fsspec root (e.g. s3://bucket/cc12m/{00000..01242}.tar).")
     weight: float = Field(1.0, ge=0, description="Share of each epoch's samples drawn from this source (weights are normalised).")
