@@ -3,12 +3,22 @@ Prefect server that, when a ``build-dataset`` (or ``auto-resume``) flow run ends
 runs the ``auto-resume`` deployment for it. That flow finds the platform run the failed flow run
 worked on (its ``run:ID`` tag) and resumes it, at most ``max_attempts`` times in a row; then it
 gives up, says so, and leaves the run as it is for a person to look at.
+
+The resume runs where the build ran: a new flow run of the deployment that built it (the same
+work pool, image, job variables and concurrency limit; a paper-scale build is resumed on the
+Kubernetes pool, queued behind the next scheduled build rather than beside it), with the build's
+parameters and its run id. It is not started while another flow run holds the run's lease
+(``runs/lease.py``). A build that ran without a deployment is resumed in this flow's process.
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.deployments import run_deployment
+
+from synthclip_core.runs.lease import describe, live_holder
+from synthclip_core.storage.store import RunRef
 
 from .run_tags import ATTEMPT_TAG, ROOT_TAG, RUN_TAG, tag_flow_run, tagged
 
@@ -41,9 +51,19 @@ def auto_resume(failed_flow_run: str, max_attempts: int = 3) -> dict:
         create_markdown_artifact(markdown=note, description=f"auto-resume of {run_id} gave up")
         return {"resumed": None, "run_id": run_id, "reason": f"gave up after {max_attempts} attempts"}
     tag_flow_run(run_id, root, attempt)
+    holder = live_holder(RunRef(root, run_id).store(), ended_flow_run=str(failed.id))
+    if holder is not None:
+        logger.warning("not resuming run %s: %s is writing it", run_id, describe(holder))
+        return {"resumed": None, "run_id": run_id, "reason": f"held by {describe(holder)}"}
     logger.info("resuming run %s under %s (automatic attempt %d of %d) after %s failed", run_id, root, attempt,
                 max_attempts, failed.name)
-    return {"resumed": run_id, "attempt": attempt, "stages": resume_run(run_id=run_id, root=root)}
+    if failed.deployment_id is None:  # built without a deployment: nowhere else to run it
+        return {"resumed": run_id, "attempt": attempt, "stages": resume_run(run_id=run_id, root=root)}
+    again = run_deployment(failed.deployment_id, parameters={**failed.parameters, "run_id": run_id, "root": root},
+                           tags=[RUN_TAG + run_id, ROOT_TAG + root, f"{ATTEMPT_TAG}{attempt}"], timeout=0,
+                           as_subflow=False, idempotency_key=f"auto-resume-of-{failed.id}")
+    logger.info("resume of run %s queued as flow run %s of the deployment that built it", run_id, again.name)
+    return {"resumed": run_id, "attempt": attempt, "flow_run": str(again.id), "deployment": str(failed.deployment_id)}
 
 
 def ensure_automation(max_attempts: int) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from synthclip_core.pipeline import load_config
-from synthclip_core.runs.lifecycle import continue_run, default_root, load_run, open_run, unfinished_runs
+from synthclip_core.runs.lifecycle import continue_run, default_root, load_run, open_run, runs_under
 from synthclip_core.storage.store import RunRef
 from tasks.failures import fails_cleanly
 
@@ -64,12 +64,17 @@ def resume_run(run_id: str, root: str | None = None) -> dict:
 @flow(name="resume-latest", flow_run_name="resume the latest unfinished run")
 @fails_cleanly
 def resume_latest(root: str | None = None) -> dict:
-    """Continue the newest run under ``root`` whose evaluation report is not committed yet."""
+    """Continue the newest run under ``root`` whose evaluation report is not committed yet and that
+    no live writer holds (its lease); runs that cannot be read are listed and skipped."""
     root = root or default_root()
-    pending = unfinished_runs(root)
-    if not pending:
+    runs = runs_under(root)
+    for run_id, why in sorted(runs.damaged.items()):
+        get_run_logger().warning("skipping run %s under %s: it cannot be read (%s)", run_id, root, why)
+    for run_id, who in sorted(runs.held.items()):
+        get_run_logger().info("leaving run %s alone: %s is writing it", run_id, who)
+    if not runs.free:
         return {}
-    return resume_run(run_id=pending[-1], root=root)
+    return resume_run(run_id=runs.free[-1], root=root)
 
 
 @flow(name="pipeline", flow_run_name="{run_id}")

@@ -17,8 +17,9 @@ def tag_flow_run(run_id: str, root: str, attempt: int | None = None) -> None:
     if not flow_run.id:
         return
     mine = [RUN_TAG + run_id, ROOT_TAG + root, *([f"{ATTEMPT_TAG}{attempt}"] if attempt else [])]
+    replaced = (RUN_TAG, ROOT_TAG, *([ATTEMPT_TAG] if attempt else []))  # a resume queued by auto-resume keeps its attempt
     with get_client(sync_client=True) as client:
-        tags = [t for t in client.read_flow_run(flow_run.id).tags if not t.startswith((RUN_TAG, ROOT_TAG, ATTEMPT_TAG))]
+        tags = [t for t in client.read_flow_run(flow_run.id).tags if not t.startswith(replaced)]
         client.update_flow_run(flow_run.id, tags=[*tags, *mine])
 
 

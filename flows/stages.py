@@ -12,6 +12,7 @@ from prefect import Flow, flow, tags
 from prefect.runtime import flow_run
 
 from synthclip_core.pipeline import PIPELINE
+from synthclip_core.runs import lease
 from synthclip_core.runs.lifecycle import Run, continue_run, default_root
 from synthclip_core.stages import lineage_events
 from synthclip_core.stages.stage import Stage
@@ -23,8 +24,9 @@ __all__ = ["STAGE_FLOWS", "StageFailed", "run_stages"]
 
 
 def run_stages(run: Run) -> dict:
-    """Every stage of the run, in order, each as its own flow run (one OpenLineage run around them)."""
-    with lineage_events.run_call(run):
+    """Every stage of the run, in order, each as its own flow run, holding the run's lease (one
+    OpenLineage run around them)."""
+    with lease.holding(run.store), lineage_events.run_call(run):
         return {stage.name: STAGE_FLOWS[stage.name](run.ref.run_id, run.ref.root) for stage in run.stages}
 
 

@@ -179,9 +179,14 @@ def test_a_failed_build_is_resumed_by_the_automation_and_completes(worker, api_e
     deadline, done = time.time() + 600, None
     with get_client(sync_client=True) as client:
         while done is None and time.time() < deadline:
-            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["auto-resume"])))
-            done = next((r for r in runs if "run:flaky" in r.tags and r.state.is_completed()), None)
+            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["build-dataset"])))
+            done = next((r for r in runs if "run:flaky" in r.tags and "auto-resume:1" in r.tags and r.state.is_completed()),
+                        None)
             time.sleep(3)
+        trigger = next(r for r in client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["auto-resume"])))
+                       if "run:flaky" in r.tags)
     assert done is not None, worker.read_text()[-3000:]
-    assert any(t.startswith("auto-resume:") for t in done.tags)
+    # resumed where it was built: a flow run of the build's own deployment (its pool and limits), not of auto-resume's
+    assert done.deployment_id == build.deployment_id and done.id != build.id and trigger.state.is_completed()
+    assert done.parameters["config"] == str(config) and done.parameters["run_id"] == "flaky"
     assert "report.json" in RunRef(root, "flaky").store().committed("eval")

@@ -404,7 +404,9 @@ def test_resume_latest_orders_runs_by_when_the_store_committed_them(tmp_path):
     open_run(cfg, RunRef(str(tmp_path), "newer"))
     record = older.store.path("_commits", "run", "run.json.json")  # its writer's clock ran a day ahead
     stat, doc = os.stat(record), json.loads(open(record).read())
-    open(record, "w").write(json.dumps({**doc, "committed_at": doc["committed_at"] + 86_400}))
+    from synthclip_core.storage.seals import sealed
+
+    open(record, "w").write(json.dumps(sealed({**doc, "committed_at": doc["committed_at"] + 86_400})))
     os.utime(record, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert unfinished_runs(str(tmp_path)) == ["older", "newer"]
 

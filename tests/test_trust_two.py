@@ -12,7 +12,7 @@ import pytest
 
 from synthclip_core.errors import StorageError
 from synthclip_core.runs.verify import verify
-from synthclip_core.storage.store import Completion, RunStore
+from synthclip_core.storage.store import Completion, RunRef, RunStore
 
 
 @pytest.fixture
@@ -247,3 +247,48 @@ def test_printed_clip_benchmark_commands_are_quoted(tmp_path):
     argv = shlex.split(command)
     assert argv[argv.index("--dataset_root") + 1] == f"{out}/{{dataset}}"
     assert argv[argv.index("--model") + 1] == f"local-dir:{out}/model" and "touch" not in argv
+
+
+# -- 12. one damaged run.json never stops resume-latest for the whole root ----------------------------
+
+@pytest.mark.parametrize("damage", ["torn", "edited"])
+def test_a_damaged_run_is_listed_and_the_others_still_resume(tmp_path, damage):
+    from synthclip_core.pipeline import load_config
+    from synthclip_core.runs.lifecycle import open_run, runs_under, unfinished_runs
+    from synthclip_core.storage.store import RunRef
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "micro.yaml")
+    for run_id in ("first", "broken", "last"):
+        open_run(cfg, RunRef(str(tmp_path), run_id))
+        time.sleep(0.01)
+    run_json = tmp_path / "broken" / "run.json"
+    if damage == "torn":
+        run_json.write_bytes(run_json.read_bytes()[:100])
+    else:  # valid JSON, other bytes than committed
+        run_json.write_text(run_json.read_text().replace('"seed": 0', '"seed": 1'))
+    runs = runs_under(str(tmp_path))
+    assert runs.unfinished == ["first", "last"] and unfinished_runs(str(tmp_path)) == ["first", "last"]
+    assert list(runs.damaged) == ["broken"]
+    assert "run.json is damaged (its sha256 is not its commit record's)" in runs.damaged["broken"]
+
+
+# -- 11. automation never resumes a run a live writer holds ------------------------------------------
+
+def test_resume_latest_leaves_a_run_alone_while_its_lease_is_live(tmp_path):
+    from synthclip_core.pipeline import load_config
+    from synthclip_core.runs import lease
+    from synthclip_core.runs.lifecycle import open_run, runs_under
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "micro.yaml")
+    older = open_run(cfg, RunRef(str(tmp_path), "older"))
+    time.sleep(0.01)
+    newer = open_run(cfg, RunRef(str(tmp_path), "newer"))
+    assert runs_under(str(tmp_path)).free == ["older", "newer"]
+    with lease.holding(newer.store, {"flow_run_id": "f-123", "host": "gpu-7", "pid": 42}):
+        runs = runs_under(str(tmp_path))
+        assert runs.free == ["older"] and runs.held["newer"].startswith("flow run f-123 on gpu-7 (pid 42)")
+        assert lease.live_holder(newer.store, ended_flow_run="f-123") is None  # its flow run ended (auto-resume knows)
+    assert runs_under(str(tmp_path)).free == ["older", "newer"]  # released
+    newer.store.heartbeat(lease.NAME, {"flow_run_id": "f-9", "renewed_at": time.time() - lease.STALE_S - 1})
+    assert runs_under(str(tmp_path)).free == ["older", "newer"]  # a killed writer's lease goes stale
+    assert older.store.live(lease.NAME) is None

@@ -30,7 +30,7 @@ from ..stages.stage import StageSummary
 from ..storage.schemas import declared_kind
 from ..storage.store import RunRef
 from ..storage.tables import read_table as read_output
-from . import lifecycle
+from . import lease, lifecycle
 from .lifecycle import Run, default_root, default_run_id
 
 Config = RunConfig | JobConfig
@@ -67,7 +67,7 @@ def run_all(run: Run) -> dict[str, StageSummary]:
     """Every stage of ``run`` in order, each making only what is missing; a stage with failed
     outputs stops the run there, with one line naming the first (the rest stay committed)."""
     done: dict[str, StageSummary] = {}
-    with lineage_events.run_call(run):
+    with lease.holding(run.store), lineage_events.run_call(run):
         for stage in run.names:
             summary = done[stage] = execute(run, stage)
             if not summary.ok:

@@ -23,12 +23,13 @@ import fsspec
 from .. import legacy
 from ..config import differences
 from ..curation.concepts import reading_banks_once
-from ..errors import RunStateError, UserError
+from ..errors import RunStateError
+from ..ids import is_run_id
 from ..pipeline import JobConfig, RunConfig, config_from_dict, fingerprints, job_config_from_dict, stages_for, versions
 from ..stages.stage import Stage, StageBlocked
 from ..storage.lineage import code_version
 from ..storage.store import COMMITS, Completion, RunRef, RunStore, check_root_writable
-from . import pins
+from . import lease, pins
 from .checks import preflight
 
 DEFAULT_ROOT_ENV = "SYNTHCLIP_ROOT"
@@ -208,7 +209,11 @@ def _stored(ref: RunRef) -> Run | None:
     """The run at ``ref`` as stored (``run.json``, or what the layout-1 job there stored), or None."""
     store = ref.store()
     if RUN_FILE in store.committed("run"):
-        doc, source = json.loads(store.read_bytes("run", RUN_FILE)), RUN_FILE
+        data, record = store.read_bytes("run", RUN_FILE), store.record("run", RUN_FILE)
+        if hashlib.sha256(data).hexdigest() != record["sha256"]:
+            raise RunStateError(f"run {ref.run_id}: {store.uri(RUN_FILE)} is damaged (its sha256 is not its commit "
+                                f"record's); restore it from a copy")
+        doc, source = json.loads(data), RUN_FILE
     elif (doc := legacy.run_document(store)) is not None:
         source = doc["source"]
     else:
@@ -224,23 +229,47 @@ def _same_config(existing: Run, run: Run) -> bool:
     return legacy.as_stored(existing, run.config, run.fingerprints) == existing.fingerprints
 
 
-def unfinished_runs(root: str) -> list[str]:
-    """Synthetic run ids under ``root`` whose last stage is not complete, oldest first.
+@dataclass(frozen=True)
+class RunsUnder:
+    """What a root holds: synthetic runs still to finish (oldest first), and runs whose
+    ``run.json`` cannot be read (id: why), which nothing resumes until they are restored."""
 
-    Oldest by when the storage says ``run.json`` was committed (its record's modification time:
-    the object store's clock on S3, the file system's locally), not by the time the writer put in
-    the record: a writer whose clock is off cannot reorder runs."""
+    unfinished: list[str]
+    damaged: dict[str, str]
+    held: dict[str, str]  # unfinished runs whose lease is live (``lease``): id -> who holds it
+
+    @property
+    def free(self) -> list[str]:
+        """Unfinished runs no live writer holds, oldest first: what automation may resume."""
+        return [run_id for run_id in self.unfinished if run_id not in self.held]
+
+
+def runs_under(root: str) -> RunsUnder:
+    """The runs under ``root``, unfinished ones oldest first: by when the storage says ``run.json``
+    was committed (its record's modification time: the object store's clock on S3, the file
+    system's locally), not by the time the writer put in the record, so a writer whose clock is
+    off cannot reorder runs. One damaged run never hides the others."""
     fs, base = fsspec.core.url_to_fs(root)
     if not fs.exists(base):
-        return []
-    found = []
+        return RunsUnder([], {}, {})
+    found, damaged, held = [], {}, {}
     for entry in fs.ls(base, detail=False):
+        name = posixpath.basename(entry.rstrip("/"))
+        if not is_run_id(name):  # not a run's folder
+            continue
+        ref = RunRef(root, name)
         try:
-            ref = RunRef(root, posixpath.basename(entry.rstrip("/")))
             run = _stored(ref)
-        except UserError:  # not a run (id) this code can read: not one to resume
-            continue
-        if run is None or run.kind != "run" or run.completion(run.stages[-1].name) is not None:
-            continue
-        found.append((run.store.fs.modified(run.store.path(COMMITS, "run", RUN_FILE + ".json")), ref.run_id))
-    return [run_id for _, run_id in sorted(found)]
+            if run is None or run.kind != "run" or run.completion(run.stages[-1].name) is not None:
+                continue
+            found.append((run.store.fs.modified(run.store.path(COMMITS, "run", RUN_FILE + ".json")), ref.run_id))
+            if (holder := lease.live_holder(run.store)) is not None:
+                held[name] = lease.describe(holder)
+        except Exception as exc:  # noqa: BLE001 (a run this code cannot read is listed, never a stop for the rest)
+            damaged[name] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    return RunsUnder([run_id for _, run_id in sorted(found)], damaged, held)
+
+
+def unfinished_runs(root: str) -> list[str]:
+    """Synthetic run ids under ``root`` whose last stage is not complete, oldest first (see :func:`runs_under`)."""
+    return runs_under(root).unfinished
