@@ -292,3 +292,27 @@ def test_resume_latest_leaves_a_run_alone_while_its_lease_is_live(tmp_path):
     newer.store.heartbeat(lease.NAME, {"flow_run_id": "f-9", "renewed_at": time.time() - lease.STALE_S - 1})
     assert runs_under(str(tmp_path)).free == ["older", "newer"]  # a killed writer's lease goes stale
     assert older.store.live(lease.NAME) is None
+
+
+# -- 13. a mid-epoch position is only resumed on the data it counts ----------------------------------
+
+def test_a_mid_epoch_checkpoint_made_on_other_data_is_passed_over_for_its_epochs_start(tmp_path):
+    from synthclip_core.training import checkpoints
+    from synthclip_core.training.config import TrainConfig
+    from synthclip_core.training.spec import TrainSpec
+
+    t = TrainConfig(model="SynthCLIP-Tiny", epochs=2, global_batch_size=8, loader_workers=0)
+    shards = [(f"{tmp_path}/{i:05d}.tar", 24) for i in range(3)]
+    spec = TrainSpec(ref=RunRef(str(tmp_path), "t").as_dict(), shards=shards, train=t.model_dump(), seed=0, model_cfg={"m": 1})
+    fewer = TrainSpec(ref=spec.ref, shards=shards[:2], train=t.model_dump(), seed=0, model_cfg={"m": 1})  # one shard unreadable since
+    assert spec.data_identity() != fewer.data_identity()
+    assert spec.data_identity() == TrainSpec.from_dict(json.loads(spec.to_json())).data_identity()
+
+    before = checkpoints.layout_key(1, 0, 8, spec.data_identity())
+    now = checkpoints.layout_key(1, 0, 8, fewer.data_identity())
+    store = RunRef(str(tmp_path), "t").store()
+    for name, step in (("checkpoints/epoch_1.pt", 9), ("checkpoints/step_000000012.pt", 12)):
+        store.commit("train", name, checkpoints.to_bytes({"step": step}), {"step": step, "model_cfg": {"m": 1}, "layout": before})
+    assert checkpoints.latest(store, {"m": 1}, before)[0] == "checkpoints/step_000000012.pt"
+    assert checkpoints.latest(store, {"m": 1}, now)[0] == "checkpoints/epoch_1.pt"  # the epoch's start, not a shifted position
+    assert checkpoints.other_layout(store, {"m": 1}, now) == [("checkpoints/step_000000012.pt", before)]

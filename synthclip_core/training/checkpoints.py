@@ -44,9 +44,21 @@ def committed_epochs(store: RunStore) -> list[int]:
     return sorted(int(m.group(2)) for o in committed(store) if (m := _NAME.match(o)) and m.group(1) == "epoch")
 
 
-def layout_key(world_size: int, loader_workers: int, per_worker_batch: int) -> dict:
-    """What a mid-epoch checkpoint's data position is counted in; resuming it needs the same."""
-    return {"world_size": world_size, "loader_workers": loader_workers, "per_worker_batch": per_worker_batch}
+def layout_key(world_size: int, loader_workers: int, per_worker_batch: int, data: str | None = None) -> dict:
+    """What a mid-epoch checkpoint's data position is counted in (the ranks, loader workers and
+    batch, and the data: ``TrainSpec.data_identity``); resuming it needs the same."""
+    key = {"world_size": world_size, "loader_workers": loader_workers, "per_worker_batch": per_worker_batch}
+    return {**key, "data": data} if data else key
+
+
+def other_layout(store: RunStore, model_cfg: dict, layout: dict) -> list[tuple[str, dict]]:
+    """Mid-epoch checkpoints further than every usable one but made on another layout: (name,
+    that layout), furthest first; a resume says it passes over them."""
+    usable = _usable(store, model_cfg, layout)
+    reach = usable[0][0] if usable else -1
+    passed = [(r["step"], n, r.get("layout", {})) for n, r in committed(store).items()
+              if n.startswith("checkpoints/step_") and r.get("layout") != layout and r["step"] > reach]
+    return [(n, other) for _, n, other in sorted(passed, reverse=True)]
 
 
 def latest(store: RunStore, model_cfg: dict, layout: dict) -> tuple[str, dict] | None:

@@ -33,8 +33,7 @@ def preflight(spec: TrainSpec) -> None:
     if t.global_batch_size % t.num_workers:
         raise ValueError(f"train.global_batch_size {t.global_batch_size} is not divisible by train.num_workers {t.num_workers}")
     epoch_layout(spec.layout_sources(), t.num_workers, t.loader_workers, spec.per_worker_batch(), spec.seed, 0, t.samples_per_epoch)
-    layout = checkpoints.layout_key(t.num_workers, t.loader_workers, spec.per_worker_batch())
-    checkpoints.latest(spec.run_ref.store(), spec.model_cfg, layout)  # raises CheckpointMismatch
+    checkpoints.latest(spec.run_ref.store(), spec.model_cfg, _layout(spec))  # raises CheckpointMismatch
 
 
 def trainer_pool(t: TrainConfig) -> PoolSpec:
@@ -108,11 +107,15 @@ def fit_here(spec: TrainSpec) -> None:
 
 
 def _before(spec: TrainSpec) -> None:
-    t = spec.config
     preflight(spec)
     spec.run_ref.store().clear_failure("train", UNREADABLE_DATA)  # a stop of an earlier attempt: try again
-    checkpoints.set_aside_damaged(spec.run_ref.store(), spec.model_cfg,
-                                  checkpoints.layout_key(t.num_workers, t.loader_workers, spec.per_worker_batch()))
+    checkpoints.set_aside_damaged(spec.run_ref.store(), spec.model_cfg, _layout(spec))
+
+
+def _layout(spec: TrainSpec) -> dict:
+    """The layout a rank's mid-epoch position is counted in, as ``loop`` keys its checkpoints."""
+    t = spec.config
+    return checkpoints.layout_key(t.num_workers, t.loader_workers, spec.per_worker_batch(), spec.data_identity())
 
 
 def _after(spec: TrainSpec) -> None:

@@ -91,7 +91,7 @@ def train(spec_dict: dict, me: Rank) -> None:
     per_worker = t.global_batch_size // world
     spe = steps_per_epoch(spec.epoch_samples, world, t.loader_workers, per_worker)
     total_steps, warmup_steps = spe * t.epochs, int(t.warmup_epochs * spe)
-    layout_key = checkpoints.layout_key(world, t.loader_workers, per_worker)
+    layout_key = checkpoints.layout_key(world, t.loader_workers, per_worker, spec.data_identity())
 
     optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)
     scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "amp_fp16")
@@ -100,6 +100,12 @@ def train(spec_dict: dict, me: Rank) -> None:
     described = spec.lineage.get("sources") or sources_lineage(sources)  # as the lineage names them
     seen = [0] * len(sources)  # samples trained on from each source, all ranks
     unreadable = [0] * len(sources)  # samples left out of each source's batches, all ranks
+    if rank == 0 and (passed := checkpoints.other_layout(store, spec.model_cfg, layout_key)):
+        name, other = passed[0]
+        changed = sorted(k for k in {*other, *layout_key} if other.get(k) != layout_key.get(k))
+        print(f"train/{name} was made on another data layout ({', '.join(changed)} differ: "
+              f"{ {k: other.get(k) for k in changed} } then, { {k: layout_key.get(k) for k in changed} } now); "
+              f"its position would mean other samples, so training resumes from the start of its epoch", flush=True)
     if (found := checkpoints.resume_point(store, spec.model_cfg, layout_key)) is not None:
         state = found[2]
         model.load_state_dict(state["state_dict"])

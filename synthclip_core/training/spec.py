@@ -45,6 +45,17 @@ class TrainSpec:
         return [SourceShards(s["name"], tuple(s["shards"]), tuple(self.shards[i][1] for i in s["shards"]), s["weight"], s["limit"])
                 for s in self.source_specs()]
 
+    def data_identity(self) -> str:
+        """What the epochs' data order is made of: every shard (where, how many samples) and each
+        source's shards, weight and limit. A mid-epoch position counts batches of this data; on
+        other data (a shard left out since as unreadable, another listing) it means other samples."""
+        import hashlib
+
+        what = {"shards": [list(s) for s in self.shards],
+                "sources": [[s["name"], list(s["shards"]), s["weight"], s["limit"]] for s in self.source_specs()],
+                "samples_per_epoch": self.config.samples_per_epoch}
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
     @property
     def epoch_samples(self) -> int:
         return epoch_samples(self.layout_sources(), self.seed, self.config.samples_per_epoch)
