@@ -316,3 +316,41 @@ def test_a_mid_epoch_checkpoint_made_on_other_data_is_passed_over_for_its_epochs
     assert checkpoints.latest(store, {"m": 1}, before)[0] == "checkpoints/step_000000012.pt"
     assert checkpoints.latest(store, {"m": 1}, now)[0] == "checkpoints/epoch_1.pt"  # the epoch's start, not a shifted position
     assert checkpoints.other_layout(store, {"m": 1}, now) == [("checkpoints/step_000000012.pt", before)]
+
+
+# -- 14. settings that choose code are taken from a stored config only where the machine allows them --
+
+def test_a_stored_config_may_choose_code_only_where_the_machine_allows_it(tmp_path, monkeypatch):
+    import yaml
+
+    from synthclip_core.errors import RunStateError
+    from synthclip_core.pipeline import config_from_dict
+    from synthclip_core.runs.lifecycle import load_run, open_run
+    from synthclip_core.stages import code_settings
+    from synthclip_core.stages.executor import execute
+    from synthclip_core.stages.stage import StageBlocked
+
+    monkeypatch.setenv(code_settings.ALLOW_ENV, "")  # restored after the test
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "micro.yaml").read_text())
+    data["images"]["backend"] = "custom_renderers:SomeUnreadable"
+    data["captions"]["engine_options"] = {"trust_remote_code": True}
+    cfg = config_from_dict(data)
+    assert code_settings.chosen_code(cfg.images, "images") == {"images.backend": "custom_renderers:SomeUnreadable"}
+    assert code_settings.chosen_code(cfg.captions, "captions") == {"captions.engine_options.trust_remote_code": "True"}
+
+    given = open_run(cfg, RunRef(str(tmp_path), "plugged"))  # a person gave the file: allowed in this process
+    with pytest.raises(StageBlocked):
+        execute(given, "images")  # past the check: blocked on its upstream, as any stage would be
+
+    monkeypatch.setenv(code_settings.ALLOW_ENV, "")  # another machine: a resume, auto-resume, a stage deployment
+    stored = load_run(RunRef(str(tmp_path), "plugged"))
+    with pytest.raises(RunStateError, match=r"^images.backend: 'custom_renderers:SomeUnreadable' chooses code.*set "
+                                            r"SYNTHCLIP_ALLOW_CODE='images.backend=custom_renderers:SomeUnreadable'"):
+        execute(stored, "images")
+    with pytest.raises(RunStateError, match=r"^captions.engine_options.trust_remote_code: 'True' chooses code"):
+        execute(stored, "captions")
+    assert execute(stored, "concepts").ok  # a stage that chooses no code runs as before
+
+    monkeypatch.setenv(code_settings.ALLOW_ENV, "images.backend=custom_renderers:SomeUnreadable")
+    with pytest.raises(StageBlocked):
+        execute(stored, "images")

@@ -26,6 +26,7 @@ from ..curation.concepts import reading_banks_once
 from ..errors import RunStateError
 from ..ids import is_run_id
 from ..pipeline import JobConfig, RunConfig, config_from_dict, fingerprints, job_config_from_dict, stages_for, versions
+from ..stages import code_settings
 from ..stages.stage import Stage, StageBlocked
 from ..storage.lineage import code_version
 from ..storage.store import COMMITS, Completion, RunRef, RunStore, check_root_writable
@@ -102,6 +103,7 @@ def open_run(cfg: RunConfig | JobConfig, ref: RunRef, fork: bool = False) -> Run
     then the run itself: created, or continued when ``ref`` holds one of the same config. With
     ``fork``, a run of another config at ``ref`` is not refused: this one runs as
     ``<run_id>-fork-<hash>``, starting from copies of the stages the two share."""
+    code_settings.allow(cfg)  # a person gave this config: the code it names may run in this process
     existing = _stored(ref)
     like = existing.config if existing is not None and existing.kind == _kind(cfg) else None
     with reading_banks_once():  # pinning, sizing and checking read one bank: from its file once
@@ -115,8 +117,13 @@ def open_run(cfg: RunConfig | JobConfig, ref: RunRef, fork: bool = False) -> Run
 def continue_run(ref: RunRef) -> Run:
     """The checks before continuing a stored run, for every way of continuing one (``synthclip
     resume``, the resume flows, a stage's flow run on its own): its code and pinned inputs are
-    still the ones its fingerprints name, and its root takes writes."""
+    still the ones its fingerprints name, what it still has to run chooses no code this machine
+    does not allow (``stages/code_settings.py``), and its root takes writes."""
     run = load_run(ref, verify=True)
+    committed = run.store.committed_all()
+    for stage in run.stages:  # what it would run that chooses code: allowed here, or one line now
+        if run.completion(stage.name, committed.get(stage.name, set())) is None:
+            code_settings.check(run.config, stage.name)
     check_root_writable(run.ref.root, run.ref.storage_options)
     return run
 

@@ -31,7 +31,7 @@ from ..storage.lineage import code_version, input_ref, lineage, worker_info
 from ..storage.schemas import to_parquet_bytes
 from ..storage.store import Completion, RunStore
 from ..storage.tables import read_table
-from . import lineage_events
+from . import code_settings, lineage_events
 from .stage import RunView, Stage, StageSummary, WorkItem
 
 
@@ -44,6 +44,7 @@ def execute(run: RunView, name: str) -> StageSummary:
         if (finished := finished_summary(run, name)) is not None:
             call.summary = finished
             return finished
+        code_settings.check(run.config, name)
         if stage.uses_ray(run.config):
             ensure_ray()
             check_cluster(run)
