@@ -191,7 +191,7 @@ def _dead_endpoint():
     return sock
 
 
-def _commit_twenty(run, **kw):
+def _commit_twenty(run, prefix: str = "extra", **kw):
     import time
 
     from synthclip_core.stages import lineage_events
@@ -200,7 +200,7 @@ def _commit_twenty(run, **kw):
     started = time.perf_counter()
     with lineage_events.stage_call(run, "shards", **kw) as call:
         for i in range(20):
-            run.store.commit("shards", f"extra-{i:02d}.json", b"{}")
+            run.store.commit("shards", f"{prefix}-{i:02d}.json", b"{}")
         call.summary = StageSummary("shards")
     return time.perf_counter() - started, call
 
@@ -214,11 +214,11 @@ def test_a_dead_lineage_backend_costs_a_stage_seconds_and_the_unsent_are_counted
     run = load_run(RunRef(root, "reference"))
     for name in [n for n in __import__("os").environ if n.startswith("OPENLINEAGE")]:
         monkeypatch.delenv(name)
-    without, _ = _commit_twenty(run)
+    without, _ = _commit_twenty(run, "without")
     dead = _dead_endpoint()
     try:
         monkeypatch.setenv("OPENLINEAGE_URL", f"http://127.0.0.1:{dead.getsockname()[1]}")
-        with_dead, call = _commit_twenty(run)  # before: 5 s x 6 tries per event, ~14 minutes for this call
+        with_dead, call = _commit_twenty(run, "with")  # before: 5 s x 6 tries per event, ~14 minutes for this call
     finally:
         dead.close()
     assert with_dead - without < lineage_sender.FLUSH_S + 3, (with_dead, without)
