@@ -23,7 +23,7 @@ def _render(tmp_path: Path, run_id: str, best_of: int | None, model: str) -> tup
     """One partition of three captions through the render worker, as an actor runs it (best_of
     None: the settings as the stage made them before best-of-k existed)."""
     from synthclip_core.stages.executor import PartitionMaker
-    from synthclip_core.stages.images import RenderWork, scorer_identity
+    from synthclip_core.stages.images import RenderWork
     from synthclip_core.stages.stage import WorkItem
     from synthclip_core.storage.schemas import to_parquet_bytes
     from synthclip_core.storage.store import RunRef
@@ -36,7 +36,7 @@ def _render(tmp_path: Path, run_id: str, best_of: int | None, model: str) -> tup
     settings = {"backend": "diffusers", "model": model, "revision": None, "dtype": "float32", "compile": False,
                 "safety_checker": False, "scheduler": "ddim", "batch_size": 4, "images_per_caption": 1,
                 "pipeline": "auto", "offload": "none", "device_map": None, "best_of": best_of, "scorer": "tiny/clip",
-                "scorer_identity": scorer_identity("tiny/clip"), "sampler": SAMPLER, "seed": 0,
+                "scorer_identity": {"name": "tiny/clip"}, "sampler": SAMPLER, "seed": 0,
                 "model_identity": {"name": "tiny/sd"}, "model_label": "tiny/sd@x"}
     if best_of is None:
         settings = {k: v for k, v in settings.items() if k not in ("best_of", "scorer", "scorer_identity")}

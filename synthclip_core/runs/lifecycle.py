@@ -120,10 +120,13 @@ def continue_run(ref: RunRef) -> Run:
     still the ones its fingerprints name, what it still has to run chooses no code this machine
     does not allow (``stages/code_settings.py``), and its root takes writes."""
     run = load_run(ref, verify=True)
-    committed = run.store.committed_all()
-    for stage in run.stages:  # what it would run that chooses code: allowed here, or one line now
-        if run.completion(stage.name, committed.get(stage.name, set())) is None:
-            code_settings.check(run.config, stage.name)
+    # What it would still run that chooses code: allowed here, or one line now (the store is
+    # read only where some setting is not allowed, so a resume that cannot write fails fast).
+    if refused := [stage.name for stage in run.stages if code_settings.unallowed(run.config, stage.name)]:
+        committed = run.store.committed_all()
+        for name in refused:
+            if run.completion(name, committed.get(name, set())) is None:
+                code_settings.check(run.config, name)
     check_root_writable(run.ref.root, run.ref.storage_options)
     return run
 

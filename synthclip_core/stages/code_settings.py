@@ -63,15 +63,21 @@ def allow(cfg) -> None:
         os.environ[ALLOW_ENV] = ";".join(sorted(allowed() | mine))
 
 
+def unallowed(cfg, stage: str) -> dict[str, str]:
+    """The settings of ``stage``'s section that choose code and are not allowed here (pure: no I/O)."""
+    ok = allowed()
+    return {field: value for field, value in chosen_code(_section(cfg, stage), stage).items()
+            if f"{field}={value}" not in ok}
+
+
 def check(cfg, stage: str) -> None:
     """Refuse, in one line, a setting of ``stage``'s section that chooses code and is not allowed here."""
-    for field, value in chosen_code(_section(cfg, stage), stage).items():
-        if f"{field}={value}" not in allowed():
-            raise RunStateError(
-                f"{field}: {value!r} chooses code, and a stored config (which whoever can write the store can "
-                f"change) may choose code only where the machine running it allows it: set "
-                f"{ALLOW_ENV}='{field}={value}' in this worker's environment (or the deployment's job "
-                f"variables), or run from the config file")
+    for field, value in unallowed(cfg, stage).items():
+        raise RunStateError(
+            f"{field}: {value!r} chooses code, and a stored config (which whoever can write the store can "
+            f"change) may choose code only where the machine running it allows it: set "
+            f"{ALLOW_ENV}='{field}={value}' in this worker's environment (or the deployment's job "
+            f"variables), or run from the config file")
 
 
 def _section(cfg, name: str) -> BaseModel | None:

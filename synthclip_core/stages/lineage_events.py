@@ -195,19 +195,9 @@ def stage_call(run, stage: str, emitter: Emitter | None = None) -> Iterator[Stag
     records are read), then COMPLETE or FAIL, and at most ``FLUSH_S`` for them to go out. Does
     nothing where OpenLineage is not configured."""
     call = StageCall(run, stage)
-    emitter = emitter or (emitter_of_process() if enabled() else None)
-    if emitter is None:
-        yield call
-        return
-    before = _listed(run, stage)
-    emitter.start(call)
-    error: BaseException | None = None
-    try:
-        yield call
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
+    before: set[str] = set()
+
+    def end(emitter: Emitter, error: BaseException | None) -> None:
         try:
             new = sorted(_listed(run, stage) - before)
             records = dict(run.store.iter_records(stage, new))
@@ -216,7 +206,13 @@ def stage_call(run, stage: str, emitter: Emitter | None = None) -> Iterator[Stag
             emitter.finish(call, error, records)
         except Exception as exc:  # reading what the call committed (records, schemas) never fails the stage either
             log.warning("OpenLineage: could not describe what %s committed (%s: %s)", stage, type(exc).__name__, exc)
-        _settle(emitter, call)
+
+    def begin(emitter: Emitter) -> None:
+        before.update(_listed(run, stage))
+        emitter.start(call)
+
+    with _observed(call, emitter, begin, end):
+        yield call
 
 
 @contextmanager
@@ -224,19 +220,27 @@ def run_call(run, emitter: Emitter | None = None) -> Iterator[StageCall]:
     """Observe one call of a whole run (its stages in order): START, then COMPLETE or FAIL of the
     platform run, the parent of every stage call's run."""
     call = StageCall(run, None, run_id=str(platform_run_uuid(run)))
+    with _observed(call, emitter, lambda e: e.start(call), lambda e, error: e.finish(call, error, {})):
+        yield call
+
+
+@contextmanager
+def _observed(call: StageCall, emitter: Emitter | None, begin, end) -> Iterator[None]:
+    """The one shape of an observed call: ``begin``, the block, ``end`` with its error (if any),
+    then the bounded wait for the events; nothing at all where OpenLineage is not configured."""
     emitter = emitter or (emitter_of_process() if enabled() else None)
     if emitter is None:
-        yield call
+        yield
         return
-    emitter.start(call)
+    begin(emitter)
     error: BaseException | None = None
     try:
-        yield call
+        yield
     except BaseException as exc:
         error = exc
         raise
     finally:
-        emitter.finish(call, error, {})
+        end(emitter, error)
         _settle(emitter, call)
 
 
