@@ -9,6 +9,8 @@
     synthclip train JOB_CONFIG [--job-id ID]            # real or mixed sources
     synthclip finetune CHECKPOINT [--config PRESET] [--limit N]
     synthclip compare LABEL=MODEL ... [--datasets FILE] [--held-out-of RUN ...] [--out DIR]
+    synthclip ladder RUN_ID [--fractions F,...] [--job PRESET] [--against NAME=SOURCE]   # how metrics grow with pairs
+    synthclip ladder fit POINTS.csv [--predict PAIRS] [--target VALUE]
     synthclip export clip-benchmark RUN_ID --out DIR    # its evaluation sets, for `clip_benchmark eval`
     synthclip deploy [--kubernetes] [--auto-resume N]  # deployments, and the automation that resumes failed builds
     synthclip models build-tiny
@@ -34,6 +36,7 @@ from rich.table import Table
 
 from flows.before_run import doctor, plan
 from flows.cli_evaluation import compare, eval_checkpoint, export_clip_benchmark
+from flows.cli_studies import ladder_app
 from flows.console import RootOption, console, fail, handled, progress_bars
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="SynthCLIP: CLIP on fully synthetic data.")
@@ -41,6 +44,7 @@ models_app = typer.Typer(no_args_is_help=True, help="Local models.")
 app.add_typer(models_app, name="models")
 export_app = typer.Typer(no_args_is_help=True, help="A run's data in the layouts other tools read.")
 app.add_typer(export_app, name="export")
+app.add_typer(ladder_app, name="ladder")
 
 
 def _print_result(run_id: str, root: str, summaries: dict) -> None:
@@ -308,6 +312,30 @@ def build_tiny(force: bool = typer.Option(False, "--force", help="Rebuild even i
     for name in TINY_NAMES:
         path = build(name, force=force, log=lambda m: console.print(f"  {m}"))
         console.print(f"tiny/{name}: {path}")
+
+
+@models_app.command("world-pairs")
+def world_pairs(
+    run_id: str = typer.Argument(..., help="An offline run: its training concepts (held-out ones left out)."),
+    out: str = typer.Option(..., "--out", help="Where the tars go (any fsspec URI)."),
+    per_concept: int = typer.Option(8, "--per-concept", min=1, help="Pairs per concept."),
+    root: Optional[str] = RootOption,
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Real pairs of the offline world (each concept's own picture, captioned), to set a run against."""
+    with handled(debug):
+        from synthclip_core.curation.balancing import held_out_concepts
+        from synthclip_core.runs.lifecycle import RunRef, default_root, load_run
+        from synthclip_core.stages.common import data_parts, read_concepts
+        from synthclip_core.tiny_models.world_pairs import write_world_pairs
+
+        run = load_run(RunRef(root or default_root(), run_id))
+        table = read_concepts(run.store, data_parts(run.require("concepts").outputs))
+        concepts = list(zip(table.column("concept_id").to_pylist(), table.column("concept").to_pylist()))
+        b = run.config.balanced
+        held = held_out_concepts(run.config.seed, concepts, b.holdout_concepts, b.holdout_composed)
+        written = write_world_pairs([name for cid, name in concepts if cid not in held], per_concept, out, run.config.seed)
+        console.print(f"{written} pairs of {len(concepts) - len(held)} concepts in {out}", soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover

@@ -109,7 +109,8 @@ def compare_models(models: dict[str, str], datasets: list[dict], root: str | Non
     in their config differs from the first one's."""
     import fsspec
 
-    from synthclip_core.evaluation.compare import comparison, config_differences, render_comparison
+    from synthclip_core.evaluation.compare import comparison, config_differences, mistakes_picture, render_comparison
+    from synthclip_core.evaluation.mistakes import mistakes_png
     from synthclip_core.runs.lifecycle import default_root
 
     root = root or default_root()
@@ -128,6 +129,8 @@ def compare_models(models: dict[str, str], datasets: list[dict], root: str | Non
     fs.makedirs(base, exist_ok=True)
     fs.pipe_file(posixpath.join(base, "comparison.json"), json.dumps(table, indent=1).encode())
     fs.pipe_file(posixpath.join(base, "comparison.md"), markdown.encode())
+    for dataset in table["mistakes"]:
+        fs.pipe_file(posixpath.join(base, mistakes_picture(dataset)), mistakes_png(table["mistakes"], dataset))
     create_table_artifact(table=[{k: v for k, v in row.items() if k not in ("sha256", "checkpoint")} for row in table["rows"]],
                           description="models side by side")
     create_markdown_artifact(markdown=markdown, description="comparison")

@@ -108,7 +108,7 @@ def publish_summary(store, summary, label: str, heading: str | None = None) -> N
         description=f"{label} summary",
     )
     for report in summary.reports:
-        create_markdown_artifact(markdown=_inline_pictures(store, report), description=f"{label} report")
+        create_markdown_artifact(markdown=inline_pictures(store, report), description=f"{label} report")
 
 
 def _key(text: str) -> str:
@@ -116,7 +116,7 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:200]
 
 
-def _inline_pictures(store, report: str) -> str:
+def inline_pictures(store, report: str) -> str:
     """A stored markdown report with its relative PNG links replaced by the images themselves."""
     stage, output = report.split("/", 1)
     folder = output.rsplit("/", 1)[0] + "/" if "/" in output else ""

@@ -143,3 +143,16 @@ def test_the_stage_equals_the_direct_implementation(engine, tmp_path, trial):
     assert summary.notes["kept"] == len(kept_ids)
     assert summary.notes["duplicates"] > 0 and summary.notes["no_match"] > 0 and summary.notes["sampled_out"] > 0
     assert run.store.read_bytes("balanced", "histogram.png")[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_composed_held_out_concepts_are_made_only_of_words_that_still_train():
+    from synthclip_core.curation.balancing import concept_words, held_out_concepts
+
+    names = ["red fox", "arctic fox", "red wolf", "grey wolf", "arctic wolf", "tabby cat", "newt", "grey fox"]
+    concepts = [(f"c{i}", n) for i, n in enumerate(names)]
+    base = held_out_concepts(0, concepts, 1)
+    held = held_out_concepts(0, concepts, 1, 3)
+    assert base < held and len(held - base) == 3 and held_out_concepts(0, concepts, 1, 0) == base
+    trained_words = set().union(*(concept_words(n) for c, n in concepts if c not in held))
+    assert all(concept_words(n) <= trained_words for c, n in concepts if c in held - base)
+    assert not {c for c, n in concepts if n in ("tabby cat", "newt")} & (held - base)  # words no other concept has

@@ -78,7 +78,7 @@ def test_deploy_trigger_build_then_resume_one_broken_partition(worker, tmp_path)
 
     with get_client(sync_client=True) as client:
         names = {d.name for d in client.read_deployments()}
-    assert {"build-offline", "resume", "resume-latest", "evaluate-checkpoint", "train", "compare-models"} <= names
+    assert {"build-offline", "resume", "resume-latest", "evaluate-checkpoint", "train", "compare-models", "ladder"} <= names
     assert "build-paper-scale" not in names  # only with --kubernetes
 
     root = str(tmp_path / "runs")

@@ -39,14 +39,14 @@ def test_the_offline_run_learns_and_shuffled_pairs_fall_to_chance(offline_run, t
     assert min(real["retrieval/image_to_text_R@5"], real["retrieval/text_to_image_R@5"]) >= 3 * chance_r5, real
     assert real["last_epoch_loss"] <= 0.6 * math.log(run.config.train.global_batch_size), real
 
-    tar_bytes = shards._tar_bytes
+    tar_bytes = shards.tar_bytes
 
     def shuffled(shard: int, rows: list[dict], per_shard: int) -> bytes:
         captions = [row["caption"] for row in rows]
         random.Random(shard).shuffle(captions)
         return tar_bytes(shard, [{**row, "caption": c} for row, c in zip(rows, captions)], per_shard)
 
-    monkeypatch.setattr(shards, "_tar_bytes", shuffled)  # export runs in this process (shards.num_tasks 1)
+    monkeypatch.setattr(shards, "tar_bytes", shuffled)  # export runs in this process (shards.num_tasks 1)
     config = tmp_path / "shuffled.yaml"  # another export layout: a fork that shares every stage before it
     config.write_text((REPO / "configs" / "offline.yaml").read_text()
                       .replace("samples_per_shard: 128", "samples_per_shard: 100"))

@@ -88,10 +88,42 @@ def split_of(seed: int, sample_id: str, eval_fraction: float) -> str:
     return "eval" if unit_draw(seed, "split", sample_id) < eval_fraction else "train"
 
 
-def held_out_concepts(seed: int, concept_ids: list[str], count: int) -> set[str]:
-    """The ``count`` concepts kept out of training on purpose (the lowest seeded draws): captions
-    written for them or matching them go to the ``holdout`` split, to measure out-of-bank
-    generalisation."""
-    if count <= 0:
-        return set()
-    return set(sorted(concept_ids, key=lambda cid: (unit_draw(seed, "holdout", cid), cid))[:count])
+def held_out_concepts(seed: int, concepts: list[tuple[str, str]], count: int, composed: int = 0) -> set[str]:
+    """The concepts kept out of training on purpose, from (id, name) pairs: the ``count`` lowest
+    seeded draws, then ``composed`` more whose every word is a word of a concept that still trains
+    (so the report can ask whether a model composes what it learned). Captions written for them
+    or matching them go to the ``holdout`` split, to measure out-of-bank generalisation."""
+    order = sorted(concepts, key=lambda c: (unit_draw(seed, "holdout", c[0]), c[0]))
+    held = {cid for cid, _ in order[:max(count, 0)]}
+    if composed > 0:
+        held |= _composed(order[max(count, 0):], held, composed)
+    return held
+
+
+def concept_words(concept: str) -> set[str]:
+    """A concept name's words, as the composition test counts them (lower case, letters and digits)."""
+    import re
+
+    return set(re.findall(r"[a-z0-9]+", concept.lower()))
+
+
+def _composed(candidates: list[tuple[str, str]], held: set[str], count: int) -> set[str]:
+    """Up to ``count`` of ``candidates`` (in their order) whose words all stay in trained concepts,
+    each pick checked against the concepts left to train once it is held out too."""
+    words = {cid: concept_words(name) for cid, name in candidates}
+    support: dict[str, int] = {}  # word -> trained concepts having it
+    for cid, _ in candidates:
+        for word in words[cid]:
+            support[word] = support.get(word, 0) + 1
+    picked: set[str] = set()
+    for cid, _ in candidates:
+        if len(picked) == count:
+            break
+        mine = words[cid]
+        # every word of it in another trained concept, and no earlier pick left without a word
+        if mine and all(support[w] > 1 for w in mine) and all(
+                support[w] - (w in mine) > 0 for p in picked for w in words[p]):
+            picked.add(cid)
+            for word in mine:
+                support[word] -= 1
+    return picked

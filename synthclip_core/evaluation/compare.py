@@ -9,6 +9,9 @@ summary.
 
 from __future__ import annotations
 
+from .mistakes import mistakes
+from .mistakes import render as render_mistakes
+
 NO_PROVENANCE = {"trained_on": "", "started_from": ""}  # a checkpoint from elsewhere
 # What any two runs differ in without being different experiments: names, roots, pinned inputs.
 _NOT_A_DIFFERENCE = ("name", "root", "fingerprint_scheme", "concepts.sha256", "captions.commit", "images.commit")
@@ -50,7 +53,7 @@ def comparison(entries: dict[str, tuple[str, dict]], reports: dict[str, dict]) -
                 columns.append(column)
             row[column] = r["value"]
         rows.append(row)
-    return {"columns": columns, "rows": rows, "reports": reports}
+    return {"columns": columns, "rows": rows, "reports": reports, "mistakes": mistakes(reports)}
 
 
 def render_comparison(table: dict, title: str = "Models side by side") -> str:
@@ -62,4 +65,13 @@ def render_comparison(table: dict, title: str = "Models side by side") -> str:
         differs = [row.get("differs", "")] if runs else []
         lines.append("| " + " | ".join([row["model"], *differs, row["started_from"] or "", row["trained_on"] or "", *values]) + " |")
     lines += ["", "Every model evaluated on the same data; checkpoints and their sha256 in `comparison.json`."]
-    return "\n".join(lines) + "\n"
+    for dataset in table.get("mistakes", {}):
+        lines += ["", f"![confusions on {dataset}]({mistakes_picture(dataset)})"]
+    return "\n".join(lines) + "\n" + render_mistakes(table.get("mistakes", {}))
+
+
+def mistakes_picture(dataset: str) -> str:
+    """The file of a dataset's confusions picture beside the comparison."""
+    import re
+
+    return "mistakes-" + re.sub(r"[^A-Za-z0-9._-]+", "-", dataset).strip("-") + ".png"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from ..config import Section, operational
-from ..ids import NAME_PATTERN
+from ..config import Section, operational, when_set
+from ..ids import NAME_PATTERN, RUN_ID_RULE, is_run_id
 
 
 class EvalDataset(Section):
@@ -27,3 +27,16 @@ class EvalConfig(Section):
     batch_size: int = operational(64, ge=1, description="Evaluation batch size.")
     num_gpus: float = operational(0, ge=0, description="GPUs for the evaluation task (on a cluster; 0 on the CPU).")
     datasets: list[EvalDataset] = Field(default_factory=list, description="External benchmarks evaluated after training.")
+    held_out_of: str | None = when_set(
+        None, description="A training job's: also evaluate on the held-out split of this synthetic run ('run:RUN_ID', same "
+                          "root), as that run's own eval does (how a ladder measures every rung on the same data).")
+    held_out_images: list[str] = when_set(
+        default_factory=list, description="With held_out_of: read only these image partitions of that run (an early "
+                                          "ladder's, measured while the run still renders; default: all of them).")
+
+    @field_validator("held_out_of")
+    @classmethod
+    def _a_run(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("run:") and is_run_id(value[4:])):
+            raise ValueError(f"{value!r}: name a synthetic run as run:RUN_ID, the id {RUN_ID_RULE}")
+        return value

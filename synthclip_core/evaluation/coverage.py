@@ -10,8 +10,8 @@ concept's words appear in concepts that were trained on ("tiger shark" after "gr
 from __future__ import annotations
 
 import math
-import re
 
+from ..curation.balancing import concept_words as words
 from ..pictures import figure_png, pyplot
 
 
@@ -27,10 +27,6 @@ def concept_rows(concepts: list[tuple[str, str]], train_counts: dict[str, int], 
              "eval_images": len(hits[cid]), "top1": sum(hits[cid]) / len(hits[cid]), "held_out": cid in held_out,
              "words_trained": len(words(name) & trained_words) / max(len(words(name)), 1)}
             for cid, name in concepts if cid in hits]
-
-
-def words(concept: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", concept.lower()))
 
 
 def summary(rows: list[dict]) -> dict[str, float]:

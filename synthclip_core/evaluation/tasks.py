@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import mistakes
 from .datasets import CaptionedImages, DatasetError, LabelledImages
 from .features import encode_images, encode_texts, top_classes
 from .metrics import linear_probe, per_class_accuracy, retrieval_recall, topk_hits
@@ -53,8 +54,11 @@ def zeroshot_on(m: EvalModel, name: str, feats, kept: list[int], labels: list[in
     metrics["chance_top1"] = 1 / len(classnames)
     per_class = dict(zip(classnames, per_class_accuracy(top[:, 0], labels, len(classnames))))
     correct = (top[:, 0] == labels).tolist()
+    truth, guesses = labels.tolist(), top[:, 0].tolist()
     return TaskResult(name, "zeroshot", metrics, len(kept), list(skipped), per_class,
-                      {"classes": len(classnames), "templates": len(templates)}, correct, kept)
+                      {"classes": len(classnames), "templates": len(templates),
+                       "class_counts": mistakes.class_counts(truth, guesses, classnames),
+                       "confusions": mistakes.confusions(truth, guesses, classnames)}, correct, kept)
 
 
 def retrieval(m: EvalModel, data: CaptionedImages, batch_size: int = 64) -> TaskResult:

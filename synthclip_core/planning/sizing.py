@@ -57,7 +57,7 @@ def train_share(cfg, concepts: int | None = None) -> float:
     """The share of balanced rows that train: the held-out concepts' rows leave first (their share of
     the ``concepts`` in the bank), then ``eval_fraction`` of the rest."""
     count = concepts or cfg.concepts.limit
-    held = min(cfg.balanced.holdout_concepts / count, 1.0) if count else 0.0
+    held = min(cfg.balanced.held_out_count / count, 1.0) if count else 0.0
     return (1 - held) * (1 - cfg.balanced.eval_fraction)
 
 
@@ -115,7 +115,7 @@ def sized(cfg, bank_size: int | None = None, rates: Rates | None = None):
     bank_size = bank_concepts(cfg) if bank_size is None else bank_size
     rates = rates or load_rates(cfg.rates)
     concepts, per_concept = counts_for(target, bank_size, rates.pairs_per_caption(cfg), cfg.concepts.limit,
-                                       cfg.balanced.holdout_concepts)
+                                       cfg.balanced.held_out_count)
     return cfg.model_copy(update={"concepts": cfg.concepts.model_copy(update={"limit": concepts}),
                                   "captions": cfg.captions.model_copy(update={"per_concept": per_concept})})
 

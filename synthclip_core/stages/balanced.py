@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from ..compute.resources import PoolSpec
-from ..config import Section, operational
+from ..config import Section, operational, when_set
 from ..curation.balancing import (
     ConceptMatcher,
     expected_counts,
@@ -60,6 +60,12 @@ class BalancedConfig(Section):
     eval_fraction: float = Field(0.05, ge=0, lt=1, description="Share of samples held out for evaluation (by hash of the sample id).")
     holdout_concepts: int = Field(0, ge=0, description="Concepts kept out of training on purpose (split 'holdout': "
                                   "captions written for or matching them); evaluation measures out-of-bank accuracy on them.")
+    holdout_composed: int = when_set(0, ge=0, description="More concepts kept out of training, each made only of words of "
+                                     "concepts that train (seeded draws): the report's composition row measures them.")
+
+    @property
+    def held_out_count(self) -> int:
+        return self.holdout_concepts + self.holdout_composed
 
 
 def plan(run: RunView) -> list[str]:
@@ -76,8 +82,9 @@ def make(ctx: StageContext) -> StageSummary:
     cfg, seed = ctx.config.balanced, ctx.config.seed
     parts = _caption_parts(ctx.run)
     match_pool, sample_pool = workers(ctx.config)
-    held_out = held_out_concepts(seed, read_concepts(ctx.store, parts).column("concept_id").to_pylist(),
-                                 cfg.holdout_concepts) if cfg.holdout_concepts else set()
+    concepts = read_concepts(ctx.store, parts)
+    held_out = held_out_concepts(seed, list(zip(concepts.column("concept_id").to_pylist(), concepts.column("concept").to_pylist())),
+                                 cfg.holdout_concepts, cfg.holdout_composed)
     settings = {"concept_parts": parts, "case_sensitive": cfg.case_sensitive, "seed": seed,
                 "eval_fraction": cfg.eval_fraction, "threshold": cfg.threshold, "held_out": sorted(held_out)}
 

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from ..compute.resources import PoolSpec
 from ..curation import closed_loop
 from ..curation.balancing import held_out_concepts
-from ..evaluation import coverage
+from ..evaluation import coverage, predictions
 from ..evaluation.config import EvalConfig
 from ..evaluation.report import build_report, render_markdown
 from ..storage.schemas import table_from_rows, to_parquet_bytes
@@ -48,14 +48,16 @@ MAX_PROMPTS = 200_000  # zero-shot over a huge concept bank uses one template pe
 def make(ctx: StageContext) -> StageSummary:
     run, cfg = ctx.run, ctx.config.eval
     held_out_split = run.has("images")
-    if not held_out_split and not cfg.datasets:
+    other = held_out_source(run)
+    if not held_out_split and other is None and not cfg.datasets:
         return StageSummary(NAME, notes={"skipped": "eval.datasets is empty: nothing to evaluate"})
     started = time.time()
     trained = run.require("train").notes
     checkpoint, arch = trained["checkpoint"], trained["arch"]
-    parts = held_out_parts(run) if held_out_split else {}
-    holdout = run.config.balanced.holdout_concepts if held_out_split else 0
-    call = (run.ref.as_dict(), cfg.model_dump(), run.config.seed, holdout, arch, checkpoint, parts)
+    held = [held_out_call(run, HELDOUT)] if held_out_split else []
+    if other is not None:
+        held.append(held_out_call(other, f"heldout:{other_id(cfg)}", cfg.held_out_images or None))
+    call = (run.ref.as_dict(), cfg.model_dump(), arch, checkpoint, held)
     out = next(ctx.run_tasks(workers(run.config)[0], evaluate_run, [call]))
     ckpt_ref = ctx.input_ref("train", checkpoint)
     rows = out["coverage"]
@@ -74,6 +76,10 @@ def make(ctx: StageContext) -> StageSummary:
                  f"(training captions): {failed or 'none'}."]
         if run.has("topup"):
             notes.append(closed_loop.report_table(run.require("topup").notes))
+        if said := predictions.recorded(run.store):  # an early ladder's verdicts: predicted against measured
+            measured = {f"{r['task']}/{r['metric']}": r["value"] for r in report["results"] if r["dataset"] == HELDOUT}
+            report["predictions"] = predictions.against_measured(said, measured)
+            notes.append(predictions.note(report["predictions"]))
         if unsafe := run.require("concepts").notes.get("unsafe"):
             listed = "; ".join(f"{u['concept']} ({u['reason']})" for u in unsafe["examples"][:20])
             notes.append(f"Concept safety: {unsafe['dropped']} concepts dropped as unsafe before captioning "
@@ -102,10 +108,33 @@ def _results(dicts: list[dict]):
     return [TaskResult(**d) for d in dicts]
 
 
-def evaluate_run(ref: dict, eval_config: dict, seed: int, holdout_concepts: int, arch: str, checkpoint: str,
-                 parts: dict[str, list[str]]) -> dict:
-    """Runs in a Ray task: load the checkpoint through open_clip and score the run's held-out data
-    (when ``parts`` names the run's concept, balanced and image partitions) and the benchmarks."""
+def held_out_source(run: RunView) -> RunView | None:
+    """The synthetic run a training job's ``eval.held_out_of`` names, its images rendered."""
+    if run.has("images") or not (name := getattr(run.config.eval, "held_out_of", None)):
+        return None
+    other = run.sibling(name[4:])
+    if not run.config.eval.held_out_images:
+        other.require("images")
+    return other
+
+
+def other_id(cfg: EvalConfig) -> str:
+    return (cfg.held_out_of or "")[4:]
+
+
+def held_out_call(source: RunView, name: str, images: list[str] | None = None) -> dict:
+    """What the evaluation task needs to read ``source``'s held-out split (of ``images`` only, where
+    given), reported as ``name`` (with concept coverage only for a run's own split: it sets
+    accuracy against its training captions)."""
+    parts = held_out_parts(source, images)
+    return {"ref": source.ref.as_dict(), "parts": parts, "seed": source.config.seed,
+            "holdout": [source.config.balanced.holdout_concepts, source.config.balanced.holdout_composed], "name": name,
+            "coverage": name == HELDOUT}
+
+
+def evaluate_run(ref: dict, eval_config: dict, arch: str, checkpoint: str, held: list[dict]) -> dict:
+    """Runs in a Ray task: load the checkpoint through open_clip and score each held-out split in
+    ``held`` (the run's own, or the run a training job names) and the benchmarks."""
     import torch
 
     from ..evaluation.benchmarks import evaluate_dataset
@@ -113,15 +142,21 @@ def evaluate_run(ref: dict, eval_config: dict, seed: int, holdout_concepts: int,
 
     torch.set_num_threads(1 if not torch.cuda.is_available() else torch.get_num_threads())
     cfg = EvalConfig.model_validate(eval_config)
-    store = RunRef(**ref).store()
-    model = load_eval_model(store.uri("train", checkpoint), arch=arch)
-    results, rows = _held_out(model, store, cfg, seed, holdout_concepts, parts) if parts else ([], [])
+    model = load_eval_model(RunRef(**ref).store().uri("train", checkpoint), arch=arch)
+    results, rows = [], []
+    for split in held:
+        found, coverage_rows = _held_out(model, RunRef(**split["ref"]).store(), cfg, split["seed"], split["holdout"],
+                                         split["parts"])
+        for result in found:
+            result.dataset = split["name"]
+        results += found
+        rows += coverage_rows if split["coverage"] else []
     for ds in cfg.datasets:
         results.append(evaluate_dataset(model, ds, cfg.templates, cfg.batch_size))
     return {"results": [{**asdict(r), "correct": [], "kept": []} for r in results], "coverage": rows}
 
 
-def _held_out(model, store, cfg, seed: int, holdout_concepts: int, parts: dict[str, list[str]]) -> tuple[list, list[dict]]:
+def _held_out(model, store, cfg, seed: int, holdout: tuple[int, int], parts: dict[str, list[str]]) -> tuple[list, list[dict]]:
     """Zero-shot over the run's concepts and retrieval on the held-out split, and concept coverage.
 
     Partition by partition, only the held-out rows' row groups are read and their images encoded
@@ -158,7 +193,7 @@ def _held_out(model, store, cfg, seed: int, holdout_concepts: int, parts: dict[s
     zs = zeroshot_on(model, HELDOUT, feats, kept, [index[c] for c in concept_of], names, templates, cfg.batch_size, skipped)
     zs.per_class = {}  # per concept: in coverage.parquet instead
     rows = coverage.concept_rows(list(zip(ids, names)), _train_counts(store, parts), concept_of, zs.correct,
-                                 held_out_concepts(seed, ids, holdout_concepts))
+                                 held_out_concepts(seed, list(zip(ids, names)), *holdout))
     return [zs, retrieval_on(model, HELDOUT, feats, kept, captions, cfg.batch_size, skipped)], rows
 
 
@@ -180,10 +215,13 @@ def held_out_rows(store, image_parts: list[str]) -> Iterator[pa.Table]:
             yield rows
 
 
-def held_out_parts(run: RunView) -> dict[str, list[str]]:
-    """The partitions of the stages a run's held-out split is read from (its concepts, captions, images)."""
-    return {stage: data_parts(run.require(stage).outputs) for stage in ("concepts", "balanced", "topup", "images")
-            if run.has(stage)}
+def held_out_parts(run: RunView, images: list[str] | None = None) -> dict[str, list[str]]:
+    """The partitions of the stages a run's held-out split is read from (its concepts, captions,
+    images: all of them, or the image partitions named)."""
+    parts = {stage: data_parts(run.require(stage).outputs) for stage in ("concepts", "balanced", "topup")
+             if run.has(stage)}
+    parts["images"] = list(images) if images is not None else data_parts(run.require("images").outputs)
+    return parts
 
 
 def held_out_results(model, run: RunView, name: str) -> list:
@@ -191,7 +229,8 @@ def held_out_results(model, run: RunView, name: str) -> list:
     held-out split, as its own eval stage measures them, under the dataset name ``name``: how
     ``synthclip compare`` puts runs of several text-to-image models or settings on the same data."""
     parts = held_out_parts(run)
-    results, _ = _held_out(model, run.store, run.config.eval, run.config.seed, run.config.balanced.holdout_concepts, parts)
+    b = run.config.balanced
+    results, _ = _held_out(model, run.store, run.config.eval, run.config.seed, (b.holdout_concepts, b.holdout_composed), parts)
     for result in results:
         result.dataset = name
     return results

@@ -176,7 +176,7 @@ def write_group(work: dict, group: list[tuple[ShardPlan, list[dict]]]) -> int:
             rows += cached[1].slice(first, count).to_pylist()
         # a shard's record names the partitions its samples come from, not all of them
         base = lineage(work["fingerprint"], VERSION, inputs, work["started"], len(rows))
-        store.commit(NAME, shard_name(plan.index), _tar_bytes(plan.index, rows, per_shard), base)
+        store.commit(NAME, shard_name(plan.index), tar_bytes(plan.index, rows, per_shard), base)
         store.commit(NAME, metadata_name(plan.index), _metadata_bytes(plan.index, rows, per_shard), base)
         stats = {"count": len(rows), "successes": len(rows), "failed_to_render": 0,
                  "first_key": sample_key(plan.index, 0, per_shard), "last_key": sample_key(plan.index, len(rows) - 1, per_shard)}
@@ -189,7 +189,7 @@ def sample_key(shard: int, index: int, per_shard: int) -> str:
     return f"{shard:05d}{index:0{len(str(max(per_shard - 1, 1)))}d}"
 
 
-def _tar_bytes(shard: int, rows: list[dict], per_shard: int) -> bytes:
+def tar_bytes(shard: int, rows: list[dict], per_shard: int) -> bytes:
     handle = io.BytesIO()
     with wds.TarWriter(handle, mtime=0.0) as writer:
         for index, row in enumerate(rows):

@@ -108,7 +108,8 @@ def _start(ctx: StageContext) -> Loop:
     balanced = ctx.run.require("balanced")
     stats = read_table(store, "balanced", "stats.parquet", "balanced_stats")
     ids = stats.column("concept_id").to_pylist()
-    held = held_out_concepts(cfg.seed, ids, cfg.balanced.holdout_concepts)
+    held = held_out_concepts(cfg.seed, list(zip(ids, stats.column("concept").to_pylist())), cfg.balanced.holdout_concepts,
+                             cfg.balanced.holdout_composed)
     seen: set[int] = set()
     for part in data_parts(balanced.outputs):
         seen.update(text_hash(t) for t in read_table(store, "balanced", part).column("caption").to_pylist())
