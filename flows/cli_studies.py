@@ -97,6 +97,28 @@ def _print_study(ladder, result: dict) -> None:
     console.print(f"study: {result['report']}", soft_wrap=True)
 
 
+@ladder_app.command("status")
+def status(
+    ladder_id: str = typer.Argument(..., help="The ladder (its id is printed when it starts)."),
+    root: Optional[str] = RootOption,
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Each rung's state, and where the study is once it is written."""
+    with handled(debug):
+        from synthclip_core.runs.lifecycle import default_root
+        from synthclip_core.studies.ladder import REPORT, STUDY, load_ladder
+
+        ladder = load_ladder(ladder_id, root or default_root())
+        view = Table(title=f"ladder {ladder.ladder_id} on run {ladder.spec.run_id}")
+        for column in ("source", "pairs", "state", "job"):
+            view.add_column(column)
+        for row in ladder.status():
+            view.add_row(row["source"], str(row["pairs"]), row["state"], row["job_id"])
+        Console(width=max(140, Console().width)).print(view)
+        written = ladder.committed_study() is not None
+        console.print(f"study: {ladder.store.uri(STUDY, REPORT) if written else 'not written yet'}", soft_wrap=True)
+
+
 @ladder_app.command("fit")
 def fit_points(
     points: str = typer.Argument(..., help="A CSV with the columns pairs,value (any fsspec URI)."),

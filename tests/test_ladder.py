@@ -42,7 +42,9 @@ def test_a_source_set_against_the_run_climbs_the_sizes_it_holds():
     ladder = rungs(spec, "ladder-r-x", "/tmp/root")
     assert [(r.source, r.pairs) for r in ladder] == [(SYNTHETIC, 50), (SYNTHETIC, 100), (SYNTHETIC, 200), (SYNTHETIC, 400),
                                                      ("real", 50), ("real", 100)]
-    assert ladder[-1].job_id == "ladder-r-x.real.100"
+    assert ladder[-1].job_id.startswith("rung-r-real-100-")
+    again = rungs(_spec(), "ladder-other", "/tmp/root")  # a ladder without the other source shares its rungs
+    assert [r.job_id for r in again] == [r.job_id for r in ladder if r.source == SYNTHETIC]
 
 
 @pytest.mark.parametrize("fractions, message", [((0.0, 0.5), "each must be in \\(0, 1\\], got 0"),
@@ -63,19 +65,52 @@ def test_the_spec_names_the_ladder_so_the_same_command_continues_it():
 # --- on the offline run: a ladder killed while it trains, finished by the same command -----------
 
 
-def _ladder_ids(root: str) -> list[str]:
-    from pathlib import Path
-
-    return sorted(p.name for p in Path(root).iterdir() if p.name.startswith("ladder-") and "." not in p.name)
+def _rung_jobs(root: str, run_id: str) -> list[str]:
+    return sorted(p.name for p in Path(root).iterdir() if p.name.startswith(f"rung-{run_id}-"))
 
 
 def _evaluated(root: str, job_id: str) -> bool:
-    from pathlib import Path
-
     return (Path(root) / job_id / "_complete" / "eval.json").exists()
 
 
-def test_a_ladder_killed_while_it_trains_finishes_with_every_rung_trained_once(offline_run):
+def test_a_small_ladder_writes_its_study_and_the_same_command_trains_nothing_again(offline_run):
+    from commands import synthclip
+
+    from synthclip_core.storage.store import RunRef
+    from synthclip_core.studies.ladder import FIT, STUDY
+
+    run, _ = offline_run
+    root = run.ref.root
+    args = ("ladder", run.ref.run_id, "--root", root, "--fractions", "0.125,0.25,0.5")
+    first = synthclip(*args, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "3 rungs, 3 to train" in first.stderr and "study:" in first.stderr, first.stderr[-2000:]
+    jobs = _rung_jobs(root, run.ref.run_id)
+    records = {job: RunRef(root, job).store().record("train", "summary.json") for job in jobs}
+    (ladder_id,) = {p.name for p in Path(root).iterdir() if p.name.startswith("ladder-")}
+    store = RunRef(root, ladder_id).store()
+    fit = json.loads(store.read_bytes(STUDY, FIT))
+    metric = next(m for m in fit["metrics"] if m.startswith("heldout:") and m.endswith("/zeroshot/top1"))
+    assert [p for p, _ in fit["metrics"][metric]["points"]["synthetic"]] == sorted(
+        int(job.split("-")[-2]) for job in jobs)
+    (said,) = fit["verdicts"]
+    assert said["interval"][0] <= said["predicted"] <= said["interval"][1]
+    record = store.record(STUDY, FIT)  # the study names every rung's report and checkpoint
+    assert {i["run_id"] for i in record["inputs"]} == set(jobs)
+    assert (Path(root) / ladder_id / STUDY / "report.md").read_text().count("![") >= len(fit["metrics"])
+
+    status = synthclip("ladder", "status", ladder_id, "--root", root)
+    assert status.returncode == 0 and status.stdout.count("evaluated") == 3 and "report.md" in status.stderr, status
+
+    again = synthclip(*args, timeout=600)
+    assert again.returncode == 0 and "3 rungs, 0 to train" in again.stderr, again.stderr[-2000:]
+    assert {job: RunRef(root, job).store().record("train", "summary.json") for job in jobs} == records
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_a_ladder_killed_while_it_trains_finishes_with_every_rung_trained_once(offline_run, tmp_path):
+    import shutil
     import time
 
     from commands import synthclip
@@ -85,24 +120,24 @@ def test_a_ladder_killed_while_it_trains_finishes_with_every_rung_trained_once(o
     from synthclip_core.studies.ladder import FIT, STUDY
 
     run, _ = offline_run
-    root = run.ref.root
-    args = ("ladder", run.ref.run_id, "--root", root, "--parallel", "1")
+    root = str(tmp_path / "root")  # a copy of the run: no rung of another test's ladder is there
+    shutil.copytree(Path(run.ref.root) / run.ref.run_id, Path(root) / run.ref.run_id)
+    args = ("ladder", run.ref.run_id, "--root", root, "--parallel", "1", "--ladder-id", "killed")
     first = started(*args)
     deadline = time.time() + 600
     while time.time() < deadline and first.poll() is None:  # kill it once its first rung is evaluated
-        ids = _ladder_ids(root)
-        if ids and _evaluated(root, f"{ids[0]}.synthetic.{round(0.125 * run_pairs_of(run))}"):
+        if any(_evaluated(root, job) for job in _rung_jobs(root, run.ref.run_id)):
             break
         time.sleep(1)
     assert first.poll() is None, first.stdout.read()[-3000:]
     _kill_session(first.pid)
     first.wait(30)
-    (ladder_id,) = _ladder_ids(root)
-    finished = {job: RunRef(root, job).store().record("train", "summary.json") for job in _rung_jobs(root, ladder_id)
+    finished = {job: RunRef(root, job).store().record("train", "summary.json") for job in _rung_jobs(root, run.ref.run_id)
                 if _evaluated(root, job)}
     assert finished, "the first rung was evaluated before the kill"
+    ladder_id = "killed"
 
-    second = synthclip(*args, timeout=900)
+    second = synthclip(*args, timeout=1500)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"4 rungs, {4 - len(finished)} to train" in second.stderr, second.stderr[-2000:]
     for job, record in finished.items():  # read, never trained again
@@ -118,18 +153,6 @@ def test_a_ladder_killed_while_it_trains_finishes_with_every_rung_trained_once(o
           f"({test['interval'][0]:.4f} to {test['interval'][1]:.4f}), measured {test['measured']:.4f}")
     report = store.read_bytes(STUDY, "report.md").decode()
     assert "The largest rung" in report and "most frequent confusions" in report
-
-
-def run_pairs_of(run) -> int:
-    from synthclip_core.studies.ladder import run_pairs
-
-    return run_pairs(run)
-
-
-def _rung_jobs(root: str, ladder_id: str) -> list[str]:
-    from pathlib import Path
-
-    return sorted(p.name for p in Path(root).iterdir() if p.name.startswith(ladder_id + "."))
 
 
 def test_bad_ladder_input_is_one_line_each(offline_run, tmp_path):
@@ -160,6 +183,8 @@ def test_bad_ladder_input_is_one_line_each(offline_run, tmp_path):
 # --- an early verdict: a run stopped part-way through its images, then finished ------------------
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_an_early_verdict_on_a_run_still_rendering_is_set_against_what_the_finished_run_measures(offline_run, tmp_path):
     import shutil
 
@@ -182,7 +207,7 @@ def test_an_early_verdict_on_a_run_still_rendering_is_set_against_what_the_finis
         shutil.rmtree(root / run.ref.run_id / stage, ignore_errors=True)
         shutil.rmtree(root / run.ref.run_id / "_commits" / stage, ignore_errors=True)
 
-    early = synthclip("ladder", run.ref.run_id, "--root", str(root), "--fractions", "0.25,0.5,1", timeout=900)
+    early = synthclip("ladder", run.ref.run_id, "--root", str(root), "--fractions", "0.25,0.5,1", timeout=1500)
     assert early.returncode == 0, early.stderr[-3000:]
     (said,) = [json.loads(store.read_bytes(PREDICTIONS, o)) for o in store.committed(PREDICTIONS)]
     assert said["from_pairs"] < said["pairs"] and said["metric"] == "zeroshot/top1"

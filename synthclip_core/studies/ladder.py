@@ -5,8 +5,9 @@ A ladder lives under the root beside runs, as ``ROOT/LADDER_ID``: ``study/ladder
 is: the run, its pairs, the fractions, the recipe, the sources it is set against) is its first
 commit, and ``study/points.json``, ``fit.json``, ``report.md`` and ``<metric>.png`` its last,
 each record naming the rungs' evaluation reports and checkpoints it was made from. Its rungs are
-ordinary training jobs under the same root (``LADDER_ID.SOURCE.PAIRS``), so each trains, resumes
-and is evaluated like any job; a rung already finished is read, never trained again.
+ordinary training jobs under the same root (``rung-RUN-SOURCE-PAIRS-HASH``, the hash of what it trains
+on and how), so each trains, resumes and is evaluated like any job, and a rung already finished, by
+this ladder or another, is read, never trained again.
 
 Every rung draws its pairs as a source ``limit`` of the same name and seed, and a limit keeps the
 first pairs of one seeded order (``training/layout.subset``), so each rung's pairs hold the
@@ -132,6 +133,16 @@ def open_ladder(run_id: str, root: str, fractions: tuple[float, ...] = DEFAULT_F
     return ladder
 
 
+def load_ladder(ladder_id: str, root: str) -> "Ladder":
+    """A ladder as stored under ``root`` (its ``ladder.json``), to read its status or study."""
+    store = RunRef(root, check_run_id(ladder_id)).store()
+    try:
+        spec = LadderSpec.model_validate_json(store.read_bytes(STUDY, SPEC))
+    except FileNotFoundError:
+        raise ConfigError(f"no ladder {ladder_id} under {root}") from None
+    return Ladder(spec, root, ladder_id)
+
+
 def source_pairs(run: Run, name: str, uri: str) -> int:
     """The pairs a source set against the run holds (another run's shards, or webdataset tars)."""
     from ..training.sources import tar_source
@@ -172,9 +183,12 @@ def rungs(spec: LadderSpec, ladder_id: str, root: str) -> list[Rung]:
     out = []
     for source, uri in sources.items():
         for pairs in [n for n in sizes if n <= spec.against_pairs.get(source, spec.pairs)]:
-            job_id = f"{ladder_id}.{source}.{pairs}"
             train = TrainConfig.model_validate({**spec.train, "sources": [{"name": source, "uri": uri, "limit": pairs}]})
             measured = EvalConfig.model_validate({**spec.eval, **held_out})  # the same data for every rung
+            # named by what it trains on and how, so ladders that share a rung (one with --against
+            # added, say) share its job and never train it twice
+            same = stable_hash({"seed": spec.seed, "train": train.model_dump(mode="json"), "eval": measured.model_dump(mode="json")})
+            job_id = f"rung-{spec.run_id}-{source}-{pairs}-{same[:8]}"
             cfg = JobConfig(name=job_id, seed=spec.seed, root=root, train=train, eval=measured)
             out.append(Rung(source, pairs / spec.pairs, pairs, job_id, cfg))
     return out
@@ -208,6 +222,25 @@ class Ladder:
             return None
         return job if job.completion("eval") is not None else None
 
+    def status(self) -> list[dict]:
+        """Each rung: its job, size and state (evaluated, trained, training from a checkpoint, not started)."""
+        out = []
+        for rung in self.rungs:
+            try:
+                job = load_run(RunRef(self.root, rung.job_id))
+            except Exception:  # noqa: BLE001 (not made yet)
+                job = None
+            if job is None:
+                state = "not started"
+            elif job.completion("eval") is not None:
+                state = "evaluated"
+            elif job.completion("train") is not None:
+                state = "trained, not evaluated"
+            else:
+                state = f"training ({len(job.store.committed('train'))} outputs committed)"
+            out.append({"source": rung.source, "pairs": rung.pairs, "job_id": rung.job_id, "state": state})
+        return out
+
     def pending(self) -> list[Rung]:
         return [r for r in self.rungs if self.finished(r) is None]
 
@@ -219,8 +252,10 @@ class Ladder:
             raise ConfigError(f"rung {rung.job_id} is not trained and evaluated yet")
         done = job.require("eval")
         trained = job.require("train")
+        report = json.loads(job.store.read_bytes("eval", "report.json"))
         return {"source": rung.source, "fraction": rung.fraction, "pairs": rung.pairs, "job_id": rung.job_id,
                 "metrics": {k: v for k, v in done.notes.items() if isinstance(v, (int, float))},
+                "samples": {f"{r['dataset']}/{r['task']}/{r['metric']}": r["samples"] for r in report["results"]},
                 "inputs": [{**input_ref(job.store, "eval", "report.json"), "run_id": rung.job_id},
                            {**input_ref(job.store, "train", trained.notes["checkpoint"]), "run_id": rung.job_id}]}
 
@@ -289,9 +324,10 @@ def study(spec: LadderSpec, points: list[dict]) -> dict:
         curves, entry = {}, {"curves": {}, "points": {}}
         for source in [SYNTHETIC, *spec.against]:
             mine = [(p["pairs"], p["metrics"][metric]) for p in points if p["source"] == source]
+            counts = [p.get("samples", {}).get(metric, 0) for p in points if p["source"] == source]
             entry["points"][source] = mine
             try:
-                curves[source] = scaling.fit_curve(mine)
+                curves[source] = scaling.fit_curve(mine, noise_sd=scaling.binomial_sd(mine, counts))
                 entry["curves"][source] = curves[source].to_dict()
             except ConfigError as exc:
                 entry["curves"][source] = {"error": str(exc)}
@@ -324,8 +360,7 @@ def verdict(fit: dict, metric: str, pairs: int, target: float | None = None) -> 
     entry = fit["metrics"].get(metric, {}).get("curves", {}).get(SYNTHETIC, {})
     if "form" not in entry:
         return {"metric": metric, "pairs": pairs, "error": entry.get("error", f"{metric} was not measured on every rung")}
-    curve = scaling.Curve(entry["form"], entry["params"], entry["loo_rmse"], entry["residual_sd"],
-                          tuple(tuple(p) for p in entry["points"]), entry["alternatives"])
+    curve = ladder_report.curve_of(entry)
     lo, hi = curve.interval_at(pairs)
     out = {"metric": metric, "pairs": pairs, "predicted": curve.value_at(pairs), "interval": [lo, hi],
            "form": curve.form, "formula": curve.describe()}
@@ -352,7 +387,8 @@ def back_test(fit: dict, metric: str) -> dict | None:
     if len(points) < 4:
         return None
     *smaller, (pairs, measured) = points
-    curve = scaling.fit_curve(smaller)
+    noise = fit["metrics"][metric]["curves"][SYNTHETIC].get("noise_sd", 0.0)
+    curve = scaling.fit_curve(smaller, noise_sd=noise)
     lo, hi = curve.interval_at(pairs)
     return {"metric": metric, "pairs": pairs, "from_pairs": [p for p, _ in smaller], "predicted": curve.value_at(pairs),
             "interval": [lo, hi], "measured": measured, "error": measured - curve.value_at(pairs), "form": curve.form}

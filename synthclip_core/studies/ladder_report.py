@@ -22,7 +22,7 @@ def curve_of(entry: dict) -> scaling.Curve | None:
     if "form" not in entry:
         return None
     return scaling.Curve(entry["form"], entry["params"], entry["loo_rmse"], entry["residual_sd"],
-                         tuple(tuple(p) for p in entry["points"]), entry["alternatives"])
+                         tuple(tuple(p) for p in entry["points"]), entry["alternatives"], entry.get("noise_sd", 0.0))
 
 
 def ladder_png(metric: str, entry: dict, full_pairs: int) -> bytes:

@@ -1,11 +1,13 @@
 """How a metric grows with training pairs: a curve fitted to (pairs, value) points, pure.
 
-Two forms, as scaling studies of CLIP use them: accuracy linear in log pairs (``log-linear``,
-v = a + b ln n), and a saturating power law (``saturating``, v = a - b n^-c, whose ceiling is a).
+Three forms, as scaling studies of CLIP use them: accuracy linear in log pairs (``log-linear``,
+v = a + b ln n), a power law (``power``, v = a n^b: a straight line on log-log axes, which bends
+upwards on log pairs, as accuracy does where a model starts to learn), and a saturating power law
+(``saturating``, v = a - b n^-c, whose ceiling is a).
 With four or more points the form with the smaller leave-one-out error is kept, so a curve is
 chosen by how well it predicts a point it has not seen, never by how well it passes through the
-ones it has. The interval is the fit's own: the t prediction interval of the line in ln n, or
-for the power law a seeded bootstrap of its residuals. Both rest on few points: they say how the
+ones it has. The interval is the fit's own: the t prediction interval of the line (in ln n, or
+in ln n and ln v for the power law), or for the saturating law a seeded bootstrap of its residuals. Both rest on few points: they say how the
 rungs scatter about the curve, not whether the form holds far beyond the largest rung.
 """
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-FORMS = ("log-linear", "saturating")
+FORMS = ("log-linear", "power", "saturating")
 MIN_POINTS = 3
 LEVEL = 0.9  # the interval's coverage
 _EXPONENTS = np.geomspace(0.02, 2.0, 200)  # the power law's c, searched on a grid (a and b are then linear)
@@ -37,6 +39,7 @@ class Curve:
     residual_sd: float
     points: tuple[tuple[float, float], ...]
     alternatives: dict[str, float] = field(default_factory=dict)  # form -> its leave-one-out error
+    noise_sd: float = 0.0  # how much one measurement scatters on its own (e.g. binomial): an interval is never narrower
 
     def value_at(self, pairs: float) -> float:
         return float(_evaluate(self.form, self.params, np.asarray([pairs], float))[0])
@@ -46,16 +49,22 @@ class Curve:
         from scipy import stats
 
         x, y = _arrays(self.points)
-        if self.form == "log-linear":
+        if self.form in ("log-linear", "power"):
             lx, n = np.log(x), len(x)
             sxx = float(((lx - lx.mean()) ** 2).sum())
-            se = self.residual_sd * math.sqrt(1 + 1 / n + (math.log(pairs) - lx.mean()) ** 2 / sxx)
+            noise = self.noise_sd / float(y.mean()) if self.form == "power" else self.noise_sd  # ln v: relative
+            se = max(self.residual_sd, noise) * math.sqrt(1 + 1 / n + (math.log(pairs) - lx.mean()) ** 2 / sxx)
             half = float(stats.t.ppf(0.5 + level / 2, n - 2)) * se
+            if self.form == "power":  # the line is in ln v: its interval, back on v
+                mid = math.log(self.value_at(pairs))
+                return math.exp(mid - half), math.exp(mid + half)
             mid = self.value_at(pairs)
             return mid - half, mid + half
         fitted = _evaluate(self.form, self.params, x)
         residuals = (y - fitted) * math.sqrt(len(x) / max(len(x) - 3, 1))
         rng = np.random.default_rng(0)
+        if residuals.std() < self.noise_sd:  # the rungs agree better than one measurement can: use its scatter
+            residuals = rng.normal(0, self.noise_sd, 64)
         draws = []
         for _ in range(_BOOTSTRAP):
             params, _ = _fit_saturating(x, fitted + rng.choice(residuals, len(x)))
@@ -69,6 +78,8 @@ class Curve:
         p = self.params
         if self.form == "log-linear":
             return math.exp((target - p["a"]) / p["b"]) if p["b"] > 0 else None
+        if self.form == "power":
+            return (target / p["a"]) ** (1 / p["b"]) if p["b"] > 0 and target > 0 else None
         if target >= p["a"] or p["b"] <= 0:
             return None
         return p["scale"] * (p["b"] / (p["a"] - target)) ** (1 / p["c"])
@@ -77,21 +88,34 @@ class Curve:
         p = self.params
         if self.form == "log-linear":
             return f"{p['a']:.4g} + {p['b']:.4g} ln(pairs)"
+        if self.form == "power":
+            return f"{p['a']:.4g} pairs^{p['b']:.4g}"
         return f"{p['a']:.4g} - {p['b']:.4g} (pairs/{p['scale']:.4g})^-{p['c']:.3g}"
 
     def to_dict(self) -> dict:
         return asdict(self) | {"formula": self.describe()}
 
 
-def fit_curve(points: list[tuple[float, float]], forms: tuple[str, ...] = FORMS) -> Curve:
-    """The curve through ``points`` (pairs, value) that best predicts a point left out."""
+def fit_curve(points: list[tuple[float, float]], forms: tuple[str, ...] = FORMS, noise_sd: float = 0.0) -> Curve:
+    """The curve through ``points`` (pairs, value) that best predicts a point left out; ``noise_sd``,
+    how much one measurement scatters on its own, keeps a few agreeing rungs from claiming a
+    narrower interval than their measurements allow."""
     checked = _checked(points)
     x, y = _arrays(checked)
-    usable = [f for f in forms if len(x) >= _least_points(f)]
+    usable = [f for f in forms if len(x) >= _least_points(f) and (f != "power" or (y > 0).all())]
     errors = {form: _loo_rmse(form, x, y) for form in usable}
     form = min(usable, key=lambda f: (math.inf if math.isnan(errors[f]) else errors[f], FORMS.index(f)))
     params, residual_sd = _fit(form, x, y)
-    return Curve(form, params, errors[form], residual_sd, tuple(checked), errors)
+    return Curve(form, params, errors[form], residual_sd, tuple(checked), errors, noise_sd)
+
+
+def binomial_sd(points: list[tuple[float, float]], samples: list[int]) -> float:
+    """The scatter of an accuracy measured on ``samples`` items, at the points' values (0 where a
+    value is not a share, or the counts are unknown)."""
+    values = [v for _, v in points]
+    if not samples or len(samples) != len(values) or not all(0 <= v <= 1 for v in values) or not all(samples):
+        return 0.0
+    return math.sqrt(sum(v * (1 - v) / n for v, n in zip(values, samples)) / len(values))
 
 
 def read_points(text: str, source: str) -> list[tuple[float, float]]:
@@ -129,11 +153,18 @@ def _arrays(points) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _least_points(form: str) -> int:
-    return 3 if form == "log-linear" else 4  # enough to leave one out and still fit
+    return 4 if form == "saturating" else 3  # enough to leave one out and still fit
 
 
 def _fit(form: str, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], float]:
-    return _fit_log_linear(x, y) if form == "log-linear" else _fit_saturating(x, y)
+    return {"log-linear": _fit_log_linear, "power": _fit_power, "saturating": _fit_saturating}[form](x, y)
+
+
+def _fit_power(x: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], float]:
+    """A line through (ln n, ln v); its residual scale is in ln v."""
+    b, ln_a = np.polyfit(np.log(x), np.log(y), 1)
+    residuals = np.log(y) - (ln_a + b * np.log(x))
+    return {"a": float(math.exp(ln_a)), "b": float(b)}, _sd(residuals, len(x) - 2)
 
 
 def _fit_log_linear(x: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], float]:
@@ -159,6 +190,8 @@ def _fit_saturating(x: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], flo
 def _evaluate(form: str, params: dict[str, float], x: np.ndarray) -> np.ndarray:
     if form == "log-linear":
         return params["a"] + params["b"] * np.log(x)
+    if form == "power":
+        return params["a"] * x ** params["b"]
     return params["a"] - params["b"] * (x / params["scale"]) ** -params["c"]
 
 
