@@ -11,6 +11,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
 
+from synthclip_core.compute.ray_runtime import ensure_ray
 from synthclip_core.runs.api import run_all
 from synthclip_core.runs.lifecycle import default_root
 from synthclip_core.studies.ladder import DEFAULT_FRACTIONS, REPORT, STUDY, Ladder, Rung, open_ladder, rungs_at_once
@@ -33,6 +34,9 @@ def ladder_flow(run_id: str, root: str | None = None, fractions: list[float] | N
     """Train one recipe on nested subsets of RUN_ID's pairs (and of each source set against it),
     evaluate every model on the same data, and fit how each metric grows with pairs."""
     ladder = open_ladder(run_id, root or default_root(), tuple(fractions or DEFAULT_FRACTIONS), job, against, ladder_id)
+    # Ray joined or started here, in the flow's thread: a local Ray's processes die with the thread
+    # that starts them (Linux's parent-death signal is per thread), so never in a rung's thread
+    ensure_ray()
     pending = ladder.pending()
     done, total = len(ladder.rungs) - len(pending), len(ladder.rungs)
     progress = create_progress_artifact(progress=100.0 * done / total, description=f"{ladder.ladder_id}: rungs finished")
