@@ -116,7 +116,7 @@ def test_a_run_sized_by_target_keeps_its_counts_when_it_continues(tiny_models, t
     cfg = _config("micro.yaml", target_pairs=40)
     run = open_run(cfg, RunRef(str(tmp_path), "sized"))
     per_concept, limit = run.config.captions.per_concept, run.config.concepts.limit
-    assert per_concept * (limit - cfg.balanced.holdout_concepts) * load_rates("offline").pairs_per_caption(cfg) >= 40
+    assert per_concept * (limit - cfg.balanced.held_out_count) * load_rates("offline").pairs_per_caption(cfg) >= 40
     stored = load_run(RunRef(str(tmp_path), "sized")).config
     assert (stored.captions.per_concept, stored.concepts.limit, stored.target_pairs) == (per_concept, limit, 40)
     again = open_run(cfg, RunRef(str(tmp_path), "sized"))  # the same config continues the run: the same counts
