@@ -114,7 +114,8 @@ def test_a_ladder_killed_while_it_trains_finishes_with_every_rung_trained_once(o
     import time
 
     from commands import synthclip
-    from faults import _kill_session, synthclip as started
+    from faults import _kill_session
+    from faults import synthclip as started
 
     from synthclip_core.storage.store import RunRef
     from synthclip_core.studies.ladder import FIT, STUDY

@@ -10,8 +10,8 @@ from PIL import Image
 from synthclip_core.tiny_models.world import cell_colours, nearest_concepts
 from synthclip_core.tiny_models.world_pairs import write_world_pairs
 from synthclip_core.training.config import DataSource
-from synthclip_core.training.sources import tar_source
 from synthclip_core.training.data import iter_shard_samples
+from synthclip_core.training.sources import tar_source
 
 CONCEPTS = ["red fox", "tabby cat", "goldfish", "school bus"]
 

@@ -30,7 +30,7 @@ from ..evaluation import mistakes, predictions
 from ..evaluation.compare import mistakes_picture
 from ..evaluation.config import EvalConfig
 from ..fingerprint import stable_hash
-from ..ids import NAME_PATTERN, check_run_id, is_run_id
+from ..ids import NAME_PATTERN, check_run_id
 from ..pipeline import JobConfig, load_job_config
 from ..runs.lifecycle import Run, load_run, open_run
 from ..storage.lineage import input_ref, lineage

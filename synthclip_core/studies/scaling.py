@@ -7,8 +7,8 @@ upwards on log pairs, as accuracy does where a model starts to learn), and a sat
 With four or more points the form with the smaller leave-one-out error is kept, so a curve is
 chosen by how well it predicts a point it has not seen, never by how well it passes through the
 ones it has. The interval is the fit's own: the t prediction interval of the line (in ln n, or
-in ln n and ln v for the power law), or for the saturating law a seeded bootstrap of its residuals. Both rest on few points: they say how the
-rungs scatter about the curve, not whether the form holds far beyond the largest rung.
+in ln n and ln v for the power law), or for the saturating law a seeded bootstrap of its
+residuals. Both rest on few points: they say how the rungs scatter about the curve, not whether the form holds far beyond the largest rung.
 """
 
 from __future__ import annotations
