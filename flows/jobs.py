@@ -83,6 +83,13 @@ def held_out_run(run_id: str, root: str):
     return run
 
 
+def card_headline(run_id: str, root: str) -> dict | None:
+    """A run's dataset card figures (None: it has no card yet)."""
+    run = load_run(RunRef(root, run_id))
+    done = run.completion("card") if "card" in run.names else None
+    return dict(done.notes) if done else None
+
+
 @task(name="evaluate-model", task_run_name="{label}", cache_policy=NONE)
 @fails_cleanly
 def evaluate_model(label: str, checkpoint: str, datasets: list[dict], templates: str, batch_size: int,
@@ -123,7 +130,8 @@ def compare_models(models: dict[str, str], datasets: list[dict], root: str | Non
     held = tuple(held_out_of or ())
     reports = {label: evaluate_model(label, uri, datasets, templates, batch_size, device, held, root)
                for label, (uri, _) in entries.items()}
-    table = comparison(entries, reports)
+    table = comparison(entries, reports, {label: card for label, ref in models.items()
+                                          if ref.startswith("run:") and (card := card_headline(ref[4:], root))})
     markdown = render_comparison(table)
     fs, base = fsspec.core.url_to_fs(out)
     fs.makedirs(base, exist_ok=True)

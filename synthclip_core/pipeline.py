@@ -18,7 +18,7 @@ from .config import RunSettings, Section, read_yaml, validate
 from .evaluation.config import EvalConfig
 from .fingerprint import stable_hash
 from .ids import NAME_PATTERN
-from .stages import balanced, captions, concepts, eval, images, shards, topup, train
+from .stages import balanced, card, captions, concepts, eval, images, shards, topup, train
 from .stages.stage import Stage
 from .training.config import TrainConfig
 
@@ -31,6 +31,7 @@ PIPELINE: tuple[Stage, ...] = (
     shards.STAGE,
     train.STAGE,
     eval.STAGE,
+    card.STAGE,
 )
 STAGES = {stage.name: stage for stage in PIPELINE}
 

@@ -315,45 +315,45 @@ def test_a_stage_that_writes_other_bytes_has_bumped_its_version(micro_reference)
 
 # -- the stage as one object: the architecture doc's example, and the books the executor keeps ----
 
-def _scratch_package_with_the_card_stage(scratch: Path) -> None:
-    """A copy of the product with ``docs/architecture.md``'s card stage added as the doc says:
-    its code block as ``stages/card.py``, and one line in ``PIPELINE`` (and its import)."""
+def _scratch_package_with_the_digest_stage(scratch: Path) -> None:
+    """A copy of the product with ``docs/architecture.md``'s digest stage added as the doc says:
+    its code block as ``stages/digest.py``, and one line in ``PIPELINE`` (and its import)."""
     import re
 
     for folder in ("synthclip_core", "flows", "tasks", "deployments"):
         shutil.copytree(REPO / folder, scratch / folder, ignore=shutil.ignore_patterns("__pycache__"))
     doc = (REPO / "docs" / "architecture.md").read_text()
-    code = re.search(r"```python\n(# synthclip_core/stages/card\.py\n.*?)```", doc, re.S).group(1)
-    (scratch / "synthclip_core" / "stages" / "card.py").write_text(code)
+    code = re.search(r"```python\n(# synthclip_core/stages/digest\.py\n.*?)```", doc, re.S).group(1)
+    (scratch / "synthclip_core" / "stages" / "digest.py").write_text(code)
     pipeline = scratch / "synthclip_core" / "pipeline.py"
     text = pipeline.read_text()
-    assert "    eval.STAGE,\n" in text and "from .stages import balanced," in text
-    pipeline.write_text(text.replace("    eval.STAGE,\n", "    eval.STAGE,\n    card.STAGE,\n", 1)
-                        .replace("from .stages import balanced,", "from .stages import balanced, card,", 1))
+    assert "    card.STAGE,\n" in text and "from .stages import balanced, card," in text
+    pipeline.write_text(text.replace("    card.STAGE,\n", "    card.STAGE,\n    digest.STAGE,\n", 1)
+                        .replace("from .stages import balanced, card,", "from .stages import balanced, card, digest,", 1))
 
 
-def test_the_architecture_doc_s_card_example_is_true_as_written(engine, tmp_path):
-    """Copied into a scratch copy of the package with one line in PIPELINE, the doc's card stage is
+def test_the_architecture_doc_s_digest_example_is_true_as_written(engine, tmp_path):
+    """Copied into a scratch copy of the package with one line in PIPELINE, the doc's digest stage is
     planned, runs on the micro config through the real CLI, shows in status and writes its output."""
     import os
 
     from commands import synthclip
 
     scratch, root = tmp_path / "scratch", tmp_path / "runs"
-    _scratch_package_with_the_card_stage(scratch)
+    _scratch_package_with_the_digest_stage(scratch)
     env = {"PYTHONPATH": os.pathsep.join([str(scratch), str(REPO / "tests")])}
     micro = str(REPO / "configs" / "micro.yaml")
 
     planned = synthclip("plan", micro, cwd=scratch, env=env)
     assert planned.returncode == 0, planned.stderr[-3000:]
-    assert any(line.split("│")[1].strip() == "card" for line in planned.stdout.splitlines() if line.count("│") > 2)
-    made = synthclip("run", micro, "--run-id", "carded", "--root", str(root), cwd=scratch, env=env, timeout=900)
+    assert any(line.split("│")[1].strip() == "digest" for line in planned.stdout.splitlines() if line.count("│") > 2)
+    made = synthclip("run", micro, "--run-id", "digested", "--root", str(root), cwd=scratch, env=env, timeout=900)
     assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
-    card = (root / "carded" / "card" / "README.md").read_text()
-    assert card.startswith("# A fully synthetic image-text dataset\n") and "training pairs" in card
-    shown = synthclip("status", "carded", "--root", str(root), cwd=scratch, env=env)
+    digest = (root / "digested" / "digest" / "README.md").read_text()
+    assert digest.startswith("# A fully synthetic image-text dataset\n") and "training pairs" in digest
+    shown = synthclip("status", "digested", "--root", str(root), cwd=scratch, env=env)
     assert shown.returncode == 0, shown.stderr[-3000:]
-    row = next(line for line in shown.stdout.splitlines() if line.startswith("│ card "))
+    row = next(line for line in shown.stdout.splitlines() if line.startswith("│ digest "))
     assert [cell.strip() for cell in row.split("│")[2:5]] == ["1", "0", "0"]  # committed, pending, failed
 
 

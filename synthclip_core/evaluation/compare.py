@@ -41,8 +41,15 @@ def provenance(training_summary: dict) -> dict:
     return {"trained_on": trained_on, "started_from": started}
 
 
-def comparison(entries: dict[str, tuple[str, dict]], reports: dict[str, dict]) -> dict:
-    """One row per model, one column per dataset/task/metric."""
+# What a run's dataset card says of its data, side by side with its model's accuracy.
+CARD_COLUMNS = {"alignment": "alignment", "shuffled_floor": "floor", "image_vendi": "image Vendi",
+                "caption_vendi": "caption Vendi", "near_duplicate_share": "near-duplicates",
+                "naming_share": "naming its concept", "tail_share": "tail concepts", "distinct_2": "distinct bigrams"}
+
+
+def comparison(entries: dict[str, tuple[str, dict]], reports: dict[str, dict], cards: dict[str, dict] | None = None) -> dict:
+    """One row per model, one column per dataset/task/metric; ``cards`` are the dataset cards'
+    headline figures of the runs among them (``card`` stage notes)."""
     columns: list[str] = []
     rows = []
     for label, (checkpoint, provenance) in entries.items():
@@ -53,7 +60,7 @@ def comparison(entries: dict[str, tuple[str, dict]], reports: dict[str, dict]) -
                 columns.append(column)
             row[column] = r["value"]
         rows.append(row)
-    return {"columns": columns, "rows": rows, "reports": reports, "mistakes": mistakes(reports)}
+    return {"columns": columns, "rows": rows, "reports": reports, "mistakes": mistakes(reports), "cards": cards or {}}
 
 
 def render_comparison(table: dict, title: str = "Models side by side") -> str:
@@ -65,9 +72,32 @@ def render_comparison(table: dict, title: str = "Models side by side") -> str:
         differs = [row.get("differs", "")] if runs else []
         lines.append("| " + " | ".join([row["model"], *differs, row["started_from"] or "", row["trained_on"] or "", *values]) + " |")
     lines += ["", "Every model evaluated on the same data; checkpoints and their sha256 in `comparison.json`."]
+    lines += render_cards(table.get("cards") or {})
     for dataset in table.get("mistakes", {}):
         lines += ["", f"![confusions on {dataset}]({mistakes_picture(dataset)})"]
     return "\n".join(lines) + "\n" + render_mistakes(table.get("mistakes", {}))
+
+
+def render_cards(cards: dict[str, dict]) -> list[str]:
+    """The runs' data side by side, from their dataset cards (docs/card.md); said when their
+    scorers differ, since alignment and diversity are then measured with other yardsticks."""
+    if not cards:
+        return []
+    head = ["model", "scorer", *CARD_COLUMNS.values()]
+    lines = ["", "## Their data, from the dataset cards", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for label, card in cards.items():
+        values = [_card_value(key, card.get(key)) for key in CARD_COLUMNS]
+        lines.append("| " + " | ".join([label, str(card.get("scorer", "")), *values]) + " |")
+    if len({card.get("scorer") for card in cards.values()}) > 1:
+        lines += ["", "The cards were measured with different scorers: set one `card.scorer` to compare alignment "
+                      "and diversity across runs."]
+    return lines
+
+
+def _card_value(key: str, value) -> str:
+    if not isinstance(value, (int, float)):
+        return ""
+    return f"{value:.1%}" if key.endswith("share") else f"{value:.3f}" if key == "distinct_2" else f"{value:.2f}"
 
 
 def mistakes_picture(dataset: str) -> str:

@@ -56,7 +56,7 @@ def tag_url(name: str) -> str | None:
 
 
 class ClipScorer:
-    def __init__(self, name: str, device: str = "cpu", commit: str | None = None):
+    def __init__(self, name: str, device: str = "cpu", commit: str | None = None, field: str = "images.scorer"):
         import open_clip
 
         from ..clip_models import register_model_configs
@@ -80,21 +80,36 @@ class ClipScorer:
                                                                                   device=device)
                 self.tokenizer = open_clip.get_tokenizer(arch)
         except (RuntimeError, ValueError, OSError) as exc:
-            raise ConfigError(f"images.scorer: cannot load {name!r} as an open_clip model "
+            raise ConfigError(f"{field}: cannot load {name!r} as an open_clip model "
                               f"({' '.join(str(exc).split())[:200]})") from None
         self.model, self.device = model.eval(), device
 
+    @classmethod
+    def of(cls, model, preprocess, tokenizer, device: str) -> "ClipScorer":
+        """A scorer of an open_clip model already loaded (a run's own checkpoint)."""
+        scorer = cls.__new__(cls)
+        scorer.model, scorer.preprocess, scorer.tokenizer, scorer.device = model.eval(), preprocess, tokenizer, device
+        return scorer
+
     def __call__(self, jpgs: list[bytes], texts: list[str]) -> list[float]:
+        images, text = self.embed(jpgs, texts)
+        return (100 * (images * text).sum(-1)).tolist()
+
+    def embed(self, jpgs: list[bytes], texts: list[str]):
+        """Unit embeddings of the images and of the texts (numpy float32, a row each)."""
+        import numpy as np
         import torch
         from PIL import Image
 
-        scores: list[float] = []
+        images, text = [], []
         with torch.inference_mode():
-            for start in range(0, len(jpgs), BATCH):
-                images = torch.stack([self.preprocess(Image.open(io.BytesIO(j)).convert("RGB"))
-                                      for j in jpgs[start:start + BATCH]]).to(self.device)
-                text = self.tokenizer(texts[start:start + BATCH]).to(self.device)
-                a = self.model.encode_image(images, normalize=True)
-                b = self.model.encode_text(text, normalize=True)
-                scores += (100 * (a * b).sum(-1)).float().cpu().tolist()
-        return scores
+            for start in range(0, max(len(jpgs), len(texts)), BATCH):
+                if batch := jpgs[start:start + BATCH]:
+                    pixels = torch.stack([self.preprocess(Image.open(io.BytesIO(j)).convert("RGB")) for j in batch])
+                    images.append(self.model.encode_image(pixels.to(self.device), normalize=True).float().cpu().numpy())
+                if batch := texts[start:start + BATCH]:
+                    tokens = self.tokenizer(batch).to(self.device)
+                    text.append(self.model.encode_text(tokens, normalize=True).float().cpu().numpy())
+        width = self.model.text_projection.shape[-1] if hasattr(self.model, "text_projection") else 0
+        empty = np.zeros((0, width), np.float32)
+        return (np.concatenate(images) if images else empty), (np.concatenate(text) if text else empty)

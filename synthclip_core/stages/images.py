@@ -22,6 +22,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from ..compute import progress
+from ..card.duplicates import phash
 from ..config import ModelSection, operational, scheme_of, when_set
 from ..errors import BackendError
 from ..fingerprint import model_identity, model_identity_of, model_label
@@ -38,7 +39,7 @@ from .executor import Made, PartitionWork, StageContext
 from .stage import Estimating, RunView, Stage, StagePlan, StageSummary, WorkItem, section_settings
 
 NAME = "images"
-VERSION = 3
+VERSION = 4  # 4: each image's perceptual hash (phash), for the card's near-duplicates
 CONTACT_SHEET = "contact_sheet.png"
 
 
@@ -255,7 +256,7 @@ class RenderWork(PartitionWork):
         for row in kept:
             row.update(model=s["model_label"], scheduler=s["scheduler"], steps=sampler["steps"],
                        guidance_scale=sampler["guidance_scale"], format="jpeg", width=size, height=size,
-                       sha256=hashlib.sha256(row["jpg"]).hexdigest())
+                       sha256=hashlib.sha256(row["jpg"]).hexdigest(), phash=phash(row["jpg"]))
         seconds = time.time() - started
         return Made(table_from_rows(kept, NAME), dict(
             splits=dict(sorted(Counter(r["split"] for r in kept).items())),

@@ -85,7 +85,7 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("kept", pa.int64()),  # kept captions naming it (balanced and every round so far)
         ("asked", pa.int64()),  # captions written for it so far (the next index)
     ])),
-    "images": (3, pa.schema([  # 3: jpg stored in Hugging Face's Image layout (image_columns)
+    "images": (4, pa.schema([  # 3: jpg stored in Hugging Face's Image layout (image_columns); 4: phash
         ("image_id", pa.string()),
         ("caption_id", pa.string()),
         ("concept_id", pa.string()),
@@ -104,6 +104,7 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("sha256", pa.string()),
+        ("phash", pa.int64()),  # 64-bit DCT perceptual hash of the stored JPEG: near-duplicates without reading images
     ])),
     "shard_metadata": (1, pa.schema([  # beside each shard, as img2dataset writes NNNNN.parquet beside NNNNN.tar
         ("url", pa.string()),  # null: no image of a synthetic run was fetched from anywhere
@@ -137,10 +138,31 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("held_out", pa.bool_()),
         ("words_trained", pa.float64()),  # share of its words that trained concepts have (2: added)
     ])),
+    "card_sample": (1, pa.schema([  # the dataset card's sample of one image partition, embedded by its scorer
+        ("image_id", pa.string()),
+        ("concept_id", pa.string()),
+        ("split", pa.string()),
+        ("caption", pa.string()),
+        ("image_embedding", pa.list_(pa.float32())),  # unit vectors
+        ("text_embedding", pa.list_(pa.float32())),
+        ("thumbnail", pa.binary()),  # a small JPEG, for the card's contact sheets
+    ])),
+    "card_concepts": (1, pa.schema([  # per sampled concept: what the card measured
+        ("concept_id", pa.string()),
+        ("concept", pa.string()),
+        ("count_before", pa.int64()),  # captions matching it before balancing (its frequency)
+        ("count_after", pa.int64()),
+        ("images", pa.int64()),  # sampled
+        ("image_vendi", pa.float64()),
+        ("caption_vendi", pa.float64()),
+        ("alignment", pa.float64()),  # mean CLIP score with its own captions
+        ("shuffled", pa.float64()),  # mean CLIP score with other concepts' captions: the floor
+        ("held_out", pa.bool_()),
+    ])),
 }
 # What files of a schema may name besides its current name and version: an older version that
 # differs in its storage layout only, or the schema's name before the stage was renamed.
-READABLE = {"images": ("images/2",), "balanced_matches": ("balance_matches/1",), "balanced_counts": ("balance_counts/1",),
+READABLE = {"images": ("images/2", "images/3"), "balanced_matches": ("balance_matches/1",), "balanced_counts": ("balance_counts/1",),
             "balanced_duplicates": ("balance_duplicates/1",), "balanced_stats": ("balance_stats/2",)}
 # Binary image columns stored as Hugging Face Image structs, and the column each file's name comes from.
 IMAGES = {"images": ("jpg", "image_id", "format")}
@@ -205,6 +227,19 @@ def read_where(source, kind: str, column: str, values: set, columns: list[str], 
         raise RunStateError(f"{where or kind}: not a readable Parquet file ({exc})") from None
     schema = pa.schema([parquet.schema_arrow.field(c) for c in columns])
     return _in_memory(pa.concat_tables(pieces) if pieces else schema.empty_table(), kind)
+
+
+def read_columns(source, kind: str, columns: list[str], where: str = "") -> pa.Table | None:
+    """Only ``columns`` of a Parquet file (a file object open for ranged reads): the other columns'
+    bytes are never read. None where the file has not got them all (made before they existed)."""
+    try:
+        parquet = pq.ParquetFile(source)
+        _check_kind(parquet.schema_arrow, kind, where)
+        if not set(columns) <= set(parquet.schema_arrow.names):
+            return None
+        return _in_memory(parquet.read(columns=columns), kind)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RunStateError(f"{where or kind}: not a readable Parquet file ({exc})") from None
 
 
 def from_parquet_bytes(data: bytes, kind: str, where: str = "") -> pa.Table:

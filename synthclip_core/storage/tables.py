@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from ..errors import RunStateError
-from .schemas import from_parquet_bytes, read_where, table_from_rows, to_parquet_bytes
+from .schemas import from_parquet_bytes, read_columns, read_where, table_from_rows, to_parquet_bytes
 from .store import RunStore
 
 MANIFEST = "manifest.parquet"
@@ -29,6 +29,13 @@ def read_rows(store: RunStore, stage: str, output: str, column: str, values: set
     hold them only (see :func:`synthclip_core.storage.schemas.read_where`)."""
     with store.open(stage, output) as handle:
         return read_where(handle, stage, column, values, columns, where=f"{stage}/{output}")
+
+
+def read_narrow(store: RunStore, stage: str, output: str, columns: list[str], kind: str | None = None) -> pa.Table | None:
+    """Some columns of a committed Parquet output, reading those columns' bytes only (a run's
+    whole-run step over narrow columns of wide image tables); None where the file lacks one."""
+    with store.open(stage, output) as handle:
+        return read_columns(handle, kind or stage, columns, where=f"{stage}/{output}")
 
 
 def write_manifest(store: RunStore, stage: str, outputs: list[str], base: dict) -> None:
