@@ -71,4 +71,10 @@ def test_runs_of_two_text_to_image_models_side_by_side(micro_reference, tmp_path
     for run_id in ("reference", fork):
         assert f"heldout:{run_id} zeroshot top1" in table["columns"]
         assert all(f"heldout:{run_id} zeroshot top1" in r for r in rows.values())
-    print((out / "comparison.md").read_text())
+    # their data side by side, from their dataset cards: the random-weight tiny SDXL draws no concept
+    assert set(table["cards"]) == {"sd", "sdxl"}
+    assert table["cards"]["sd"]["alignment"] - table["cards"]["sd"]["shuffled_floor"] > \
+        table["cards"]["sdxl"]["alignment"] - table["cards"]["sdxl"]["shuffled_floor"]
+    markdown = (out / "comparison.md").read_text()
+    assert "## Their data, from the dataset cards" in markdown and "different scorers" in markdown
+    print(markdown)

@@ -51,7 +51,7 @@ def test_an_older_run_image_table_still_reads():
     table = table.replace_schema_metadata({b"synthclip.schema": b"images/1"})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    with pytest.raises(Exception, match="schema 'images/1', expected 'images/3'"):
+    with pytest.raises(Exception, match="schema 'images/1', expected 'images/4'"):
         from_parquet_bytes(sink.getvalue().to_pybytes(), "images", where="images/part-00000.parquet")
 
 

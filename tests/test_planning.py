@@ -80,7 +80,7 @@ def test_the_plan_of_the_paper_preset_states_its_asks_and_costs():
     cfg = load_config(REPO / "configs" / "synthci-30m.yaml")
     plan = plan_run(cfg, bank_size=500_000, parameters=149_620_737)
     stages = {s.stage: s for s in plan.stages}
-    assert list(stages) == ["concepts", "captions", "balanced", "images", "shards", "train", "eval"]
+    assert list(stages) == ["concepts", "captions", "balanced", "images", "shards", "train", "eval", "card"]
     assert stages["captions"].rows == 30_000_000 and stages["captions"].outputs == 500
     assert stages["captions"].pools == ["8 x {CPU: 1, GPU: 1, caption_gpu: 1}"]
     assert stages["train"].pools == ["32 x {CPU: 8, GPU: 1, train_gpu: 1} (training)"]

@@ -113,7 +113,8 @@ def test_every_stage_has_one_name():
     from flows.stages import STAGE_FLOWS
 
     deployments = {d["name"]: d for d in deployment_spec()["deployments"]}
-    assert [s.name for s in PIPELINE] == ["concepts", "captions", "balanced", "topup", "images", "shards", "train", "eval"]
+    assert [s.name for s in PIPELINE] == ["concepts", "captions", "balanced", "topup", "images", "shards", "train", "eval",
+                                          "card"]
     for stage in PIPELINE:
         assert importlib.import_module(f"synthclip_core.stages.{stage.name}").STAGE is stage
         assert RunConfig.model_fields[stage.name].annotation is stage.section
@@ -122,11 +123,12 @@ def test_every_stage_has_one_name():
         assert set(stage.upstream) <= set(STAGES) and stage.description
 
 
-# Computed by the code before the stage layer was redesigned (commit 7b789dc); hub models only,
+# Computed by the code before the stage layer was redesigned (commit 7b789dc), then with images
+# version 4 (its perceptual hash: images and the stages after it) and the card; hub models only,
 # so they do not depend on the tiny models built on this machine.
 PAPER_SCALE = {"concepts": "81c337da631c70eb", "captions": "7241ca2da184843c", "balanced": "7961fbed31aa898b",
-               "images": "20fb88d1c479efca", "shards": "0b9128669fbcb7ca", "train": "6ea69aee6e1b5cdf",
-               "eval": "e739b7fe8ee6a5d2"}  # eval version 3
+               "images": "ae5b6053377008d6", "shards": "d4a08f6232521b15", "train": "2bae460066595a77",
+               "eval": "17226496798432eb", "card": "de04a0e2d5714256"}  # eval version 3, images 4, card 1
 LAYOUT_1_JOBS = {"finetune-cc12m-5ep": "efdd41ed07957ba8", "finetune-cc12m-10ep": "85d6bc515cb69e8b",
                  "mixed-synthci-cc12m": "4ce013d08ae6bde9"}
 
@@ -152,8 +154,9 @@ def test_operational_fields_are_marked_on_the_models_and_leave_fingerprints_alon
     assert changed("images", num_gpus=0.5, captions_per_partition=64, compile=True) == set()
     assert changed("train", num_workers=8, max_failures=5) == set()
     assert changed("eval", batch_size=3) == set()
-    assert changed("captions", temperature=0.5) == {"captions", "balanced", "images", "shards", "train", "eval"}
-    assert changed("images", steps=25) == {"images", "shards", "train", "eval"}
+    assert changed("card", num_actors=4, num_gpus=1) == set()
+    assert changed("captions", temperature=0.5) == {"captions", "balanced", "images", "shards", "train", "eval", "card"}
+    assert changed("images", steps=25) == {"images", "shards", "train", "eval", "card"}
 
 
 def test_old_section_names_still_load(tmp_path):
