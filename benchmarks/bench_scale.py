@@ -47,7 +47,7 @@ SAMPLES_PER_SHARD = 480  # about 2,080 shards at full size
 PRESET = {"caption_partitions": 500, "render_partitions": 58_600, "shards": 3_000}  # SynthCI-30M (issue 19)
 BUILD = ("concepts", "captions", "balanced", "images")
 SUB_SECOND_REPEATS = 5  # status and resume planning: the median of this many, the first (cold) among them
-WHOLE_RUN = ("balanced", "shards", "shards_1_worker", "train_start", "eval", "status", "resume_planning", "verify")
+WHOLE_RUN = ("balanced", "shards", "shards_1_worker", "train_start", "eval", "card", "status", "resume_planning", "verify")
 TARGETS = {"time_exponent": 1.1, "memory_exponent": 0.2, "largest_record_bytes": 64 * 1024, "status_s": 5.0,
            "export_2_vs_1_workers": 1.6}
 
@@ -236,7 +236,7 @@ def rehearse(fraction: float, root: str) -> dict:
     for output in sorted(run.store.committed("shards")):  # export again on 2 workers, from nothing
         run.store.retire("shards", output)
     run.store.fs.rm(run.store.path("_complete", "shards.json"))
-    for name in ("shards", "train_start", "eval", "status", "resume_planning", "verify"):
+    for name in ("shards", "train_start", "eval", "card", "status", "resume_planning", "verify"):
         steps[name] = measure_step(name, root, run_id)
         print(f"  {fraction:g}: {name} {steps[name]}", flush=True)
     store = run.store

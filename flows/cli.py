@@ -57,6 +57,8 @@ def _print_result(run_id: str, root: str, summaries: dict) -> None:
     console.print(f"  checkpoint: {store.uri('train', 'model')} (open_clip local-dir; per epoch: "
                   f"{store.uri('train', 'checkpoints')})", soft_wrap=True)
     console.print(f"  report:     {store.uri('eval', 'report.md')}", soft_wrap=True)
+    if "card" in summaries:
+        console.print(f"  card:       {store.uri('README.md')} (the dataset card; docs/card.md)", soft_wrap=True)
     console.print(f"  pictures:   {store.uri('images', 'contact_sheet.png')}, {store.uri('balanced', 'histogram.png')}",
                   soft_wrap=True)
 

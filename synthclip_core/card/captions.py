@@ -33,9 +33,12 @@ class CaptionTally:
         counts = pc.list_value_length(pc.utf8_split_whitespace(table.column("caption"))).to_numpy(zero_copy_only=False)
         self.lengths += np.bincount(np.minimum(counts, LONGEST), minlength=LONGEST + 1)
         self.captions += table.num_rows
-        matched, own = table.column("matched_concept_ids").to_pylist(), table.column("concept_id").to_pylist()
-        self.naming += sum(c in (m or ()) for c, m in zip(own, matched))
-        self.by_split.update(table.column("split").to_pylist())
+        matched = table.column("matched_concept_ids").combine_chunks()
+        parents = pc.list_parent_indices(matched)
+        hits = pc.equal(pc.list_flatten(matched), pc.take(table.column("concept_id"), parents)).to_numpy(zero_copy_only=False)
+        self.naming += len(np.unique(parents.to_numpy()[hits]))
+        for split in pc.value_counts(table.column("split")).to_pylist():
+            self.by_split[split["values"]] += split["counts"]
 
     def summary(self) -> dict:
         n = max(self.captions, 1)

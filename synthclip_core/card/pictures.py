@@ -44,7 +44,8 @@ def story(rows: list[dict], title: str) -> bytes:
         if "alignment" in label:
             ax.axhline(0, color="#999999", linestyle="--", linewidth=1)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("captions naming the concept before balancing")
         ax.set_ylabel(label)
