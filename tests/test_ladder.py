@@ -202,9 +202,9 @@ def test_an_early_verdict_on_a_run_still_rendering_is_set_against_what_the_finis
     parts = sorted(o for o in store.committed("images") if o.startswith("part-"))
     for part in parts[len(parts) // 2:]:
         (root / run.ref.run_id / "_commits" / "images" / f"{part}.json").unlink()
-    for stage in ("images", "shards", "train", "eval"):
+    for stage in ("images", "shards", "train", "eval", "card"):
         (root / run.ref.run_id / "_complete" / f"{stage}.json").unlink(missing_ok=True)
-    for stage in ("shards", "train", "eval"):
+    for stage in ("shards", "train", "eval", "card"):
         shutil.rmtree(root / run.ref.run_id / stage, ignore_errors=True)
         shutil.rmtree(root / run.ref.run_id / "_commits" / stage, ignore_errors=True)
 

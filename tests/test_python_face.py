@@ -40,7 +40,7 @@ def test_the_face_on_the_offline_run_and_its_errors(offline_run):
 
     run, _ = offline_run
     same = sc.load_run(run.ref.run_id, root=run.ref.root)
-    assert same.names == run.names == ["concepts", "captions", "balanced", "images", "shards", "train", "eval"]
+    assert same.names == run.names == ["concepts", "captions", "balanced", "images", "shards", "train", "eval", "card"]
     captions = sc.read_table(same, "captions", columns=["concept", "caption", "reject_reason"])
     assert captions.num_rows == run.require("captions").rows
     assert sc.run_stage(same, "eval").computed == 0  # complete: skipped
@@ -49,5 +49,6 @@ def test_the_face_on_the_offline_run_and_its_errors(offline_run):
     with pytest.raises(UserError, match="writes no row partitions; name one of its outputs"):
         sc.read_table(same, "eval")
     planned = sc.plan(REPO / "configs" / "synthci-30m.yaml", bank_size=500_000)
-    assert [s.stage for s in planned.stages] == ["concepts", "captions", "balanced", "images", "shards", "train", "eval"]
+    assert [s.stage for s in planned.stages] == ["concepts", "captions", "balanced", "images", "shards", "train", "eval",
+                                                 "card"]
     assert planned.train_pairs > 20_000_000 and 5_000 < planned.gpu_hours < 7_000

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synthclip_core.compute.resources import (ClusterOffer, NodeGroup, PoolSpec, ensure_room, groups_left, verdict,
-                                             workers_fitting)
+from synthclip_core.compute.resources import ClusterOffer, NodeGroup, PoolSpec, ensure_room, groups_left, verdict, workers_fitting
 from synthclip_core.errors import ConfigError
 from synthclip_core.pipeline import config_from_dict
 from synthclip_core.runs.lifecycle import open_run

@@ -111,7 +111,7 @@ def render(facts: Facts, pictures: dict[str, str]) -> str:
     dup, quality = img.get("near_duplicates", {}), facts.quality
     dup_line = (f"{dup.get('surplus', 0):,} images ({dup.get('share', 0):.2%}) beyond the first of "
                 f"{dup.get('groups', 0):,} groups, over all {dup.get('images', 0):,} images (perceptual hashes at most "
-                f"{dup.get('bits')} of 64 bits apart)") if dup.get("recorded") else f"not recorded: {dup.get('why')}"
+                f"{dup.get('bits')} of 64 bits apart)")
     dropped = ", ".join(f"{n:,} {problem}" for problem, n in quality.get("dropped", {}).items()) or "none"
     out += ["## Images", "",
             f"Measured with `{facts.scorer}` on a sample of {img.get('sampled', 0):,} images of "

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from ..card import document, pictures
 from ..card.captions import CaptionTally, distinct_ngrams, tail
-from ..card.duplicates import near_duplicates
+from ..card.duplicates import near_duplicates, phash
 from ..card.facts import facts_of, limitations
 from ..card.sample import chosen_partitions, concept_partition, keep_concepts, keep_lowest, measure
 from ..compute.resources import PoolSpec
@@ -100,12 +100,23 @@ def make(ctx: StageContext) -> StageSummary:
     text = document.render(facts, {"story": f"{NAME}/{STORY}", "duplicates": f"{NAME}/{DUPLICATES}",
                                    "lowest": f"{NAME}/{LOWEST}"})
     commit(README, text.encode())
-    ctx.store.commit("run", README, text.encode(), ctx.lineage(inputs, 1, started), deterministic=False)  # the repo's card
+    place_at_root(ctx, text.encode(), ctx.lineage(inputs, 1, started))
     outputs = [CONCEPTS, STORY, LOWEST, DUPLICATES, STATS, README]
     return StageSummary(NAME, total=summary.total + len(outputs), skipped=summary.skipped,
                         computed=summary.computed + len(outputs), rows=len(rows), notes=facts.headline(),
                         pictures=[f"{NAME}/{STORY}", f"{NAME}/{DUPLICATES}"], reports=[f"run/{README}"],  # links from the root
                         outputs=[f"{SAMPLE}/{p}" for p in chosen] + outputs)
+
+
+def place_at_root(ctx: StageContext, data: bytes, lineage: dict) -> None:
+    """The card as the run folder's ``README.md`` (a dataset repository's card), committed like
+    ``run.json``; a card made again replaces the one there."""
+    import hashlib
+
+    store = ctx.store
+    if README in store.committed("run") and store.record("run", README)["sha256"] != hashlib.sha256(data).hexdigest():
+        store.retire("run", README)
+    store.commit("run", README, data, lineage, deterministic=False)
 
 
 def too_many(run: RunView, cfg: CardConfig, counts: pa.Table) -> None:
@@ -270,20 +281,22 @@ def image_statistics(ctx: StageContext, sample: pa.Table, rows: list[dict]) -> d
 
 
 def duplicates(ctx: StageContext, examples: int = 6) -> dict:
-    """Near-duplicate groups over every image of the run, with the largest groups' images."""
+    """Near-duplicate groups over every image of the run, with the largest groups' images. Each
+    partition's perceptual hashes are one narrow column; a partition rendered before images had
+    them (a run that began earlier) has its images read once to hash them here."""
     store, parts = ctx.store, data_parts(ctx.run.require("images").outputs)
-    hashes, where = [], []
+    hashes, where, hashed_here = [], [], 0
     for index, part in enumerate(parts):
         table = read_narrow(store, "images", part, ["phash"])
         if table is None:
-            return {"recorded": False, "why": f"images/{part} was made before images had perceptual hashes"}
+            jpgs = read_table(store, "images", part, columns=["jpg"]).column("jpg").to_pylist()
+            table, hashed_here = pa.table({"phash": pa.array([phash(j) for j in jpgs], pa.int64())}), hashed_here + 1
         hashes.append(table.column("phash").to_numpy())
         where.append(np.stack([np.full(table.num_rows, index, np.int32), np.arange(table.num_rows, dtype=np.int32)]))
     if not hashes:
-        return {"recorded": True, "images": 0, "groups": 0, "in_groups": 0, "surplus": 0, "share": 0.0}
+        return {"images": 0, "groups": 0, "in_groups": 0, "surplus": 0, "share": 0.0, "hashed_here": 0}
     found = near_duplicates(np.concatenate(hashes), ctx.config.card.duplicate_bits)
     where_all = np.concatenate(where, axis=1)
-    total = len(found.labels)
     shown = []
     for members in found.members(examples):
         located = where_all[:, members[:6]]
@@ -292,9 +305,10 @@ def duplicates(ctx: StageContext, examples: int = 6) -> dict:
             table = read_table(store, "images", parts[part_index], columns=["jpg", "caption"])
             images += [table.slice(int(r), 1).to_pylist()[0] for r in located[1][located[0] == part_index]]
         shown.append({"size": len(members), "images": images})
-    return {"recorded": True, "images": total, "groups": found.count, "in_groups": found.images,
-            "surplus": found.surplus, "share": found.surplus / max(total, 1), "bits": ctx.config.card.duplicate_bits,
-            "examples": shown}
+    total = len(found.labels)
+    return {"images": total, "groups": found.count, "in_groups": found.images, "surplus": found.surplus,
+            "share": found.surplus / max(total, 1), "bits": ctx.config.card.duplicate_bits,
+            "hashed_here": hashed_here, "examples": shown}
 
 
 def cost_and_quality(ctx: StageContext) -> tuple[dict, dict]:

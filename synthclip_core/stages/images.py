@@ -21,8 +21,8 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from ..compute import progress
 from ..card.duplicates import phash
+from ..compute import progress
 from ..config import ModelSection, operational, scheme_of, when_set
 from ..errors import BackendError
 from ..fingerprint import model_identity, model_identity_of, model_label
@@ -39,7 +39,7 @@ from .executor import Made, PartitionWork, StageContext
 from .stage import Estimating, RunView, Stage, StagePlan, StageSummary, WorkItem, section_settings
 
 NAME = "images"
-VERSION = 4  # 4: each image's perceptual hash (phash), for the card's near-duplicates
+VERSION = 3  # the perceptual hash (schema images/4) is derived from the JPEG: the same data (schemas.DERIVED)
 CONTACT_SHEET = "contact_sheet.png"
 
 

@@ -164,6 +164,10 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
 # differs in its storage layout only, or the schema's name before the stage was renamed.
 READABLE = {"images": ("images/2", "images/3"), "balanced_matches": ("balance_matches/1",), "balanced_counts": ("balance_counts/1",),
             "balanced_duplicates": ("balance_duplicates/1",), "balanced_stats": ("balance_stats/2",)}
+# Columns computed from other columns of the same row (a hash of the JPEG): adding one adds no data, so a
+# stage that starts writing one keeps its version, and runs that began without it continue (its readers
+# compute it where a file has not got it).
+DERIVED = {"images": ("phash",)}
 # Binary image columns stored as Hugging Face Image structs, and the column each file's name comes from.
 IMAGES = {"images": ("jpg", "image_id", "format")}
 
