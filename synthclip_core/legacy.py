@@ -98,6 +98,8 @@ def completion(run: RunView, stage: str) -> Completion | None:
         parts = [o for o in outputs if o.startswith("part-")]
         rows = store.committed_rows(stage, parts) if parts else record.get("rows", 0)
         return Completion(outputs, rows, notes)
+    if run.stage(stage).plan is None:  # a stage that came after layout 1 (the card): never complete the old way
+        return None
     try:
         planned = run.stage(stage).plan(run)
     except StageBlocked:

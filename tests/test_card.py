@@ -58,6 +58,7 @@ def test_bad_card_input_is_one_line_and_leaves_the_run_as_it_was(offline_run, tm
     one_line_error(forked({"concepts": 5000}), "card.concepts: 5000 asked", "concepts with kept captions")
     one_line_error(forked({"per_concept": 500}), "card.per_concept: 500 asked", "images")
     one_line_error(forked({"scorer": "NoSuchArch:nothing"}), "card.scorer", "unknown open_clip architecture")
+    one_line_error(forked({"scorer": "ViT-B-32:openai"}), "card.scorer", "cannot resolve")  # no hub here: cannot load
     checked = synthclip("verify", run.ref.run_id, "--root", str(root))
     assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
     assert sorted(p.name for p in root.iterdir()) == [run.ref.run_id]  # refused before a fork was made

@@ -57,7 +57,7 @@ def test_unknown_run_and_status(committed_root):
     one_line_error(synthclip("resume", "no-such-run", "--root", str(root)), "no run 'no-such-run'")
     result = synthclip("status", run_id, "--root", str(root))
     assert result.returncode == 0, result.stderr
-    for stage in ("concepts", "captions", "balanced", "images", "shards", "train", "eval", "card"):
+    for stage in ("concepts", "captions", "balanced", "images", "shards", "train", "eval"):
         assert stage in result.stdout
 
 

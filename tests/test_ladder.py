@@ -73,6 +73,7 @@ def _evaluated(root: str, job_id: str) -> bool:
     return (Path(root) / job_id / "_complete" / "eval.json").exists()
 
 
+@pytest.mark.slow  # 5 minutes: three rungs trained and evaluated, then the same command again
 def test_a_small_ladder_writes_its_study_and_the_same_command_trains_nothing_again(offline_run):
     from commands import synthclip
 

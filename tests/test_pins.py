@@ -58,7 +58,7 @@ def hub_cache(tmp_path, monkeypatch):
     return move_main
 
 
-DOWNSTREAM = {"captions", "balanced", "images", "shards", "train", "eval", "card"}
+DOWNSTREAM = {"captions", "balanced", "images", "shards", "train", "eval"}  # micro.yaml: no card
 
 
 def test_what_changes_outputs_changes_the_fingerprint_and_what_does_not_leaves_it(micro_with_bank, hub_cache, tmp_path):
@@ -82,8 +82,8 @@ def test_what_changes_outputs_changes_the_fingerprint_and_what_does_not_leaves_i
     base = _pinned(cfg)
     assert _changed(base, _with(base, "captions", engine_options={"quantization": "fp8"})) == DOWNSTREAM
     assert _changed(base, _with(base, "captions", engine_options={"dtype": "bfloat16"})) == DOWNSTREAM
-    assert _changed(base, _with(base, "train", num_workers=2)) == {"train", "eval", "card"}
-    assert _changed(base, _with(base, "train", loader_workers=3)) == {"train", "eval", "card"}
+    assert _changed(base, _with(base, "train", num_workers=2)) == {"train", "eval"}
+    assert _changed(base, _with(base, "train", loader_workers=3)) == {"train", "eval"}
     # purely operational: where and how fast, never what
     assert _changed(base, _with(base, "captions", num_actors=8, batch_size=3,
                                 engine_options={"gpu_memory_utilization": 0.5, "enforce_eager": True})) == set()
@@ -100,7 +100,7 @@ def test_what_changes_outputs_changes_the_fingerprint_and_what_does_not_leaves_i
     at_first = _pinned(on_hub)
     assert at_first.images.commit == "1" * 40
     hub_cache("2" * 40)  # main moved on the hub
-    assert _changed(at_first, _pinned(on_hub)) == {"images", "shards", "train", "eval", "card"}
+    assert _changed(at_first, _pinned(on_hub)) == {"images", "shards", "train", "eval"}
 
 
 def test_resume_refuses_a_changed_bank_and_loads_the_pinned_commit(micro_with_bank, hub_cache, tmp_path):

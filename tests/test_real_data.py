@@ -278,7 +278,7 @@ def test_the_four_variants_side_by_side(workflows):
     assert rows["real only"]["started_from"] == "random init"
     markdown = (root / "comparison" / "comparison.md").read_text()
     assert rows["synthetic only"]["differs"] == "-" and rows["mixed"]["differs"].startswith("a training job; train.")
-    assert markdown.count("\n| ") == 6 and "| run:synthetic | real x1 (96 seen) |" in markdown
+    assert markdown.split("## Their data")[0].count("\n| ") == 6 and "| run:synthetic | real x1 (96 seen) |" in markdown
     assert "| synthetic then real | a training job; train." in markdown
     for job in ("real-only", "finetuned", "mixed"):  # the evaluation step after each job
         report = json.loads(RunRef(str(root), job).store().read_bytes("eval", "report.json"))

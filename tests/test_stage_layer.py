@@ -264,10 +264,11 @@ def test_a_layout_1_run_shows_its_status_and_continues(engine, layout_1):
 
     assert STAGE_FLOWS["images"](run.ref.run_id, layout_1)["computed"] == 0  # one stage alone, on layout-1 inputs
     summaries = pipeline(run_id=run.ref.run_id, root=layout_1)
-    assert [s for s, summary in summaries.items() if summary["computed"]] == ["train", "eval"]
+    assert [s for s, summary in summaries.items() if summary["computed"]] == ["train", "eval", "card"]
     assert {s: run.store.records(s) for s in before} == before  # nothing made before was touched
     assert all(s.complete for s in run_status(run))
-    assert sorted(p.name for p in (Path(layout_1) / "legacy-micro" / "_complete").iterdir()) == ["eval.json", "train.json"]
+    assert sorted(p.name for p in (Path(layout_1) / "legacy-micro" / "_complete").iterdir()) == ["card.json", "eval.json",
+                                                                                                 "train.json"]
 
 
 def test_a_layout_1_job_loads_verifies_and_trains(engine, layout_1):
@@ -330,9 +331,10 @@ def _scratch_package_with_the_digest_stage(scratch: Path) -> None:
     (scratch / "synthclip_core" / "stages" / "digest.py").write_text(code)
     pipeline = scratch / "synthclip_core" / "pipeline.py"
     text = pipeline.read_text()
-    assert "    card.STAGE,\n" in text and "from .stages import balanced, card," in text
+    assert "    card.STAGE,\n" in text and "from .stages import balanced, captions, card," in text
     pipeline.write_text(text.replace("    card.STAGE,\n", "    card.STAGE,\n    digest.STAGE,\n", 1)
-                        .replace("from .stages import balanced, card,", "from .stages import balanced, card, digest,", 1))
+                        .replace("from .stages import balanced, captions, card,",
+                                 "from .stages import balanced, captions, card, digest,", 1))
 
 
 def test_the_architecture_doc_s_digest_example_is_true_as_written(engine, tmp_path):

@@ -13,15 +13,16 @@ from ..storage.store import check_root_writable
 
 
 def preflight(run: RunView) -> None:
-    """Every stage's checks, in order (a run's concept bank read whole, a topup target it can
-    reach, a batch that splits over the ranks, a job's sources and starting weights), every model
-    given as a local path, and the storage root."""
+    """The storage root first (a stage's check may read what the run has committed), then every
+    stage's checks, in order (a run's concept bank read whole, a topup target it can reach, a
+    batch that splits over the ranks, a job's sources and starting weights, the card's sample),
+    and every model given as a local path."""
+    check_root_writable(run.ref.root, run.ref.storage_options)
     for stage in run.stages:
         for name, section in stage.models(run.config).items():
             check_model_path(f"{name}.model", section.model)
         if stage.check is not None:
             stage.check(run)
-    check_root_writable(run.ref.root, run.ref.storage_options)
 
 
 def check_model_path(field: str, model: str) -> None:
