@@ -17,6 +17,7 @@ import csv
 import io
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -60,6 +61,15 @@ class Curve:
                 return math.exp(mid - half), math.exp(mid + half)
             mid = self.value_at(pairs)
             return mid - half, mid + half
+        draws = [_evaluate(self.form, params, np.asarray([pairs], float))[0] + extra for params, extra in self._bootstrap]
+        lo, hi = np.quantile(draws, [0.5 - level / 2, 0.5 + level / 2])
+        return float(lo), float(hi)
+
+    @cached_property
+    def _bootstrap(self) -> list[tuple[dict, float]]:
+        """A saturating fit's residual bootstrap: each refit and the scatter one measurement adds,
+        drawn once per curve (a plot asks for the interval at a hundred sizes)."""
+        x, y = _arrays(self.points)
         fitted = _evaluate(self.form, self.params, x)
         residuals = (y - fitted) * math.sqrt(len(x) / max(len(x) - 3, 1))
         rng = np.random.default_rng(0)
@@ -68,9 +78,8 @@ class Curve:
         draws = []
         for _ in range(_BOOTSTRAP):
             params, _ = _fit_saturating(x, fitted + rng.choice(residuals, len(x)))
-            draws.append(_evaluate(self.form, params, np.asarray([pairs], float))[0] + rng.choice(residuals))
-        lo, hi = np.quantile(draws, [0.5 - level / 2, 0.5 + level / 2])
-        return float(lo), float(hi)
+            draws.append((params, float(rng.choice(residuals))))
+        return draws
 
     def pairs_for(self, target: float) -> float | None:
         """The pairs at which the curve reaches ``target``; None where it never does (it falls, or
