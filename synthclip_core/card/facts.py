@@ -21,7 +21,8 @@ def facts_of(run, counts) -> Facts:
     images = run.require("images").rows
     train = run.require("shards").rows if run.has("shards") else 0
     concepts = sum(1 for c in counts.column("count_after").to_pylist() if c)
-    licenses = {m["model"]: model_license(m["model"], m.get("pinned")) for m in models_of(run)}
+    models = models_of(run)
+    licenses = {m["model"]: model_license(m["model"], m.get("pinned")) for m in models}
     licenses[f"bank {cfg.concepts.source}"] = UNKNOWN
     known = {v for v in licenses.values() if v != UNKNOWN}
     license_ = cfg.card.license or (known.pop() if len(known) == 1 and UNKNOWN not in licenses.values() else
@@ -32,7 +33,7 @@ def facts_of(run, counts) -> Facts:
         license=license_, licenses=licenses,
         counts={"images": images, "captions": run.require("balanced").notes.get("kept", 0), "concepts": concepts,
                 "train_pairs": train, "held_out_pairs": images - train},
-        models=models_of(run), template={"name": template.name, "version": template.version, "text": template.text},
+        models=models, template={"name": template.name, "version": template.version, "text": template.text},
         settings=settings_of(cfg), lineage=lineage_of(run), evaluation=evaluation_of(run),
         limitations=[], scorer=scorer_name(run),
     )

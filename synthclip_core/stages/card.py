@@ -31,7 +31,7 @@ from ..errors import ConfigError
 from ..rendering.scoring import hub_weights
 from ..storage.schemas import table_from_rows, to_parquet_bytes
 from ..storage.tables import read_narrow, read_table
-from .common import data_parts
+from .common import data_parts, model_pool
 from .executor import Made, PartitionWork, StageContext
 from .stage import Estimating, RunView, Stage, StagePlan, StageSummary, WorkItem
 
@@ -81,9 +81,10 @@ def make(ctx: StageContext) -> StageSummary:
     sample = keep_concepts(keep_lowest(pa.concat_tables(samples), cfg.per_concept, run.config.seed), cfg.concepts,
                            run.config.seed)
     facts = facts_of(run, counts)
-    rows = concept_rows(run, sample, counts)
+    measured = measure(sample, run.config.seed)
+    rows = concept_rows(run, measured[0], counts)
     facts.captions = caption_statistics(ctx, sample, counts)
-    facts.images = image_statistics(ctx, sample, rows)
+    facts.images = image_statistics(ctx, sample, rows, measured[1:])
     facts.cost, facts.quality = cost_and_quality(ctx)
     facts.limitations = limitations(run, facts)
     inputs = [ctx.input_ref(NAME, f"{SAMPLE}/{p}") for p in chosen]
@@ -188,10 +189,11 @@ class SampleWork(PartitionWork):
     columns = ("image_id", "concept_id", "caption", "split", "jpg")
 
     def setup(self) -> None:
+        from ..evaluation.features import pick_device
         from ..rendering.scoring import ClipScorer
 
         s = self.settings
-        device = "cuda" if _has_cuda() else "cpu"
+        device = pick_device()
         if s["scorer"] == "run":
             from ..evaluation.models import load_eval_model
 
@@ -215,12 +217,6 @@ class SampleWork(PartitionWork):
         return Made(table, {"sampled": table.num_rows, "of": rows.num_rows, "scorer": self.settings["scorer"]})
 
 
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def thumbnail(jpg: bytes) -> bytes:
     from PIL import Image
 
@@ -231,11 +227,10 @@ def thumbnail(jpg: bytes) -> bytes:
     return out.getvalue()
 
 
-def concept_rows(run: RunView, sample: pa.Table, counts: pa.Table) -> list[dict]:
-    """Per sampled concept: its frequency, its diversity and its alignment."""
+def concept_rows(run: RunView, measures: list, counts: pa.Table) -> list[dict]:
+    """Per sampled concept (``card.sample.measure``'s): its frequency, its diversity and its alignment."""
     from ..curation.balancing import held_out_concepts
 
-    measures, _, _ = measure(sample, run.config.seed)
     stats = {r["concept_id"]: r for r in counts.to_pylist()}
     b = run.config.balanced
     held = held_out_concepts(run.config.seed, [(r["concept_id"], r["concept"]) for r in stats.values()],
@@ -265,10 +260,11 @@ def caption_statistics(ctx: StageContext, sample: pa.Table, counts: pa.Table) ->
             "tail": tail(np.array(counts.column("count_after").to_pylist(), np.int64), run.config.balanced.threshold)}
 
 
-def image_statistics(ctx: StageContext, sample: pa.Table, rows: list[dict]) -> dict:
-    """Alignment and diversity on the sample; near-duplicates over the whole run from each
-    image's perceptual hash (one narrow column per partition, never the images)."""
-    _, own, floor = measure(sample, ctx.run.config.seed)
+def image_statistics(ctx: StageContext, sample: pa.Table, rows: list[dict], scores: tuple) -> dict:
+    """Alignment and diversity on the sample (``scores``: each image's own and shuffled score);
+    near-duplicates over the whole run from each image's perceptual hash (one narrow column per
+    partition, never the images)."""
+    own, floor = scores
     floor_mean = float(floor.mean()) if len(floor) else 0.0
     vendi = np.array([r["image_vendi"] for r in rows]) if rows else np.zeros(1)
     return {"sampled": sample.num_rows, "sampled_concepts": len(rows),
@@ -334,9 +330,7 @@ def cost_and_quality(ctx: StageContext) -> tuple[dict, dict]:
 
 
 def workers(cfg) -> list[PoolSpec]:
-    c = cfg.card
-    fields = ("card.num_actors", *(["card.num_gpus"] if c.num_gpus else []), *(["card.ray_resources"] if c.ray_resources else []))
-    return [PoolSpec(count=c.num_actors, num_gpus=c.num_gpus, resources=dict(c.ray_resources), label=NAME, fields=fields)]
+    return [model_pool(cfg, NAME, label=NAME)]
 
 
 def named_models(cfg) -> dict[str, str]:
