@@ -17,8 +17,8 @@ exponent, and the extrapolation to the preset multiplies the full-size figure by
 up to 1.2x the largest size measured, and on rows of this size (real JPEGs make reads, hashing
 and export byte-bound: their rate is in bench_verify and bench_training).
 
-Usage: ``python -m benchmarks.bench_scale [--fractions 0.125,0.25,0.5,1] [--root DIR]``; figures go
-to the results file, the plot to ``docs/performance-scale.png``.
+Usage: ``python -m benchmarks.bench_scale [--fractions 0.125,0.25,0.5,1] [--steps card,...] [--root DIR]``;
+figures go to the results file, the plot (of a whole rehearsal) to ``docs/performance-scale.png``.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def largest_records(root: str, run_id: str) -> dict[str, int]:
 
 
 # -- one size -----------------------------------------------------------------------------------
-def rehearse(fraction: float, root: str) -> dict:
+def rehearse(fraction: float, root: str, steps: tuple[str, ...] = WHOLE_RUN) -> dict:
     from synthclip_core.pipeline import config_from_dict
     from synthclip_core.runs.lifecycle import open_run
     from synthclip_core.storage.store import RunRef
@@ -229,23 +229,26 @@ def rehearse(fraction: float, root: str) -> dict:
     Path(bank).write_text("\n".join(synthetic_bank(concepts)) + "\n")
     run_id = f"scale-{concepts}"
     run = open_run(config_from_dict(run_config(bank, concepts)), RunRef(root, run_id))
-    steps: dict[str, dict] = {}
-    for name in (*BUILD, "shards_1_worker"):
-        steps[name] = measure_step(name, root, run_id)
-        print(f"  {fraction:g}: {name} {steps[name]}", flush=True)
+    measured: dict[str, dict] = {}
+    for name in (*BUILD, *(("shards_1_worker",) if "shards_1_worker" in steps else ())):
+        measured[name] = measure_step(name, root, run_id)
+        print(f"  {fraction:g}: {name} {measured[name]}", flush=True)
     for output in sorted(run.store.committed("shards")):  # export again on 2 workers, from nothing
         run.store.retire("shards", output)
     run.store.fs.rm(run.store.path("_complete", "shards.json"))
+    # what a later step needs is made even when it is not asked for (a card needs the checkpoint)
     for name in ("shards", "train_start", "eval", "card", "status", "resume_planning", "verify"):
-        steps[name] = measure_step(name, root, run_id)
-        print(f"  {fraction:g}: {name} {steps[name]}", flush=True)
+        if name not in steps and name not in ("shards", "train_start", "eval"):
+            continue
+        measured[name] = measure_step(name, root, run_id)
+        print(f"  {fraction:g}: {name} {measured[name]}", flush=True)
     store = run.store
     sizes = json.loads(store.read_bytes("shards", "sizes.json"))
     counts = {"concepts": concepts, "caption_partitions": len([o for o in store.committed("captions") if o.startswith("part-")]),
               "render_partitions": len([o for o in store.committed("images") if o.startswith("part-")]),
               "shards": len(sizes), "samples": sum(sizes.values()),
               "captions": sum(r["rows"] for o, r in store.records("captions").items() if o.startswith("part-"))}
-    return {"fraction": fraction, "counts": counts, "steps": steps, "largest_record_bytes": largest_records(root, run_id)}
+    return {"fraction": fraction, "counts": counts, "steps": measured, "largest_record_bytes": largest_records(root, run_id)}
 
 
 def fit(xs: list[float], ys: list[float]) -> float:
@@ -257,11 +260,14 @@ def fit(xs: list[float], ys: list[float]) -> float:
 
 
 def summarise(sizes: list[dict]) -> dict:
+    """Exponents and preset figures of every step measured at each size."""
     xs = [s["counts"]["render_partitions"] for s in sizes]
     full = sizes[-1]
     scale = PRESET["render_partitions"] / full["counts"]["render_partitions"]
     table = {}
     for step in (*BUILD, *WHOLE_RUN):
+        if not all(step in s["steps"] for s in sizes):
+            continue
         times = [s["steps"][step]["seconds"] for s in sizes]
         peaks = [s["steps"][step]["peak_rss_mb"] for s in sizes]
         reads = [s["steps"][step]["bytes_read_mb"] for s in sizes]
@@ -271,10 +277,11 @@ def summarise(sizes: list[dict]) -> dict:
                        "preset_seconds": round(times[-1] * scale ** b_time, 1),
                        "preset_peak_rss_mb": round(peaks[-1] * scale ** b_mem, 1)}
     records = {stage: [s["largest_record_bytes"].get(stage, 0) for s in sizes] for stage in full["largest_record_bytes"]}
-    export = full["steps"]["shards_1_worker"]["seconds"] / full["steps"]["shards"]["seconds"]
+    one_worker = full["steps"].get("shards_1_worker")
+    export = one_worker["seconds"] / full["steps"]["shards"]["seconds"] if one_worker else None
     return {"partitions": xs, "counts": [s["counts"] for s in sizes], "steps": table,
-            "largest_record_bytes": records, "export_2_vs_1_workers": round(export, 2),
-            "status_s_full": round(full["steps"]["status"]["seconds"], 2), "preset_scale": round(scale, 3),
+            "largest_record_bytes": records, "export_2_vs_1_workers": export and round(export, 2),
+            "status_s_full": full["steps"].get("status", {}).get("seconds"), "preset_scale": round(scale, 3),
             "targets": TARGETS}
 
 
@@ -304,25 +311,30 @@ def plot(summary: dict) -> None:
     fig.savefig(PLOT, dpi=110)
 
 
-def main(fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0), root: str | None = None) -> dict:
+def main(fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0), root: str | None = None,
+         steps: tuple[str, ...] = WHOLE_RUN) -> dict:
+    """Rehearse at each fraction; ``steps`` narrows the whole-run steps measured (the build is always
+    measured, and what a later step needs is made): a new step's exponents without the hour of all."""
     from benchmarks.results_file import record
 
     sizes = []
     for fraction in fractions:
         where = tempfile.mkdtemp(prefix=f"scale-{fraction:g}-", dir=root)
         try:
-            sizes.append(rehearse(fraction, where))
+            sizes.append(rehearse(fraction, where, steps))
         finally:
             shutil.rmtree(where, ignore_errors=True)
     summary = summarise(sizes) if len(sizes) > 1 else {"sizes": sizes}
+    whole = set(steps) == set(WHOLE_RUN)
     if len(sizes) > 1:
-        plot(summary)
+        if whole:
+            plot(summary)
         for step, row in summary["steps"].items():
             print(f"{step:>16}: time b={row['time_exponent']:.2f}, memory b={row['memory_exponent']:.2f}, "
                   f"full {row['seconds'][-1]:.1f} s / {row['peak_rss_mb'][-1]:.0f} MB, preset ~{row['preset_seconds']:.0f} s")
         print(f"largest commit record: {max(v[-1] for v in summary['largest_record_bytes'].values()):,} B; "
-              f"status {summary['status_s_full']:.2f} s; export 2 vs 1 workers {summary['export_2_vs_1_workers']:.2f}x")
-    record("scale_rehearsal", summary)
+              f"status {summary['status_s_full']} s; export 2 vs 1 workers {summary['export_2_vs_1_workers']}x")
+    record("scale_rehearsal" if whole else "scale_rehearsal_" + "_".join(steps), summary)
     return summary
 
 
@@ -332,9 +344,10 @@ if __name__ == "__main__":
     parser.add_argument("--root")
     parser.add_argument("--run-id")
     parser.add_argument("--fractions", default="0.125,0.25,0.5,1")
+    parser.add_argument("--steps", default=",".join(WHOLE_RUN), help="the whole-run steps to measure")
     args = parser.parse_args()
     if args.step:
         print(json.dumps(_step(args.step, args.root, args.run_id)))
     else:
-        main(tuple(float(f) for f in args.fractions.split(",")), args.root)
+        main(tuple(float(f) for f in args.fractions.split(",")), args.root, tuple(args.steps.split(",")))
     sys.exit(0)
