@@ -147,6 +147,6 @@ def to_spec_parts(sources: list[ResolvedSource]) -> tuple[list[tuple[str, int]],
         first = len(shards)
         shards += s.shards
         specs.append({"name": s.name, "uri": s.uri, "weight": s.weight, "limit": s.limit, "image_key": s.image_key,
-                      "text_key": s.text_key, "storage_options": s.storage_options,
+                      "text_key": s.text_key, "texts_field": s.texts_field, "storage_options": s.storage_options,
                       "shards": list(range(first, len(shards)))})
     return shards, specs
