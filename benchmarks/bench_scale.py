@@ -233,9 +233,10 @@ def rehearse(fraction: float, root: str, steps: tuple[str, ...] = WHOLE_RUN) -> 
     for name in (*BUILD, *(("shards_1_worker",) if "shards_1_worker" in steps else ())):
         measured[name] = measure_step(name, root, run_id)
         print(f"  {fraction:g}: {name} {measured[name]}", flush=True)
-    for output in sorted(run.store.committed("shards")):  # export again on 2 workers, from nothing
-        run.store.retire("shards", output)
-    run.store.fs.rm(run.store.path("_complete", "shards.json"))
+    if "shards_1_worker" in measured:  # export again on 2 workers, from nothing
+        for output in sorted(run.store.committed("shards")):
+            run.store.retire("shards", output)
+        run.store.fs.rm(run.store.path("_complete", "shards.json"))
     # what a later step needs is made even when it is not asked for (a card needs the checkpoint)
     for name in ("shards", "train_start", "eval", "card", "status", "resume_planning", "verify"):
         if name not in steps and name not in ("shards", "train_start", "eval"):

@@ -77,6 +77,21 @@ def run_reference(config: Path, root: Path, run_id: str) -> float:
     return time.time() - started
 
 
+def copy_run(store: RunStore, root: Path, forget: tuple[str, ...] = ()) -> RunStore:
+    """A copy of a finished run under ``root`` (same run id), with the stages in ``forget`` made
+    never to have run (their data, commit records and completion gone): a test that needs a whole
+    run to resume, or its last stages to run again, need not make one of its own."""
+    import shutil
+
+    shutil.copytree(store.base, Path(root) / store.run_id)
+    copy = RunStore(str(root), store.run_id)
+    for stage in forget:
+        for where in (copy.path(stage), copy.path("_commits", stage), copy.path("_complete", stage + ".json")):
+            if copy.fs.exists(where):
+                copy.fs.rm(where, recursive=True)
+    return copy
+
+
 def run_trial(config: Path, root: Path, run_id: str, fault: Fault, timeout: float = 900) -> Trial:
     """Run with one injected fault, resume if the run did not finish, and report what happened."""
     trial = Trial(fault)

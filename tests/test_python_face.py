@@ -21,11 +21,17 @@ def test_importing_the_face_loads_nothing_heavy():
                                          "to_dataset"])
 
 
-def test_a_micro_run_from_python(ray_local, tiny_models, tmp_path):
-    run = sc.open_run(REPO / "configs" / "micro.yaml", run_id="from-python", root=str(tmp_path))
+def test_a_micro_run_from_python(ray_local, micro_reference, tmp_path):
+    """A copy of the session's finished micro run with its training and evaluation undone, run to
+    the end from Python: the stages still to do run, the rest are skipped, and again nothing runs."""
+    from faults import copy_run
+
+    run_id = copy_run(micro_reference[0], tmp_path, forget=("train", "eval")).run_id
+    run = sc.open_run(REPO / "configs" / "micro.yaml", run_id=run_id, root=str(tmp_path))
     summaries = sc.run_all(run)
     assert list(summaries) == run.names and all(s.ok for s in summaries.values())
-    again = sc.run_all(sc.load_run("from-python", root=str(tmp_path)))
+    assert summaries["train"].computed == 1 and summaries["images"].computed == 0
+    again = sc.run_all(sc.load_run(run_id, root=str(tmp_path)))
     assert all(s.computed == 0 and s.skipped == s.total for s in again.values())  # resumable: nothing made twice
     images = sc.read_table(run, "images", columns=["image_id", "jpg", "split"])
     assert images.num_rows == summaries["images"].rows and images.column("jpg")[0].as_py().startswith(b"\xff\xd8")

@@ -50,20 +50,24 @@ def ray_cluster():
     head.wait()
 
 
-def test_train_stage_submits_and_follows_a_ray_job(ray_local, ray_cluster, tiny_models, tmp_path):
-    """``ray_local`` first: the cluster must coexist with the session's own local Ray."""
+def test_train_stage_submits_and_follows_a_ray_job(ray_local, ray_cluster, micro_reference, tmp_path):
+    """``ray_local`` first: the cluster must coexist with the session's own local Ray. A finished micro
+    run whose training and evaluation are undone is resumed on the cluster: its training is a Ray job."""
+    from faults import copy_run
+
     env = {**ray_cluster["env"], "RAY_ADDRESS": ray_cluster["address"], "COLUMNS": "200"}
-    result = subprocess.run([sys.executable, "-m", "flows.cli", "run", "configs/micro.yaml", "--root", str(tmp_path),
-                             "--run-id", "on-cluster"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    run_id = copy_run(micro_reference[0], tmp_path, forget=("train", "eval")).run_id
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "resume", run_id, "--root", str(tmp_path)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    jobs = [j for j in ray_cluster["client"].list_jobs() if (j.submission_id or "").startswith("synthclip-train-on-cluster-")]
+    jobs = [j for j in ray_cluster["client"].list_jobs() if (j.submission_id or "").startswith(f"synthclip-train-{run_id}-")]
     assert [str(j.status.value) for j in jobs] == ["SUCCEEDED"]
     submission_id = jobs[0].submission_id
     assert submission_id.endswith("-1")
     out = result.stdout + result.stderr
     assert f"[{submission_id}]" in out  # the job's own log lines, streamed into the flow run
     assert "step " in out and "loss" in out
-    summary = json.loads((tmp_path / "on-cluster" / "train" / "summary.json").read_text())
+    summary = json.loads((tmp_path / run_id / "train" / "summary.json").read_text())
     assert summary["checkpoint"] == "checkpoints/epoch_1.pt"
     assert ray_cluster["token"] not in out  # the cluster's credential never reaches the logs
 

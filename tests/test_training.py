@@ -225,15 +225,19 @@ def test_checkpoint_of_another_model_is_refused(ray_local, tmp_path):
 
 # -- inside the pipeline ------------------------------------------------------------------------
 
-def test_two_workers_train_the_micro_run_with_amp_and_checkpointing(engine, tmp_path):
-    """The train stage of a real run: two gloo workers, bf16 autocast, gradient checkpointing."""
+def test_two_workers_train_the_micro_run_with_amp_and_checkpointing(micro_reference, tmp_path):
+    """The train stage of a real run: two gloo workers, bf16 autocast, gradient checkpointing (a fork
+    of the finished micro run: its data stages are copied, only training runs)."""
+    from faults import copy_run
+
     data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
     data["train"].update(num_workers=2, cpus_per_worker=0.5, global_batch_size=4, precision="amp_bf16",
                          grad_checkpointing=True)
-    run = open_run(config_from_dict(data), RunRef(str(tmp_path), "ddp"))
-    for stage in run.stages[: run.names.index("train") + 1]:
-        summary = execute(run, stage.name)
-        assert summary.ok
+    reference = copy_run(micro_reference[0], tmp_path)
+    run = open_run(config_from_dict(data), RunRef(str(tmp_path), reference.run_id), fork=True)
+    assert run.ref.run_id != reference.run_id and run.completion("shards") is not None  # shared, not made again
+    summary = execute(run, "train")
+    assert summary.ok
     assert summary.pictures == ["train/curves.png"]
     record = run.store.record("train", "checkpoints/epoch_1.pt")
     assert record["worker"]["world_size"] == 2 and record["model_cfg"] == model_config(TINY)

@@ -29,26 +29,29 @@ def ui_server(tmp_path):
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (Debian: apt-get install chromium)")
-def test_ui_shows_the_completed_run_and_its_report(ui_server, tiny_models, tmp_path):
+def test_ui_shows_the_completed_run_and_its_report(ui_server, micro_reference, tmp_path):
+    """A finished micro run, resumed against this UI's own server (every stage's flow runs and shows
+    its summary and report; no stage is made again), seen in the browser."""
+    from faults import copy_run
     from playwright.sync_api import sync_playwright
 
     env, ui = ui_server
-    run = subprocess.run([sys.executable, "-m", "flows.cli", "run", "configs/micro.yaml", "--root", str(tmp_path / "runs"),
-                          "--run-id", "in-the-ui"], cwd=REPO, env={**env, "RAY_USAGE_STATS_ENABLED": "0"},
-                         capture_output=True, text=True, timeout=900)
+    run_id = copy_run(micro_reference[0], tmp_path / "runs").run_id
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "resume", run_id, "--root", str(tmp_path / "runs")],
+                         cwd=REPO, env={**env, "RAY_USAGE_STATS_ENABLED": "0"}, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     from prefect.client.orchestration import SyncPrefectClient
 
     with SyncPrefectClient(env["PREFECT_API_URL"]) as client:
         runs = {r.name: r for r in client.read_flow_runs()}
-    build, evaluate = runs["in-the-ui"], runs["in-the-ui: eval"]
+    build, evaluate = runs[run_id], runs[f"{run_id}: eval"]
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{ui}/runs/flow-run/{build.id}", wait_until="networkidle")
         page.get_by_text("Completed").first.wait_for(timeout=30_000)
-        assert "in-the-ui" in page.inner_text("body")
+        assert run_id in page.inner_text("body")
         page.goto(f"{ui}/runs/flow-run/{evaluate.id}", wait_until="networkidle")
         page.get_by_text("Artifacts", exact=True).first.click()
         page.get_by_text("eval report").first.wait_for(timeout=30_000)

@@ -81,10 +81,10 @@ def make(ctx: StageContext) -> StageSummary:
     sample = keep_concepts(keep_lowest(pa.concat_tables(samples), cfg.per_concept, run.config.seed), cfg.concepts,
                            run.config.seed)
     facts = facts_of(run, counts)
-    measured = measure(sample, run.config.seed)
-    rows = concept_rows(run, measured[0], counts)
+    measures, own, floor = measure(sample, run.config.seed)
+    rows = concept_rows(run, measures, counts)
     facts.captions = caption_statistics(ctx, sample, counts)
-    facts.images = image_statistics(ctx, sample, rows, measured[1:])
+    facts.images = image_statistics(ctx, sample, rows, (own, floor))
     facts.cost, facts.quality = cost_and_quality(ctx)
     facts.limitations = limitations(run, facts)
     inputs = [ctx.input_ref(NAME, f"{SAMPLE}/{p}") for p in chosen]
