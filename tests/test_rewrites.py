@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from commands import open_clip_train
 
 from synthclip_core.captioning.rewriting import kept_by_caption, texts_note
 from synthclip_core.curation.balancing import names_concept
@@ -118,6 +119,12 @@ def test_training_draws_a_text_per_sample_per_epoch_and_a_resume_draws_the_same(
     assert texts - captions, "some sample trained on a rewrite"
     assert sorted(t for b in first for t in b) != sorted(t for b in second for t in b)  # another draw next epoch
     assert "Texts per training image" in texts_note(run)
+
+
+def test_open_clip_trainer_reads_the_shards_of_a_run_with_rewrites(rewritten, tmp_path):
+    """open_clip's webdataset reader takes ``txt`` and ignores the json's ``rewrites``: the shards stay its input."""
+    run, _ = rewritten
+    open_clip_train(run.store, tmp_path)
 
 
 def test_a_run_without_rewrites_has_no_such_stage_and_bad_settings_are_one_line(tmp_path, engine):
