@@ -1,4 +1,4 @@
-"""What the platform costs on top of the model, for the captions and images stages.
+"""What the platform costs on top of the model, for the captions, rewrites and images stages.
 
 Platform: the stage's Prefect flow (task, Ray actor pool of one actor, Parquet, commit records,
 the coverage table or contact sheet). Baseline: a plain loop in this process calling the same
@@ -15,7 +15,7 @@ Two partition sizes: small (a few hundred ms of
 compute on the tiny CPU models) and sized to at least 3 s of compute, the regime the >= 0.97
 target is stated for. Medians of repeated runs.
 
-Usage: ``python -m benchmarks.bench_overhead [--repeats R] [--stages captions,images]``.
+Usage: ``python -m benchmarks.bench_overhead [--repeats R] [--stages captions,rewrites,images]``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ CASES = [
     ("captions", "large", 4, {"concepts.per_partition": 250, "captions.per_concept": 3}),
     ("captions", "vllm", 4, {"concepts.per_partition": 250, "captions.per_concept": 3, "captions.backend": "vllm",
                              "captions.python": str(VLLM_PYTHON)}),
+    ("rewrites", "large", 4, {"concepts.per_partition": 250, "rewrites.per_caption": 3}),
     ("images", "small", 24, {"images.captions_per_partition": 4}),
     ("images", "large", 5, {"images.captions_per_partition": 400}),
 ]
@@ -57,7 +58,7 @@ def make_config(stage: str, partitions: int, knobs: dict):
     for key, value in knobs.items():
         section, field = key.split(".")
         data[section][field] = value
-    if stage == "captions":
+    if stage in ("captions", "rewrites"):  # rewrites: one per train caption of each balanced partition
         data["concepts"]["limit"] = partitions * data["concepts"]["per_partition"]
     else:  # enough concepts that the balanced captions fill the render partitions
         per = data["images"]["captions_per_partition"]
@@ -70,7 +71,7 @@ def prepare(root: str, stage: str, partitions: int, knobs: dict, suffix: str = "
     from synthclip_core.storage.store import RunRef
 
     run = open_run(make_config(stage, partitions, knobs), RunRef(root, f"{stage}-{partitions}{suffix}"))
-    for upstream in ("concepts", "captions", "balanced")[: 1 if stage == "captions" else 3]:
+    for upstream in ("concepts", "captions", "balanced")[: 1 if stage == "captions" else 3]:  # rewrites need no images
         assert execute(run, upstream).ok
     return run
 
@@ -161,8 +162,28 @@ def plain_loop(run, stage: str) -> list[float]:
 
         def work(job):
             backend.generate(job[0], job[1], settings["sampling"])
+    elif stage == "rewrites":
+        from synthclip_core.captioning.prompts import get_template
+        from synthclip_core.captioning.writer import CaptionWriter, caption_settings
+        from synthclip_core.stages.common import read_concepts
+        from synthclip_core.stages.rewrites import writer_section
+
+        settings = caption_settings(run.config, run.config.rewrites.template, writer_section(run.config))
+        backend, template = CaptionWriter(settings).backend, get_template(settings["template"])
+        concept_parts = sorted(o for o in store.committed("concepts") if o.startswith("part-"))
+        names = dict(zip(*read_concepts(store, concept_parts).to_pydict().values()))
+        jobs = []
+        for part in sorted(o for o in store.committed("balanced") if o.startswith("part-")):
+            rows = [(names[r["concept_id"]], r["caption"], derive_seed(settings["seed"], r["caption_id"], k))
+                    for r in read_table(store, "balanced", part).to_pylist() if r["split"] == "train"
+                    for k in range(run.config.rewrites.per_caption)]
+            jobs.append(([template.messages(c, t) for c, t, _ in rows], [s for _, _, s in rows]))
+
+        def work(job):
+            backend.generate(job[0], job[1], settings["sampling"])
     else:
-        from synthclip_core.stages.images import RenderWork, caption_records, render_parts, render_settings
+        from synthclip_core.stages.common import caption_records
+        from synthclip_core.stages.images import RenderWork, render_parts, render_settings
 
         settings = render_settings(run.config)
         backend = RenderWork(settings, store).backend
@@ -266,7 +287,7 @@ def measure(stage: str, label: str, partitions: int, knobs: dict, repeats: int) 
     }
 
 
-def main(repeats: int = 3, stages: tuple[str, ...] = ("captions", "images"), labels: tuple[str, ...] | None = None) -> dict:
+def main(repeats: int = 3, stages: tuple[str, ...] = ("captions", "rewrites", "images"), labels: tuple[str, ...] | None = None) -> dict:
     from synthclip_core.compute.ray_runtime import ensure_ray
 
     ensure_ray(num_cpus=2)
@@ -287,7 +308,7 @@ def main(repeats: int = 3, stages: tuple[str, ...] = ("captions", "images"), lab
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--stages", default="captions,images")
+    parser.add_argument("--stages", default="captions,rewrites,images")
     parser.add_argument("--cases", default=None, help="Only these partition sizes, e.g. small,large,vllm.")
     parser.add_argument("--plain", nargs=3, metavar=("ROOT", "RUN_ID", "STAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -41,6 +41,10 @@ def caption_id(concept_id_: str, template: str, index: int, seed: int) -> str:
     return stable_id("caption", concept_id_, template, index, seed)
 
 
+def rewrite_id(caption_id_: str, template: str, k: int, seed: int) -> str:
+    return stable_id("rewrite", caption_id_, template, k, seed)
+
+
 def image_id(caption_id_: str, index: int, seed: int) -> str:
     return stable_id("image", caption_id_, index, seed)
 

@@ -18,7 +18,7 @@ from .config import RunSettings, Section, read_yaml, validate
 from .evaluation.config import EvalConfig
 from .fingerprint import stable_hash
 from .ids import NAME_PATTERN
-from .stages import balanced, captions, card, concepts, eval, images, shards, topup, train
+from .stages import balanced, captions, card, concepts, eval, images, rewrites, shards, topup, train
 from .stages.stage import Stage
 from .training.config import TrainConfig
 
@@ -28,6 +28,7 @@ PIPELINE: tuple[Stage, ...] = (
     balanced.STAGE,
     topup.STAGE,
     images.STAGE,
+    rewrites.STAGE,
     shards.STAGE,
     train.STAGE,
     eval.STAGE,

@@ -312,7 +312,7 @@ def flow_signature(path: Path, func: str) -> ast.arguments | None:
 
 def test_the_expected_deployments_exist():
     expected = {"build-offline", "build-paper-scale", "resume", "resume-latest", "evaluate-checkpoint"}
-    expected |= {"concepts", "captions", "balanced", "topup", "images", "shards", "train", "eval", "card"}
+    expected |= {"concepts", "captions", "balanced", "topup", "images", "rewrites", "shards", "train", "eval", "card"}
     assert expected <= set(DEPLOYMENT_NAMES)
     assert len(DEPLOYMENT_NAMES) == len(set(DEPLOYMENT_NAMES)), "duplicate deployment names"
     assert by_name("build-offline")["parameters"]["config"] == "configs/offline.yaml"

@@ -121,3 +121,18 @@ def test_a_run_sized_by_target_keeps_its_counts_when_it_continues(tiny_models, t
     assert (stored.captions.per_concept, stored.concepts.limit, stored.target_pairs) == (per_concept, limit, 40)
     again = open_run(cfg, RunRef(str(tmp_path), "sized"))  # the same config continues the run: the same counts
     assert again.fingerprints == run.fingerprints
+
+
+def test_the_plan_counts_the_rewrites_captions_and_gpu_hours():
+    data = yaml.safe_load((REPO / "configs" / "synthci-30m.yaml").read_text())
+    data["rewrites"] = {"per_caption": 3}
+    cfg = config_from_dict(data)
+    plan = plan_run(cfg, bank_size=500_000, parameters=149_620_737)
+    stages = {s.stage: s for s in plan.stages}
+    assert list(stages)[3:6] == ["images", "rewrites", "shards"]
+    rewrites, shards = stages["rewrites"], stages["shards"]
+    assert rewrites.pools == stages["captions"].pools  # the caption pool writes them
+    assert rewrites.rows == pytest.approx(3 * shards.rows, rel=0.01)  # three per train caption
+    per_s = rewrites.rows / rewrites.gpu_hours / 3600
+    assert per_s == pytest.approx(stages["captions"].rows / stages["captions"].gpu_hours / 3600)  # at the caption rate
+    assert rewrites.gpu_hours < stages["images"].gpu_hours / 5  # text-side compute: a fraction of the render's

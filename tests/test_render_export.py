@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from commands import open_clip_train
 
 from synthclip_core.errors import ConfigError
 from synthclip_core.rendering.backends import create_render_backend
@@ -103,19 +101,7 @@ def test_contact_sheet_is_saved_with_the_run(offline_run):
 
 def test_open_clip_trainer_trains_on_the_shards_unchanged(offline_run, tmp_path):
     run, _ = offline_run
-    sizes = json.loads(run.store.read_bytes("shards", "sizes.json"))
-    last = len(sizes) - 1
-    command = [
-        sys.executable, "-m", "open_clip_train.main", "--dataset-type", "webdataset",
-        "--train-data", run.store.uri("shards") + f"/{{00000..{last:05d}}}.tar",
-        "--train-num-samples", str(sum(sizes.values())), "--model", "local-dir:" + run.store.uri("train", "model"),
-        "--device", "cpu", "--epochs", "1", "--batch-size", "16", "--workers", "0", "--precision", "fp32",
-        "--lr", "1e-4", "--warmup", "1", "--logs", str(tmp_path), "--name", "oc", "--save-frequency", "1",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "oc" / "checkpoints" / "epoch_1.pt").exists()
+    open_clip_train(run.store, tmp_path)
 
 
 def test_shards_re_export_identically_from_parquet(offline_run):

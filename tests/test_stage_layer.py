@@ -113,7 +113,7 @@ def test_every_stage_has_one_name():
     from flows.stages import STAGE_FLOWS
 
     deployments = {d["name"]: d for d in deployment_spec()["deployments"]}
-    assert [s.name for s in PIPELINE] == ["concepts", "captions", "balanced", "topup", "images", "shards", "train", "eval",
+    assert [s.name for s in PIPELINE] == ["concepts", "captions", "balanced", "topup", "images", "rewrites", "shards", "train", "eval",
                                           "card"]
     for stage in PIPELINE:
         assert importlib.import_module(f"synthclip_core.stages.{stage.name}").STAGE is stage

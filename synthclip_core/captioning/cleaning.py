@@ -22,7 +22,7 @@ _CHATTER = re.compile(r"^(sure|okay|ok|certainly|of course)\b[^:]{0,60}:\s*(?=\S
 _NOTE = re.compile(r"^(note|word count|\(note)\b", re.IGNORECASE)
 # Fragments of the instruction that a caption never contains unless the model echoes the prompt.
 _ECHO = ("your task is", "your concept is", "grammatically correct caption", "no longer than 15 words",
-         "do not output any notes")
+         "do not output any notes", "rewrite this image caption", "word for word")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Writing captions for (concept, index) requests with a caption backend: what the captions stage
-and the closed loop (``stages/topup``) share.
+"""Writing captions for (concept, index) requests with a caption backend: what the captions stage,
+the closed loop (``stages/topup``) and the rewrites (``stages/rewrites``) share.
 
 A request's seed comes from (run seed, concept id, index) and its id from (concept id,
 template@version, index, run seed), so a request asked again, by any stage on any worker, is the
@@ -15,7 +15,7 @@ from collections import Counter
 from ..compute import progress
 from ..config import scheme_of
 from ..fingerprint import model_identity_of, model_label
-from ..ids import caption_id, derive_seed
+from ..ids import caption_id, derive_seed, rewrite_id
 from ..tiny_models import resolve_model
 from .backends import create_caption_backend
 from .cleaning import clean_caption
@@ -23,11 +23,19 @@ from .prompts import get_template
 
 GENERATE_CHUNK = 4096  # prompts per backend call (rounded up to whole batches): progress moves between them
 
+# vLLM engine options that change how fast captions come, not which (the rest, such as dtype,
+# quantization or max_model_len, are fingerprinted from scheme 2).
+OPERATIONAL_ENGINE_OPTIONS = frozenset({
+    "gpu_memory_utilization", "enforce_eager", "swap_space", "cpu_offload_gb", "max_num_seqs",
+    "max_num_batched_tokens", "disable_log_stats", "distributed_executor_backend", "enable_prefix_caching",
+})
 
-def caption_settings(cfg, template: str | None = None) -> dict:
+
+def caption_settings(cfg, template: str | None = None, section=None) -> dict:
     """What a caption actor needs of a run config (plain data): the captions section's model,
-    sampling and cleaning, with ``template`` in place of the section's where given."""
-    c = cfg.captions
+    sampling and cleaning (or ``section``'s, a captions section with another model in it), with
+    ``template`` in place of the section's where given."""
+    c = section or cfg.captions
     identity = model_identity_of(c, scheme_of(cfg))
     return {
         "backend": c.backend, "model": c.model, "revision": c.load_revision, "dtype": c.dtype,
@@ -58,33 +66,50 @@ class CaptionWriter:
                  "concept": concept, "template": self.template.key, "index": index,
                  "seed": derive_seed(s["seed"], cid, index), "model": s["model_label"], "backend": s["backend"]}
                 for cid, concept, index in requests]
+        messages = [self.template.messages(r["concept"]) for r in rows]
+        return rows, self._complete(rows, messages, "caption", "derive_seed(run_seed, concept_id, index)")
+
+    def rewrite(self, requests: list[tuple[str, str, str, str, int]]) -> tuple[list[dict], dict]:
+        """The rewrite rows of ``(caption_id, concept_id, concept, caption, k)`` requests (cleaned,
+        not yet vetted against their concept and each other: ``rewriting.vet``), and their lineage."""
+        s = self.settings
+        rows = [{"rewrite_id": rewrite_id(cap, self.template.key, k, s["seed"]), "caption_id": cap, "concept_id": cid,
+                 "concept": concept, "template": self.template.key, "k": k, "seed": derive_seed(s["seed"], cap, k),
+                 "model": s["model_label"], "backend": s["backend"]}
+                for cap, cid, concept, _, k in requests]
+        messages = [self.template.messages(concept, caption) for _, _, concept, caption, _ in requests]
+        return rows, self._complete(rows, messages, "rewrite", "derive_seed(run_seed, caption_id, k)")
+
+    def _complete(self, rows: list[dict], messages: list[list[dict]], field: str, seed_rule: str) -> dict:
+        """Generate an answer for each row's messages, clean it into ``row[field]`` (or a reason),
+        and say how: cleaning counts, throughput, sampling, seeds."""
+        s = self.settings
         started = time.time()
-        completions = self._generate(rows)
+        completions = self._generate(messages, [r["seed"] for r in rows])
         seconds = max(time.time() - started, 1e-9)
         rejects, fixes = Counter(), Counter()
         for row, completion in zip(rows, completions, strict=True):
             cleaned = clean_caption(completion["text"], s["max_words"])
-            row.update(raw=completion["text"], tokens=completion["tokens"], caption=cleaned.caption,
-                       reject_reason=cleaned.reject, fixes=list(cleaned.fixes))
+            row.update({"raw": completion["text"], "tokens": completion["tokens"], field: cleaned.caption,
+                        "reject_reason": cleaned.reject, "fixes": list(cleaned.fixes)})
             rejects.update([cleaned.reject] if cleaned.reject else [])
             fixes.update(cleaned.fixes)
         tokens = sum(r["tokens"] for r in rows)
-        return rows, {
+        return {
             "backend": s["backend"], "model": s["model_identity"], "template": self.template.key, "sampling": s["sampling"],
-            "seeds": {"run_seed": s["seed"], "rule": "derive_seed(run_seed, concept_id, index)"},
+            "seeds": {"run_seed": s["seed"], "rule": seed_rule},
             "cleaning": {"kept": len(rows) - sum(rejects.values()), "rejected": dict(rejects), "fixed": dict(fixes)},
             "throughput": {"prompts_per_s": round(len(rows) / seconds, 2), "tokens_per_s": round(tokens / seconds, 1),
                            "generated_tokens": tokens},
         }
 
-    def _generate(self, rows: list[dict]) -> list[dict]:
+    def _generate(self, messages: list[list[dict]], seeds: list[int]) -> list[dict]:
         """The backend's completions, asked for in chunks of whole batches so that progress moves
         within a partition; every prompt has its own seed, so chunking changes no caption."""
         chunk = -(-GENERATE_CHUNK // self.settings["batch_size"]) * self.settings["batch_size"]
         completions: list[dict] = []
-        for start in range(0, len(rows), chunk):
-            progress.within(start, len(rows))
-            part = rows[start:start + chunk]
-            completions += self.backend.generate([self.template.messages(r["concept"]) for r in part],
-                                                 [r["seed"] for r in part], self.settings["sampling"])
+        for start in range(0, len(messages), chunk):
+            progress.within(start, len(messages))
+            completions += self.backend.generate(messages[start:start + chunk], seeds[start:start + chunk],
+                                                 self.settings["sampling"])
         return completions

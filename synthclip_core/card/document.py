@@ -16,6 +16,7 @@ CITATION = """@article{hammoud2024synthclip,
 # What the run folder holds for ``datasets``: paths relative to the folder, which is the repository.
 DATA_FILES = [{"config_name": "default", "data_files": [{"split": "train", "path": "images/part-*.parquet"}]},
               {"config_name": "shards", "data_files": [{"split": "train", "path": "shards/*.tar"}]}]
+REWRITES = {"config_name": "rewrites", "data_files": [{"split": "train", "path": "rewrites/part-*.parquet"}]}
 _SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
           (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
 
@@ -63,7 +64,17 @@ class Facts:
                 "task_categories": ["text-to-image", "image-to-text", "zero-shot-image-classification"],
                 "size_categories": [size_category(self.counts.get("images", 0))],
                 "tags": ["synthetic", "image-text-pairs", "clip", "synthclip", "webdataset"],
-                "configs": DATA_FILES}
+                "configs": DATA_FILES + ([REWRITES] if "rewrites" in self.counts else [])}
+
+
+def _rewrites(c: dict) -> list[str]:
+    """The card's paragraph on rewrites, where the run has them."""
+    if "rewrites" not in c:
+        return []
+    return [f"`rewrites/part-*.parquet` (the `rewrites` config) holds the rewrites of the train captions, {c['rewrites']:,} "
+            "of which count (each row names its `caption_id`; a dropped one keeps its reason), and every shard sample's "
+            "json lists its caption's that count as `rewrites`. The model of this run trained on {c.get('texts_per_image', 1):.2f} texts "
+            "per image on average.", ""]
 
 
 def render(facts: Facts, pictures: dict[str, str]) -> str:
@@ -83,6 +94,7 @@ def render(facts: Facts, pictures: dict[str, str]) -> str:
            "webdataset tars that open_clip reads). Rows whose `split` is not `train` never reached the shards.", "",
            "```python", "import datasets", "ds = datasets.load_dataset(\"PATH/TO/RUN\", split=\"train\")  "
            "# or the repository's name on the Hub", "```", "",
+           *_rewrites(c),
            "## How it was made", "", "| role | model | pinned |", "| --- | --- | --- |"]
     out += [f"| {m['role']} | {m['model']} | {m.get('pinned') or ''} |" for m in facts.models]
     out += ["", f"Prompt template `{facts.template.get('name')}` (version {facts.template.get('version')}), with "

@@ -15,6 +15,7 @@ def facts_of(run, counts) -> Facts:
     """The card's facts of ``run`` (a RunView whose stages up to eval are complete); ``counts`` is
     the balanced stats table (per concept, before and after)."""
     from ..captioning.prompts import get_template
+    from ..captioning.rewriting import texts_trained_on
 
     cfg = run.config
     template = get_template(cfg.captions.template)
@@ -32,7 +33,8 @@ def facts_of(run, counts) -> Facts:
         pretty_name=cfg.card.pretty_name or f"SynthCLIP {cfg.name}: {cfg.captions.model} captions, {cfg.images.model} images",
         license=license_, licenses=licenses,
         counts={"images": images, "captions": run.require("balanced").notes.get("kept", 0), "concepts": concepts,
-                "train_pairs": train, "held_out_pairs": images - train},
+                "train_pairs": train, "held_out_pairs": images - train, "texts_per_image": texts_trained_on(run),
+                **({"rewrites": run.require("rewrites").notes.get("rewrites_kept", 0)} if run.has("rewrites") else {})},
         models=models, template={"name": template.name, "version": template.version, "text": template.text},
         settings=settings_of(cfg), lineage=lineage_of(run), evaluation=evaluation_of(run),
         limitations=[], scorer=scorer_name(run),
@@ -95,6 +97,9 @@ def settings_of(cfg) -> dict:
         "images": {"scheduler": i.scheduler, "steps": i.steps, "guidance": i.guidance_scale,
                    "rendered": f"{i.width}x{i.height}", "stored": f"{i.stored_size}px JPEG q{i.jpeg_quality}",
                    "per caption": i.images_per_caption, **({"best of": i.best_of} if i.best_of > 1 else {})},
+        **({"rewrites": {"per caption": cfg.rewrites.per_caption, "template": cfg.rewrites.template,
+                         "model": cfg.rewrites.model or c.model, "trained": f"train.texts: {cfg.train.texts}"}}
+           if cfg.rewrites.per_caption else {}),
         "seeds": {"run seed": cfg.seed, "rule": "every caption's and image's seed derives from its id and the run seed"},
     }
 

@@ -30,6 +30,12 @@ def prepare_text(text: str, case_sensitive: bool = True) -> str:
     return text if case_sensitive else text.lower()
 
 
+def names_concept(text: str, concept: str, case_sensitive: bool = True) -> bool:
+    """Whether ``text`` names ``concept`` as balancing's match finds it (whole words, marks apart):
+    the rule for one concept, without the bank's automaton."""
+    return f" {concept if case_sensitive else concept.lower()} " in prepare_text(text, case_sensitive)
+
+
 class ConceptMatcher:
     """All concepts of a bank in one automaton; ``match`` returns sorted concept indices."""
 

@@ -17,9 +17,9 @@ import pyarrow as pa
 from pydantic import Field
 
 from ..captioning.prompts import get_template
-from ..captioning.writer import caption_settings
+from ..captioning.writer import OPERATIONAL_ENGINE_OPTIONS, caption_settings
 from ..config import ModelSection, operational, scheme_of
-from ..curation.balancing import prepare_text
+from ..curation.balancing import names_concept
 from ..storage.schemas import to_parquet_bytes
 from ..storage.tables import read_table
 from .common import CaptionsWork, data_parts, model_pool, read_concepts
@@ -111,8 +111,7 @@ def write_coverage(ctx: StageContext, parts: list[str]) -> dict:
             entry[0] += 1
             if row["caption"]:
                 entry[1] += 1
-                needle = f" {row['concept'] if case_sensitive else row['concept'].lower()} "
-                entry[2] += needle in prepare_text(row["caption"], case_sensitive)
+                entry[2] += names_concept(row["caption"], row["concept"], case_sensitive)
     table = pa.table({
         "concept_id": [c["concept_id"] for c in concepts],
         "concept": [c["concept"] for c in concepts],
@@ -131,14 +130,6 @@ def write_coverage(ctx: StageContext, parts: list[str]) -> dict:
     inputs = [ctx.input_ref(NAME, o, records[o]) for o in parts]
     ctx.commit(COVERAGE, to_parquet_bytes(table, "caption_coverage"), inputs, table.num_rows, started, summary=summary)
     return summary
-
-
-# vLLM engine options that change how fast captions come, not which (the rest, such as dtype,
-# quantization or max_model_len, are fingerprinted from scheme 2).
-OPERATIONAL_ENGINE_OPTIONS = frozenset({
-    "gpu_memory_utilization", "enforce_eager", "swap_space", "cpu_offload_gb", "max_num_seqs",
-    "max_num_batched_tokens", "disable_log_stats", "distributed_executor_backend", "enable_prefix_caching",
-})
 
 
 def settings(cfg) -> dict:

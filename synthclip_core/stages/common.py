@@ -1,5 +1,5 @@
-"""What several stages share: partition names, the run's concept table, a model stage's pool, and the
-caption work of the captions stage and the closed loop."""
+"""What several stages share: partition names, the kept-caption partitions, the run's concept table, a
+model stage's pool, and the caption work of the captions stage, the closed loop and the rewrites."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from ..storage.schemas import table_from_rows
 from ..storage.store import RunStore
 from ..storage.tables import read_table
 from .executor import Made, PartitionWork
-from .stage import WorkItem
+from .stage import RunView, WorkItem
+
+CAPTION_STAGES = ("balanced", "topup")  # the kept captions: balanced, then the closed loop's (where a run has it)
 
 
 def part_name(index: int) -> str:
@@ -28,6 +30,17 @@ def data_parts(outputs: list[str]) -> list[str]:
 def read_concepts(store: RunStore, parts: list[str], columns: tuple[str, ...] = ("concept_id", "concept")) -> pa.Table:
     """The run's concept table (the global concept index is the row number), in partition order."""
     return pa.concat_tables([read_table(store, "concepts", o).select(list(columns)) for o in parts])
+
+
+def caption_records(run: RunView) -> dict[tuple[str, str], dict]:
+    """The commit records of the kept-caption partitions (what is rendered and rewritten), by
+    (stage, output), in order."""
+    out: dict[tuple[str, str], dict] = {}
+    for stage in CAPTION_STAGES:
+        if run.has(stage):
+            records = run.store.records(stage, data_parts(run.require(stage).outputs))
+            out.update({(stage, part): record for part, record in records.items()})
+    return out
 
 
 def model_pool(cfg, name: str, label: str = "") -> PoolSpec:

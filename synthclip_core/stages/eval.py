@@ -21,6 +21,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..captioning.rewriting import texts_note, texts_trained_on
 from ..compute.resources import PoolSpec
 from ..curation import closed_loop
 from ..curation.balancing import held_out_concepts
@@ -84,6 +85,9 @@ def make(ctx: StageContext) -> StageSummary:
             listed = "; ".join(f"{u['concept']} ({u['reason']})" for u in unsafe["examples"][:20])
             notes.append(f"Concept safety: {unsafe['dropped']} concepts dropped as unsafe before captioning "
                          f"(all in concepts/unsafe.parquet){': ' + listed if listed else ''}.")
+        if note := texts_note(run):
+            report["texts_per_image"] = texts_trained_on(run)
+            notes.append(note)
         pictures = [("concept coverage", PICTURE)]
         commit(PICTURE, coverage.coverage_png(rows, f"Concept coverage, run {run.ref.run_id}"))
         commit(COVERAGE, to_parquet_bytes(table_from_rows(rows, "eval_coverage"), "eval_coverage"))

@@ -34,7 +34,7 @@ from ..storage.decoding import Unreadable, image_size
 from ..storage.schemas import table_from_rows
 from ..storage.tables import read_table
 from ..tiny_models import resolve_model
-from .common import data_parts, model_pool
+from .common import CAPTION_STAGES, caption_records, model_pool
 from .executor import Made, PartitionWork, StageContext
 from .stage import Estimating, RunView, Stage, StagePlan, StageSummary, WorkItem, section_settings
 
@@ -43,7 +43,6 @@ VERSION = 3  # the perceptual hash (schema images/4) is derived from the JPEG: t
 CONTACT_SHEET = "contact_sheet.png"
 
 
-CAPTION_STAGES = ("balanced", "topup")  # what is rendered: balanced captions, then the closed loop's (where a run has it)
 
 
 class ImagesConfig(ModelSection):
@@ -112,16 +111,6 @@ def render_parts(run: RunView, records: dict[tuple[str, str], dict]) -> list[tup
         for j, start in enumerate(range(0, record["rows"], size)):
             parts.append((f"{stem}-{j:03d}.parquet", stage, part, {"offset": start, "length": size}))
     return parts
-
-
-def caption_records(run: RunView) -> dict[tuple[str, str], dict]:
-    """The commit records of the caption partitions to render, by (stage, output), in order."""
-    out: dict[tuple[str, str], dict] = {}
-    for stage in CAPTION_STAGES:
-        if run.has(stage):
-            records = run.store.records(stage, data_parts(run.require(stage).outputs))
-            out.update({(stage, part): record for part, record in records.items()})
-    return out
 
 
 def plan(run: RunView) -> list[str]:

@@ -1,7 +1,8 @@
 """Shards: the training split regrouped into webdataset shards that open_clip's trainer reads.
 
 Each shard ``shards/NNNNN.tar`` holds ``{key}.jpg``, ``{key}.txt`` (the caption) and ``{key}.json``
-(the sample's lineage) per sample, keyed as img2dataset does (shard id, then index in the shard);
+(the sample's lineage, and in a run with rewrites the caption's rewrites that count, as ``rewrites``)
+per sample, keyed as img2dataset does (shard id, then index in the shard);
 beside it, as img2dataset writes them, ``NNNNN.parquet`` (per sample: key, caption, status, sizes,
 sha256 and the sample's ids) and ``NNNNN_stats.json``, so tools that read img2dataset output read
 these shards too; ``manifest.parquet`` (per shard: samples, bytes, sha256) and ``sizes.json``
@@ -28,13 +29,14 @@ import pyarrow.parquet as pq
 import webdataset as wds
 from pydantic import Field
 
+from ..captioning.rewriting import kept_by_caption
 from ..compute import progress
 from ..compute.resources import PoolSpec
 from ..config import Section, operational
 from ..storage.lineage import lineage
 from ..storage.schemas import table_from_rows, to_parquet_bytes
 from ..storage.store import RunRef, RunStore
-from ..storage.tables import MANIFEST, read_rows, write_manifest
+from ..storage.tables import MANIFEST, read_rows, read_table, write_manifest
 from .common import data_parts
 from .executor import StageContext
 from .stage import Estimating, Stage, StageBlocked, StagePlan, StageSummary
@@ -46,6 +48,7 @@ TRAIN = {"train"}
 META_COLUMNS = ("image_id", "caption_id", "concept_id", "matched_concept_ids", "index", "seed", "rerendered", "model",
                 "scheduler", "steps", "guidance_scale", "width", "height", "sha256")
 COLUMNS = ["jpg", "caption", "split", *META_COLUMNS]
+REWRITE_COLUMNS = ["caption_id", "k", "rewrite", "reject_reason"]
 GROUPS_PER_TASK = 4  # shard groups per task of the stage, so a slow group does not hold up the others
 
 
@@ -127,6 +130,9 @@ def make(ctx: StageContext) -> StageSummary:
     for part, record in store.iter_records("images", image_parts):  # keeps a reference and a count of each
         inputs[part] = ctx.input_ref("images", part, record)
         counts.append((part, train_rows(store, part, record)))
+    if ctx.run.has("rewrites"):  # the texts of each sample besides its caption: the rewrites partitions
+        for part, record in store.records("rewrites", data_parts(ctx.run.require("rewrites").outputs)).items():
+            inputs[f"rewrites/{part}"] = ctx.input_ref("rewrites", part, record)
     plans = plan_from_counts(counts, cfg.samples_per_shard)
     if not plans:
         raise StageBlocked("no training samples to export (every sample is in the eval split or was dropped)")
@@ -134,8 +140,8 @@ def make(ctx: StageContext) -> StageSummary:
     pending = [p for p in plans if not committed.issuperset(shard_outputs(p.index))]
     summary = StageSummary(NAME, total=len(plans), skipped=len(plans) - len(pending), computed=len(pending))
     work = {"ref": ctx.run.ref.as_dict(), "fingerprint": ctx.fingerprint, "per_shard": cfg.samples_per_shard,
-            "started": started}
-    groups = [[(p, [inputs[o] for o in p.partitions]) for p in group]
+            "started": started, "rewrites": ctx.run.has("rewrites")}
+    groups = [[(p, [inputs[o] for o in p.partitions] + _rewrite_inputs(inputs, p)) for p in group]
               for group in _groups(pending, cfg.num_tasks * GROUPS_PER_TASK)]
     specs, done = workers(ctx.config), 0
     spec = specs[0] if specs and len(groups) > 1 else None  # one group (or one task asked for): in this process
@@ -149,6 +155,12 @@ def make(ctx: StageContext) -> StageSummary:
     summary.rows = sum(sizes.values())
     summary.outputs = [name for p in plans for name in shard_outputs(p.index)] + [MANIFEST, SIZES]
     return summary
+
+
+def _rewrite_inputs(inputs: dict[str, dict], plan: ShardPlan) -> list[dict]:
+    """The rewrites partitions a shard's samples take texts from (none in a run without rewrites)."""
+    names = dict.fromkeys(f"rewrites/{rewrites_of(p)}" for p in plan.partitions)
+    return [inputs[n] for n in names if n in inputs]
 
 
 def _groups(plans: list[ShardPlan], count: int) -> list[list[ShardPlan]]:
@@ -168,12 +180,20 @@ def write_group(work: dict, group: list[tuple[ShardPlan, list[dict]]]) -> int:
     train rows once; returns the shards written."""
     store, per_shard = RunRef(**work["ref"]).store(), work["per_shard"]
     cached: tuple[str, pa.Table] | None = None
+    texts: tuple[str, dict[str, list[str]]] | None = None
     for plan, inputs in group:
         rows: list[dict] = []
         for part, first, count in plan.pieces:
             if cached is None or cached[0] != part:
                 cached = (part, read_rows(store, "images", part, "split", TRAIN, COLUMNS))
-            rows += cached[1].slice(first, count).to_pylist()
+            piece = cached[1].slice(first, count).to_pylist()
+            if work["rewrites"]:
+                if texts is None or texts[0] != rewrites_of(part):
+                    table = read_table(store, "rewrites", rewrites_of(part), "rewrites", REWRITE_COLUMNS)
+                    texts = (rewrites_of(part), kept_by_caption(table))
+                for row in piece:
+                    row["rewrites"] = texts[1].get(row["caption_id"], [])
+            rows += piece
         # a shard's record names the partitions its samples come from, not all of them
         base = lineage(work["fingerprint"], VERSION, inputs, work["started"], len(rows))
         store.commit(NAME, shard_name(plan.index), tar_bytes(plan.index, rows, per_shard), base)
@@ -182,6 +202,12 @@ def write_group(work: dict, group: list[tuple[ShardPlan, list[dict]]]) -> int:
                  "first_key": sample_key(plan.index, 0, per_shard), "last_key": sample_key(plan.index, len(rows) - 1, per_shard)}
         store.commit(NAME, stats_name(plan.index), json.dumps(stats, indent=1).encode(), base)
     return len(group)
+
+
+def rewrites_of(image_part: str) -> str:
+    """The rewrites partition of an image partition: ``part-i-j`` (slice j of kept-caption partition
+    ``part-i``) has its captions' rewrites in ``rewrites/part-i``."""
+    return image_part[: image_part.rindex("-")] + ".parquet"
 
 
 def sample_key(shard: int, index: int, per_shard: int) -> str:
@@ -199,21 +225,23 @@ def tar_bytes(shard: int, rows: list[dict], per_shard: int) -> bytes:
                 "jpg": row["jpg"],
                 "txt": row["caption"],
                 "json": {"key": key, "caption": row["caption"], "split": row["split"],
-                         **{k: row[k] for k in META_COLUMNS}},
+                         **{k: row[k] for k in META_COLUMNS}, **({"rewrites": row["rewrites"]} if "rewrites" in row else {})},
             })
     return handle.getvalue()
 
 
 def _metadata_bytes(shard: int, rows: list[dict], per_shard: int) -> bytes:
-    """The shard's per-sample Parquet in img2dataset's layout, in the tar's order."""
+    """The shard's per-sample Parquet in img2dataset's layout, in the tar's order (with each sample's
+    rewrites in a run that has them)."""
+    kind = "shard_metadata_texts" if rows and "rewrites" in rows[0] else "shard_metadata"
     table = table_from_rows([{
         "url": None, "caption": row["caption"], "image_id": row["image_id"], "caption_id": row["caption_id"],
         "concept_id": row["concept_id"], "seed": row["seed"], "model": row["model"],
         "key": sample_key(shard, index, per_shard), "status": "success", "error_message": None,
         "width": row["width"], "height": row["height"], "original_width": row["width"], "original_height": row["height"],
-        "sha256": row["sha256"],
-    } for index, row in enumerate(rows)], "shard_metadata")
-    return to_parquet_bytes(table, "shard_metadata")
+        "sha256": row["sha256"], "rewrites": row.get("rewrites"),
+    } for index, row in enumerate(rows)], kind)
+    return to_parquet_bytes(table, kind)
 
 
 def workers(cfg) -> list[PoolSpec]:
@@ -235,5 +263,5 @@ def estimate(plan: Estimating) -> StagePlan:
                      basis="each train pair's JPEG, text and json, with tar headers")
 
 
-STAGE = Stage(name=NAME, version=VERSION, upstream=("images",), make=make, section=ShardsConfig, workers=workers,
+STAGE = Stage(name=NAME, version=VERSION, upstream=("images", "rewrites"), make=make, section=ShardsConfig, workers=workers,
               estimate=estimate, description="Write the training split as webdataset shards.")

@@ -94,7 +94,7 @@ def train_spec(run: RunView) -> TrainSpec:
     init = _init_weights(run) if t.init_from else None
     shards, sources = to_spec_parts(resolved)
     skipped = {k: v for r in resolved for k, v in r.skipped.items()}
-    base = lineage(run.fingerprints[NAME], VERSION, [i for r in resolved for i in r.inputs], time.time(), 0, arch=t.model,
+    base = lineage(run.fingerprints[NAME], VERSION, [i for r in resolved for i in r.inputs], time.time(), 0, arch=t.model, texts=t.texts,
                    skipped_shards=skipped, skipped_samples=sum(r.skipped_samples for r in resolved),
                    sources=[r.describe() for r in resolved], **({"parent": init} if init else {}))
     return TrainSpec(ref=run.ref.as_dict(), shards=shards, train=t.model_dump(), seed=run.config.seed,

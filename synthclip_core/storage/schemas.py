@@ -11,6 +11,25 @@ from . import image_columns
 
 _KEY = b"synthclip.schema"
 
+# The per-sample Parquet beside each shard, as img2dataset writes NNNNN.parquet beside NNNNN.tar.
+SHARD_METADATA = [
+    ("url", pa.string()),  # null: no image of a synthetic run was fetched from anywhere
+    ("caption", pa.string()),
+    ("image_id", pa.string()),  # the sample's own columns, as img2dataset's save_additional_columns
+    ("caption_id", pa.string()),
+    ("concept_id", pa.string()),
+    ("seed", pa.int64()),
+    ("model", pa.string()),
+    ("key", pa.string()),
+    ("status", pa.string()),  # "success": a sample that failed to render never reaches a shard
+    ("error_message", pa.string()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("original_width", pa.int32()),  # as rendered: synthetic images are stored at their own size
+    ("original_height", pa.int32()),
+    ("sha256", pa.string()),  # of the jpg bytes in the tar
+]
+
 SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
     "concepts": (1, pa.schema([
         ("concept_id", pa.string()),
@@ -34,6 +53,22 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("tokens", pa.int32()),  # generated tokens
         ("caption", pa.string()),  # "" when rejected (dropped by balancing)
         ("reject_reason", pa.string()),  # null when kept; see synthclip_core.captioning.cleaning
+        ("fixes", pa.list_(pa.string())),
+    ])),
+    "rewrites": (1, pa.schema([  # the rewrites stage's rows: k per train caption, dropped ones with their reason
+        ("rewrite_id", pa.string()),
+        ("caption_id", pa.string()),
+        ("concept_id", pa.string()),
+        ("concept", pa.string()),
+        ("template", pa.string()),
+        ("k", pa.int32()),
+        ("seed", pa.int64()),
+        ("model", pa.string()),
+        ("backend", pa.string()),
+        ("raw", pa.string()),
+        ("tokens", pa.int32()),
+        ("rewrite", pa.string()),  # "" when dropped
+        ("reject_reason", pa.string()),  # null when it counts; cleaning's reasons, "not_naming" or "duplicate"
         ("fixes", pa.list_(pa.string())),
     ])),
     "caption_coverage": (1, pa.schema([
@@ -106,22 +141,10 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
         ("sha256", pa.string()),
         ("phash", pa.int64()),  # 64-bit DCT perceptual hash of the stored JPEG: near-duplicates without reading images
     ])),
-    "shard_metadata": (1, pa.schema([  # beside each shard, as img2dataset writes NNNNN.parquet beside NNNNN.tar
-        ("url", pa.string()),  # null: no image of a synthetic run was fetched from anywhere
-        ("caption", pa.string()),
-        ("image_id", pa.string()),  # the sample's own columns, as img2dataset's save_additional_columns
-        ("caption_id", pa.string()),
-        ("concept_id", pa.string()),
-        ("seed", pa.int64()),
-        ("model", pa.string()),
-        ("key", pa.string()),
-        ("status", pa.string()),  # "success": a sample that failed to render never reaches a shard
-        ("error_message", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("original_width", pa.int32()),  # as rendered: synthetic images are stored at their own size
-        ("original_height", pa.int32()),
-        ("sha256", pa.string()),  # of the jpg bytes in the tar
+    "shard_metadata": (1, pa.schema(SHARD_METADATA)),
+    "shard_metadata_texts": (1, pa.schema([  # the same, for a run with rewrites: each sample's other texts
+        *SHARD_METADATA,
+        ("rewrites", pa.list_(pa.string())),  # the caption's rewrites that count (rewrites/part-*.parquet), k order
     ])),
     "manifest": (1, pa.schema([  # a stage's outputs as their records say, for readers that need them all
         ("output", pa.string()),

@@ -15,8 +15,8 @@ from pathlib import Path
 TINY_PREFIX = "tiny/"
 TINY_NAMES = ("llm", "sd", "safety", "sdxl", "sd3", "sd-checked", "clip")
 # Bumped when a builder makes another model: a cached build of an older version is rebuilt.
-# (Version 1 builds wrote "ok".)
-VERSIONS = {"llm": 1, "sd": 2, "safety": 1, "sdxl": 1, "sd3": 1, "sd-checked": 1, "clip": 1}
+# (Version 1 builds wrote "ok"; llm 2 learned to rewrite captions.)
+VERSIONS = {"llm": 2, "sd": 2, "safety": 1, "sdxl": 1, "sd3": 1, "sd-checked": 1, "clip": 1}
 
 
 PIPELINE_BUILDERS = {"sdxl": "build_tiny_sdxl", "sd3": "build_tiny_sd3", "sd-checked": "build_tiny_sd_checked"}

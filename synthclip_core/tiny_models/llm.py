@@ -1,9 +1,11 @@
-"""A tiny Llama-style LLM that writes captions naming their concept.
+"""A tiny Llama-style LLM that writes captions naming their concept, and rewrites them.
 
 A randomly initialised LLM writes gibberish that matches no concept, and balancing would then
 drop every caption. So the tiny model is trained for a bounded number of steps, at build time, on
 the real caption prompt (through its own chat template) followed by templated captions that
-contain the concept verbatim. Training is seeded and single-threaded, hence reproducible.
+contain the concept verbatim, and on the rewrite prompt (``synthclip-rewrite``) with one such
+caption followed by another scene of the same concept. Training is seeded and single-threaded,
+hence reproducible.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import random
 import time
 from pathlib import Path
 
-from ..captioning.prompts import SYNTHCLIP
+from ..captioning.prompts import SYNTHCLIP, SYNTHCLIP_REWRITE
 from .world import SCENES
 
 CHAT_TEMPLATE = (
@@ -24,12 +26,19 @@ CHAT_TEMPLATE = (
 SPECIAL = ["<|pad|>", "<|bos|>", "<|eos|>", "<|user|>", "<|assistant|>"]
 
 
+CAPTIONS_PER_CONCEPT, REWRITES_PER_CONCEPT = 4, 2
+
+
 def build_corpus(concepts: list[str], rng: random.Random) -> list[tuple[str, str]]:
-    """(prompt, caption) pairs: every concept with a few scenes."""
+    """(prompt, answer) pairs: every concept with a few scenes, and a few rewrites of one scene
+    into another of the same concept."""
     pairs = []
     for concept in concepts:
-        for scene in rng.sample(SCENES, 4):
+        for scene in rng.sample(SCENES, CAPTIONS_PER_CONCEPT):
             pairs.append((SYNTHCLIP.render(concept), scene.replace("{c}", concept)))
+        for _ in range(REWRITES_PER_CONCEPT):
+            before, after = (scene.replace("{c}", concept) for scene in rng.sample(SCENES, 2))
+            pairs.append((SYNTHCLIP_REWRITE.render(concept, before), after))
     rng.shuffle(pairs)
     return pairs
 
@@ -57,7 +66,7 @@ def _train_tokenizer(texts: list[str], vocab_size: int):
 
 def build_tiny_llm(
     out_dir: Path,
-    steps: int = 700,
+    steps: int = 900,
     batch_size: int = 32,
     lr: float = 3e-3,
     seed: int = 0,

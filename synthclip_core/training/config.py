@@ -20,6 +20,8 @@ class DataSource(Section):
     limit: int | None = Field(None, ge=1, description="Use only a deterministic subset of this many samples (e.g. 500000 of CC12M).")
     image_key: str = Field("jpg", description="The image's extension inside the tars (img2dataset writes jpg).")
     text_key: str = Field("txt", description="The caption's extension inside the tars.")
+    texts_field: str = when_set("rewrites", description="The field of a sample's .json that lists its other texts (a run's "
+                                "rewrites; the several captions of a real set), drawn from with train.texts: any.")
     storage_options: dict[str, Any] = operational(default_factory=dict, description="fsspec options for this source (e.g. an S3 endpoint).")
 
     @field_validator("storage_options")
@@ -65,6 +67,9 @@ class TrainConfig(Section):
     gather_with_grad: bool = Field(True, description="Gather features with gradients, so local loss equals the global loss.")
     loader_workers: int = fingerprinted_since(2, 2, ge=0, description="Data-loader processes per training worker (0: decode in "
                                               "the training process; they split each rank's shards, so they define the data order).")
+    texts: Literal["original", "any"] = when_set(
+        "original", description="Which text a sample trains on: its caption (original), or one drawn per epoch from its "
+        "caption and the other texts its .json lists (any: a run's rewrites), the same draw on a resume.")
     shuffle_buffer: int = Field(1000, ge=1, description="Samples held by each loader's shuffle buffer.")
     checkpoint_every_steps: int = operational(0, ge=0, description="Also checkpoint every N steps (0: only at epoch ends).")
     log_every_steps: int = operational(10, ge=1, description="Print a metrics line every N steps (shows in the job logs).")

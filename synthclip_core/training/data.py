@@ -11,6 +11,7 @@ decoding them.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 from itertools import islice
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from ..errors import SourceError
+from ..ids import unit_draw
 from ..storage.decoding import Unreadable, open_image
 from ..storage.store import fs_options
 from .layout import EpochLayout, Piece, batches_before
@@ -73,6 +75,26 @@ def decode(data: bytes, preprocess: Callable, seed: int):
         return preprocess(image)
 
 
+def other_texts(sample: dict, spec: dict) -> list[str]:
+    """The texts a sample's .json lists besides its caption (``texts_field``: a run's rewrites)."""
+    if "json" not in sample:
+        return []
+    try:
+        listed = json.loads(sample["json"]).get(spec.get("texts_field", "rewrites")) or []
+    except (ValueError, AttributeError) as exc:
+        raise Unreadable(f"a .json that is not a JSON object ({exc})") from None
+    return [t for t in listed if isinstance(t, str) and t]
+
+
+def drawn_text(text: str, others: list[str], seed: int, epoch: int, key: str) -> str:
+    """One of a sample's texts, drawn from (run seed, epoch, sample key) alone: the same on any
+    worker and on a resume, another (most likely) in the next epoch."""
+    if not others:
+        return text
+    texts = [text, *others]
+    return texts[int(unit_draw("text", seed, epoch, key) * len(texts))]
+
+
 class MissingKeys(Unreadable):
     """A sample without its source's image or caption key."""
 
@@ -116,10 +138,11 @@ class RankBatches(IterableDataset):
     """
 
     def __init__(self, urls: list[str], layout: EpochLayout, rank: int, epoch: int, start_step: int, per_worker: int,
-                 seed: int, shuffle_buffer: int, preprocess: Callable, tokenizer: Callable, sources: list[dict]):
+                 seed: int, shuffle_buffer: int, preprocess: Callable, tokenizer: Callable, sources: list[dict],
+                 texts: str = "original"):
         self.urls, self.layout, self.rank, self.epoch, self.start_step = urls, layout, rank, epoch, start_step
         self.per_worker, self.seed, self.shuffle_buffer = per_worker, seed, shuffle_buffer
-        self.preprocess, self.tokenizer, self.sources = preprocess, tokenizer, sources
+        self.preprocess, self.tokenizer, self.sources, self.texts = preprocess, tokenizer, sources, texts
         self.unreadable = 0
 
     def __iter__(self) -> Iterator[tuple]:
@@ -155,6 +178,8 @@ class RankBatches(IterableDataset):
         for source, sample in chunk:
             try:
                 key, image, text = self.fields(source, sample)
+                if self.texts == "any":
+                    text = drawn_text(caption(text), other_texts(sample, self.sources[source]), self.seed, self.epoch, key)
                 readable.append((source, decode(image, self.preprocess, sample_seed(self.seed, self.epoch, key)),
                                  caption(text)))
             except UNREADABLE as exc:

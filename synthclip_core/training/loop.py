@@ -153,7 +153,7 @@ def train(spec_dict: dict, me: Rank) -> None:
         model.train()
         layout = epoch_layout(spec.layout_sources(), world, t.loader_workers, per_worker, spec.seed, epoch, t.samples_per_epoch)
         batches = RankBatches(urls, layout, rank, epoch, first, per_worker, spec.seed, t.shuffle_buffer,
-                              preprocess_train, tokenizer, sources)
+                              preprocess_train, tokenizer, sources, t.texts)
         waited_from = time.perf_counter()
         for step_in_epoch, (images, texts, counts, bad) in enumerate(epoch_loader(batches, t.loader_workers, t.use_gpu),
                                                                      start=first):

@@ -38,6 +38,7 @@ class ResolvedSource:
     inputs: list[dict] = field(default_factory=list)  # commit references of a run's shards
     skipped: dict[str, str] = field(default_factory=dict)  # damaged shards left out, with the reason
     skipped_samples: int = 0
+    texts_field: str = "rewrites"  # the .json field listing a sample's other texts (train.texts: any)
 
     @property
     def samples(self) -> int:
@@ -89,7 +90,8 @@ def tar_source(source: DataSource) -> ResolvedSource:
         for url in missing:
             counts[url] = _count_samples(source, url)
     return checked(ResolvedSource(source.name, source.uri, source.weight, source.limit, source.image_key,
-                                  source.text_key, dict(source.storage_options), [(u, counts[u]) for u in urls]))
+                                  source.text_key, dict(source.storage_options), [(u, counts[u]) for u in urls],
+                                  texts_field=source.texts_field))
 
 
 def _known_counts(urls: list[str], options: dict) -> dict[str, int]:
@@ -147,6 +149,6 @@ def to_spec_parts(sources: list[ResolvedSource]) -> tuple[list[tuple[str, int]],
         first = len(shards)
         shards += s.shards
         specs.append({"name": s.name, "uri": s.uri, "weight": s.weight, "limit": s.limit, "image_key": s.image_key,
-                      "text_key": s.text_key, "storage_options": s.storage_options,
+                      "text_key": s.text_key, "texts_field": s.texts_field, "storage_options": s.storage_options,
                       "shards": list(range(first, len(shards)))})
     return shards, specs
