@@ -26,14 +26,15 @@ def open_clip_train(store, logs: Path) -> Path:
     """open_clip's own trainer for one epoch on a run's shards, as its docs run it on img2dataset
     output, starting from the run's trained model; returns the checkpoint it saved."""
     sizes = json.loads(store.read_bytes("shards", "sizes.json"))
+    batch = min(16, sum(sizes.values()))  # open_clip makes samples // batch batches: none from a smaller set
     command = [
         sys.executable, "-m", "open_clip_train.main", "--dataset-type", "webdataset",
         "--train-data", store.uri("shards") + f"/{{00000..{len(sizes) - 1:05d}}}.tar",
         "--train-num-samples", str(sum(sizes.values())), "--model", "local-dir:" + store.uri("train", "model"),
-        "--device", "cpu", "--epochs", "1", "--batch-size", "16", "--workers", "0", "--precision", "fp32",
+        "--device", "cpu", "--epochs", "1", "--batch-size", str(batch), "--workers", "0", "--precision", "fp32",
         "--lr", "1e-4", "--warmup", "1", "--logs", str(logs), "--name", "oc", "--save-frequency", "1",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=logs,
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=logs,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = logs / "oc" / "checkpoints" / "epoch_1.pt"
