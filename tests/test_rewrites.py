@@ -35,6 +35,7 @@ def micro(**rewrites) -> dict:
     data = yaml.safe_load((REPO / "configs" / "micro.yaml").read_text())
     data["rewrites"] = {"per_caption": PER_CAPTION, **rewrites}
     data["train"]["texts"] = "any"
+    data["card"]["enabled"] = True  # the card says how many texts an image trained on
     return data
 
 
@@ -42,7 +43,7 @@ def micro(**rewrites) -> dict:
 def rewritten(engine, tmp_path_factory):
     root = tmp_path_factory.mktemp("rewrites")
     run = open_run(config_from_dict(micro()), RunRef(str(root), "rewritten"))
-    summaries = {stage.name: execute(run, stage.name) for stage in run.stages if stage.name != "eval"}
+    summaries = {stage.name: execute(run, stage.name) for stage in run.stages if stage.name not in ("eval", "card")}
     return load_run(run.ref), summaries
 
 
@@ -119,6 +120,18 @@ def test_training_draws_a_text_per_sample_per_epoch_and_a_resume_draws_the_same(
     assert texts - captions, "some sample trained on a rewrite"
     assert sorted(t for b in first for t in b) != sorted(t for b in second for t in b)  # another draw next epoch
     assert "Texts per training image" in texts_note(run)
+
+
+def test_the_report_and_the_card_say_how_many_texts_an_image_trained_on(rewritten):
+    run, summaries = rewritten
+    for stage in ("eval", "card"):
+        assert execute(run, stage).ok
+    per_image = summaries["rewrites"].notes["texts_per_image"]
+    report = json.loads(run.store.read_bytes("eval", "report.json"))
+    assert report["texts_per_image"] == pytest.approx(per_image, abs=0.01)
+    assert "Texts per training image" in run.store.read_bytes("eval", "report.md").decode()
+    card = run.store.read_bytes("card", "README.md").decode()
+    assert f"trained on {per_image:.2f} texts per image" in card
 
 
 def test_open_clip_trainer_reads_the_shards_of_a_run_with_rewrites(rewritten, tmp_path):

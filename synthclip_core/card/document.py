@@ -73,7 +73,7 @@ def _rewrites(c: dict) -> list[str]:
         return []
     return [f"`rewrites/part-*.parquet` (the `rewrites` config) holds the rewrites of the train captions, {c['rewrites']:,} "
             "of which count (each row names its `caption_id`; a dropped one keeps its reason), and every shard sample's "
-            "json lists its caption's that count as `rewrites`. The model of this run trained on {c.get('texts_per_image', 1):.2f} texts "
+            f"json lists its caption's that count as `rewrites`. The model of this run trained on {c.get('texts_per_image', 1):.2f} texts "
             "per image on average.", ""]
 
 
