@@ -5,6 +5,8 @@
     synthclip plan CONFIG [--rates-from RUN_ID]         # counts, Ray asks, GPU-hours, bytes: before any work
     synthclip doctor [CONFIG]                           # can this machine run it: GPUs, vLLM, hub, disk, Ray
     synthclip status RUN_ID [--root URI]
+    synthclip cost RUN_ID [--prices FILE]               # spent per stage and per 1,000 kept pairs, against the plan
+    synthclip budget RUN_ID [--gpu-hours N] [--cpu-hours N] [--stage S]   # show or raise; then resume
     synthclip eval CHECKPOINT --task zeroshot --data PATH [--classes FILE] [--out DIR]
     synthclip train JOB_CONFIG [--job-id ID]            # real or mixed sources
     synthclip finetune CHECKPOINT [--config PRESET] [--limit N]
@@ -38,6 +40,7 @@ from flows.before_run import doctor, plan
 from flows.cli_evaluation import compare, eval_checkpoint, export_clip_benchmark
 from flows.cli_studies import ladder_app
 from flows.console import RootOption, console, fail, handled, progress_bars
+from flows.operations import budget, cost
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="SynthCLIP: CLIP on fully synthetic data.")
 models_app = typer.Typer(no_args_is_help=True, help="Local models.")
@@ -117,6 +120,8 @@ def resume(
 
 app.command()(plan)  # before any work: flows/before_run.py
 app.command()(doctor)
+app.command()(cost)  # what a run has spent, and how far it may go: flows/operations.py
+app.command()(budget)
 
 
 @app.command()

@@ -136,6 +136,23 @@ class ModelSection(Section):
         return self.commit or self.revision
 
 
+class Limits(Section):
+    """Hours a run (or one stage of it) may spend, as its ledger counts them (``storage/ledger.py``)."""
+
+    gpu_hours: float | None = Field(None, gt=0, description="GPU-hours, all accelerator types together.")
+    cpu_hours: float | None = Field(None, gt=0, description="CPU-hours (held by actors, tasks and the stage calls).")
+
+    def set(self) -> dict[str, float]:
+        return {unit: value for unit, value in (("gpu_hours", self.gpu_hours), ("cpu_hours", self.cpu_hours)) if value}
+
+
+class Budget(Limits):
+    """What a run may spend in all, and optionally per stage; a pool that would go over stops
+    handing out partitions. Operational: raise it and resume, and the run goes on where it stopped."""
+
+    stages: dict[str, Limits] = Field(default_factory=dict, description="Per-stage limits, by stage name.")
+
+
 class RunSettings(Section):
     """What a synthetic run has besides its stages' sections; ``pipeline.RunConfig`` adds one
     section per stage, named as the stage is, from the stage's own definition."""
@@ -152,6 +169,8 @@ class RunSettings(Section):
                                      "concepts.limit and captions.per_concept are set from the recorded rates (planning/sizing.py).")
     rates: str = Field("offline", description="Recorded shares kept per step, throughputs and sizes, for target_pairs and "
                        "`synthclip plan`: 'offline' (measured on the offline run) or a JSON file of the same form.")
+    budget: Budget = Field(default_factory=Budget, description="What the run may spend (GPU- and CPU-hours, in all and "
+                           "per stage); the run's `_budget.json` (`synthclip budget`) replaces it once set.")
 
     @field_validator("root")
     @classmethod

@@ -28,3 +28,7 @@ class RunStateError(UserError):
 class BackendError(UserError):
     """A model backend broke its contract (wrong number or size of results): every partition would
     fail the same way, so the stage stops at the first one."""
+
+
+class BudgetExhausted(UserError):
+    """A run reached its budget: the stage stopped handing out work (what was in flight committed)."""

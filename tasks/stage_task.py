@@ -87,6 +87,7 @@ def run_stage_task(stage: str, ref: dict) -> dict:
     publish_summary(run.store, summary, f"{kind}{stage}", f"{stage} of {run.kind} {run.ref.run_id}" if kind else None)
     create_table_artifact(table=partition_table(run, stage), key=_key(f"{run.ref.run_id}-{stage}-partitions"),
                           description=f"{stage} partitions of {run.kind} {run.ref.run_id}: committed, pending, failed")
+    publish_cost(run, logger)
     if summary.failures:  # the task run shows Failed, with the first error in its state message
         first = next(iter(sorted(summary.failures.items())))
         raise StageFailed(
@@ -109,6 +110,23 @@ def publish_summary(store, summary, label: str, heading: str | None = None) -> N
     )
     for report in summary.reports:
         create_markdown_artifact(markdown=inline_pictures(store, report), description=f"{label} report")
+
+
+def publish_cost(run, logger) -> None:
+    """What the run has spent so far, per stage and against the plan (the ledger): one artifact
+    whose versions stack up stage by stage. Bookkeeping only: a failure here is a warning."""
+    from synthclip_core.planning.costs import markdown, planned_gpu_hours, run_cost
+
+    try:
+        try:
+            planned = planned_gpu_hours(run) if run.kind == "run" else {}
+        except Exception as exc:  # noqa: BLE001 (a plan that cannot be made leaves the column empty)
+            logger.warning("cost: no plan to compare with: %s", exc)
+            planned = {}
+        create_markdown_artifact(markdown=f"## What {run.kind} {run.ref.run_id} has spent\n\n" + markdown(run_cost(run, planned=planned)),
+                                 key=_key(f"{run.ref.run_id}-cost"), description=f"cost of {run.kind} {run.ref.run_id} so far")
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("cost: could not publish the ledger: %s", exc)
 
 
 def _key(text: str) -> str:

@@ -86,7 +86,8 @@ def copy_run(store: RunStore, root: Path, forget: tuple[str, ...] = ()) -> RunSt
     shutil.copytree(store.base, Path(root) / store.run_id)
     copy = RunStore(str(root), store.run_id)
     for stage in forget:
-        for where in (copy.path(stage), copy.path("_commits", stage), copy.path("_complete", stage + ".json")):
+        for where in (copy.path(stage), copy.path("_commits", stage), copy.path("_complete", stage + ".json"),
+                      copy.path("_spend", stage)):
             if copy.fs.exists(where):
                 copy.fs.rm(where, recursive=True)
     return copy

@@ -14,6 +14,7 @@ import pytest
 from synthclip_core.pipeline import load_config
 from synthclip_core.runs.lifecycle import open_run
 from synthclip_core.stages.executor import execute
+from synthclip_core.storage.ledger import spend_records, stage_spend
 from synthclip_core.storage.store import RunRef
 
 MICRO = Path(__file__).resolve().parents[1] / "configs" / "micro.yaml"
@@ -57,6 +58,8 @@ def test_killed_actor_is_replaced_and_partition_retried(engine, tmp_path):
     killer.join()
     assert killed, "no busy worker was seen"
     assert summary.ok and summary.computed == 2 and summary.notes["actor_restarts"] >= 1
+    died = [d for d in spend_records(run.store, "captions") if d["kind"] == "failed"]  # the killed actor's minutes are spent
+    assert len(died) == len(killed) and all(d["held"]["seconds"] > 0 and d["held"]["cpus"] == 1 for d in died)
     ref_records, records = reference.store.records("captions"), run.store.records("captions")
     assert {o: r["sha256"] for o, r in records.items()} == {o: r["sha256"] for o, r in ref_records.items()}
     assert not run.store.temporaries()
@@ -73,6 +76,10 @@ def test_a_partition_that_keeps_failing_is_recorded_and_the_rest_committed(engin
     assert run.store.committed("captions") == {"part-00000.parquet"}
     failure = run.store.failure("captions", "part-00001.parquet")
     assert failure["attempts"] == 3
+    failed = [d for d in spend_records(run.store, "captions") if d["kind"] == "failed"]
+    assert [d["output"] for d in failed] == ["part-00001.parquet"] * 3  # every failed attempt is spent
+    spend = stage_spend(run.store, "captions")
+    assert spend.by_kind["failed"] == pytest.approx(sum(d["held"]["seconds"] for d in failed), abs=1e-3)
     assert "concepts/part-00001.parquet: not a readable Parquet file" in failure["error"]
 
 

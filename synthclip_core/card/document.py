@@ -45,6 +45,7 @@ class Facts:
     images: dict = field(default_factory=dict)
     quality: dict = field(default_factory=dict)
     cost: dict = field(default_factory=dict)
+    cost_basis: dict = field(default_factory=dict)  # the price table's version and currency
     scorer: str = ""
 
     def as_dict(self) -> dict:
@@ -149,10 +150,14 @@ def render(facts: Facts, pictures: dict[str, str]) -> str:
             "the models and seeds; a stage's fingerprint covers what shaped its outputs.", "",
             "| stage | version | fingerprint | outputs |", "| --- | --- | --- | --- |"]
     out += [f"| {s['stage']} | {s['version']} | `{s['fingerprint'][:16]}` | {s['outputs']:,} |" for s in facts.lineage]
-    out += ["", "## Cost", "", "Device time summed over each stage's outputs (from their commit records), and what "
-            "the stage stores.", "", "| stage | GPU-hours | CPU-hours | stored |", "| --- | --- | --- | --- |"]
-    out += [f"| {stage} | {c.get('gpu_hours', 0):.3f} | {c.get('cpu_hours', 0):.3f} | {_bytes(c.get('bytes', 0))} |"
-            for stage, c in facts.cost.items()]
+    prices = facts.cost_basis
+    out += ["", "## Cost", "", "What each stage held and for how long, summed over the run's ledger (every committed "
+            "output's record, and the spend records of failed or lost attempts and of the stage calls themselves: "
+            "`synthclip cost` shows the same), what that comes to at the price table "
+            f"`{prices.get('version', '?')}` ({prices.get('currency', 'USD')}), and what the stage stores.", "",
+            "| stage | GPU-hours | CPU-hours | failed or lost | cost | stored |", "| --- | --- | --- | --- | --- | --- |"]
+    out += [f"| {stage} | {c.get('gpu_hours', 0):.3f} | {c.get('cpu_hours', 0):.3f} | {c.get('wasted_share', 0):.1%} | "
+            f"{c.get('money', 0):,.4f} | {_bytes(c.get('bytes', 0))} |" for stage, c in facts.cost.items()]
     out += ["", "## Known limitations", ""] + [f"- {line}" for line in facts.limitations]
     if len(set(facts.licenses.values())) > 1 or facts.license == "unknown":
         out += ["", "## License", "", f"`{facts.license}`: " + "; ".join(f"{k}: {v}" for k, v in facts.licenses.items())

@@ -120,9 +120,36 @@ def sized(cfg, bank_size: int | None = None, rates: Rates | None = None):
                                   "captions": cfg.captions.model_copy(update={"per_concept": per_concept})})
 
 
+def measured_throughput(run) -> Throughput:
+    """Work per device-second as the run's ledger measured it (GPU-seconds where its stages held
+    GPUs, else CPU-seconds), the stage's committed outputs only; a stage without ledger records
+    (a run from before the ledger, or one without training) keeps the built-in figure."""
+    from ..storage.ledger import stage_spend
+
+    builtin = load_rates("offline").throughput
+    figures, sources = builtin.model_dump(exclude={"sources"}), dict(builtin.sources)
+    for key, stage, what in (("captions_per_gpu_s", "captions", "captions"), ("images_per_gpu_s", "images", "images"),
+                             ("train_samples_per_gpu_s", "train", "samples")):
+        if not run.has(stage):
+            continue
+        records = {o: r for o, r in run.store.records(stage).items() if "held" in r}
+        spend = stage_spend(run.store, stage, records)
+        seconds = spend.by_kind.get("outputs", 0.0)
+        if stage == "train":  # a metrics chunk's rows are its steps
+            work = sum(r.get("rows", 0) for o, r in records.items() if o.startswith("metrics/")) * run.config.train.global_batch_size
+        else:
+            work = sum(r.get("rows", 0) for o, r in records.items() if o.startswith("part-"))
+        if seconds > 0 and work > 0:
+            device = ", ".join(sorted(spend.gpu_s)) if spend.gpu_s else "CPU"
+            figures[key] = work / seconds
+            sources[key] = f"measured on run {run.ref.run_id}: {work:,} {what} in {seconds:,.1f} {device}-seconds"
+    return Throughput(**figures, sources=sources)
+
+
 def measured_rates(run, throughput: Throughput | None = None) -> Rates:
-    """The shares kept, and bytes per row, of a run whose balancing and rendering are complete
-    (for ``synthclip plan --rates-from``); throughputs from ``throughput``, else the built-in ones."""
+    """The shares kept, bytes per row and throughputs of a run whose balancing and rendering are
+    complete (for ``synthclip plan --rates-from``); throughputs from ``throughput`` when given,
+    else its ledger's (:func:`measured_throughput`)."""
     done = run.require("balanced").notes
     survived = done["captions_in"] - done["empty"] - done["duplicates"] - done["no_match"]
     captions = [r for o, r in run.store.records("captions").items() if o.startswith("part-")]
@@ -133,7 +160,7 @@ def measured_rates(run, throughput: Throughput | None = None) -> Rates:
         name=f"run:{run.ref.run_id}", measured_on=f"run {run.ref.run_id} ({run.config.captions.model}, {run.config.images.model})",
         caption_keep=survived / done["captions_in"], balance_keep=done["kept"] / survived,
         image_keep=min(1.0, rendered / max(1, done["kept"] * run.config.images.images_per_caption)),
-        throughput=throughput or load_rates("offline").throughput,
+        throughput=throughput or measured_throughput(run),
         bytes_per_caption_row=sum(r["bytes"] for r in captions) / max(1, sum(r["rows"] for r in captions)),
         bytes_per_image_pixel=sum(r["bytes"] for r in images) / max(1, rendered) / side ** 2,
     )

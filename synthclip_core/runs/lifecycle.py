@@ -21,7 +21,7 @@ from functools import cached_property
 import fsspec
 
 from .. import legacy
-from ..config import differences
+from ..config import Budget, differences
 from ..curation.concepts import reading_banks_once
 from ..errors import RunStateError
 from ..ids import is_run_id
@@ -30,7 +30,7 @@ from ..stages import code_settings
 from ..stages.stage import Stage, StageBlocked
 from ..storage.lineage import code_version
 from ..storage.store import COMMITS, Completion, RunRef, RunStore, check_root_writable
-from . import lease, pins
+from . import budget, lease, pins
 from .checks import preflight
 
 DEFAULT_ROOT_ENV = "SYNTHCLIP_ROOT"
@@ -154,7 +154,9 @@ def create_or_open(run: Run, existing: Run | None = _UNREAD) -> Run:  # type: ig
             raise RunStateError(
                 f"{existing.kind} {ref.run_id} under {ref.root} was made with another config or code (stages changed: "
                 f"{', '.join(changed) or 'all'}); start a new one (--run-id NEW), or --fork to reuse its unchanged stages")
-        return replace(existing, ignored=tuple(differences(existing.config, run.config)))
+        taken = take_budget(existing, run.config)
+        return replace(existing, ignored=tuple(d for d in differences(existing.config, run.config)
+                                               if not (taken and d.startswith("budget"))))
     doc = {"kind": run.kind, "run_id": ref.run_id, "config": run.config.model_dump(mode="json"),
            "fingerprints": run.fingerprints, "layout": LAYOUT, "code_version": {**code_version(), "stages": versions()},
            "created_at": time.time()}
@@ -169,6 +171,16 @@ def create_or_open(run: Run, existing: Run | None = _UNREAD) -> Run:  # type: ig
 
 
 _kinds = {"run": "synthetic run", "job": "training job"}
+
+
+def take_budget(existing: Run, cfg: RunConfig | JobConfig) -> bool:
+    """A continuing command's config that names a budget other than the one in force makes it the
+    run's (refused below what is spent): how a budget is raised before a resume."""
+    wanted = getattr(cfg, "budget", None)
+    if wanted is None or wanted == Budget() or wanted == budget.budget_of(existing):
+        return False
+    budget.set_budget(existing, wanted)
+    return True
 
 
 def fork_run(run: Run, existing: Run | None = _UNREAD) -> Run:  # type: ignore[assignment]

@@ -28,7 +28,9 @@ from ..card.sample import chosen_partitions, concept_partition, keep_concepts, k
 from ..compute.resources import PoolSpec
 from ..config import Section, operational
 from ..errors import ConfigError
+from ..planning.costs import load_prices
 from ..rendering.scoring import hub_weights
+from ..storage.ledger import stage_spend
 from ..storage.schemas import table_from_rows, to_parquet_bytes
 from ..storage.tables import read_narrow, read_table
 from .common import data_parts, model_pool
@@ -86,6 +88,8 @@ def make(ctx: StageContext) -> StageSummary:
     facts.captions = caption_statistics(ctx, sample, counts)
     facts.images = image_statistics(ctx, sample, rows, (own, floor))
     facts.cost, facts.quality = cost_and_quality(ctx)
+    prices = load_prices()
+    facts.cost_basis = {"version": prices.version, "currency": prices.currency}
     facts.limitations = limitations(run, facts)
     inputs = [ctx.input_ref(NAME, f"{SAMPLE}/{p}") for p in chosen]
 
@@ -308,24 +312,25 @@ def duplicates(ctx: StageContext, examples: int = 6) -> dict:
 
 
 def cost_and_quality(ctx: StageContext) -> tuple[dict, dict]:
-    """Per stage: device-hours (the sum of its outputs' times, by device kind) and bytes stored, from
-    the commit records; and the images dropped by each quality guard."""
+    """Per stage: what the ledger says it spent (hours, the share failed or lost, money at the
+    built-in price table) and bytes stored, from its records; and the images each quality guard dropped."""
     cost, dropped, rerendered = {}, {}, 0
+    prices = load_prices()
     for stage in ctx.run.stages:
         if stage.name == NAME or not ctx.run.has(stage.name):
             continue
-        seconds: dict[str, float] = {}
+        records = ctx.store.records(stage.name)
+        spend = stage_spend(ctx.store, stage.name, records)
         stored = 0
-        for record in ctx.store.records(stage.name).values():
-            device = "gpu" if "cuda" in str((record.get("worker") or {}).get("device", "")) else "cpu"
-            seconds[device] = seconds.get(device, 0.0) + (record.get("timings") or {}).get("seconds", 0.0)
+        for record in records.values():
             stored += record.get("bytes", 0)
             if stage.name == "images":
                 quality = record.get("quality") or {}
                 rerendered += quality.get("rerendered", 0)
                 for problem, n in (quality.get("dropped") or {}).items():
                     dropped[problem] = dropped.get(problem, 0) + n
-        cost[stage.name] = {f"{d}_hours": round(s / 3600, 4) for d, s in seconds.items()} | {"bytes": stored}
+        cost[stage.name] = {"gpu_hours": round(spend.gpu_hours, 4), "cpu_hours": round(spend.cpu_hours, 4),
+                            "wasted_share": spend.wasted_share, "money": prices.money(spend), "bytes": stored}
     return cost, {"dropped": dict(sorted(dropped.items())), "rerendered": rerendered}
 
 

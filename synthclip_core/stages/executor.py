@@ -17,6 +17,7 @@ books, as datatrove's executor and NeMo Curator's adapter do for their steps:
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
@@ -27,12 +28,17 @@ from ..compute.pool import run_pool
 from ..compute.ray_runtime import ensure_ray
 from ..compute.resources import ClusterOffer, PoolSpec, check
 from ..compute.tasks import map_tasks
-from ..storage.lineage import code_version, input_ref, lineage, worker_info
+from ..runs import budget
+from ..runs.budget import Guard
+from ..storage.ledger import add_spend, held
+from ..storage.lineage import accelerator_type, code_version, input_ref, lineage, worker_info
 from ..storage.schemas import to_parquet_bytes
 from ..storage.store import Completion, RunStore
 from ..storage.tables import read_table
 from . import code_settings, lineage_events
 from .stage import RunView, Stage, StageSummary, WorkItem
+
+log = logging.getLogger("synthclip.executor")
 
 
 def execute(run: RunView, name: str) -> StageSummary:
@@ -45,10 +51,17 @@ def execute(run: RunView, name: str) -> StageSummary:
             call.summary = finished
             return finished
         code_settings.check(run.config, name)
+        limits = budget.guard(run, name)
+        if limits is not None:
+            limits.check_start()
         if stage.uses_ray(run.config):
             ensure_ray()
             check_cluster(run)
-        summary = call.summary = stage.make(StageContext(run, stage))
+        started = time.time()
+        try:
+            summary = call.summary = stage.make(StageContext(run, stage, limits))
+        finally:  # the stage call's own process: spent whether it succeeded or not
+            add_spend(run.store, name, "driver", held(time.time() - started))
         return complete(run, summary) if summary.ok else summary
 
 
@@ -87,6 +100,7 @@ class StageContext:
 
     run: RunView
     stage: Stage
+    budget: Guard | None = None  # the limits this call may not pass, and what was spent before it
 
     @property
     def name(self) -> str:
@@ -147,14 +161,36 @@ class StageContext:
         summary = StageSummary(self.name, total=total, skipped=total - len(items))
         if not items:
             return summary
-        result = run_pool(self.name, self.run.ref, spec, PartitionMaker, (work, settings, self.run.ref.as_dict()), items)
+        holds = {"cpus": spec.num_cpus, "gpus": spec.num_gpus}
+        result = run_pool(self.name, self.run.ref, spec, PartitionMaker, (work, settings, self.run.ref.as_dict(), holds), items,
+                          budget=self.budget.stops if self.budget is not None else None)
+        if result.stopped is not None:  # what was in flight is committed; the rest waits for a larger budget
+            raise self.budget.stopped(result.stopped, result.not_started, total)
         summary.computed, summary.failures = len(result.records), result.failures
         summary.notes = {"actor_restarts": result.actor_restarts}
+        if result.lost_with_nodes or result.moved_off_draining:  # pre-emption: no partition's try was used
+            summary.notes |= {"lost_with_nodes": result.lost_with_nodes, "moved_off_draining": result.moved_off_draining}
         return summary
 
     def run_tasks(self, spec: PoolSpec | None, fn: Callable[..., Any], calls: list[tuple]) -> Iterator[Any]:
-        """``fn(*call)`` per call as the stage's Ray tasks (``spec``), or here when it asks none."""
-        return map_tasks(self.name, spec, fn, calls)
+        """``fn(*call)`` per call as the stage's Ray tasks (``spec``), or here when it asks none
+        (then the stage call's own time is its cost); each task's time is a spend record."""
+        if spec is None:
+            yield from map_tasks(self.name, spec, fn, calls)
+            return
+        for out, seconds, accelerator in map_tasks(self.name, spec, timed_call, [(fn, *call) for call in calls]):
+            add_spend(self.store, self.name, "task", held(seconds, spec.num_cpus, spec.num_gpus, accelerator))
+            yield out
+
+
+def timed_call(fn: Callable[..., Any], *args) -> tuple[Any, float, str | None]:
+    """``fn(*args)`` in a Ray task, with the seconds it took and the GPU type it ran on."""
+    started = time.time()
+    out = fn(*args)
+    import ray
+
+    gpus = ray.get_gpu_ids() if ray.is_initialized() else []
+    return out, time.time() - started, accelerator_type() if gpus else None
 
 
 @dataclass
@@ -197,22 +233,44 @@ class PartitionWork:
 
 class PartitionMaker:
     """What an actor of a stage's pool holds: one :class:`PartitionWork`, and the books around
-    each item it makes."""
+    each item it makes, its cost among them: each record says what the actor held since its
+    previous item ended (the first: since the actor started, model load included); an attempt
+    that fails leaves a spend record of the same."""
 
-    def __init__(self, work: type[PartitionWork], settings: dict, ref: dict):
+    def __init__(self, work: type[PartitionWork], settings: dict, ref: dict, holds: dict | None = None):
         from ..storage.store import RunRef
 
+        self.since = time.time()
+        self.holds = holds or {"cpus": 1, "gpus": 0}
         self.store = RunRef(**ref).store()
         self.work = work(settings, self.store)
+        self.accelerator = accelerator_type() if self.holds.get("gpus") else None
+
+    def held(self) -> dict:
+        """What this actor held since its last item, and the clock restarted for the next."""
+        now, since = time.time(), self.since
+        self.since = now
+        return held(now - since, self.holds.get("cpus", 1), self.holds.get("gpus", 0), self.accelerator)
 
     def __call__(self, item: WorkItem) -> dict:
         started = time.time()
-        made = self.work.process(self.rows(item), item)
+        try:
+            made = self.work.process(self.rows(item), item)
+        except Exception:
+            self.spent_on_failure(item)
+            raise
         extra = {"slice": [item.offset, item.length]} if item.length is not None else {}
         record = lineage(item.fingerprint, item.version, list(item.inputs), started, made.table.num_rows, **extra,
-                         **item.params, **made.lineage, worker=worker_info(self.work.device))
+                         **item.params, **made.lineage, worker=worker_info(self.work.device), held=self.held())
         data = to_parquet_bytes(made.table, self.work.writes, group_by=self.work.group_by)
         return self.store.commit(item.stage, item.output, data, record, deterministic=self.work.deterministic)
+
+    def spent_on_failure(self, item: WorkItem) -> None:
+        """A failed attempt is spent: its spend record (never the reason the error is lost)."""
+        try:
+            add_spend(self.store, item.stage, "failed", self.held(), output=item.output)
+        except Exception as exc:  # noqa: BLE001 (the partition's own error is what the pool must see)
+            log.warning("could not record the cost of a failed attempt at %s: %s", item.output, exc)
 
     def rows(self, item: WorkItem) -> pa.Table | None:
         """The rows the item names: its first input (a slice of it), the columns the work needs."""

@@ -50,7 +50,31 @@ def worker_info(device: str = "cpu") -> dict:
             info["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     except ImportError:
         pass
+    if device != "cpu":
+        info["accelerator"] = accelerator_type()
     return info
+
+
+def accelerator_type() -> str:
+    """The GPU type this process runs on, as Ray's node label names it (``A100``, ``H100``), else
+    as CUDA does: what the ledger prices a GPU-hour by."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            label = ray.get_runtime_context().get_node_labels().get("ray.io/accelerator-type")
+            if label:
+                return str(label)
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return "unknown"
 
 
 def lineage(fingerprint: str, version: int, inputs: list[dict], started: float, rows: int, **extra) -> dict:

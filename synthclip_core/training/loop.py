@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..storage.ledger import held
+from ..storage.lineage import accelerator_type
 from .spec import TrainSpec
 
 
@@ -77,6 +79,7 @@ def train(spec_dict: dict, me: Rank) -> None:
 
     spec = TrainSpec.from_dict(spec_dict)
     t = spec.config
+    since = [time.time()]  # the ranks hold their resources from here: each metrics chunk's record says how long
     rank, world, device = me.rank, me.world, me.device
     torch.set_num_threads(max(1, int(t.cpus_per_worker)))
     torch.manual_seed(spec.seed)  # the same initial weights on every rank and every attempt
@@ -136,7 +139,12 @@ def train(spec_dict: dict, me: Rank) -> None:
                 "sources": [{**d, "samples_seen": n, "unreadable": u} for d, n, u in zip(described, seen, unreadable)]}
         metrics = "".join(json.dumps(r) + "\n" for r in rows).encode()
         # timings in the metrics, GPU arithmetic in the weights: bytes may differ between attempts
-        store.commit("train", f"metrics/step_{step:09d}.jsonl", metrics, {**base, "rows": len(rows)}, deterministic=False)
+        now = time.time()
+        spent = held(now - since[0], t.cpus_per_worker * world, world if t.use_gpu else 0,
+                     accelerator_type() if t.use_gpu else None)  # every rank's, as rank 0 saw the interval
+        since[0] = now
+        store.commit("train", f"metrics/step_{step:09d}.jsonl", metrics, {**base, "rows": len(rows), "held": spent},
+                     deterministic=False)
         state = {"epoch": epoch, "step": step, "name": t.model, "model_cfg": spec.model_cfg, "seen": seen,
                  "unreadable": unreadable,
                  "state_dict": core.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
