@@ -38,3 +38,19 @@ class InSteps:
             time.sleep(self.seconds)
             progress.within(step + 1, self.steps)
         return self.store.commit("pool", item.output, item.output.encode(), {"rows": self.steps})
+
+
+class Slow:
+    """An item of ``seconds``, committed with the node it ran on and when it began: what the
+    pre-emption tests read back."""
+
+    def __init__(self, seconds: float, ref: dict):
+        self.seconds, self.store = seconds, RunRef(**ref).store()
+
+    def __call__(self, item) -> dict:
+        import ray
+
+        began = time.time()
+        time.sleep(self.seconds)
+        return self.store.commit("pool", item.output, item.output.encode(),
+                                 {"rows": 1, "node": ray.get_runtime_context().get_node_id(), "began": began})

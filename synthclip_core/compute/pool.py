@@ -228,12 +228,18 @@ class Pool:
         self.result.stopped = self.budget(one_more * self.spec.num_gpus, one_more * self.spec.num_cpus)
         return self.result.stopped is None
 
+    def usable(self, member: Member) -> bool:
+        """Placed (its constructor began on a node), and not on a draining one."""
+        return member.node is not None and member.node not in self.draining
+
     def fill(self) -> None:
-        """Round-robin, so every actor starts working before any gets a second item; none to an
-        actor on a draining node."""
+        """Round-robin, so every actor starts working before any gets a second item; nothing to an
+        actor on a draining node, and nothing to one not yet placed while others are (a replacement
+        that cannot be placed must not hold partitions); at the start none is, and all get work."""
+        targets = [m for m in self.members if self.usable(m)] or [m for m in self.members if m.node is None]
         for depth in (1, 2):
-            for member in self.members:
-                if self.queue and len(member.refs) < depth and member.node not in self.draining and self.may_start():
+            for member in targets:
+                if self.queue and len(member.refs) < depth and self.may_start():
                     item = self.queue.popleft()
                     ref = member.handle.process.remote(item)
                     self.in_flight[ref] = (member, item)
@@ -275,8 +281,8 @@ class Pool:
         return member.node is not None and member.node not in alive_nodes()
 
     def wait_for_capacity(self) -> None:
-        """Nothing came back: if no actor is placed, say so every half minute, and stop after the bound."""
-        if any(m.node for m in self.members):
+        """Nothing came back: if no actor is usable, say so every half minute, and stop after the bound."""
+        if any(self.usable(m) for m in self.members):
             self.unplaced_since = None
             return
         now = time.time()
@@ -301,16 +307,21 @@ class Pool:
         for _ in range(min(self.spec.count, len(items))):
             self.new_actor()
         self.fill()
-        while self.in_flight:
-            ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=WITHIN_POLL_S)
+        # partitions wait in the queue alone while every actor drains or waits for a node
+        while self.in_flight or (self.queue and self.result.stopped is None):
+            if self.in_flight:
+                ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=WITHIN_POLL_S)
+            else:
+                ready = []
+                time.sleep(WITHIN_POLL_S)
             self.watch_nodes()
-            if not ready:
+            if ready:
+                self.settle(ready[0])
+                progress.report(self.label, len(self.result.records) + len(self.result.failures), self.total)
+            else:
                 self.report_within()
                 self.wait_for_capacity()
-                continue
-            self.settle(ready[0])
             self.fill()
-            progress.report(self.label, len(self.result.records) + len(self.result.failures), self.total)
         self.stop()
         self.result.not_started = len(self.queue)
         return self.result
