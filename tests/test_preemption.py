@@ -12,9 +12,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
+from faults import copy_run
 from servers import free_port, kill_tree, ray_cluster_env, start_ray_node, wait_until
 
 from synthclip_core.storage.ledger import spend_records
@@ -103,6 +105,34 @@ def test_a_drained_node_begins_nothing_after_the_notice_and_what_runs_there_comm
     there = [r for r in records.values() if r["node"] == second]
     assert there and all(r["began"] < noticed[0] for r in there), (noticed, there)  # nothing began there after it
     assert len(there) < ITEMS and result["moved"] >= 1 and result["lost"] == 0 and result["restarts"] == 0
+
+
+def test_training_checkpoints_at_a_notice_that_leaves_time_for_it(micro_reference, tmp_path):
+    """Ray Train asks every rank for a pre-emption notice; here the notice is handed in as Ray's own
+    ``PreemptionInfo`` (no cluster reclaims nodes on this machine), at the second of four steps."""
+    from ray.train import PreemptionInfo
+
+    from synthclip_core.runs.lifecycle import load_run
+    from synthclip_core.stages.train import train_spec
+    from synthclip_core.storage.store import RunRef
+    from synthclip_core.training.loop import plain_rank, train
+
+    reference, _ = micro_reference
+    for name, seconds_left, expected in (("roomy", 120, ["metrics/step_000000002.jsonl", "metrics/step_000000004.jsonl"]),
+                                          ("too-late", -1, ["metrics/step_000000004.jsonl"])):
+        copy = copy_run(reference, tmp_path / name, forget=("train", "eval"))
+        spec = asdict(train_spec(load_run(RunRef(str(tmp_path / name), copy.run_id))))
+        spec["train"]["log_every_steps"] = 1
+        asked: list[float] = []
+
+        def notice(seconds_left=seconds_left):
+            asked.append(time.time())
+            deadline = int((time.time() + seconds_left) * 1000)
+            return PreemptionInfo(deadline_ms=deadline, preempted_node_to_ranks={"node": [0]}) if len(asked) >= 2 else None
+
+        train(spec, replace(plain_rank(), notice=notice))
+        assert sorted(o for o in copy.committed("train") if o.startswith("metrics/")) == expected, name
+        assert "checkpoints/epoch_1.pt" in copy.committed("train")
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -34,6 +34,7 @@ class Rank:
     node: str  # where it runs (the Ray node id, else the host name), for the lineage
     wrap: Callable[[Any], Any]  # the model for data-parallel training (DDP), or as it is
     epoch_done: Callable[[dict], None] = lambda metrics: None
+    notice: Callable[[], Any] = lambda: None  # a pre-emption notice (deadline_ms), asked by every rank at once
 
 
 def train_loop_per_worker(spec_dict: dict) -> None:
@@ -43,7 +44,8 @@ def train_loop_per_worker(spec_dict: dict) -> None:
 
     ctx = ray.train.get_context()
     train(spec_dict, Rank(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(),
-                          ray.get_runtime_context().get_node_id(), ray.train.torch.prepare_model, ray.train.report))
+                          ray.get_runtime_context().get_node_id(), ray.train.torch.prepare_model, ray.train.report,
+                          getattr(ray.train, "get_preemption_info", lambda: None)))
 
 
 def plain_rank(use_gpu: bool = False) -> Rank:
@@ -130,11 +132,27 @@ def train(spec_dict: dict, me: Rank) -> None:
     autocast = autocast_for(t.precision, device)
     urls = [url for url, _ in spec.shards]
     rows: list[dict] = []
+    checkpoint_s = [0.0]  # how long the last checkpoint took to commit: does one fit before a notice's deadline?
+    saved_at_notice = [False]
+
+    def at_notice(epoch: int, step: int) -> None:
+        """On a pre-emption notice (all ranks ask together, every ``log_every_steps``): a step
+        checkpoint now, if one can commit before the deadline, so the restart loses no step."""
+        notice = me.notice()
+        if notice is None or saved_at_notice[0]:
+            return
+        left = (notice.deadline_ms / 1000 - time.time()) if getattr(notice, "deadline_ms", None) else float("inf")
+        if left > 2 * checkpoint_s[0]:
+            commit(checkpoints.step_name(step), epoch, step)
+            saved_at_notice[0] = True
+            if rank == 0:
+                print(f"pre-emption notice: checkpoint at step {step} ({left:.0f} s before the deadline)", flush=True)
 
     def commit(name: str, epoch: int, step: int) -> None:
         """Metrics since the last checkpoint, then the checkpoint (rank 0 only)."""
         if rank != 0:
             return
+        began = time.time()
         base = {**spec.lineage, "step": step, "epoch": epoch,
                 "sources": [{**d, "samples_seen": n, "unreadable": u} for d, n, u in zip(described, seen, unreadable)]}
         metrics = "".join(json.dumps(r) + "\n" for r in rows).encode()
@@ -155,6 +173,7 @@ def train(spec_dict: dict, me: Rank) -> None:
         rows.clear()
         if name.startswith("checkpoints/epoch_"):
             checkpoints.prune_steps(store, step)
+        checkpoint_s[0] = time.time() - began
 
     for epoch in range(done_steps // spe, t.epochs):
         first = done_steps - epoch * spe if epoch == done_steps // spe else 0
@@ -197,6 +216,8 @@ def train(spec_dict: dict, me: Rank) -> None:
                 commit(checkpoints.epoch_name(epoch + 1), epoch + 1, step + 1)
             elif t.checkpoint_every_steps and (step + 1) % t.checkpoint_every_steps == 0:
                 commit(checkpoints.step_name(step + 1), epoch, step + 1)
+            elif (step + 1) % t.log_every_steps == 0:
+                at_notice(epoch, step + 1)
             waited_from = time.perf_counter()
         me.epoch_done({"epoch": epoch + 1, "step": (epoch + 1) * spe})
 
