@@ -6,17 +6,24 @@ bytes as the uninterrupted run; bad price tables and budgets are one line each."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 from commands import one_line_error, synthclip
 from faults import copy_run
 
 from synthclip_core.errors import ConfigError
+from synthclip_core.pipeline import config_from_dict
 from synthclip_core.planning.costs import PriceTable, load_prices
+from synthclip_core.planning.estimates import plan_run
+from synthclip_core.planning.sizing import load_rates, measured_rates
 from synthclip_core.runs.lifecycle import load_run
 from synthclip_core.stages.executor import execute
 from synthclip_core.storage.ledger import Spend, held, run_spend, spend_records, stage_spend, total
 from synthclip_core.storage.store import RunRef
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def by_hand(store, stage: str) -> tuple[float, float]:
@@ -46,6 +53,10 @@ def test_the_ledger_is_the_sum_of_the_records_and_cost_prints_it_against_the_pla
     started = min(r["timings"]["started"] for r in parts)
     assert sum(r["held"]["seconds"] for r in parts) <= max(r["committed_at"] for r in parts) - started + 60
     assert any(o.startswith("metrics/") and r["held"]["seconds"] > 0 for o, r in store.records("train").items())
+    measured = measured_rates(run).throughput  # what `synthclip plan --rates-from` plans with
+    assert measured.images_per_gpu_s == pytest.approx(sum(r["rows"] for r in parts) / sum(r["held"]["seconds"] for r in parts))
+    source = measured.sources["images_per_gpu_s"]
+    assert "measured on run offline-shared" in source and "CPU-seconds" in source
 
     shown = synthclip("cost", run.ref.run_id, "--root", run.ref.root, "--json")
     assert shown.returncode == 0, shown.stderr[-2000:]
@@ -116,3 +127,20 @@ def test_a_gpu_hour_is_priced_by_the_type_its_name_contains():
     assert spend.wasted_share == pytest.approx(4 * 3600 / (7200 + 1800 + 3600 + 4 * 3600))
     with pytest.raises(ConfigError, match="t-2.*no price for the accelerator 'NVIDIA H100 80GB HBM3' and no 'default'"):
         PriceTable(version="t-2", gpu_hour={"A100": 2.0}).money(spend)
+
+
+def test_a_stage_asking_for_a_node_group_is_planned_at_that_groups_throughput():
+    """Mixed accelerators: the rates name an H100 group four times as fast at rendering; a config
+    whose images ask for that group (by Ray's accelerator resource) is planned at its rate."""
+    data = yaml.safe_load((REPO / "configs" / "offline.yaml").read_text())
+    data["images"]["num_gpus"] = 1
+    plain = config_from_dict(data)
+    data["images"]["ray_resources"] = {"accelerator_type:H100": 0.001}
+    grouped = config_from_dict(data)
+    rates = load_rates("offline")
+    h100 = rates.throughput.model_copy(update={"images_per_gpu_s": rates.throughput.images_per_gpu_s * 4})
+    rates = rates.model_copy(update={"groups": {"accelerator_type:H100": h100}})
+    before = {s.stage: s for s in plan_run(plain, 1000, rates, parameters=1_000_000).stages}["images"]
+    after = {s.stage: s for s in plan_run(grouped, 1000, rates, parameters=1_000_000).stages}["images"]
+    assert after.gpu_hours == pytest.approx(before.gpu_hours / 4) and after.gpu_hours > 0
+    assert "on accelerator_type:H100" in after.basis and "on accelerator_type" not in before.basis

@@ -44,6 +44,17 @@ class Rates(BaseModel):
     bytes_per_caption_row: float = Field(..., gt=0)
     bytes_per_image_pixel: float = Field(..., gt=0, description="Stored JPEG bytes per pixel of the stored side squared.")
     sources: dict[str, str] = Field(default_factory=dict, description="Where a figure other than a measured share comes from.")
+    groups: dict[str, Throughput] = Field(default_factory=dict, description="Throughputs of a node group, by the Ray "
+                                          "resource a section's ray_resources names it with (accelerator_type:A100, a "
+                                          "group's own resource): a stage asking for it is priced by these.")
+
+    def rate(self, name: str, ray_resources: dict | None = None) -> tuple[float, str]:
+        """Work per GPU-second ``name`` for a stage asking ``ray_resources``: the named group's, where
+        the rates have it, else the default; with the group it came from ('' for the default)."""
+        for resource in ray_resources or {}:
+            if resource in self.groups:
+                return getattr(self.groups[resource], name), resource
+        return getattr(self.throughput, name), ""
 
     def pairs_per_caption(self, cfg) -> float:
         """Training pairs one written caption of a concept that trains becomes, under ``cfg``'s
@@ -51,6 +62,11 @@ class Rates(BaseModel):
         :func:`counts_for`)."""
         return (self.caption_keep * self.balance_keep * self.image_keep * (1 - cfg.balanced.eval_fraction)
                 * cfg.images.images_per_caption)
+
+
+def on_group(group: str) -> str:
+    """How a plan's basis names the node group whose throughput priced it ('' for the default)."""
+    return f" on {group}" if group else ""
 
 
 def train_share(cfg, concepts: int | None = None) -> float:
@@ -120,30 +136,37 @@ def sized(cfg, bank_size: int | None = None, rates: Rates | None = None):
                                   "captions": cfg.captions.model_copy(update={"per_concept": per_concept})})
 
 
-def measured_throughput(run) -> Throughput:
+def measured_throughput(run) -> tuple[Throughput, dict[str, Throughput]]:
     """Work per device-second as the run's ledger measured it (GPU-seconds where its stages held
-    GPUs, else CPU-seconds), the stage's committed outputs only; a stage without ledger records
-    (a run from before the ledger, or one without training) keeps the built-in figure."""
-    from ..storage.ledger import stage_spend
-
+    GPUs, else CPU-seconds), the stage's committed outputs only, and the same per GPU type (as
+    ``accelerator_type:TYPE`` groups); a stage without ledger records (a run from before the
+    ledger, or one without training) keeps the built-in figure."""
     builtin = load_rates("offline").throughput
     figures, sources = builtin.model_dump(exclude={"sources"}), dict(builtin.sources)
+    by_type: dict[str, dict[str, float]] = {}
     for key, stage, what in (("captions_per_gpu_s", "captions", "captions"), ("images_per_gpu_s", "images", "images"),
                              ("train_samples_per_gpu_s", "train", "samples")):
         if not run.has(stage):
             continue
-        records = {o: r for o, r in run.store.records(stage).items() if "held" in r}
-        spend = stage_spend(run.store, stage, records)
-        seconds = spend.by_kind.get("outputs", 0.0)
-        if stage == "train":  # a metrics chunk's rows are its steps
-            work = sum(r.get("rows", 0) for o, r in records.items() if o.startswith("metrics/")) * run.config.train.global_batch_size
-        else:
-            work = sum(r.get("rows", 0) for o, r in records.items() if o.startswith("part-"))
-        if seconds > 0 and work > 0:
-            device = ", ".join(sorted(spend.gpu_s)) if spend.gpu_s else "CPU"
-            figures[key] = work / seconds
-            sources[key] = f"measured on run {run.ref.run_id}: {work:,} {what} in {seconds:,.1f} {device}-seconds"
-    return Throughput(**figures, sources=sources)
+        work: dict[str, float] = {}  # device kind -> [work, seconds]
+        seconds: dict[str, float] = {}
+        for output, record in run.store.records(stage).items():
+            held = record.get("held")
+            if not held or not output.startswith("metrics/" if stage == "train" else "part-"):
+                continue
+            kind = held["accelerator"] if held.get("gpus") else "CPU"
+            rows = record.get("rows", 0) * (run.config.train.global_batch_size if stage == "train" else 1)  # a chunk's rows are steps
+            work[kind] = work.get(kind, 0) + rows
+            seconds[kind] = seconds.get(kind, 0.0) + held["seconds"] * (held.get("gpus") or held.get("cpus") or 1)
+        if sum(seconds.values()) > 0 and sum(work.values()) > 0:
+            figures[key] = sum(work.values()) / sum(seconds.values())
+            sources[key] = (f"measured on run {run.ref.run_id}: {sum(work.values()):,.0f} {what} in {sum(seconds.values()):,.1f} "
+                            f"{'/'.join(sorted(seconds))}-seconds")
+        for kind in (k for k in seconds if k != "CPU" and seconds[k] > 0):
+            by_type.setdefault(f"accelerator_type:{kind}", {})[key] = work[kind] / seconds[kind]
+    groups = {name: Throughput(**{**figures, **rates}, sources={"measured on": f"run {run.ref.run_id}"})
+              for name, rates in by_type.items()}
+    return Throughput(**figures, sources=sources), groups
 
 
 def measured_rates(run, throughput: Throughput | None = None) -> Rates:
@@ -151,6 +174,7 @@ def measured_rates(run, throughput: Throughput | None = None) -> Rates:
     complete (for ``synthclip plan --rates-from``); throughputs from ``throughput`` when given,
     else its ledger's (:func:`measured_throughput`)."""
     done = run.require("balanced").notes
+    measured = (None, {}) if throughput else measured_throughput(run)
     survived = done["captions_in"] - done["empty"] - done["duplicates"] - done["no_match"]
     captions = [r for o, r in run.store.records("captions").items() if o.startswith("part-")]
     images = [r for o, r in run.store.records("images").items() if o.startswith("part-")]
@@ -160,7 +184,7 @@ def measured_rates(run, throughput: Throughput | None = None) -> Rates:
         name=f"run:{run.ref.run_id}", measured_on=f"run {run.ref.run_id} ({run.config.captions.model}, {run.config.images.model})",
         caption_keep=survived / done["captions_in"], balance_keep=done["kept"] / survived,
         image_keep=min(1.0, rendered / max(1, done["kept"] * run.config.images.images_per_caption)),
-        throughput=throughput or measured_throughput(run),
+        throughput=throughput or measured[0], groups={} if throughput else measured[1],
         bytes_per_caption_row=sum(r["bytes"] for r in captions) / max(1, sum(r["rows"] for r in captions)),
         bytes_per_image_pixel=sum(r["bytes"] for r in images) / max(1, rendered) / side ** 2,
     )

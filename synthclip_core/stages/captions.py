@@ -20,6 +20,7 @@ from ..captioning.prompts import get_template
 from ..captioning.writer import OPERATIONAL_ENGINE_OPTIONS, caption_settings
 from ..config import ModelSection, operational, scheme_of
 from ..curation.balancing import names_concept
+from ..planning.sizing import on_group
 from ..storage.schemas import to_parquet_bytes
 from ..storage.tables import read_table
 from .common import CaptionsWork, data_parts, model_pool, read_concepts
@@ -150,10 +151,10 @@ def estimate(plan: Estimating) -> StagePlan:
     """``per_concept`` captions per concept, at the rates' captions per GPU-second."""
     concepts, rates = plan.rows("concepts"), plan.rates
     captions = concepts * plan.cfg.captions.per_concept
-    per_s = rates.throughput.captions_per_gpu_s
+    per_s, group = rates.rate("captions_per_gpu_s", plan.cfg.captions.ray_resources)
     return StagePlan(NAME, plan.outputs("concepts"), captions, gpu_hours=captions / per_s / 3600,
                      stored_bytes=round(captions * rates.bytes_per_caption_row),
-                     basis=f"{per_s:g} captions/s per GPU; keeps {rates.caption_keep:.0%}")
+                     basis=f"{per_s:g} captions/s per GPU{on_group(group)}; keeps {rates.caption_keep:.0%}")
 
 
 STAGE = Stage(name=NAME, version=VERSION, upstream=("concepts",), make=make, section=CaptionsConfig, plan=plan,

@@ -28,6 +28,7 @@ from ..errors import BackendError
 from ..fingerprint import model_identity, model_identity_of, model_label
 from ..ids import derive_seed, image_id
 from ..pictures import contact_sheet
+from ..planning.sizing import on_group
 from ..rendering.backends import create_render_backend
 from ..rendering.scoring import ClipScorer, hub_weights, local_weights, tag_url
 from ..storage.decoding import Unreadable, image_size
@@ -325,10 +326,10 @@ def estimate(plan: Estimating) -> StagePlan:
     images = round(balanced * img.images_per_caption * rates.image_keep)
     image_bytes = img.stored_size ** 2 * rates.bytes_per_image_pixel
     cost = (img.steps / PUBLISHED_RENDER["steps"]) * (img.height * img.width) / (PUBLISHED_RENDER["height"] * PUBLISHED_RENDER["width"])
-    per_s = rates.throughput.images_per_gpu_s
+    per_s, group = rates.rate("images_per_gpu_s", img.ray_resources)
     return StagePlan(NAME, render_parts, images, gpu_hours=images * cost / per_s / 3600,
                      stored_bytes=round(images * (image_bytes + rates.bytes_per_caption_row)),
-                     basis=f"{per_s:g} images/s per GPU at 512x512, 50 steps (x{cost:.2f} here); "
+                     basis=f"{per_s:g} images/s per GPU{on_group(group)} at 512x512, 50 steps (x{cost:.2f} here); "
                            f"~{image_bytes / 1024:.0f} KiB per {img.stored_size}px JPEG")
 
 

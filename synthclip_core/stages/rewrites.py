@@ -28,6 +28,7 @@ from ..captioning.rewriting import texts_per_image, vet
 from ..captioning.writer import OPERATIONAL_ENGINE_OPTIONS, caption_settings
 from ..config import ModelSection, model_reference, operational, scheme_of
 from ..fingerprint import model_identity_of
+from ..planning.sizing import on_group
 from ..storage.schemas import table_from_rows
 from .common import CAPTION_STAGES, CaptionsWork, caption_records, data_parts, model_pool, read_concepts
 from .executor import Made, StageContext
@@ -156,10 +157,10 @@ def estimate(plan: Estimating) -> StagePlan:
     cfg, rates = plan.cfg, plan.rates
     train = round(plan.rows("balanced") * plan.train_share(plan.rows("concepts")))
     rewrites = train * cfg.rewrites.per_caption
-    per_s = rates.throughput.captions_per_gpu_s
+    per_s, group = rates.rate("captions_per_gpu_s", cfg.rewrites.ray_resources)
     return StagePlan(NAME, plan.outputs("captions"), rewrites, gpu_hours=rewrites / per_s / 3600,
                      stored_bytes=round(rewrites * rates.bytes_per_caption_row),
-                     basis=f"{cfg.rewrites.per_caption} per kept train caption at {per_s:g} captions/s per GPU")
+                     basis=f"{cfg.rewrites.per_caption} per kept train caption at {per_s:g} captions/s per GPU{on_group(group)}")
 
 
 STAGE = Stage(name=NAME, version=VERSION, upstream=("concepts", *CAPTION_STAGES), make=make, section=RewritesConfig, plan=plan,

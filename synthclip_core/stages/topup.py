@@ -292,7 +292,7 @@ def estimate(plan: Estimating) -> StagePlan:
     asked = plan.rows("concepts") * math.ceil(top.target * top.oversample) * top.max_rounds
     asked = min(asked, top.budget) if top.budget else asked
     return StagePlan(NAME, math.ceil(asked / top.per_partition), asked,
-                     gpu_hours=asked / plan.rates.throughput.captions_per_gpu_s / 3600,
+                     gpu_hours=asked / plan.rates.rate("captions_per_gpu_s", plan.cfg.captions.ray_resources)[0] / 3600,
                      basis=f"at most (every concept short by the whole target, {top.max_rounds} rounds, or the budget); "
                            f"the loop's images are not in the images estimate")
 

@@ -21,6 +21,7 @@ from ..clip_models import model_config
 from ..compute.resources import PoolSpec
 from ..errors import ConfigError
 from ..ids import check_run_id
+from ..planning.sizing import on_group
 from ..storage.lineage import input_ref, lineage
 from ..storage.store import RunStore
 from ..storage.tables import output_index
@@ -201,12 +202,12 @@ CHECKPOINT_BYTES_PER_PARAM = 12  # fp32 weights and AdamW's two moments
 def estimate(plan: Estimating) -> StagePlan:
     """``epochs`` over the exported pairs, at the rates' samples per GPU-second; a checkpoint per epoch."""
     t = plan.cfg.train
-    pairs, per_s = plan.rows("shards"), plan.rates.throughput.train_samples_per_gpu_s
+    pairs, (per_s, group) = plan.rows("shards"), plan.rates.rate("train_samples_per_gpu_s", t.ray_resources)
     steps = pairs // t.global_batch_size
     saved = t.epochs + (1 if t.checkpoint_every_steps else 0)  # step checkpoints are pruned at each epoch end
     return StagePlan(NAME, saved, steps * t.epochs, gpu_hours=pairs * t.epochs / per_s / 3600 if t.use_gpu else 0.0,
                      stored_bytes=saved * plan.parameters * CHECKPOINT_BYTES_PER_PARAM,
-                     basis=f"{steps:,} steps/epoch x {t.epochs}; {per_s:g} samples/s per GPU; "
+                     basis=f"{steps:,} steps/epoch x {t.epochs}; {per_s:g} samples/s per GPU{on_group(group)}; "
                            f"{plan.parameters / 1e6:.0f}M parameters")
 
 
