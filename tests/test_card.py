@@ -27,6 +27,7 @@ def test_the_offline_run_has_a_card_that_the_hub_and_datasets_read(offline_run, 
     for section in ("## How it was made", "## Captions", "## Images", "## Lineage", "## Cost", "## Known limitations",
                     "## Citation", "card/story.png"):
         assert section in card.text, section
+    assert "price table `list-2026-12`" in card.text and "| images |" in card.text.split("## Cost")[1]
 
     loaded = datasets.load_dataset(str(folder), "default", split="train", cache_dir=str(tmp_path / "hf"))
     assert isinstance(loaded.features["jpg"], datasets.Image)

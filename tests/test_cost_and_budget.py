@@ -13,12 +13,14 @@ import yaml
 from commands import one_line_error, synthclip
 from faults import copy_run
 
+from synthclip_core.config import Budget
 from synthclip_core.errors import ConfigError
 from synthclip_core.pipeline import config_from_dict
 from synthclip_core.planning.costs import PriceTable, load_prices
 from synthclip_core.planning.estimates import plan_run
 from synthclip_core.planning.sizing import load_rates, measured_rates
-from synthclip_core.runs.lifecycle import load_run
+from synthclip_core.runs.budget import budget_of
+from synthclip_core.runs.lifecycle import load_run, open_run
 from synthclip_core.stages.executor import execute
 from synthclip_core.storage.ledger import Spend, held, run_spend, spend_records, stage_spend, total
 from synthclip_core.storage.store import RunRef
@@ -92,7 +94,11 @@ def test_a_budget_stops_the_images_stage_and_a_raised_one_finishes_it_with_the_s
     assert 0 < len(made) < len(planned)  # what was in flight committed, the rest waits
     before = copy.records("images", sorted(made))
 
-    assert synthclip("budget", ref.run_id, *root, "--cpu-hours", "10").returncode == 0
+    # raised the other way: `synthclip run CONFIG` again with the config's budget raised (never below what is spent)
+    with pytest.raises(ConfigError, match="budget.cpu_hours 1e-06 is below what"):
+        open_run(run.config.model_copy(update={"budget": Budget(cpu_hours=1e-6)}), ref)
+    raised = open_run(run.config.model_copy(update={"budget": Budget(cpu_hours=10)}), ref)
+    assert budget_of(raised).cpu_hours == 10 and not raised.ignored
     assert execute(load_run(ref), "images").ok
     original = run.store.records("images", planned)
     assert {o: r["sha256"] for o, r in copy.records("images", planned).items()} == {o: r["sha256"] for o, r in original.items()}

@@ -200,6 +200,10 @@ def test_the_flow_run_shows_reports_and_pictures(offline_run):
     assert "| synthetic-heldout | zeroshot | top1 |" in report and "](data:image/png;base64," in report
     assert "](data:image/png;base64," in by_description["train summary"].data  # the training curves
     assert any(a.type == "progress" for a in artifacts)
+    costs = [a for a in artifacts if a.description == "cost of run offline-shared so far"]  # a version after each stage
+    spent = max(costs, key=lambda a: a.created).data
+    assert len(costs) >= len(offline_run[0].names)
+    assert "| card |" in spent and "list-2026-12" in spent and "planned GPU-hours" in spent
 
 
 def test_training_said_how_far_it_was_at_its_last_step(offline_run):
