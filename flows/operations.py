@@ -22,7 +22,8 @@ def cost(
 ) -> None:
     """Per stage: GPU-hours (by type) and CPU-hours spent, per 1,000 kept pairs, against the plan, and money."""
     with handled(debug):
-        from synthclip_core.planning.costs import load_prices, planned_gpu_hours, run_cost
+        from synthclip_core.planning.costs import planned_gpu_hours, run_cost
+        from synthclip_core.planning.prices import load_prices
         from synthclip_core.runs.lifecycle import default_root, load_run
         from synthclip_core.storage.store import RunRef
 
@@ -70,7 +71,7 @@ def budget(
 
         from synthclip_core.config import Budget
         from synthclip_core.errors import ConfigError
-        from synthclip_core.runs.budget import UNITS, budget_of, set_budget
+        from synthclip_core.planning.budget import UNITS, budget_of, set_budget
         from synthclip_core.runs.lifecycle import default_root, load_run
         from synthclip_core.storage.ledger import run_spend, total
         from synthclip_core.storage.store import RunRef

@@ -16,10 +16,10 @@ from faults import copy_run
 from synthclip_core.config import Budget
 from synthclip_core.errors import ConfigError
 from synthclip_core.pipeline import config_from_dict
-from synthclip_core.planning.costs import PriceTable, load_prices
+from synthclip_core.planning.budget import budget_of
 from synthclip_core.planning.estimates import plan_run
+from synthclip_core.planning.prices import PriceTable, load_prices
 from synthclip_core.planning.sizing import load_rates, measured_rates
-from synthclip_core.runs.budget import budget_of
 from synthclip_core.runs.lifecycle import load_run, open_run
 from synthclip_core.stages.executor import execute
 from synthclip_core.storage.ledger import Spend, held, run_spend, spend_records, stage_spend, total

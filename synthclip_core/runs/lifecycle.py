@@ -26,11 +26,12 @@ from ..curation.concepts import reading_banks_once
 from ..errors import RunStateError
 from ..ids import is_run_id
 from ..pipeline import JobConfig, RunConfig, config_from_dict, fingerprints, job_config_from_dict, stages_for, versions
+from ..planning import budget
 from ..stages import code_settings
 from ..stages.stage import Stage, StageBlocked
 from ..storage.lineage import code_version
 from ..storage.store import COMMITS, Completion, RunRef, RunStore, check_root_writable
-from . import budget, lease, pins
+from . import lease, pins
 from .checks import preflight
 
 DEFAULT_ROOT_ENV = "SYNTHCLIP_ROOT"

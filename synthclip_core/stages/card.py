@@ -28,7 +28,7 @@ from ..card.sample import chosen_partitions, concept_partition, keep_concepts, k
 from ..compute.resources import PoolSpec
 from ..config import Section, operational
 from ..errors import ConfigError
-from ..planning.costs import load_prices
+from ..planning.prices import load_prices
 from ..rendering.scoring import hub_weights
 from ..storage.ledger import stage_spend
 from ..storage.schemas import table_from_rows, to_parquet_bytes

@@ -28,8 +28,8 @@ from ..compute.pool import run_pool
 from ..compute.ray_runtime import ensure_ray
 from ..compute.resources import ClusterOffer, PoolSpec, check
 from ..compute.tasks import map_tasks
-from ..runs import budget
-from ..runs.budget import Guard
+from ..planning import budget
+from ..planning.budget import Guard
 from ..storage.ledger import add_spend, held
 from ..storage.lineage import accelerator_type, code_version, input_ref, lineage, worker_info
 from ..storage.schemas import to_parquet_bytes
