@@ -175,10 +175,13 @@ _kinds = {"run": "synthetic run", "job": "training job"}
 
 
 def take_budget(existing: Run, cfg: RunConfig | JobConfig) -> bool:
-    """A continuing command's config that names a budget other than the one in force makes it the
-    run's (refused below what is spent): how a budget is raised before a resume."""
+    """A continuing command's config whose budget was edited (it differs from the one the run began
+    with) makes it the run's (refused below what is spent): how a budget is raised before a resume.
+    A config left as it was, or with no budget, keeps the budget in force (one raised by
+    ``synthclip budget`` stays)."""
     wanted = getattr(cfg, "budget", None)
-    if wanted is None or wanted == Budget() or wanted == budget.budget_of(existing):
+    began = getattr(existing.config, "budget", None) or Budget()
+    if wanted is None or wanted in (began, Budget(), budget.budget_of(existing)):
         return False
     budget.set_budget(existing, wanted)
     return True
