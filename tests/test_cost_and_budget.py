@@ -14,9 +14,9 @@ from commands import one_line_error, synthclip
 from faults import copy_run
 
 from synthclip_core.config import Budget
-from synthclip_core.errors import ConfigError
+from synthclip_core.errors import BudgetExhausted, ConfigError
 from synthclip_core.pipeline import config_from_dict
-from synthclip_core.planning.budget import budget_of
+from synthclip_core.planning.budget import Guard, Limit, budget_of
 from synthclip_core.planning.estimates import plan_run
 from synthclip_core.planning.prices import PriceTable, load_prices
 from synthclip_core.planning.sizing import load_rates, measured_rates
@@ -94,6 +94,8 @@ def test_a_budget_stops_the_images_stage_and_a_raised_one_finishes_it_with_the_s
     assert 0 < len(made) < len(planned)  # what was in flight committed, the rest waits
     before = copy.records("images", sorted(made))
 
+    per_stage = synthclip("budget", ref.run_id, *root, "--cpu-hours", "5", "--stage", "images")
+    assert per_stage.returncode == 0 and "stage images:" in per_stage.stdout and "of 5 CPU-hours" in per_stage.stdout
     # raised the other way: `synthclip run CONFIG` again with the config's budget raised (never below what is spent)
     with pytest.raises(ConfigError, match="budget.cpu_hours 1e-06 is below what"):
         open_run(run.config.model_copy(update={"budget": Budget(cpu_hours=1e-6)}), ref)
@@ -150,3 +152,18 @@ def test_a_stage_asking_for_a_node_group_is_planned_at_that_groups_throughput():
     after = {s.stage: s for s in plan_run(grouped, 1000, rates, parameters=1_000_000).stages}["images"]
     assert after.gpu_hours == pytest.approx(before.gpu_hours / 4) and after.gpu_hours > 0
     assert "on accelerator_type:H100" in after.basis and "on accelerator_type" not in before.basis
+
+
+def test_a_guard_stops_at_the_first_limit_one_more_partition_would_pass():
+    guard = Guard("r", "images", (Limit("budget.gpu_hours", "gpu_hours", 10.0, 9.0),
+                                  Limit("budget.stages.images.cpu_hours", "cpu_hours", 2.0, 0.5)))
+    guard.check_start()  # nothing reached yet
+    assert guard.stops(gpu_s=0.5 * 3600, cpu_s=1.0 * 3600) is None
+    limit, reached = guard.stops(gpu_s=1.5 * 3600, cpu_s=0)
+    assert limit.field == "budget.gpu_hours" and reached == pytest.approx(10.5)
+    line = str(guard.stopped((limit, reached), left=7, planned=20))
+    assert "budget.gpu_hours" in line and "7 of 20 still to do" in line and "synthclip budget r --gpu-hours N" in line
+    limit, _ = guard.stops(gpu_s=0, cpu_s=1.6 * 3600)
+    assert "--stage images" in str(guard.stopped((limit, 2.1), 1, 2))
+    with pytest.raises(BudgetExhausted, match="spent 10.0000 of its 10 GPU-hours.*images does not start"):
+        Guard("r", "images", (Limit("budget.gpu_hours", "gpu_hours", 10.0, 10.0),)).check_start()

@@ -41,35 +41,44 @@ second = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and "second" in n["
 print(json.dumps({"second": second}), flush=True)
 ref = RunRef(sys.argv[1], "pool")
 items = [WorkItem("pool", f"out-{i:02d}", "f", 1) for i in range(int(sys.argv[2]))]
-result = run_pool("pool", ref, PoolSpec(count=2, max_retries=0), Slow, (float(sys.argv[3]), ref.as_dict()), items)
+spec = PoolSpec(count=2, max_retries=0, resources=json.loads(sys.argv[4]))
+result = run_pool("pool", ref, spec, Slow, (float(sys.argv[3]), ref.as_dict()), items)
 print(json.dumps({"records": sorted(result.records), "failures": result.failures, "restarts": result.actor_restarts,
                   "lost": result.lost_with_nodes, "moved": result.moved_off_draining}), flush=True)
 """
 
 
-def two_node_pool(tmp_path: Path, on_second_node_commit) -> tuple[dict, str, RunStore]:
-    """Run the driver on a fresh head + second node; call ``on_second_node_commit(env, address, second)``
-    once a partition made on the second node is committed. Returns (result, second node id, store)."""
+def two_node_pool(tmp_path: Path, on_second_node_commit, second_cpus: int = 1, resources: dict | None = None,
+                  wait_s: float = 1800) -> tuple[dict, str, RunStore]:
+    """Run the driver on a fresh head + second node; call ``on_second_node_commit(env, address, second,
+    process, join)`` once a partition made on the second node is committed (``join()`` starts another
+    node like the second). Returns (result, second node id, store)."""
     token, port = secrets.token_hex(32), free_port()
     env = ray_cluster_env(token, **FAST_DEATH)
     address = f"127.0.0.1:{port}"
     head = start_ray_node(env, f"--port={port}", "--num-cpus=1", "--num-gpus=0",
                           f"--temp-dir={tempfile.mkdtemp(prefix='rp-', dir='/tmp')}", head=True)
-    second = None
+    nodes: list[subprocess.Popen] = []
     store = RunStore(str(tmp_path), "pool")
+
+    def join() -> None:
+        nodes.append(start_ray_node(env, f"--num-cpus={second_cpus}", "--num-gpus=0", '--resources={"second": 1}',
+                                    address=address))
+
     try:
         wait_until(lambda: head.poll() is None and _nodes(env, address) >= 1, "the Ray head", timeout=120)
-        second = start_ray_node(env, "--num-cpus=1", "--num-gpus=0", '--resources={"second": 1}', address=address)
+        join()
         wait_until(lambda: _nodes(env, address) == 2, "the second Ray node", timeout=120)
-        driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path), str(ITEMS), str(SECONDS)], cwd=REPO,
-                                  env={**env, "RAY_ADDRESS": address}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path), str(ITEMS), str(SECONDS), json.dumps(resources or {})],
+                                  cwd=REPO, env={**env, "RAY_ADDRESS": address, "SYNTHCLIP_CAPACITY_WAIT_S": str(wait_s)},
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         second_id = json.loads(driver.stdout.readline())["second"]
         wait_until(lambda: any(r.get("node") == second_id for r in store.records("pool").values()),
                    "a partition committed on the second node", timeout=180)
-        on_second_node_commit(env, address, second_id, second)
+        on_second_node_commit(env, address, second_id, nodes[0], join)
         out, err = driver.communicate(timeout=300)
     finally:
-        for proc in [p for p in (second, head) if p is not None]:
+        for proc in [*nodes, head]:
             kill_tree(proc)
     assert driver.returncode == 0, err[-3000:]
     return json.loads(out.strip().splitlines()[-1]), second_id, store
@@ -82,7 +91,7 @@ def _nodes(env: dict, address: str) -> int:
 
 
 def test_a_node_killed_mid_work_loses_no_partition_a_try(tmp_path):
-    result, second, store = two_node_pool(tmp_path, lambda env, address, node, proc: kill_tree(proc))
+    result, second, store = two_node_pool(tmp_path, lambda env, address, node, proc, join: kill_tree(proc))
     assert result["failures"] == {} and result["records"] == [f"out-{i:02d}" for i in range(ITEMS)]
     assert result["lost"] >= 1 and result["restarts"] == 0  # queued again without a try; not an actor failure
     lost = [d for d in spend_records(store, "pool") if d["kind"] == "lost"]
@@ -93,7 +102,7 @@ def test_a_node_killed_mid_work_loses_no_partition_a_try(tmp_path):
 def test_a_drained_node_begins_nothing_after_the_notice_and_what_runs_there_commits(tmp_path):
     noticed: list[float] = []
 
-    def drain(env, address, node, proc) -> None:
+    def drain(env, address, node, proc, join) -> None:
         subprocess.run([str(Path(sys.executable).parent / "ray"), "drain-node", f"--address={address}", f"--node-id={node}",
                         "--reason=DRAIN_NODE_REASON_PREEMPTION", "--reason-message=spot capacity reclaimed",
                         "--deadline-remaining-seconds=120"], env=env, check=True, capture_output=True, timeout=60)
@@ -105,6 +114,24 @@ def test_a_drained_node_begins_nothing_after_the_notice_and_what_runs_there_comm
     there = [r for r in records.values() if r["node"] == second]
     assert there and all(r["began"] < noticed[0] for r in there), (noticed, there)  # nothing began there after it
     assert len(there) < ITEMS and result["moved"] >= 1 and result["lost"] == 0 and result["restarts"] == 0
+
+
+def test_a_pool_whose_only_node_went_waits_for_capacity_and_goes_on_when_it_comes_back(tmp_path):
+    """Every actor needs the second node's resource: when that node dies none can be placed, the
+    pool waits (bounded) and says so, and a node that joins 15 s later lets it finish."""
+    back: list[float] = []
+
+    def kill_then_join(env, address, node, proc, join) -> None:
+        kill_tree(proc)
+        time.sleep(15)
+        join()
+        back.append(time.time())
+
+    result, second, store = two_node_pool(tmp_path, kill_then_join, second_cpus=2, resources={"second": 0.5}, wait_s=120)
+    assert result["failures"] == {} and result["records"] == [f"out-{i:02d}" for i in range(ITEMS)]
+    assert result["lost"] >= 1 and result["restarts"] == 0
+    after = [r for r in store.records("pool").values() if r["began"] > back[0]]
+    assert after and all(r["node"] != second for r in after)  # made on the node that came back
 
 
 def test_training_checkpoints_at_a_notice_that_leaves_time_for_it(micro_reference, tmp_path):
