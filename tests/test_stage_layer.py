@@ -155,6 +155,10 @@ def test_operational_fields_are_marked_on_the_models_and_leave_fingerprints_alon
     assert changed("train", num_workers=8, max_failures=5) == set()
     assert changed("eval", batch_size=3) == set()
     assert changed("card", num_actors=4, num_gpus=1) == set()
+    from synthclip_core.config import Budget, Limits
+
+    budgeted = cfg.model_copy(update={"budget": Budget(gpu_hours=7500, stages={"images": Limits(gpu_hours=4000)})})
+    assert fingerprints(budgeted) == fingerprints(cfg)  # a budget is raised on a run that goes on as it was
     assert changed("captions", temperature=0.5) == {"captions", "balanced", "images", "shards", "train", "eval", "card"}
     assert changed("images", steps=25) == {"images", "shards", "train", "eval", "card"}
 
