@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from ..config import Budget, Limits
 from ..errors import BudgetExhausted, ConfigError
 from ..storage.ledger import Spend, run_spend, total
+from ..storage.store import BUDGET
 
-BUDGET_FILE = "_budget.json"
 UNITS = {"gpu_hours": "GPU-hours", "cpu_hours": "CPU-hours"}
 
 
 def budget_of(run) -> Budget:
     """The budget in force: the run's ``_budget.json`` once set, else its config's."""
     try:
-        return Budget.model_validate(json.loads(run.store.fs.cat_file(run.store.path(BUDGET_FILE))))
+        return Budget.model_validate(json.loads(run.store.fs.cat_file(run.store.path(BUDGET))))
     except FileNotFoundError:
         return getattr(run.config, "budget", None) or Budget()
 
@@ -40,7 +40,7 @@ def set_budget(run, budget: Budget) -> Budget:
             if limit < spent.hours(unit):
                 raise ConfigError(f"budget.{scope}{unit} {limit:g} is below what {run.kind} {run.ref.run_id} has already "
                                   f"spent ({spent.hours(unit):.4f} {UNITS[unit]}): set at least that, or leave it unset")
-    run.store.fs.pipe_file(run.store.path(BUDGET_FILE), budget.model_dump_json(indent=1, exclude_defaults=True).encode())
+    run.store.fs.pipe_file(run.store.path(BUDGET), budget.model_dump_json(indent=1, exclude_defaults=True).encode())
     return budget
 
 

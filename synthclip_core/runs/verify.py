@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 
 from ..compute import progress
 from ..storage import placing, seals, validation
-from ..storage.store import COMMITS, COMPLETE, DAMAGED, FAILURES, LIVE, RunStore
+from ..storage.store import BUDGET, COMMITS, COMPLETE, DAMAGED, FAILURES, LIVE, SPEND, RunStore
 
 PROGRESS = "verify"  # the progress events' stage name
 WHOLE_IN_MEMORY = 2 << 30  # larger outputs are hashed in blocks, their kind unchecked
-_BOOKKEEPING = (COMMITS, FAILURES, COMPLETE, DAMAGED, LIVE)
+_BOOKKEEPING = (COMMITS, FAILURES, COMPLETE, DAMAGED, LIVE, SPEND, BUDGET)
 STALE_TEMPORARY_S = 3600.0  # older temporaries are a killed writer's; younger ones may be a live writer's
 
 

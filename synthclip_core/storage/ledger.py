@@ -19,9 +19,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from .store import DAMAGED, RunStore
+from .store import DAMAGED, SPEND, RunStore
 
-SPEND = "_spend"
 KINDS = ("outputs", "failed", "lost", "driver", "task", "set_aside")
 WASTED = ("failed", "lost", "set_aside")  # spend that committed nothing the run keeps
 CPU_ONLY = "cpu"  # the accelerator of work that held no GPU

@@ -42,6 +42,8 @@ FAILURES = "_failures"
 COMPLETE = "_complete"
 DAMAGED = "_damaged"
 LIVE = "_live"  # how far long work is (training's step): overwritten as it goes, never an output
+SPEND = "_spend"  # the ledger's records of what committed nothing (storage/ledger.py)
+BUDGET = "_budget.json"  # the budget in force once set (planning/budget.py)
 
 
 @dataclass(frozen=True)
