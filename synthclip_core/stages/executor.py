@@ -17,7 +17,6 @@ books, as datatrove's executor and NeMo Curator's adapter do for their steps:
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
@@ -37,8 +36,6 @@ from ..storage.store import Completion, RunStore
 from ..storage.tables import read_table
 from . import code_settings, lineage_events
 from .stage import RunView, Stage, StageSummary, WorkItem
-
-log = logging.getLogger("synthclip.executor")
 
 
 def execute(run: RunView, name: str) -> StageSummary:
@@ -266,11 +263,9 @@ class PartitionMaker:
         return self.store.commit(item.stage, item.output, data, record, deterministic=self.work.deterministic)
 
     def spent_on_failure(self, item: WorkItem) -> None:
-        """A failed attempt is spent: its spend record (never the reason the error is lost)."""
-        try:
-            add_spend(self.store, item.stage, "failed", self.held(), output=item.output)
-        except Exception as exc:  # noqa: BLE001 (the partition's own error is what the pool must see)
-            log.warning("could not record the cost of a failed attempt at %s: %s", item.output, exc)
+        """A failed attempt is spent: its spend record (a write that fails is logged: the
+        partition's own error is what the pool must see)."""
+        add_spend(self.store, item.stage, "failed", self.held(), output=item.output)
 
     def rows(self, item: WorkItem) -> pa.Table | None:
         """The rows the item names: its first input (a slice of it), the columns the work needs."""

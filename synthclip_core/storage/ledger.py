@@ -14,12 +14,15 @@ attempt is counted as spent.
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from .store import DAMAGED, SPEND, RunStore
+
+log = logging.getLogger("synthclip.ledger")
 
 KINDS = ("outputs", "failed", "lost", "driver", "task", "set_aside")
 WASTED = ("failed", "lost", "set_aside")  # spend that committed nothing the run keeps
@@ -33,13 +36,19 @@ def held(seconds: float, cpus: float = 1, gpus: float = 0, accelerator: str | No
 
 
 def add_spend(store: RunStore, stage: str, kind: str, held_: dict, **about) -> None:
-    """Write one spend record (a new file: records are never rewritten, so writers never race)."""
+    """Write one spend record (a new file: records are never rewritten, so writers never race).
+    Bookkeeping: a write that fails (the store refusing writes) is logged, and the work's own
+    error, if any, is what the caller sees."""
     name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:10]}.json"
     path = store.path(SPEND, stage, name)
-    if store.local:
-        store.fs.makedirs(posixpath.dirname(path), exist_ok=True)
     doc = {"stage": stage, "kind": kind, "held": held_, "at": time.time(), **about}
-    store.fs.pipe_file(path, json.dumps(doc, sort_keys=True).encode())
+    try:
+        if store.local:
+            store.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        store.fs.pipe_file(path, json.dumps(doc, sort_keys=True).encode())
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not record what %s of %s spent (%.1f s) under %s: %s", kind, stage, held_.get("seconds", 0),
+                    store.uri(SPEND, stage), exc)
 
 
 def spend_records(store: RunStore, stage: str) -> list[dict]:
