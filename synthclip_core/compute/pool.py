@@ -47,6 +47,7 @@ NODES_POLL_S = 2.0  # how often it asks which nodes are draining
 SAME_ERROR_STOPS = 3  # distinct partitions failing with one error, before any succeeds, stop the stage
 CAPACITY_WAIT_S = float(os.environ.get("SYNTHCLIP_CAPACITY_WAIT_S", 1800))  # no actor placed for this long: stop
 CAPACITY_SAY_S = 30.0  # how often the wait is logged
+LOST_AT_MOST = 20  # a partition lost with nodes more often than this uses its tries after all
 
 
 class PoolActor:
@@ -170,6 +171,7 @@ class Pool:
         self.queue: deque = deque()
         self.in_flight: dict = {}  # ref -> (member, item)
         self.attempts: dict[str, int] = {}
+        self.lost: dict[str, int] = {}  # output -> times lost with a node (no try used)
         self.same_error: dict[str, set[str]] = {}  # error -> partitions that met it, while none has succeeded
         self.gone_s = 0.0  # seconds held by actors no longer in the pool
         self.accelerator: str | None = None  # the GPU type the records name: what a lost actor held
@@ -339,7 +341,12 @@ class Pool:
         except ray.exceptions.TaskCancelledError:  # taken back from a draining node before it began
             self.queue.appendleft(item)
         except ray.exceptions.RayActorError as exc:
-            lost = not exc.actor_init_failed and self.node_lost(member, exc)
+            # unreachable (its node going, before Ray says so) or dead with its node: not the partition's fault
+            lost = not exc.actor_init_failed and (isinstance(exc, ray.exceptions.ActorUnavailableError)
+                                                  or self.node_lost(member, exc))
+            if lost and self.lost.get(item.output, 0) >= LOST_AT_MOST:
+                lost = False  # lost that often: counted as a failure, so a pool that can never keep one ends
+            self.lost[item.output] = self.lost.get(item.output, 0) + lost
             if member in self.members:  # first failure seen from this actor: what it held is spent; replace it
                 self.spent_on_death(member, item, "lost" if lost else "failed")
                 self.retire(member)

@@ -28,16 +28,20 @@ def budget_of(run) -> Budget:
 
 
 def set_budget(run, budget: Budget) -> Budget:
-    """Make ``budget`` the run's, unless a limit of it is below what is already spent (one line)."""
+    """Make ``budget`` the run's, unless a limit it sets anew is below what is already spent (one
+    line); a limit it keeps as it was may have been reached (raising one stage's limit while the
+    run's is spent is allowed: the run's still stops the run)."""
+    before = budget_of(run)
     spends = run_spend(run.store, run.names)
     for stage in budget.stages:
         if stage not in spends:
             raise ConfigError(f"budget.stages.{stage}: {run.kind} {run.ref.run_id} has no stage {stage!r} "
                               f"(it has {', '.join(run.names)})")
-    for scope, limits, spent in [("", budget, total(spends)),
-                                 *((f"stages.{s}.", lim, spends[s]) for s, lim in budget.stages.items())]:
+    for scope, limits, kept, spent in [("", budget, before, total(spends)),
+                                       *((f"stages.{s}.", lim, before.stages.get(s, Limits()), spends[s])
+                                         for s, lim in budget.stages.items())]:
         for unit, limit in limits.set().items():
-            if limit < spent.hours(unit):
+            if limit != kept.set().get(unit) and limit < spent.hours(unit):
                 raise ConfigError(f"budget.{scope}{unit} {limit:g} is below what {run.kind} {run.ref.run_id} has already "
                                   f"spent ({spent.hours(unit):.4f} {UNITS[unit]}): set at least that, or leave it unset")
     run.store.fs.pipe_file(run.store.path(BUDGET), budget.model_dump_json(indent=1, exclude_defaults=True).encode())

@@ -27,6 +27,7 @@ from ..compute.pool import run_pool
 from ..compute.ray_runtime import ensure_ray
 from ..compute.resources import ClusterOffer, PoolSpec, check
 from ..compute.tasks import map_tasks
+from ..errors import StorageError
 from ..planning import budget
 from ..planning.budget import Guard
 from ..storage.ledger import add_spend, held
@@ -57,8 +58,12 @@ def execute(run: RunView, name: str) -> StageSummary:
         started = time.time()
         try:
             summary = call.summary = stage.make(StageContext(run, stage, limits))
-        finally:  # the stage call's own process: spent whether it succeeded or not
-            add_spend(run.store, name, "driver", held(time.time() - started))
+        except StorageError:
+            raise  # the store refuses writes: it cannot take the call's spend record either
+        except BaseException:
+            add_spend(run.store, name, "driver", held(time.time() - started))  # spent whether it succeeded or not
+            raise
+        add_spend(run.store, name, "driver", held(time.time() - started))
         return complete(run, summary) if summary.ok else summary
 
 
@@ -253,6 +258,8 @@ class PartitionMaker:
         started = time.time()
         try:
             made = self.work.process(self.rows(item), item)
+        except StorageError:
+            raise  # the store refuses: no spend record could be written either
         except Exception:
             self.spent_on_failure(item)
             raise
