@@ -121,7 +121,8 @@ def micro_reference(engine, tmp_path_factory):
 HEAVY_FIXTURES = {"s3_server", "bucket", "ray_local", "prefect_server", "tiny_models", "engine", "offline_run",
                   "micro_reference", "layout_1"}
 HEAVY_MODULES = {"test_cli", "test_ui", "test_deployments", "test_prefect_postgres", "test_ray_job", "test_kill_anywhere",
-                 "test_concurrent_resume", "test_object_store_faults", "test_real_data", "test_training", "test_gpu_proof"}
+                 "test_concurrent_resume", "test_object_store_faults", "test_real_data", "test_training", "test_gpu_proof",
+                 "test_preemption"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -276,11 +276,12 @@ class Pool:
                 self.result.moved_off_draining += 1
 
     def node_lost(self, member: Member, exc) -> bool:
-        """Whether an actor died with its node (pre-empted, drained, or gone), not of its own work."""
+        """Whether an actor died with its node (pre-empted, drained, or gone), or before it was ever
+        placed on one (its constructor never began), not of its own work."""
         self.read_tally()
-        if exc.preempted or (member.node is not None and member.node in self.drained | set(self.draining)):
+        if exc.preempted or member.node is None or member.node in self.drained | set(self.draining):
             return True
-        return member.node is not None and member.node not in alive_nodes()
+        return member.node not in alive_nodes()
 
     def wait_for_capacity(self) -> None:
         """Nothing came back: if no actor is usable, say so every half minute, and stop after the bound."""
@@ -341,20 +342,23 @@ class Pool:
         except ray.exceptions.TaskCancelledError:  # taken back from a draining node before it began
             self.queue.appendleft(item)
         except ray.exceptions.RayActorError as exc:
-            # unreachable (its node going, before Ray says so) or dead with its node: not the partition's fault
-            lost = not exc.actor_init_failed and (isinstance(exc, ray.exceptions.ActorUnavailableError)
+            # unreachable (its node going, before Ray says so), dead with its node, or never placed: no
+            # fault of the partition's; nor is a death the partition had not begun under (queued behind another)
+            gone = not exc.actor_init_failed and (isinstance(exc, ray.exceptions.ActorUnavailableError)
                                                   or self.node_lost(member, exc))
-            if lost and self.lost.get(item.output, 0) >= LOST_AT_MOST:
-                lost = False  # lost that often: counted as a failure, so a pool that can never keep one ends
-            self.lost[item.output] = self.lost.get(item.output, 0) + lost
+            spare = gone or (not exc.actor_init_failed and item.output not in self.fractions)
+            if spare and self.lost.get(item.output, 0) >= LOST_AT_MOST:
+                spare = False  # spared that often: counted as a failure, so a pool that can never keep one ends
+            self.lost[item.output] = self.lost.get(item.output, 0) + spare
             if member in self.members:  # first failure seen from this actor: what it held is spent; replace it
-                self.spent_on_death(member, item, "lost" if lost else "failed")
+                self.spent_on_death(member, item, "lost" if gone else "failed")
                 self.retire(member)
-                self.result.actor_restarts += not lost
-            if lost:
-                self.result.lost_with_nodes += 1
-                log.warning("%s: %s was lost with node %s (pre-empted or gone): queued again, no try used",
-                            self.label, item.output, (member.node or "?")[:12])
+                self.result.actor_restarts += not gone
+            if spare:
+                if gone:
+                    self.result.lost_with_nodes += 1
+                    log.warning("%s: %s was lost with node %s (pre-empted or gone): queued again, no try used",
+                                self.label, item.output, (member.node or "not placed")[:12])
                 self.queue.appendleft(item)
                 return
             # a constructor that raised (the model or backend cannot be built) says so in its last line
