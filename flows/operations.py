@@ -22,7 +22,7 @@ def cost(
 ) -> None:
     """Per stage: GPU-hours (by type) and CPU-hours spent, per 1,000 kept pairs, against the plan, and money."""
     with handled(debug):
-        from synthclip_core.planning.costs import planned_gpu_hours, run_cost
+        from synthclip_core.planning.costs import columns, planned_gpu_hours, rows, run_cost, summary
         from synthclip_core.planning.prices import load_prices
         from synthclip_core.runs.lifecycle import default_root, load_run
         from synthclip_core.storage.store import RunRef
@@ -33,26 +33,14 @@ def cost(
         if as_json:
             print(json.dumps(spent.as_dict(), indent=1))
             return
-        c, out = table_of_prices.currency, Console(width=max(140, Console().width))
+        out = Console(width=max(140, Console().width))
         table = Table(title=f"{run.kind} {run_id}: spent so far")
-        for column in ("stage", "GPU-hours", "by type", "CPU-hours", "GPU-h / 1k pairs", "CPU-h / 1k pairs", "planned GPU-h",
-                       "failed or lost", c):
+        for column in columns(spent):
             table.add_column(column, justify="left" if column in ("stage", "by type") else "right")
-        for s in spent.stages:
-            table.add_row(s.stage, f"{s.spend.gpu_hours:.3f}",
-                          ", ".join(f"{t} {v / 3600:.3f}" for t, v in sorted(s.spend.gpu_s.items())) or "-",
-                          f"{s.spend.cpu_hours:.4f}", f"{spent.per_thousand(s.spend.gpu_hours):.4f}",
-                          f"{spent.per_thousand(s.spend.cpu_hours):.4f}",
-                          "-" if s.planned_gpu_hours is None else f"{s.planned_gpu_hours:.3f}",
-                          f"{s.spend.wasted_share:.1%}", f"{s.money:,.4f}")
-        t = spent.total
-        table.add_row("[bold]all[/]", f"[bold]{t.gpu_hours:.3f}[/]", "", f"[bold]{t.cpu_hours:.4f}[/]",
-                      f"{spent.per_thousand(t.gpu_hours):.4f}", f"{spent.per_thousand(t.cpu_hours):.4f}",
-                      f"{sum(s.planned_gpu_hours or 0 for s in spent.stages):.3f}", f"{t.wasted_share:.1%}",
-                      f"[bold]{spent.money:,.4f}[/]")
+        for row in rows(spent):
+            table.add_row(*row, style="bold" if row[0] == "all" else None)
         out.print(table)
-        out.print(f"{spent.kept_pairs:,} kept pairs; {t.records:,} ledger records; prices: table "
-                      f"[bold]{table_of_prices.version}[/] ({c})", highlight=False)
+        out.print(summary(spent), highlight=False)
         for note in spent.notes:
             out.print(f"  {note}", highlight=False)
 

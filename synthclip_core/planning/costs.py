@@ -85,22 +85,31 @@ def planned_gpu_hours(run) -> dict[str, float]:
     return {s.stage: s.gpu_hours for s in plan_run(run.config, bank).stages}
 
 
+def columns(cost: RunCost) -> tuple[str, ...]:
+    return ("stage", "GPU-hours", "by type", "CPU-hours", "GPU-h / 1k pairs", "CPU-h / 1k pairs", "planned GPU-hours",
+            "failed or lost", cost.prices.currency)
+
+
+def rows(cost: RunCost) -> list[tuple[str, ...]]:
+    """The cost table's cells, a row per stage and ``all`` last: what the CLI and markdown both show."""
+    def row(name: str, spend: Spend, planned: float | None, money: float) -> tuple[str, ...]:
+        types = ", ".join(f"{t} {v / 3600:.3f}" for t, v in sorted(spend.gpu_s.items())) or "-"
+        return (name, f"{spend.gpu_hours:.3f}", types, f"{spend.cpu_hours:.4f}", f"{cost.per_thousand(spend.gpu_hours):.4f}",
+                f"{cost.per_thousand(spend.cpu_hours):.4f}", "-" if planned is None else f"{planned:.3f}",
+                f"{spend.wasted_share:.1%}", f"{money:,.4f}")
+
+    out = [row(s.stage, s.spend, s.planned_gpu_hours, s.money) for s in cost.stages]
+    return out + [row("all", cost.total, sum(s.planned_gpu_hours or 0 for s in cost.stages), cost.money)]
+
+
+def summary(cost: RunCost) -> str:
+    return f"{cost.kept_pairs:,} kept pairs; {cost.total.records:,} ledger records; prices: table {cost.prices.version} " \
+           f"({cost.prices.currency})"
+
+
 def markdown(cost: RunCost) -> str:
     """The cost table as markdown: the Prefect artifact's and the card's."""
-    c = cost.prices.currency
-    lines = [f"| stage | GPU-hours | by type | CPU-hours | per 1,000 kept pairs (GPU-h / CPU-h) | planned GPU-hours | "
-             f"failed or lost | {c} |", "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for s in cost.stages:
-        types = ", ".join(f"{t} {v / 3600:.3f}" for t, v in sorted(s.spend.gpu_s.items())) or "-"
-        planned = "-" if s.planned_gpu_hours is None else f"{s.planned_gpu_hours:.3f}"
-        lines.append(f"| {s.stage} | {s.spend.gpu_hours:.3f} | {types} | {s.spend.cpu_hours:.4f} | "
-                     f"{cost.per_thousand(s.spend.gpu_hours):.4f} / {cost.per_thousand(s.spend.cpu_hours):.4f} | {planned} | "
-                     f"{s.spend.wasted_share:.1%} | {s.money:,.4f} |")
-    t = cost.total
-    planned_total = sum(s.planned_gpu_hours or 0 for s in cost.stages)
-    lines.append(f"| **all** | **{t.gpu_hours:.3f}** | | **{t.cpu_hours:.4f}** | {cost.per_thousand(t.gpu_hours):.4f} / "
-                 f"{cost.per_thousand(t.cpu_hours):.4f} | {planned_total:.3f} | {t.wasted_share:.1%} | **{cost.money:,.4f}** |")
-    lines += ["", f"{cost.kept_pairs:,} kept pairs; prices: table `{cost.prices.version}` ({c}); "
-                  f"{t.records:,} ledger records.", *[f"- {n}" for n in cost.notes]]
-    return "\n".join(lines) + "\n"
-
+    head = columns(cost)
+    lines = ["| " + " | ".join(head) + " |", "| --- " * len(head) + "|"]
+    lines += ["| " + " | ".join(f"**{c}**" if r[0] == "all" and c else c for c in r) + " |" for r in rows(cost)]
+    return "\n".join(lines + ["", summary(cost), *[f"- {n}" for n in cost.notes]]) + "\n"

@@ -28,7 +28,7 @@ from ..card.sample import chosen_partitions, concept_partition, keep_concepts, k
 from ..compute.resources import PoolSpec
 from ..config import Section, operational
 from ..errors import ConfigError
-from ..planning.prices import load_prices
+from ..planning.prices import PriceTable, load_prices
 from ..rendering.scoring import hub_weights
 from ..storage.ledger import stage_spend
 from ..storage.schemas import table_from_rows, to_parquet_bytes
@@ -87,8 +87,8 @@ def make(ctx: StageContext) -> StageSummary:
     rows = concept_rows(run, measures, counts)
     facts.captions = caption_statistics(ctx, sample, counts)
     facts.images = image_statistics(ctx, sample, rows, (own, floor))
-    facts.cost, facts.quality = cost_and_quality(ctx)
     prices = load_prices()
+    facts.cost, facts.quality = cost_and_quality(ctx, prices)
     facts.cost_basis = {"version": prices.version, "currency": prices.currency}
     facts.limitations = limitations(run, facts)
     inputs = [ctx.input_ref(NAME, f"{SAMPLE}/{p}") for p in chosen]
@@ -311,11 +311,10 @@ def duplicates(ctx: StageContext, examples: int = 6) -> dict:
             "hashed_here": hashed_here, "examples": shown}
 
 
-def cost_and_quality(ctx: StageContext) -> tuple[dict, dict]:
+def cost_and_quality(ctx: StageContext, prices: PriceTable) -> tuple[dict, dict]:
     """Per stage: what the ledger says it spent (hours, the share failed or lost, money at the
     built-in price table) and bytes stored, from its records; and the images each quality guard dropped."""
     cost, dropped, rerendered = {}, {}, 0
-    prices = load_prices()
     for stage in ctx.run.stages:
         if stage.name == NAME or not ctx.run.has(stage.name):
             continue
