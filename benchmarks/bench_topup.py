@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import made_dir
 from synthclip_core.stages.executor import execute
 
 
@@ -73,6 +74,6 @@ def main(concepts: int = 500_000, root: str | None = None) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concepts", type=int, default=500_000)
-    parser.add_argument("--root", default=None)
+    parser.add_argument("--root", type=made_dir, help="where the runs go (made if missing; default: a temporary directory)")
     args = parser.parse_args()
     main(args.concepts, args.root)

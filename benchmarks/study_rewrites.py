@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks import made_dir
+
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ("original", "any")
 
@@ -83,6 +85,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--per-caption", type=int, default=3)
-    parser.add_argument("--root")
+    parser.add_argument("--root", type=made_dir, help="where the runs go (made if missing; default: a temporary directory)")
     args = parser.parse_args()
     main(tuple(int(s) for s in args.seeds.split(",")), args.per_caption, args.root)

@@ -51,9 +51,12 @@ app.add_typer(ladder_app, name="ladder")
 
 
 def _print_result(run_id: str, root: str, summaries: dict) -> None:
+    from synthclip_core.runs.headline import headline
+    from synthclip_core.runs.lifecycle import load_run
     from synthclip_core.storage.store import RunRef
 
-    store = RunRef(root, run_id).store()
+    run = load_run(RunRef(root, run_id))
+    store = run.store
     for stage, summary in summaries.items():
         console.print(f"  {stage:>9}: {summary['computed']} computed, {summary['skipped']} already committed", soft_wrap=True)
     console.print(f"[green]run[/] {run_id} is complete under {store.uri()}", soft_wrap=True)
@@ -64,6 +67,10 @@ def _print_result(run_id: str, root: str, summaries: dict) -> None:
         console.print(f"  card:       {store.uri('README.md')} (the dataset card; docs/card.md)", soft_wrap=True)
     console.print(f"  pictures:   {store.uri('images', 'contact_sheet.png')}, {store.uri('balanced', 'histogram.png')}",
                   soft_wrap=True)
+    if lines := headline(run):
+        console.print("[bold]what it made and proved[/]")
+        for what, figures in lines:
+            console.print(f"  {what + ':':<20} {figures}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -80,8 +87,10 @@ def run(
         from synthclip_core.pipeline import load_config
         from synthclip_core.runs.lifecycle import default_run_id, open_run
         from synthclip_core.storage.store import RunRef
+        from synthclip_core.tiny_models import named_in
 
         cfg = load_config(config)
+        _build_tiny_models(named_in(cfg))
         ref = RunRef(root or cfg.root, run_id or default_run_id(cfg))
         run = open_run(cfg, ref, fork=fork)  # every check before any flow starts: one line for what the user can fix
         if run.ref.run_id != ref.run_id:
@@ -310,15 +319,41 @@ def _ensure_process_pool(name: str) -> None:
             pass
 
 
-@models_app.command("build-tiny")
-def build_tiny(force: bool = typer.Option(False, "--force", help="Rebuild even if present.")) -> None:
-    """Build the tiny offline models (LLM, Stable Diffusion) into $SYNTHCLIP_MODELS_DIR."""
-    from synthclip_core.tiny_models import TINY_NAMES
-    from synthclip_core.tiny_models import build_tiny as build
+def _build_tiny_models(names: list[str], force: bool = False) -> None:
+    """The tiny models named, built where missing (two at a time, a bar each), before a run opens:
+    on first use, so a first run builds only what it uses."""
+    from synthclip_core.tiny_models import build_many, is_built, models_dir, tiny_path
 
-    for name in TINY_NAMES:
-        path = build(name, force=force, log=lambda m: console.print(f"  {m}"))
-        console.print(f"tiny/{name}: {path}")
+    missing = [name for name in names if force or not is_built(name)]
+    if not missing:
+        return
+    if force:
+        import shutil
+
+        for name in missing:
+            shutil.rmtree(tiny_path(name), ignore_errors=True)
+    console.print(f"building {', '.join('tiny/' + n for n in missing)} into {models_dir()} (once; "
+                  "each trains for a few minutes on the CPU)", soft_wrap=True, highlight=False)
+    with progress_bars():
+        build_many(missing)
+
+
+@models_app.command("build-tiny")
+def build_tiny(
+    names: Optional[list[str]] = typer.Argument(None, help="Which (llm, sd, safety, sdxl, sd3, sd-checked, clip); default: all."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if present."),
+) -> None:
+    """Build the tiny offline models into $SYNTHCLIP_MODELS_DIR (a run builds those it names on first use)."""
+    from synthclip_core.tiny_models import TINY_NAMES, tiny_path
+
+    with handled(False):
+        unknown = [n for n in names or [] if n.removeprefix("tiny/") not in TINY_NAMES]
+        if unknown:
+            fail(f"unknown tiny model {', '.join(unknown)} (known: {', '.join(TINY_NAMES)})", 2)
+        chosen = [n.removeprefix("tiny/") for n in names] if names else list(TINY_NAMES)
+        _build_tiny_models(chosen, force=force)
+        for name in chosen:
+            console.print(f"tiny/{name}: {tiny_path(name)}", soft_wrap=True, highlight=False)
 
 
 @models_app.command("world-pairs")

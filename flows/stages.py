@@ -18,7 +18,7 @@ from synthclip_core.stages import lineage_events
 from synthclip_core.stages.stage import Stage
 from synthclip_core.storage.store import RunRef
 from tasks.failures import StageFailed, fails_cleanly
-from tasks.stage_task import run_stage_task
+from tasks.stage_task import publish_headline, run_stage_task
 
 __all__ = ["STAGE_FLOWS", "StageFailed", "run_stages"]
 
@@ -27,7 +27,9 @@ def run_stages(run: Run) -> dict:
     """Every stage of the run, in order, each as its own flow run, holding the run's lease (one
     OpenLineage run around them)."""
     with lease.holding(run.store), lineage_events.run_call(run):
-        return {stage.name: STAGE_FLOWS[stage.name](run.ref.run_id, run.ref.root) for stage in run.stages}
+        summaries = {stage.name: STAGE_FLOWS[stage.name](run.ref.run_id, run.ref.root) for stage in run.stages}
+    publish_headline(run)  # the flow's last artifact: what the run made and proved
+    return summaries
 
 
 def stage_flow(stage: Stage) -> Flow:

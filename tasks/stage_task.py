@@ -129,6 +129,18 @@ def publish_cost(run, logger) -> None:
         logger.warning("cost: could not publish the ledger: %s", exc)
 
 
+def publish_headline(run) -> None:
+    """What the finished run made and proved (the figures ``synthclip run`` ends with), as the
+    flow's final artifact. Bookkeeping only: a failure here is a warning."""
+    from synthclip_core.runs.headline import markdown
+
+    try:
+        create_markdown_artifact(markdown=markdown(run), key=_key(f"{run.ref.run_id}-headline"),
+                                 description=f"what {run.kind} {run.ref.run_id} made and proved")
+    except Exception as exc:  # noqa: BLE001
+        get_run_logger().warning("headline: could not publish it: %s", exc)
+
+
 def _key(text: str) -> str:
     """An artifact key (lowercase letters, digits, dashes): versions of it stack up in the UI."""
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:200]

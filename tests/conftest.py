@@ -81,9 +81,9 @@ def prefect_server():
 
 @pytest.fixture(scope="session")
 def tiny_models():
-    from synthclip_core.tiny_models import build_tiny
+    from synthclip_core.tiny_models import build_many
 
-    return {name: build_tiny(name) for name in ("llm", "sd")}
+    return dict(zip(("llm", "sd"), build_many(["llm", "sd"])))  # two at a time where both are missing
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +120,7 @@ def micro_reference(engine, tmp_path_factory):
 # models or a run, and modules whose tests start the CLI or other processes themselves.
 HEAVY_FIXTURES = {"s3_server", "bucket", "ray_local", "prefect_server", "tiny_models", "engine", "offline_run",
                   "micro_reference", "layout_1"}
-HEAVY_MODULES = {"test_cli", "test_ui", "test_deployments", "test_prefect_postgres", "test_ray_job", "test_kill_anywhere",
+HEAVY_MODULES = {"test_cli", "test_first_run", "test_ui", "test_deployments", "test_prefect_postgres", "test_ray_job", "test_kill_anywhere",
                  "test_concurrent_resume", "test_object_store_faults", "test_real_data", "test_training", "test_gpu_proof",
                  "test_preemption"}
 

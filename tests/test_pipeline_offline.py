@@ -205,6 +205,29 @@ def test_the_flow_run_shows_reports_and_pictures(offline_run):
     spent = max(costs, key=lambda a: a.created).data
     assert len(costs) >= len(offline_run[0].names)
     assert "| card |" in spent and "list-2026-12" in spent and "planned GPU-hours" in spent
+    headline = max((a for a in artifacts if a.key == "offline-shared-headline"), key=lambda a: a.created)
+    assert headline.created >= max(a.created for a in costs)  # the flow's last artifact
+    assert "| held-out zero-shot | top-1 " in headline.data and "against chance 1.0%" in headline.data
+    assert "| held-out retrieval | R@5 image to text " in headline.data and "| card | " in headline.data
+
+
+def test_the_command_ends_with_what_the_run_made_and_proved(offline_run, tmp_path):
+    """Under the paths, the figures a user would otherwise open the report for (read from the
+    run's records, so they are the report's own numbers)."""
+    import shutil
+
+    from commands import synthclip
+
+    run, _ = offline_run
+    shutil.copytree(run.store.base, tmp_path / run.ref.run_id)
+    result = synthclip("resume", run.ref.run_id, "--root", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = result.stderr[result.stderr.index("what it made and proved"):]
+    notes = run.require("eval").notes
+    assert f"held-out zero-shot:  top-1 {notes['synthetic-heldout/zeroshot/top1']:.1%} against chance 1.0%" in shown
+    assert f"R@5 image to text {notes['synthetic-heldout/retrieval/image_to_text_R@5']:.1%}" in shown
+    pairs = f"{run.require('images').rows:,} image-caption pairs made, {run.require('shards').rows:,} to train on"
+    assert pairs in shown and "card:" in shown and "near-duplicate images" in shown
 
 
 def test_training_said_how_far_it_was_at_its_last_step(offline_run):

@@ -43,10 +43,20 @@ def test_a_cached_tiny_model_of_an_older_build_is_not_taken_as_built(tmp_path, m
     from synthclip_core import tiny_models
 
     monkeypatch.setenv("SYNTHCLIP_MODELS_DIR", str(tmp_path))
-    for name in ("safety", "sd"):  # a model still at build 1, and one at build 2
+    for name in ("safety", "sd"):  # a model still at build 1, and one past it
         (tmp_path / f"tiny-{name}").mkdir()
         (tmp_path / f"tiny-{name}" / "BUILT").write_text("ok\n")  # what version 1 builds wrote
-    assert tiny_models.VERSIONS["safety"] == 1 and tiny_models.VERSIONS["sd"] == 2
+    assert tiny_models.VERSIONS["safety"] == 1 and tiny_models.VERSIONS["sd"] >= 2
     assert tiny_models.is_built("safety") and not tiny_models.is_built("sd")
     (tmp_path / "tiny-sd" / "BUILT").write_text(f"version {tiny_models.VERSIONS['sd']}\n")
     assert tiny_models.is_built("sd")
+
+
+def test_a_config_names_the_tiny_models_a_first_run_builds():
+    from pathlib import Path
+
+    from synthclip_core.pipeline import load_config
+    from synthclip_core.tiny_models import named_in
+
+    assert named_in(load_config(Path(__file__).parents[1] / "configs" / "offline.yaml")) == ["llm", "sd"]  # not the other five
+    assert named_in({"a": ["tiny/clip", {"b": "tiny/llm"}], "c": "tiny/clip", "d": "tiny/nothing", "e": "org/llm"}) == ["clip", "llm"]

@@ -9,17 +9,25 @@ directory; the stages load them with the same ``from_pretrained`` / factory call
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import shutil
 from pathlib import Path
+from typing import Any, Callable
+
+from ..compute import progress
 
 TINY_PREFIX = "tiny/"
 TINY_NAMES = ("llm", "sd", "safety", "sdxl", "sd3", "sd-checked", "clip")
 # Bumped when a builder makes another model: a cached build of an older version is rebuilt.
-# (Version 1 builds wrote "ok"; llm 2 learned to rewrite captions.)
-VERSIONS = {"llm": 2, "sd": 2, "safety": 1, "sdxl": 1, "sd3": 1, "sd-checked": 1, "clip": 1}
+# (Version 1 builds wrote "ok"; llm 2 learned to rewrite captions; sd 3 trains on one thread, as
+# every builder does, so it is the same model wherever it is built, alone or beside another build.)
+VERSIONS = {"llm": 2, "sd": 3, "safety": 1, "sdxl": 1, "sd3": 1, "sd-checked": 1, "clip": 1}
 
 
 PIPELINE_BUILDERS = {"sdxl": "build_tiny_sdxl", "sd3": "build_tiny_sd3", "sd-checked": "build_tiny_sd_checked"}
+STEPPED = {"llm", "sd", "safety"}  # builders that train, and say how far they are
+_logger = logging.getLogger(__name__)
 
 
 def models_dir() -> Path:
@@ -45,11 +53,42 @@ def _version(marker: str) -> int:
     return int(text.removeprefix("version ")) if text.startswith("version ") else 0
 
 
-def build_tiny(name: str, force: bool = False, log=print) -> Path:
-    """Build one tiny model if missing (idempotent); returns its directory."""
+def build_tiny(name: str, force: bool = False, log: Callable[[str], None] | None = None) -> Path:
+    """Build one tiny model if missing (idempotent); returns its directory.
+
+    One builder per model at a time, across processes (a file lock): a run's driver and a test may
+    both ask for the same model. Progress goes to the core's listeners as ``tiny/NAME`` (a bar in
+    the CLI), the builders' few lines to ``log`` (this module's logger by default).
+    """
     path = tiny_path(name)
     if is_built(name) and not force:
         return path
+    if name not in TINY_NAMES:
+        raise ValueError(f"unknown tiny model {name!r} (known: {', '.join(TINY_NAMES)})")
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        if is_built(name) and not force:  # another process built it while this one waited
+            return path
+        builder = _builder(name, log or _logger.info)
+        tmp = path.with_name(path.name + ".building")
+        if tmp.exists():  # what a killed build left
+            shutil.rmtree(tmp)
+        progress.report(f"{TINY_PREFIX}{name}", 0, 1)
+        if name in STEPPED:
+            builder(tmp, progress=lambda done, total: progress.report(f"{TINY_PREFIX}{name}", done, total))
+        else:
+            builder(tmp)
+        (tmp / "BUILT").write_text(f"version {VERSIONS[name]}\n")
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+        progress.report(f"{TINY_PREFIX}{name}", 1, 1)
+    return path
+
+
+def _builder(name: str, log: Callable[[str], None]) -> Callable[..., Path]:
     if name == "llm":
         from .llm import build_tiny_llm as builder
     elif name == "sd":
@@ -58,23 +97,66 @@ def build_tiny(name: str, force: bool = False, log=print) -> Path:
         from .safety import build_tiny_safety as builder
     elif name == "clip":
         from .clip import build_tiny_clip as builder
-    elif name in PIPELINE_BUILDERS:
+    else:
         from . import pipelines
 
         builder = getattr(pipelines, PIPELINE_BUILDERS[name])
         if name == "sd-checked":  # the tiny SD pipeline with a checker added
             builder = functools.partial(builder, base=build_tiny("sd", log=log))
-    else:
-        raise ValueError(f"unknown tiny model {name!r} (known: {', '.join(TINY_NAMES)})")
-    tmp = path.with_name(path.name + ".building")
-    builder(tmp, log=log)
-    (tmp / "BUILT").write_text(f"version {VERSIONS[name]}\n")
-    if path.exists():
-        import shutil
+    return functools.partial(builder, log=log)
 
-        shutil.rmtree(path)
-    tmp.rename(path)
-    return path
+
+def named_in(config: Any) -> list[str]:
+    """The tiny models a config names (``tiny/NAME`` anywhere in it), in the order it names them."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and value.startswith(TINY_PREFIX) and value[len(TINY_PREFIX):] in TINY_NAMES:
+            found.append(value[len(TINY_PREFIX):])
+
+    walk(config.model_dump() if hasattr(config, "model_dump") else config)
+    return list(dict.fromkeys(found))
+
+
+def build_many(names: list[str], jobs: int = 2) -> list[Path]:
+    """Build the missing ones of ``names``, ``jobs`` at a time, each in a process of its own.
+
+    Every builder trains on one thread, so on a 2-core machine two builds take about the time of
+    the longer one, where one after the other take the sum. Their progress is relayed here.
+    """
+    missing = [name for name in names if not is_built(name)]
+    if jobs <= 1 or len(missing) <= 1:
+        return [build_tiny(name) for name in names]
+    import multiprocessing
+    import queue as queues
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    context = multiprocessing.get_context("spawn")  # no forked copy of a driver's threads (Ray, Prefect)
+    events = context.Queue()
+    with ProcessPoolExecutor(min(jobs, len(missing)), mp_context=context, initializer=_relay_progress,
+                             initargs=(events,)) as pool:
+        futures = [pool.submit(build_tiny, name) for name in missing]
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.2)
+            while True:
+                try:
+                    progress.report(*events.get_nowait())
+                except queues.Empty:
+                    break
+        for future in futures:
+            future.result()  # raises here what a build raised there
+    return [build_tiny(name) for name in names]
+
+
+def _relay_progress(events) -> None:
+    progress.add_listener(lambda stage, done, total: events.put((stage, done, total)))
 
 
 def resolve_model(name: str) -> str:

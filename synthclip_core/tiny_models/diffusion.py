@@ -48,7 +48,7 @@ BATCH = 64
 FIDELITY_PROBES = 200
 
 
-def build_tiny_sd(out_dir: Path, seed: int = 0, log=print) -> Path:
+def build_tiny_sd(out_dir: Path, seed: int = 0, log=print, progress=lambda done, total: None) -> Path:
     import random
     import time
 
@@ -60,7 +60,7 @@ def build_tiny_sd(out_dir: Path, seed: int = 0, log=print) -> Path:
 
     out_dir = Path(out_dir)
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # as every builder: the same model wherever it is built, two builds at once on two cores
     torch.manual_seed(seed)
     rng = random.Random(seed)
     start = time.time()
@@ -70,7 +70,8 @@ def build_tiny_sd(out_dir: Path, seed: int = 0, log=print) -> Path:
         tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77)
         concepts = list(IMAGENET_CLASSNAMES)
         latents = torch.tensor(np.stack([latent("")] + [latent(c) for c in concepts]))
-        vae = _train_vae(latents, log)
+        total = VAE_STEPS + UNET_STEPS + 1  # the last: the fidelity check
+        vae = _train_vae(latents, log, lambda done: progress(done, total))
         captions = [""] + [scene.replace("{c}", c) for c in concepts for scene in SCENES]
         targets = torch.cat([latents[:1], latents[1:].repeat_interleave(len(SCENES), 0)])
         ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
@@ -90,12 +91,13 @@ def build_tiny_sd(out_dir: Path, seed: int = 0, log=print) -> Path:
             beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
             set_alpha_to_one=False, steps_offset=1, prediction_type="sample",
         )
-        _train_unet(unet, text_encoder, scheduler, ids, targets, rng, log)
+        _train_unet(unet, text_encoder, scheduler, ids, targets, rng, log, lambda done: progress(VAE_STEPS + done, total))
         pipe = StableDiffusionPipeline(
             unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
             safety_checker=None, feature_extractor=None, requires_safety_checker=False,
         )
         fidelity = _fidelity(pipe, rng.sample(concepts, FIDELITY_PROBES), rng)
+        progress(total, total)
         pipe.save_pretrained(out_dir, safe_serialization=True)
         (out_dir / "world.json").write_text(json.dumps({
             "world": "signatures of concept tokens on a 4x4 grid (synthclip_core/tiny_models/world.py)",
@@ -111,7 +113,7 @@ def build_tiny_sd(out_dir: Path, seed: int = 0, log=print) -> Path:
     return out_dir
 
 
-def _train_vae(latents, log):
+def _train_vae(latents, log, progress):
     """A VAE whose decoder paints a latent's first three channels as 16x16-pixel cells."""
     import torch
     from diffusers import AutoencoderKL
@@ -134,6 +136,7 @@ def _train_vae(latents, log):
         loss.backward()
         optim.step()
         sched.step()
+        progress(step + 1)
         if step % 100 == 0 or step == VAE_STEPS - 1:
             log(f"tiny VAE step {step + 1}/{VAE_STEPS} loss {loss.item():.4f}")
     return vae.eval().requires_grad_(False)
@@ -155,7 +158,7 @@ def _write_glyph_codes(text_encoder) -> None:
     text_encoder.get_input_embeddings().weight.requires_grad_(False)
 
 
-def _train_unet(unet, text_encoder, scheduler, ids, targets, rng, log) -> None:
+def _train_unet(unet, text_encoder, scheduler, ids, targets, rng, log, progress) -> None:
     """x0 prediction on (caption, signature latent) pairs; one in ten captions empty (the
     unconditional branch of guidance draws the bare grey ground). Most steps at high noise,
     where the caption alone has to say what to draw."""
@@ -182,6 +185,7 @@ def _train_unet(unet, text_encoder, scheduler, ids, targets, rng, log) -> None:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step()
         sched.step()
+        progress(step + 1)
         if step % 100 == 0 or step == UNET_STEPS - 1:
             log(f"tiny UNet step {step + 1}/{UNET_STEPS} loss {loss.item():.4f}")
     unet.eval().requires_grad_(False)

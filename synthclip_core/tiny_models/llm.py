@@ -71,6 +71,7 @@ def build_tiny_llm(
     lr: float = 3e-3,
     seed: int = 0,
     log=print,
+    progress=lambda done, total: None,
 ) -> Path:
     import torch
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
@@ -114,6 +115,7 @@ def build_tiny_llm(
             optim.step()
             sched.step()
             optim.zero_grad(set_to_none=True)
+            progress(step + 1, steps)
             if step % 100 == 0 or step == steps - 1:
                 log(f"tiny LLM step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - start:.0f}s)")
         model.eval()

@@ -21,7 +21,7 @@ def _is_unsafe(concept: str) -> bool:
     return bool(set(concept.lower().replace("-", " ").split()) & set(UNSAFE_WORDS))
 
 
-def build_tiny_safety(out_dir: Path, seed: int = 0, log=print) -> Path:
+def build_tiny_safety(out_dir: Path, seed: int = 0, log=print, progress=lambda done, total: None) -> Path:
     import torch
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
@@ -60,6 +60,7 @@ def build_tiny_safety(out_dir: Path, seed: int = 0, log=print) -> Path:
             loss.backward()
             optim.step()
             optim.zero_grad(set_to_none=True)
+            progress(step + 1, STEPS)
             if step % 100 == 0 or step == STEPS - 1:
                 log(f"  tiny safety classifier step {step + 1}/{STEPS} loss {loss.item():.3f}")
         model.eval()
