@@ -60,7 +60,7 @@ def build_tiny_sd(out_dir: Path, seed: int = 0, log=print, progress=lambda done,
 
     out_dir = Path(out_dir)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as every builder: the same model wherever it is built, two builds at once on two cores
+    torch.set_num_threads(2)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     start = time.time()
