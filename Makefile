@@ -27,18 +27,18 @@ system:
 
 # torch is pinned here (not in pyproject) so GPU images can pick their own CUDA build.
 $(STAMP): pyproject.toml Makefile
-	@echo "[setup] main environment 1/2 in $(VENV): torch 2.14.1 + torchvision 0.29.1 (a CUDA build that runs on the CPU: about 5.5 GB on disk, a 0.9 GB wheel and 3 GB of CUDA libraries to fetch)"
+	@echo "[setup] main environment 1/2 in $(VENV): torch 2.14.1 + torchvision 0.29.1, a CUDA build that runs on the CPU (about 3 GB of wheels, most of them CUDA libraries, 5.5 GB installed; a minute from a local wheel cache)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	@echo "[setup] main environment 2/2: the project and what it runs on (Prefect, Ray, diffusers, transformers, open_clip, pyarrow, s3fs: about 1.5 GB)"
+	@echo "[setup] main environment 2/2: the project and what it runs on (Prefect, Ray, diffusers, transformers, open_clip, pyarrow, s3fs: about 1.4 GB; about 1 minute)"
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
 
 # What the test suite drives besides the project: pytest, moto's S3 server, the readers users
 # open a run with (datasets, duckdb, clip_benchmark), Playwright for the UI test.
 $(DEV_STAMP): $(STAMP)
-	@echo "[setup] test tools in $(VENV): pytest, moto, datasets, duckdb, clip_benchmark, playwright (about 0.4 GB)"
+	@echo "[setup] test tools in $(VENV): pytest, moto, datasets, duckdb, clip_benchmark, playwright (about 0.5 GB)"
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(DEV_STAMP)
 
