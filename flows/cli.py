@@ -15,7 +15,7 @@
     synthclip ladder fit POINTS.csv [--predict PAIRS] [--target VALUE]
     synthclip export clip-benchmark RUN_ID --out DIR    # its evaluation sets, for `clip_benchmark eval`
     synthclip deploy [--kubernetes] [--auto-resume N]  # deployments, and the automation that resumes failed builds
-    synthclip models build-tiny
+    synthclip models build-tiny [NAME ...]              # a run builds the tiny models it names on first use
 """
 
 from __future__ import annotations
