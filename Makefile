@@ -27,11 +27,11 @@ system:
 
 # torch is pinned here (not in pyproject) so GPU images can pick their own CUDA build.
 $(STAMP): pyproject.toml Makefile
-	@echo "[setup] main environment 1/2 in $(VENV): torch 2.14.1 + torchvision 0.29.1, a CUDA build that runs on the CPU (about 3 GB of wheels, most of them CUDA libraries, 5.5 GB installed; a minute from a local wheel cache)"
+	@echo "[setup] main environment 1/2 in $(VENV): torch 2.14.1 + torchvision 0.29.1, a CUDA build that runs on the CPU (about 3 GB to download, most of it CUDA libraries, 5.5 GB installed; about a minute on a fast link)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	@echo "[setup] main environment 2/2: the project and what it runs on (Prefect, Ray, diffusers, transformers, open_clip, pyarrow, s3fs: about 1.4 GB; about 1 minute)"
+	@echo "[setup] main environment 2/2: the project and what it runs on (Prefect, Ray, diffusers, transformers, open_clip, pyarrow, s3fs: about 0.4 GB to download, 1.4 GB installed; about a minute)"
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
 

@@ -322,20 +322,15 @@ def _ensure_process_pool(name: str) -> None:
 def _build_tiny_models(names: list[str], force: bool = False) -> None:
     """The tiny models named, built where missing (two at a time, a bar each), before a run opens:
     on first use, so a first run builds only what it uses."""
-    from synthclip_core.tiny_models import build_many, is_built, models_dir, tiny_path
+    from synthclip_core.tiny_models import build_many, is_built, models_dir
 
     missing = [name for name in names if force or not is_built(name)]
     if not missing:
         return
-    if force:
-        import shutil
-
-        for name in missing:
-            shutil.rmtree(tiny_path(name), ignore_errors=True)
-    console.print(f"building {', '.join('tiny/' + n for n in missing)} into {models_dir()} (once; "
-                  "each trains for a few minutes on the CPU)", soft_wrap=True, highlight=False)
+    console.print(f"building {', '.join('tiny/' + n for n in missing)} into {models_dir()} (once; a model "
+                  "that trains takes a few minutes on the CPU)", soft_wrap=True, highlight=False)
     with progress_bars():
-        build_many(missing)
+        build_many(missing, force=force)
 
 
 @models_app.command("build-tiny")

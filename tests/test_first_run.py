@@ -82,3 +82,17 @@ def test_benchmarks_make_the_root_they_are_given(bench, tmp_path):
     parser.add_argument("--root", type=made_dir)
     where = tmp_path / "not" / "there"
     assert parser.parse_args(["--root", str(where)]).root == str(where) and where.is_dir()
+
+
+def test_build_tiny_builds_the_models_named_and_refuses_unknown_ones(tmp_path):
+    from commands import one_line_error, synthclip
+
+    env = {"SYNTHCLIP_MODELS_DIR": str(tmp_path)}
+    built = synthclip("models", "build-tiny", "clip", "tiny/sd3", env=env)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert f"tiny/clip: {tmp_path / 'tiny-clip'}" in built.stderr and "tiny/sd3" in built.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["tiny-clip", "tiny-sd3"]
+    before = (tmp_path / "tiny-clip" / "BUILT").stat().st_mtime_ns
+    again = synthclip("models", "build-tiny", "clip", "--force", env=env)  # rebuilt, replacing the old whole
+    assert again.returncode == 0 and (tmp_path / "tiny-clip" / "BUILT").stat().st_mtime_ns > before
+    one_line_error(synthclip("models", "build-tiny", "nothing", env=env), "unknown tiny model nothing", "known: llm")

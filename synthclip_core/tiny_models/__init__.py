@@ -77,6 +77,7 @@ def build_tiny(name: str, force: bool = False, log: Callable[[str], None] | None
         tmp = path.with_name(path.name + ".building")
         if tmp.exists():  # what a killed build left
             shutil.rmtree(tmp)
+
         def tick(done: float, total: int) -> None:
             progress.report(f"{TINY_PREFIX}{name}", done, total)
 
@@ -129,16 +130,17 @@ def named_in(config: Any) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def build_many(names: list[str], jobs: int = 2) -> list[Path]:
-    """Build the missing ones of ``names``, ``jobs`` at a time, each in a process of its own.
+def build_many(names: list[str], jobs: int = 2, force: bool = False) -> list[Path]:
+    """Build the missing ones of ``names``, ``jobs`` at a time, each in a process of its own (with
+    ``force``, all of them one after the other, so that sd-checked copies the rebuilt sd).
 
     The LLM trains on one thread and the text-to-image model on two (each model depends on its
     count, so neither changes); side by side, with waiting threads asleep, the two took 275 s on 2
     cores where one after the other took 346 s. Their progress is relayed here.
     """
-    missing = [name for name in names if not is_built(name)]
-    if jobs <= 1 or len(missing) <= 1:
-        return [build_tiny(name) for name in names]
+    missing = [name for name in names if force or not is_built(name)]
+    if force or jobs <= 1 or len(missing) <= 1:
+        return [build_tiny(name, force=force) for name in names]
     import multiprocessing
     import queue as queues
     from concurrent.futures import ProcessPoolExecutor, wait
