@@ -8,7 +8,8 @@ a column it has) keeps the stage's version.
 
 The tiny models are built on each machine, and the tiny LLM trained on another CPU has other
 weights (its float sums differ), so it writes other captions and every stage after has other
-outputs: the file holds one entry per set of tiny models (their content hashes). After bumping a
+outputs: the file holds one entry per set of tiny models (their content hashes; no builder
+writes its own build time into the model, so two builds of the same weights are one entry). After bumping a
 version, ``python tests/golden.py ROOT RUN_ID`` on a finished micro run replaces every entry by
 this machine's; ``--add`` adds this machine's beside the others (only for unchanged code).
 """
